@@ -1,0 +1,80 @@
+#pragma once
+/// The CUDA/NCCL backend: executes a schedule on the local GPUs (one host thread per GPU, one NCCL rank each),
+/// with real kernels on the ops' real shapes, and returns a CUDA-event trace. No CUDA type appears here.
+///
+/// Per rank: a compute and a comm stream; the schedule's dependencies become cudaEvent waits (see
+/// backend/cuda_plan/event_plan.hpp); communicators mirror SGLang's group coordinators (comm_plan.hpp). A step is
+/// enqueued without any host synchronisation; the host then polls its completion under a watchdog that aborts every
+/// communicator on a timeout or an NCCL asynchronous error.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "models/model_spec.hpp"
+#include "topology/rank_layout.hpp"
+
+namespace paratwin {
+
+/// A wrong group layout injected on purpose (tests of the numerical check).
+struct GroupFault {
+  GroupFamily family = GroupFamily::kAttnCp;
+  int group_index = 0;
+  int pos_a = 0, pos_b = 1;  ///< positions in the group whose communicator ranks are swapped
+};
+
+struct CudaOptions {
+  int warmup_steps = 2;       ///< steps run before measuring (excluded)
+  int measured_steps = 5;     ///< steps measured; the median step is reported
+  double timeout_s = 300;     ///< watchdog: a step (or communicator set-up) longer than this aborts the run
+  bool per_op_events = true;  ///< false: the lightly instrumented mode (events at step boundaries only)
+  std::uint64_t seed = 1;     ///< weights and token ids
+  /// The model the schedule was built from (dimensions of the weights); default: the zoo model named by the
+  /// schedule's meta.
+  std::optional<ModelSpec> model;
+  std::optional<GroupFault> group_fault;
+  /// GPUs to use, by local index; empty: 0 .. world − 1.
+  std::vector<int> gpus;
+};
+
+/// Timing of one run (all steps measured, per rank).
+struct CudaRunStats {
+  std::vector<double> step_s;  ///< per measured step: the slowest rank's step time
+  double median_step_s = 0;
+  int median_step = 0;                     ///< index of the median step (its events are the trace's)
+  std::int64_t device_bytes_per_rank = 0;  ///< largest device memory the engine allocated on one rank
+  std::vector<std::string> generic_ops;    ///< rank 0's ops run on scratch buffers (no real data flow)
+};
+
+struct CudaRunResult {
+  Trace trace;  ///< per-op events of the median step (empty events in the light mode)
+  CudaRunStats stats;
+};
+
+/// Runs `schedule`; throws paratwin::Error for anything the user can fix (too few GPUs, memory shortfall, version
+/// mismatch, watchdog timeout, NCCL errors), naming rank, op and group where there is one.
+[[nodiscard]] CudaRunResult run_cuda(const Schedule& schedule, const Placement& placement, const CudaOptions& options);
+
+/// The numerical check: outputs of `schedule` against a single-GPU reference run of `reference` (the same model and
+/// prompt with a layout of one rank), both computed by the same code.
+struct CudaCheckResult {
+  double hidden_rel_l2 = 0;  ///< final residual stream of every token
+  double logits_rel_l2 = 0;  ///< last token's logits
+  double tolerance = 1e-2;
+  bool passed = false;
+  std::string detail;
+};
+[[nodiscard]] CudaCheckResult check_cuda(const Schedule& schedule, const Schedule& reference,
+                                         const CudaOptions& options);
+
+/// Local GPUs visible, and the CUDA/NCCL versions ("cuda runtime 13.0, driver 13.0, nccl 2.28.3").
+[[nodiscard]] int cuda_device_count();
+[[nodiscard]] std::string cuda_versions();
+
+/// A Backend running `run_cuda` with `options`.
+[[nodiscard]] std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& options);
+
+}  // namespace paratwin

@@ -1,0 +1,774 @@
+// The CUDA/NCCL engine: one host thread per rank (GPU), communicators from the comm plan, two streams, events from
+// the event plan, a watchdog in the calling thread.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "backend/cuda/cuda_backend.hpp"
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/op_binder.hpp"
+#include "backend/cuda_plan/comm_plan.hpp"
+#include "backend/cuda_plan/event_plan.hpp"
+#include "models/schedule_json.hpp"
+#include "topology/placement.hpp"
+
+namespace paratwin {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using cuda::BoundOp;
+using cuda::RankProgram;
+using cuda_plan::CommSource;
+using cuda_plan::NcclFunction;
+using cuda_plan::NcclType;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+ncclDataType_t nccl_type(NcclType t) {
+  switch (t) {
+    case NcclType::kBf16:
+      return ncclBfloat16;
+    case NcclType::kFp8E4M3:
+      return ncclFloat8e4m3;
+    case NcclType::kFp32:
+      return ncclFloat32;
+    case NcclType::kInt32:
+      return ncclInt32;
+    case NcclType::kUint8:
+      return ncclUint8;
+  }
+  return ncclUint8;
+}
+
+std::string op_group(const Op& op) {
+  if (const auto* c = std::get_if<CollectiveOp>(&op.body)) {
+    return fmt::format("{} on {}[{}]", to_string(c->kind), family_key(c->family), c->group_index);
+  }
+  if (const auto* p = std::get_if<P2POp>(&op.body))
+    return fmt::format("{} with rank {}", p->is_send ? "send" : "recv", p->peer);
+  return fmt::format("{} on the compute stream", to_string(std::get<ComputeOp>(op.body).kind));
+}
+
+/// Outputs copied back after the last step, for the check.
+struct HostOutputs {
+  std::vector<std::int64_t> request, position;
+  std::vector<float> hidden;  // rows × hidden_size
+  std::int64_t hidden_size = 0;
+  std::vector<float> logits;  // last token's logits (request 0), empty when this rank has none
+};
+
+/// State shared by the workers and the watchdog of one run.
+struct RunState {
+  explicit RunState(int ranks)
+      : world(ranks), stuck(static_cast<std::size_t>(ranks)), errors(static_cast<std::size_t>(ranks)) {
+    for (int i = 0; i < ranks; ++i) {
+      enqueuing.emplace_back(std::make_unique<std::atomic<int>>(-1));
+      done.emplace_back(std::make_unique<std::atomic<bool>>(false));
+      reported.emplace_back(std::make_unique<std::atomic<bool>>(false));
+    }
+  }
+  int world;
+  ncclUniqueId uid{};
+  std::atomic<bool> abort{false};      // every worker stops; comms are (being) aborted
+  std::atomic<bool> timed_out{false};  // the watchdog fired: workers report where they are stuck
+  std::atomic<std::int64_t> phase_start_ns{0};
+  std::vector<std::unique_ptr<std::atomic<int>>> enqueuing;  // op being enqueued per rank (−1: none)
+  std::vector<std::unique_ptr<std::atomic<bool>>> done, reported;
+  std::mutex mu;
+  std::condition_variable cv;
+  int barrier_count = 0, barrier_generation = 0;
+  std::vector<ncclComm_t> comms;    // every communicator created (for abort), guarded by mu
+  std::vector<std::string> stuck;   // per rank, filled on timeout
+  std::vector<std::string> errors;  // per rank
+  std::vector<std::vector<std::vector<double>>> op_start_s, op_end_s;  // [rank][step][op]
+  std::vector<std::vector<double>> step_s;                             // [rank][step]
+  std::vector<HostOutputs> outputs;
+  std::vector<std::int64_t> device_bytes;
+  std::vector<std::string> generic_ops;
+
+  void touch() {
+    phase_start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  }
+  // Returns false when the run was aborted while waiting.
+  bool barrier() {
+    std::unique_lock lock(mu);
+    const int gen = barrier_generation;
+    if (++barrier_count == world) {
+      barrier_count = 0;
+      ++barrier_generation;
+      cv.notify_all();
+      return !abort;
+    }
+    // Timed waits: an abort raised without the lock cannot be missed.
+    while (barrier_generation == gen && !abort) cv.wait_for(lock, std::chrono::milliseconds(10));
+    return !abort;
+  }
+  void add_comm(ncclComm_t c) {
+    std::lock_guard lock(mu);
+    comms.push_back(c);
+  }
+};
+
+class Worker {
+ public:
+  Worker(RunState& st, const Schedule& s, const ModelSpec& model, const CudaOptions& o, int rank, int gpu,
+         const cuda_plan::CommPlan& plan, bool collect)
+      : st_(st), s_(s), model_(model), o_(o), rank_(rank), gpu_(gpu), plan_(plan), collect_(collect) {}
+
+  void run() {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      st_.errors[static_cast<std::size_t>(rank_)] = e.what();
+      st_.abort = true;
+      st_.cv.notify_all();
+    }
+    *st_.done[static_cast<std::size_t>(rank_)] = true;
+  }
+
+ private:
+  void body();
+  void make_comms();
+  ncclComm_t comm_of(GroupFamily family) const;
+  void enqueue_step();
+  bool wait_step();
+  void issue(const BoundOp& b);
+  void collect_outputs();
+
+  RunState& st_;
+  const Schedule& s_;
+  const ModelSpec& model_;
+  const CudaOptions& o_;
+  int rank_, gpu_;
+  const cuda_plan::CommPlan& plan_;
+  bool collect_;
+  RankProgram prog_;
+  cuda_plan::EventPlan events_;
+  cudaStream_t compute_ = nullptr, comm_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  cublasLtHandle_t blas_lt_ = nullptr;
+  void* lt_workspace_ = nullptr;
+  ncclComm_t world_ = nullptr;
+  std::array<ncclComm_t, kFamilyCount> family_comms_{};
+  std::vector<cudaEvent_t> start_, end_;  // per op (per-op mode: timing; light mode: end_ = done events)
+  cudaEvent_t begin_ = nullptr, finish_ = nullptr, comm_finish_ = nullptr;
+};
+
+ncclComm_t Worker::comm_of(GroupFamily family) const {
+  const auto& fc = plan_.of(family);
+  switch (fc.source) {
+    case CommSource::kSplit:
+      return family_comms_[static_cast<std::size_t>(family_index(family))];
+    case CommSource::kAliasTp:
+      return family_comms_[static_cast<std::size_t>(family_index(GroupFamily::kTp))];
+    case CommSource::kAliasAttnCp:
+      return family_comms_[static_cast<std::size_t>(family_index(GroupFamily::kAttnCp))];
+    case CommSource::kNone:
+      break;
+  }
+  fail("rank {}: the schedule uses family {}, which has no communicator", rank_, family_key(family));
+}
+
+void Worker::make_comms() {
+  st_.touch();
+  PARATWIN_NCCL_CHECK(nullptr, ncclCommInitRank(&world_, st_.world, st_.uid, rank_));
+  st_.add_comm(world_);
+  for (const auto& fc : plan_.families) {
+    if (fc.source != CommSource::kSplit) continue;
+    ncclComm_t c = nullptr;
+    const auto r = static_cast<std::size_t>(rank_);
+    PARATWIN_NCCL_CHECK(world_, ncclCommSplit(world_, fc.color[r], fc.key[r], &c, nullptr));
+    st_.add_comm(c);
+    family_comms_[static_cast<std::size_t>(family_index(fc.family))] = c;
+  }
+}
+
+void Worker::issue(const BoundOp& b) {
+  const auto& c = b.call;
+  const auto type = nccl_type(c.type);
+  const auto count = static_cast<std::size_t>(c.count);
+  void* send = b.send_buffer >= 0 ? prog_.pool.ptr(b.send_buffer) : nullptr;
+  void* recv = b.recv_buffer >= 0 ? prog_.pool.ptr(b.recv_buffer) : nullptr;
+  if (c.world_comm) {
+    if (c.function == NcclFunction::kSend) {
+      PARATWIN_NCCL_CHECK(world_, ncclSend(send, count, type, c.peer, world_, comm_));
+    } else {
+      PARATWIN_NCCL_CHECK(world_, ncclRecv(recv, count, type, c.peer, world_, comm_));
+    }
+    return;
+  }
+  ncclComm_t comm = comm_of(c.family);
+  switch (c.function) {
+    case NcclFunction::kAllGather:
+      PARATWIN_NCCL_CHECK(comm, ncclAllGather(send, recv, count, type, comm, comm_));
+      break;
+    case NcclFunction::kReduceScatter:
+      PARATWIN_NCCL_CHECK(comm, ncclReduceScatter(send, recv, count, type, ncclSum, comm, comm_));
+      break;
+    case NcclFunction::kAllReduce:
+      PARATWIN_NCCL_CHECK(comm, ncclAllReduce(send, send, count, type, ncclSum, comm, comm_));
+      break;
+    case NcclFunction::kBroadcast:
+      PARATWIN_NCCL_CHECK(comm, ncclBroadcast(send, send, count, type, c.root, comm, comm_));
+      break;
+    case NcclFunction::kAllToAll:
+      PARATWIN_NCCL_CHECK(comm, ncclAlltoAll(send, recv, count, type, comm, comm_));
+      break;
+    case NcclFunction::kGroupedSendRecv: {
+      const auto size = cuda_plan::nccl_type_bytes(c.type);
+      PARATWIN_NCCL_CHECK(comm, ncclGroupStart());
+      for (const auto& t : c.transfers) {
+        if (t.is_send) {
+          PARATWIN_NCCL_CHECK(comm, ncclSend(static_cast<char*>(send) + t.offset * size,
+                                             static_cast<std::size_t>(t.count), type, t.peer, comm, comm_));
+        } else {
+          PARATWIN_NCCL_CHECK(comm, ncclRecv(static_cast<char*>(recv) + t.offset * size,
+                                             static_cast<std::size_t>(t.count), type, t.peer, comm, comm_));
+        }
+      }
+      PARATWIN_NCCL_CHECK(comm, ncclGroupEnd());
+      break;
+    }
+    case NcclFunction::kSend:
+    case NcclFunction::kRecv:
+      PARATWIN_ASSERT(false, "P2P call outside the world communicator");
+  }
+}
+
+void Worker::enqueue_step() {
+  const auto& ops = s_.ranks[static_cast<std::size_t>(rank_)];
+  const cuda::ExecCtx ctx{compute_, blas_, &prog_.pool, blas_lt_, lt_workspace_, cuda::kLtWorkspaceBytes};
+  PARATWIN_CUDA_CHECK(cudaEventRecord(begin_, compute_));
+  PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(comm_, begin_, 0));
+  for (const auto& launch : events_.launches) {
+    cudaStream_t stream = launch.stream == Stream::kCompute ? compute_ : comm_;
+    if (launch.wait_for >= 0) {
+      PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(stream, end_[static_cast<std::size_t>(launch.wait_for)], 0));
+    }
+    const int first = launch.ops.front();
+    *st_.enqueuing[static_cast<std::size_t>(rank_)] = first;
+    if (o_.per_op_events) PARATWIN_CUDA_CHECK(cudaEventRecord(start_[static_cast<std::size_t>(first)], stream));
+    const auto& b0 = prog_.ops[static_cast<std::size_t>(first)];
+    if (b0.compute) {
+      b0.compute(ctx);
+      const auto err = cudaGetLastError();
+      if (err != cudaSuccess) {
+        fail("rank {} op {} '{}': kernel launch failed: {}", rank_, first, ops[static_cast<std::size_t>(first)].name,
+             cudaGetErrorString(err));
+      }
+    } else if (launch.ops.size() == 1) {
+      issue(b0);
+    } else {
+      PARATWIN_NCCL_CHECK(world_, ncclGroupStart());
+      for (const int m : launch.ops) issue(prog_.ops[static_cast<std::size_t>(m)]);
+      PARATWIN_NCCL_CHECK(world_, ncclGroupEnd());
+    }
+    for (const int m : launch.ops) {
+      const auto i = static_cast<std::size_t>(m);
+      if (o_.per_op_events) {
+        if (m != first) PARATWIN_CUDA_CHECK(cudaEventRecord(start_[i], stream));
+        PARATWIN_CUDA_CHECK(cudaEventRecord(end_[i], stream));
+      } else if (events_.needs_done_event[i]) {
+        PARATWIN_CUDA_CHECK(cudaEventRecord(end_[i], stream));
+      }
+    }
+  }
+  *st_.enqueuing[static_cast<std::size_t>(rank_)] = -1;
+  PARATWIN_CUDA_CHECK(cudaEventRecord(comm_finish_, comm_));
+  PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(compute_, comm_finish_, 0));
+  PARATWIN_CUDA_CHECK(cudaEventRecord(finish_, compute_));
+}
+
+// Polls the step's end; returns false when the run is aborted.
+bool Worker::wait_step() {
+  const auto& ops = s_.ranks[static_cast<std::size_t>(rank_)];
+  for (;;) {
+    const auto q = cudaEventQuery(finish_);
+    if (q == cudaSuccess) return true;
+    if (q != cudaErrorNotReady) fail("rank {}: CUDA error while the step ran: {}", rank_, cudaGetErrorString(q));
+    if (st_.timed_out && !*st_.reported[static_cast<std::size_t>(rank_)]) {
+      std::string where = "after its last op (waiting for the step end)";
+      if (o_.per_op_events) {
+        for (std::size_t i = 0; i < ops.size(); ++i) {
+          if (cudaEventQuery(end_[i]) != cudaSuccess) {
+            where = fmt::format("at op {} '{}' ({})", i, ops[i].name, op_group(ops[i]));
+            break;
+          }
+        }
+      } else {
+        where = "inside the step (light mode: rerun with per-op events for the op)";
+      }
+      st_.stuck[static_cast<std::size_t>(rank_)] = where;
+      *st_.reported[static_cast<std::size_t>(rank_)] = true;
+    }
+    if (st_.abort) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+void Worker::collect_outputs() {
+  HostOutputs out;
+  out.hidden_size = prog_.outputs.hidden_size;
+  const auto h = static_cast<std::size_t>(out.hidden_size);
+  for (const auto& rows : prog_.outputs.hidden) {
+    const auto n = rows.request.size();
+    std::vector<std::uint16_t> raw(n * h);
+    PARATWIN_CUDA_CHECK(cudaMemcpy(raw.data(), prog_.pool.ptr(rows.buffer), raw.size() * 2, cudaMemcpyDeviceToHost));
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      const std::uint32_t bits = static_cast<std::uint32_t>(raw[i]) << 16;
+      float f = 0;
+      std::memcpy(&f, &bits, 4);
+      out.hidden.push_back(f);
+    }
+    out.request.insert(out.request.end(), rows.request.begin(), rows.request.end());
+    out.position.insert(out.position.end(), rows.position.begin(), rows.position.end());
+  }
+  if (prog_.outputs.logits_buffer >= 0) {
+    const auto cols = static_cast<std::size_t>(prog_.outputs.logits_cols);
+    const int attn_tp = s_.meta.config.attn_tp_size();
+    const int requests = s_.meta.batch / s_.meta.config.attn_dp_size();
+    std::vector<float> all(cols * static_cast<std::size_t>(attn_tp * requests));
+    PARATWIN_CUDA_CHECK(
+        cudaMemcpy(all.data(), prog_.pool.ptr(prog_.outputs.logits_buffer), all.size() * 4, cudaMemcpyDeviceToHost));
+    // [attn_tp][requests][cols] → request 0's full row.
+    for (int t = 0; t < attn_tp; ++t) {
+      const auto base = static_cast<std::size_t>(t * requests) * cols;
+      out.logits.insert(out.logits.end(), all.begin() + static_cast<std::ptrdiff_t>(base),
+                        all.begin() + static_cast<std::ptrdiff_t>(base + cols));
+    }
+    out.logits.resize(static_cast<std::size_t>(model_.vocab_size));
+  }
+  st_.outputs[static_cast<std::size_t>(rank_)] = std::move(out);
+}
+
+void Worker::body() {
+  PARATWIN_CUDA_CHECK(cudaSetDevice(gpu_));
+  cuda::bind_rank(s_, model_, rank_, o_.seed, prog_);
+  events_ = cuda_plan::plan_events(s_.ranks[static_cast<std::size_t>(rank_)], rank_);
+  if (rank_ == 0) st_.generic_ops = prog_.generic_ops;
+  // Memory check before anything is allocated (NCCL and cuBLAS need room of their own too).
+  constexpr std::int64_t kRuntimeReserveBytes = std::int64_t{1} << 30;
+  std::size_t free_bytes = 0, total_bytes = 0;
+  PARATWIN_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const auto need = prog_.pool.total_bytes() + kRuntimeReserveBytes;
+  st_.device_bytes[static_cast<std::size_t>(rank_)] = prog_.pool.total_bytes();
+  if (need > static_cast<std::int64_t>(free_bytes)) {
+    fail(
+        "rank {} needs {:.2f} GiB on GPU {} (schedule buffers {:.2f} GiB + {:.2f} GiB for CUDA/NCCL) but only {:.2f} "
+        "GiB are free: short by {:.2f} GiB; cut --layers or --prompt-len, or use more ranks",
+        rank_, static_cast<double>(need) / 1073741824.0, gpu_,
+        static_cast<double>(prog_.pool.total_bytes()) / 1073741824.0,
+        static_cast<double>(kRuntimeReserveBytes) / 1073741824.0, static_cast<double>(free_bytes) / 1073741824.0,
+        static_cast<double>(need - static_cast<std::int64_t>(free_bytes)) / 1073741824.0);
+  }
+  if (!st_.barrier()) return;
+
+  PARATWIN_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
+  PARATWIN_CUDA_CHECK(cudaStreamCreateWithFlags(&comm_, cudaStreamNonBlocking));
+  PARATWIN_CUBLAS_CHECK(cublasCreate(&blas_));
+  PARATWIN_CUBLAS_CHECK(cublasSetStream(blas_, compute_));
+  PARATWIN_CUBLAS_CHECK(cublasLtCreate(&blas_lt_));
+  PARATWIN_CUDA_CHECK(cudaMalloc(&lt_workspace_, cuda::kLtWorkspaceBytes));
+  prog_.pool.allocate(compute_);
+  make_comms();
+  if (!st_.barrier()) return;
+
+  const auto n = s_.ranks[static_cast<std::size_t>(rank_)].size();
+  const unsigned flags = o_.per_op_events ? cudaEventDefault : cudaEventDisableTiming;
+  start_.resize(n, nullptr);
+  end_.resize(n, nullptr);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (o_.per_op_events) PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&start_[i], flags));
+    if (o_.per_op_events || events_.needs_done_event[i]) PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&end_[i], flags));
+  }
+  PARATWIN_CUDA_CHECK(cudaEventCreate(&begin_));
+  PARATWIN_CUDA_CHECK(cudaEventCreate(&finish_));
+  PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&comm_finish_, cudaEventDisableTiming));
+
+  const int steps = o_.warmup_steps + o_.measured_steps;
+  auto& my_steps = st_.step_s[static_cast<std::size_t>(rank_)];
+  auto& my_start = st_.op_start_s[static_cast<std::size_t>(rank_)];
+  auto& my_end = st_.op_end_s[static_cast<std::size_t>(rank_)];
+  for (int step = 0; step < steps; ++step) {
+    // Steps start together, so a step's time is its own (not the wait for a slower rank's previous step).
+    if (!st_.barrier()) return;
+    st_.touch();
+    enqueue_step();
+    if (!wait_step()) return;
+    if (step < o_.warmup_steps) continue;
+    float ms = 0;
+    PARATWIN_CUDA_CHECK(cudaEventElapsedTime(&ms, begin_, finish_));
+    my_steps.push_back(static_cast<double>(ms) * 1e-3);
+    std::vector<double> starts(n, 0.0), ends(n, 0.0);
+    if (o_.per_op_events) {
+      for (std::size_t i = 0; i < n; ++i) {
+        float a = 0, b = 0;
+        PARATWIN_CUDA_CHECK(cudaEventElapsedTime(&a, begin_, start_[i]));
+        PARATWIN_CUDA_CHECK(cudaEventElapsedTime(&b, begin_, end_[i]));
+        starts[i] = static_cast<double>(a) * 1e-3;
+        ends[i] = static_cast<double>(b) * 1e-3;
+      }
+    }
+    my_start.push_back(std::move(starts));
+    my_end.push_back(std::move(ends));
+  }
+  if (collect_) collect_outputs();
+  if (!st_.barrier()) return;
+  for (auto* e : start_)
+    if (e != nullptr) cudaEventDestroy(e);
+  for (auto* e : end_)
+    if (e != nullptr) cudaEventDestroy(e);
+  cudaEventDestroy(begin_);
+  cudaEventDestroy(finish_);
+  cudaEventDestroy(comm_finish_);
+  prog_.pool.release();
+  cublasDestroy(blas_);
+  cublasLtDestroy(blas_lt_);
+  cudaFree(lt_workspace_);
+  cudaStreamDestroy(compute_);
+  cudaStreamDestroy(comm_);
+}
+
+void check_versions() {
+  int runtime = 0, driver = 0, nccl = 0;
+  PARATWIN_CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
+  PARATWIN_CUDA_CHECK(cudaDriverGetVersion(&driver));
+  if (driver == 0) fail("no CUDA driver is installed: the CUDA backend needs an NVIDIA GPU and its driver");
+  if (driver < runtime) {
+    fail("the CUDA driver supports CUDA {}.{} but paratwin was built with CUDA runtime {}.{}: update the driver",
+         driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
+  }
+  PARATWIN_NCCL_CHECK(nullptr, ncclGetVersion(&nccl));
+  if (nccl / 100 != NCCL_VERSION_CODE / 100) {
+    fail("NCCL version mismatch: paratwin was built against NCCL {}.{} but loaded NCCL {}.{}.{}",
+         NCCL_VERSION_CODE / 10000, NCCL_VERSION_CODE / 100 % 100, nccl / 10000, nccl / 100 % 100, nccl % 100);
+  }
+}
+
+struct EngineResult {
+  CudaRunResult run;
+  std::vector<HostOutputs> outputs;
+};
+
+EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::vector<int>& gpus, const CudaOptions& o,
+                        bool collect) {
+  const int world = static_cast<int>(s.ranks.size());
+  if (world < 1) fail("the schedule has no ranks");
+  if (o.warmup_steps < 0 || o.measured_steps < 1) {
+    fail("--warmup {} / --steps {}: need at least one measured step", o.warmup_steps, o.measured_steps);
+  }
+  if (!(o.timeout_s > 0)) fail("--timeout {} must be positive", o.timeout_s);
+  check_versions();
+  const int devices = cuda_device_count();
+  if (devices == 0) fail("no CUDA GPU is visible (cudaGetDeviceCount = 0): the CUDA backend needs one GPU per rank");
+  if (static_cast<int>(gpus.size()) != world) fail("{} GPUs given for {} ranks", gpus.size(), world);
+  for (int r = 0; r < world; ++r) {
+    const int g = gpus[static_cast<std::size_t>(r)];
+    if (g < 0 || g >= devices) {
+      fail("rank {} needs GPU {} but only {} GPU(s) are visible: the schedule has {} ranks, one GPU each", r, g,
+           devices, world);
+    }
+  }
+  const RankLayout layout(s.meta.config);
+  if (layout.world_size() != world) fail("schedule meta says {} ranks but holds {}", layout.world_size(), world);
+  auto plan = cuda_plan::plan_communicators(layout);
+  if (o.group_fault) {
+    cuda_plan::swap_group_positions(plan, layout, o.group_fault->family, o.group_fault->group_index,
+                                    o.group_fault->pos_a, o.group_fault->pos_b);
+  }
+
+  RunState st(world);
+  st.op_start_s.resize(static_cast<std::size_t>(world));
+  st.op_end_s.resize(static_cast<std::size_t>(world));
+  st.step_s.resize(static_cast<std::size_t>(world));
+  st.outputs.resize(static_cast<std::size_t>(world));
+  st.device_bytes.resize(static_cast<std::size_t>(world));
+  PARATWIN_NCCL_CHECK(nullptr, ncclGetUniqueId(&st.uid));
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    workers.push_back(std::make_unique<Worker>(st, s, model, o, r, gpus[static_cast<std::size_t>(r)], plan, collect));
+  }
+  const auto start = Clock::now();
+  st.touch();
+  for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
+
+  // Watchdog: errors of any rank, NCCL asynchronous errors and the timeout abort every communicator.
+  std::string failure;
+  for (;;) {
+    bool all_done = true;
+    for (const auto& d : st.done) all_done = all_done && *d;
+    if (all_done) break;
+    if (st.abort) break;
+    {
+      std::lock_guard lock(st.mu);
+      for (std::size_t i = 0; i < st.comms.size() && failure.empty(); ++i) {
+        ncclResult_t async = ncclSuccess;
+        if (ncclCommGetAsyncError(st.comms[i], &async) == ncclSuccess && async != ncclSuccess &&
+            async != ncclInProgress) {
+          failure = fmt::format("NCCL asynchronous error {} ({}): {}", static_cast<int>(async),
+                                ncclGetErrorString(async), ncclGetLastError(st.comms[i]));
+        }
+      }
+    }
+    if (!failure.empty()) break;
+    const auto phase = std::chrono::nanoseconds(st.phase_start_ns.load());
+    const double in_phase = std::chrono::duration<double>(Clock::now().time_since_epoch() - phase).count();
+    if (in_phase > o.timeout_s) {
+      st.timed_out = true;
+      const auto deadline = Clock::now() + std::chrono::seconds(2);
+      while (Clock::now() < deadline) {
+        bool all = true;
+        for (int r = 0; r < world; ++r)
+          all = all && (*st.reported[static_cast<std::size_t>(r)] || *st.done[static_cast<std::size_t>(r)]);
+        if (all) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      failure = fmt::format("watchdog: no progress within --timeout {} s ({:.1f} s after the run started)", o.timeout_s,
+                            seconds_since(start));
+      for (int r = 0; r < world; ++r) {
+        const auto i = static_cast<std::size_t>(r);
+        if (*st.done[i]) continue;
+        std::string where = st.stuck[i];
+        if (where.empty()) {
+          const int op = *st.enqueuing[i];
+          where = op >= 0 ? fmt::format("blocked while posting op {} '{}' ({})", op,
+                                        s.ranks[i][static_cast<std::size_t>(op)].name,
+                                        op_group(s.ranks[i][static_cast<std::size_t>(op)]))
+                          : "blocked in communicator set-up or a host barrier";
+        }
+        failure += fmt::format("; rank {} {}", r, where);
+      }
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const bool aborted = st.abort || !failure.empty();
+  if (aborted) {
+    st.abort = true;
+    st.cv.notify_all();
+    std::lock_guard lock(st.mu);
+    for (auto* c : st.comms) ncclCommAbort(c);
+    st.comms.clear();
+  }
+  for (auto& t : threads) t.join();
+  if (!aborted) {
+    for (auto* c : st.comms) ncclCommDestroy(c);
+  }
+  for (int r = 0; r < world; ++r) {
+    const auto& e = st.errors[static_cast<std::size_t>(r)];
+    if (!e.empty()) {
+      fail("CUDA backend: rank {} (GPU {}) failed after {:.1f} s: {}; every communicator was aborted", r,
+           gpus[static_cast<std::size_t>(r)], seconds_since(start), e);
+    }
+  }
+  if (!failure.empty()) fail("CUDA backend: {}; every communicator was aborted", failure);
+
+  // The median step over the slowest rank of each step.
+  EngineResult result;
+  auto& stats = result.run.stats;
+  const auto steps = st.step_s[0].size();
+  for (std::size_t k = 0; k < steps; ++k) {
+    double slowest = 0;
+    for (int r = 0; r < world; ++r) slowest = std::max(slowest, st.step_s[static_cast<std::size_t>(r)][k]);
+    stats.step_s.push_back(slowest);
+  }
+  std::vector<std::size_t> order(steps);
+  for (std::size_t k = 0; k < steps; ++k) order[k] = k;
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t a, std::size_t b) { return stats.step_s[a] < stats.step_s[b]; });
+  const auto median = order[steps / 2];
+  stats.median_step = static_cast<int>(median);
+  stats.median_step_s = stats.step_s[median];
+  stats.device_bytes_per_rank = *std::max_element(st.device_bytes.begin(), st.device_bytes.end());
+  stats.generic_ops = st.generic_ops;
+
+  auto& trace = result.run.trace;
+  trace.meta.backend = "cuda";
+  trace.meta.schedule_hash = schedule_hash(s);
+  trace.meta.model = s.meta.model;
+  trace.meta.layout = s.meta.config.to_flags();
+  trace.meta.versions = {{"cuda", cuda_versions()}, {"paratwin", "0.1.0"}};
+  trace.meta.extra = {{"measured_steps", std::to_string(o.measured_steps)},
+                      {"warmup_steps", std::to_string(o.warmup_steps)},
+                      {"median_step_s", fmt::format("{:.9g}", stats.median_step_s)},
+                      {"instrumentation", o.per_op_events ? "per-op events" : "step events"}};
+  if (o.per_op_events) {
+    for (int r = 0; r < world; ++r) {
+      const auto& ops = s.ranks[static_cast<std::size_t>(r)];
+      for (std::size_t i = 0; i < ops.size(); ++i) {
+        const Op& op = ops[i];
+        Event e;
+        e.rank = r;
+        e.node = 0;
+        e.op = op.index;
+        e.name = op.name;
+        e.stream = std::string(to_string(op.stream));
+        e.layer = op.layer;
+        e.start_s = st.op_start_s[static_cast<std::size_t>(r)][median][i];
+        e.end_s = st.op_end_s[static_cast<std::size_t>(r)][median][i];
+        if (const auto* c = std::get_if<ComputeOp>(&op.body)) {
+          e.kind = std::string(to_string(c->kind));
+          e.bytes = static_cast<std::int64_t>(std::llround(c->bytes));
+          e.flops = c->flops;
+        } else if (const auto* cl = std::get_if<CollectiveOp>(&op.body)) {
+          e.kind = std::string(to_string(cl->kind));
+          e.group = fmt::format("{}[{}]", family_key(cl->family), cl->group_index);
+          e.group_size = cl->group_size;
+          e.bytes = cl->bytes;
+        } else {
+          const auto& p = std::get<P2POp>(op.body);
+          e.kind = p.is_send ? "send" : "recv";
+          e.group_size = 2;
+          e.bytes = p.bytes;
+        }
+        trace.events.push_back(std::move(e));
+      }
+    }
+  }
+  result.outputs = std::move(st.outputs);
+  return result;
+}
+
+ModelSpec model_for(const Schedule& s, const CudaOptions& o) {
+  if (o.model) return *o.model;
+  return load_model(s.meta.model);
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(CudaOptions o) : o_(std::move(o)) {}
+  [[nodiscard]] std::string_view name() const override { return "cuda"; }
+  [[nodiscard]] Trace run(const Schedule& schedule, const Placement& placement) override {
+    return run_cuda(schedule, placement, o_).trace;
+  }
+
+ private:
+  CudaOptions o_;
+};
+
+double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
+    num += d * d;
+    den += static_cast<double>(b[i]) * static_cast<double>(b[i]);
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+}  // namespace
+
+int cuda_device_count() {
+  int n = 0;
+  const auto err = cudaGetDeviceCount(&n);
+  if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) return 0;
+  PARATWIN_CUDA_CHECK(err);
+  return n;
+}
+
+std::string cuda_versions() {
+  int runtime = 0, driver = 0, nccl = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);
+  ncclGetVersion(&nccl);
+  return fmt::format("cuda runtime {}.{}, driver {}.{}, nccl {}.{}.{}", runtime / 1000, runtime % 1000 / 10,
+                     driver / 1000, driver % 1000 / 10, nccl / 10000, nccl / 100 % 100, nccl % 100);
+}
+
+CudaRunResult run_cuda(const Schedule& schedule, const Placement& placement, const CudaOptions& options) {
+  const int world = static_cast<int>(schedule.ranks.size());
+  std::vector<int> gpus = options.gpus;
+  if (gpus.empty()) {
+    for (int r = 0; r < world; ++r) {
+      const auto& loc = placement.location(r);
+      if (loc.node != 0) {
+        fail(
+            "rank {} is placed on node {}: this build runs one node (one process, one thread per GPU); launch "
+            "multi-node runs one process per node",
+            r, loc.node);
+      }
+      gpus.push_back(loc.gpu);
+    }
+  }
+  return run_engine(schedule, model_for(schedule, options), gpus, options, false).run;
+}
+
+CudaCheckResult check_cuda(const Schedule& schedule, const Schedule& reference, const CudaOptions& options) {
+  if (reference.ranks.size() != 1)
+    fail("the check's reference must be a single-rank schedule, got {} ranks", reference.ranks.size());
+  const auto model = model_for(schedule, options);
+  CudaOptions o = options;
+  o.warmup_steps = 0;
+  o.measured_steps = 1;
+  std::vector<int> gpus = o.gpus;
+  if (gpus.empty()) {
+    for (int r = 0; r < static_cast<int>(schedule.ranks.size()); ++r) gpus.push_back(r);
+  }
+  const auto par = run_engine(schedule, model, gpus, o, true);
+  if (!par.run.stats.generic_ops.empty()) {
+    fail(
+        "--check needs the real data flow of every op, but {} op(s) of rank 0 run on scratch buffers (first: '{}'): "
+        "the check covers dense GQA/MHA models with all-gather CP, attention TP and PP",
+        par.run.stats.generic_ops.size(), par.run.stats.generic_ops.front());
+  }
+  CudaOptions ref_options = o;
+  ref_options.group_fault.reset();  // a fault injected into the layout under test, never into the reference
+  const auto ref = run_engine(reference, model, {gpus.front()}, ref_options, true);
+
+  CudaCheckResult result;
+  const auto& r0 = ref.outputs.front();
+  const auto h = static_cast<std::size_t>(r0.hidden_size);
+  std::map<std::pair<std::int64_t, std::int64_t>, std::size_t> ref_row;
+  for (std::size_t i = 0; i < r0.request.size(); ++i) ref_row[{r0.request[i], r0.position[i]}] = i;
+  std::vector<float> got, want;
+  std::map<std::pair<std::int64_t, std::int64_t>, bool> seen;
+  for (const auto& out : par.outputs) {
+    for (std::size_t i = 0; i < out.request.size(); ++i) {
+      const auto key = std::make_pair(out.request[i], out.position[i]);
+      const auto it = ref_row.find(key);
+      if (it == ref_row.end())
+        fail("check: token (request {}, position {}) is not in the reference", key.first, key.second);
+      seen[key] = true;
+      got.insert(got.end(), out.hidden.begin() + static_cast<std::ptrdiff_t>(i * h),
+                 out.hidden.begin() + static_cast<std::ptrdiff_t>((i + 1) * h));
+      want.insert(want.end(), r0.hidden.begin() + static_cast<std::ptrdiff_t>(it->second * h),
+                  r0.hidden.begin() + static_cast<std::ptrdiff_t>((it->second + 1) * h));
+    }
+  }
+  if (seen.size() != ref_row.size()) {
+    fail("check: the parallel run produced {} of the reference's {} tokens", seen.size(), ref_row.size());
+  }
+  result.hidden_rel_l2 = rel_l2(got, want);
+  const HostOutputs* logits = nullptr;
+  for (const auto& out : par.outputs) {
+    if (!out.logits.empty()) {
+      logits = &out;
+      break;
+    }
+  }
+  if (logits == nullptr || r0.logits.empty()) fail("check: no logits were produced");
+  result.logits_rel_l2 = rel_l2(logits->logits, r0.logits);
+  result.passed = result.hidden_rel_l2 <= result.tolerance && result.logits_rel_l2 <= result.tolerance &&
+                  std::isfinite(result.hidden_rel_l2) && std::isfinite(result.logits_rel_l2);
+  result.detail = fmt::format("{} tokens × {} hidden, {} logits; reference: one GPU, same code, no parallelism",
+                              ref_row.size(), h, r0.logits.size());
+  return result;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& options) {
+  return std::make_unique<CudaBackend>(options);
+}
+
+}  // namespace paratwin

@@ -1,0 +1,427 @@
+// The backend's own kernels: simple, correct, fp32 accumulation. One thread block per row where rows are reduced,
+// one warp per (query, head) for attention.
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+
+#include <cfloat>
+#include <cstdint>
+
+#include "backend/cuda/kernels.hpp"
+
+namespace paratwin::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+using i64 = std::int64_t;
+
+constexpr int kBlock = 256;
+
+unsigned blocks_for(i64 n, int per_block = kBlock) {
+  const i64 b = (n + per_block - 1) / per_block;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > 2147483647 ? 2147483647 : b));
+}
+
+__device__ inline float to_f(bf16 x) {
+  return __bfloat162float(x);
+}
+__device__ inline bf16 to_b(float x) {
+  return __float2bfloat16(x);
+}
+
+__device__ inline std::uint64_t mix(std::uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+
+__global__ void fill_random_kernel(void* dst, bool fp32, i64 rows, i64 cols, i64 row_offset, const int* col_map,
+                                   i64 full_cols, std::uint64_t seed, float scale, float bias) {
+  const i64 total = rows * cols;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const i64 r = i / cols, c = i % cols;
+    const i64 gc = col_map != nullptr ? col_map[c] : c;
+    const auto h = mix(seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>((row_offset + r) * full_cols + gc));
+    const float u = static_cast<float>(h >> 40) * (2.0f / 16777216.0f) - 1.0f;
+    const float v = bias + scale * u;
+    if (fp32) {
+      static_cast<float*>(dst)[i] = v;
+    } else {
+      static_cast<bf16*>(dst)[i] = to_b(v);
+    }
+  }
+}
+
+__global__ void fill_random_fp8_kernel(__nv_fp8_e4m3* dst, i64 count, std::uint64_t seed, float scale) {
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const auto h = mix(seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(i));
+    const float u = static_cast<float>(h >> 40) * (2.0f / 16777216.0f) - 1.0f;
+    dst[i] = __nv_fp8_e4m3(scale * u);
+  }
+}
+
+__device__ float block_sum(float v) {
+  __shared__ float partial[32];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  const int warps = (blockDim.x + 31) / 32;
+  v = threadIdx.x < warps ? partial[threadIdx.x] : 0.0f;
+  if (warp == 0) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0) partial[0] = v;
+  }
+  __syncthreads();
+  const float total = partial[0];
+  __syncthreads();
+  return total;
+}
+
+__global__ void rmsnorm_kernel(const bf16* in, bf16* out, const bf16* weight, i64 n, i64 inner, i64 outer_stride,
+                               const int* row_map, float eps) {
+  const i64 r = blockIdx.x;
+  const i64 s = row_map != nullptr ? row_map[r] : r;
+  const bf16* x = in + (s / inner) * outer_stride + (s % inner) * n;
+  bf16* y = out == in ? const_cast<bf16*>(x) : out + r * n;
+  float ss = 0;
+  for (i64 j = threadIdx.x; j < n; j += blockDim.x) {
+    const float v = to_f(x[j]);
+    ss += v * v;
+  }
+  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(n) + eps);
+  for (i64 j = threadIdx.x; j < n; j += blockDim.x) y[j] = to_b(to_f(x[j]) * inv * to_f(weight[j]));
+}
+
+__global__ void rope_kernel(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions,
+                            float theta) {
+  const i64 half = head_dim / 2;
+  const i64 total = tokens * heads * half;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const i64 t = i / (heads * half);
+    const i64 h = (i / half) % heads;
+    const i64 d = i % half;
+    const float pos = static_cast<float>(positions != nullptr ? positions[t] : t);
+    const float freq = powf(theta, -2.0f * static_cast<float>(d) / static_cast<float>(head_dim));
+    float sn, cs;
+    sincosf(pos * freq, &sn, &cs);
+    bf16* p = x + t * row_stride + h * head_dim;
+    const float a = to_f(p[d]), b = to_f(p[d + half]);
+    p[d] = to_b(a * cs - b * sn);
+    p[d + half] = to_b(b * cs + a * sn);
+  }
+}
+
+__global__ void scatter_kv_kernel(const bf16* qkv, bf16* dst, i64 tokens, i64 q_heads, i64 kv_heads, i64 head_dim,
+                                  const int* dst_rows) {
+  const i64 row = 2 * kv_heads * head_dim;
+  const i64 qkv_row = (q_heads + 2 * kv_heads) * head_dim;
+  const i64 total = tokens * row;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const i64 t = i / row, j = i % row;
+    dst[static_cast<i64>(dst_rows[t]) * row + j] = qkv[t * qkv_row + q_heads * head_dim + j];
+  }
+}
+
+constexpr int kMaxDimsPerLane = 24;  // head dims up to 768
+
+__global__ void attention_kernel(AttentionArgs a) {
+  const i64 warp = (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x) / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const i64 total = a.batch * a.q_tokens * a.heads;
+  if (warp >= total) return;
+  const i64 h = warp % a.heads;
+  const i64 qi = (warp / a.heads) % a.q_tokens;
+  const i64 b = warp / (a.heads * a.q_tokens);
+  const i64 group = a.heads / a.kv_heads;
+  const i64 kvh = h / group;
+  const i64 qpos = a.q_start + qi * a.q_stride;
+  const bf16* q = static_cast<const bf16*>(a.q) + (b * a.q_tokens + qi) * a.q_row_stride + h * a.head_dim_qk;
+  float qv[kMaxDimsPerLane], acc[kMaxDimsPerLane];
+  for (int t = 0; t < kMaxDimsPerLane; ++t) {
+    const i64 d = lane + 32 * t;
+    qv[t] = d < a.head_dim_qk ? to_f(q[d]) * a.scale : 0.0f;
+    acc[t] = 0.0f;
+  }
+  float m = -FLT_MAX, l = 0.0f;
+  const i64 n_keys = a.key_index != nullptr ? a.keys_per_query : a.kv_tokens;
+  const int* idx = a.key_index != nullptr ? a.key_index + (b * a.q_tokens + qi) * a.keys_per_query : nullptr;
+  for (i64 t = 0; t < n_keys; ++t) {
+    const i64 j = idx != nullptr ? idx[t] : t;
+    if (j < 0 || j >= a.kv_tokens) continue;
+    const i64 kpos = a.kv_start + j * a.kv_stride;
+    if (a.causal && kpos > qpos) {
+      if (idx == nullptr && a.kv_stride > 0) break;
+      continue;
+    }
+    const i64 row = b * a.kv_batch_rows + j;
+    const bf16* k = static_cast<const bf16*>(a.k) + row * a.k_row_stride + kvh * a.head_dim_qk;
+    const bf16* v = static_cast<const bf16*>(a.v) + row * a.v_row_stride + kvh * a.head_dim_v;
+    float s = 0.0f;
+    for (int u = 0; u < kMaxDimsPerLane; ++u) {
+      const i64 d = lane + 32 * u;
+      if (d < a.head_dim_qk) s += qv[u] * to_f(k[d]);
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    const float m_new = fmaxf(m, s);
+    const float corr = __expf(m - m_new);
+    const float p = __expf(s - m_new);
+    l = l * corr + p;
+    for (int u = 0; u < kMaxDimsPerLane; ++u) {
+      const i64 d = lane + 32 * u;
+      acc[u] = acc[u] * corr + (d < a.head_dim_v ? p * to_f(v[d]) : 0.0f);
+    }
+    m = m_new;
+  }
+  bf16* out = static_cast<bf16*>(a.out) + (b * a.q_tokens + qi) * a.out_row_stride + h * a.head_dim_v;
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  for (int u = 0; u < kMaxDimsPerLane; ++u) {
+    const i64 d = lane + 32 * u;
+    if (d < a.head_dim_v) out[d] = to_b(acc[u] * inv);
+  }
+}
+
+__global__ void silu_mul_kernel(const bf16* gu, bf16* out, i64 rows, i64 n) {
+  const i64 total = rows * n;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const i64 r = i / n, j = i % n;
+    const float g = to_f(gu[r * 2 * n + j]);
+    const float u = to_f(gu[r * 2 * n + n + j]);
+    out[i] = to_b(g / (1.0f + __expf(-g)) * u);
+  }
+}
+
+__global__ void add_kernel(bf16* y, const bf16* x, i64 count) {
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    y[i] = to_b(to_f(y[i]) + to_f(x[i]));
+  }
+}
+
+template <typename T>
+__global__ void gather_rows_kernel(const T* src, T* dst, i64 rows, i64 row_elems, const int* map) {
+  const i64 total = rows * row_elems;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const i64 r = i / row_elems, j = i % row_elems;
+    const i64 s = map != nullptr ? map[r] : r;
+    dst[i] = s >= 0 ? src[s * row_elems + j] : T{};
+  }
+}
+
+constexpr int kMaxTopK = 32;
+
+__global__ void moe_route_kernel(const bf16* logits, int* ids, float* weights, i64 tokens, i64 experts, i64 topk,
+                                 bool sigmoid) {
+  const i64 t = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (t >= tokens) return;
+  const bf16* row = logits + t * experts;
+  float mx = -FLT_MAX;
+  for (i64 e = 0; e < experts; ++e) mx = fmaxf(mx, to_f(row[e]));
+  float denom = 0.0f;
+  if (!sigmoid) {
+    for (i64 e = 0; e < experts; ++e) denom += __expf(to_f(row[e]) - mx);
+  }
+  int chosen[kMaxTopK];
+  float score[kMaxTopK];
+  for (i64 k = 0; k < topk; ++k) {
+    int best = -1;
+    float best_v = -FLT_MAX;
+    for (i64 e = 0; e < experts; ++e) {
+      bool taken = false;
+      for (i64 p = 0; p < k; ++p) taken |= chosen[p] == e;
+      const float v = to_f(row[e]);
+      if (!taken && (best < 0 || v > best_v)) {
+        best = static_cast<int>(e);
+        best_v = v;
+      }
+    }
+    chosen[k] = best;
+    score[k] = sigmoid ? 1.0f / (1.0f + __expf(-best_v)) : __expf(best_v - mx) / denom;
+  }
+  for (i64 k = 0; k < topk; ++k) {
+    ids[t * topk + k] = chosen[k];
+    weights[t * topk + k] = score[k];
+  }
+}
+
+__global__ void moe_unpermute_kernel(const bf16* rows, const float* weights, bf16* out, i64 tokens, i64 topk, i64 n) {
+  const i64 total = tokens * n;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const i64 t = i / n, j = i % n;
+    float s = 0.0f;
+    for (i64 k = 0; k < topk; ++k) s += weights[t * topk + k] * to_f(rows[(t * topk + k) * n + j]);
+    out[i] = to_b(s);
+  }
+}
+
+__global__ void indexer_score_kernel(const bf16* q, const bf16* k, const bf16* w, float* out, i64 queries, i64 keys,
+                                     i64 heads, i64 dim, i64 q_start, i64 q_stride, bool causal) {
+  const i64 total = queries * keys;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const i64 qi = i / keys, j = i % keys;
+    if (causal && j > q_start + qi * q_stride) {
+      out[i] = -FLT_MAX;
+      continue;
+    }
+    float s = 0.0f;
+    for (i64 h = 0; h < heads; ++h) {
+      float dot = 0.0f;
+      const bf16* qh = q + (qi * heads + h) * dim;
+      for (i64 d = 0; d < dim; ++d) dot += to_f(qh[d]) * to_f(k[j * dim + d]);
+      s += to_f(w[qi * heads + h]) * fmaxf(dot, 0.0f);
+    }
+    out[i] = s;
+  }
+}
+
+// Order-preserving map of a float to an unsigned key.
+__device__ inline unsigned float_key(float f) {
+  const unsigned u = __float_as_uint(f);
+  return (u & 0x80000000u) != 0 ? ~u : u | 0x80000000u;
+}
+
+// One block per row: finds the largest key threshold T with count(key ≥ T) ≥ k bit by bit, then writes the
+// indices above T and fills the rest with indices equal to T.
+__global__ void topk_kernel(const float* in, int* indices, i64 n, i64 k) {
+  __shared__ unsigned long long count;
+  __shared__ int written;
+  const float* row = in + blockIdx.x * n;
+  int* out = indices + blockIdx.x * k;
+  const unsigned floor_key = float_key(-FLT_MAX);
+  unsigned threshold = 0;
+  for (int bit = 31; bit >= 0; --bit) {
+    const unsigned candidate = threshold | (1u << bit);
+    if (threadIdx.x == 0) count = 0;
+    __syncthreads();
+    unsigned long long local = 0;
+    for (i64 j = threadIdx.x; j < n; j += blockDim.x) local += float_key(row[j]) >= candidate ? 1 : 0;
+    atomicAdd(&count, local);
+    __syncthreads();
+    if (count >= static_cast<unsigned long long>(k)) threshold = candidate;
+    __syncthreads();
+  }
+  if (threshold <= floor_key) threshold = floor_key + 1;  // masked (−FLT_MAX) values are never selected
+  if (threadIdx.x == 0) written = 0;
+  __syncthreads();
+  for (i64 j = threadIdx.x; j < n; j += blockDim.x) {
+    if (float_key(row[j]) > threshold) out[atomicAdd(&written, 1)] = static_cast<int>(j);
+  }
+  __syncthreads();
+  for (i64 j = threadIdx.x; j < n; j += blockDim.x) {
+    if (float_key(row[j]) == threshold) {
+      const int slot = atomicAdd(&written, 1);
+      if (slot < k) out[slot] = static_cast<int>(j);
+    }
+  }
+  __syncthreads();
+  for (i64 s = written + threadIdx.x; s < k; s += blockDim.x) out[s] = -1;
+}
+
+}  // namespace
+
+void launch_fill_random(void* dst, bool fp32, i64 rows, i64 cols, i64 row_offset, const int* col_map, i64 full_cols,
+                        std::uint64_t seed, float scale, float bias, cudaStream_t stream) {
+  if (rows * cols == 0) return;
+  fill_random_kernel<<<blocks_for(rows * cols), kBlock, 0, stream>>>(dst, fp32, rows, cols, row_offset, col_map,
+                                                                     full_cols, seed, scale, bias);
+}
+
+void launch_fill_random_fp8(void* dst, i64 count, std::uint64_t seed, float scale, cudaStream_t stream) {
+  if (count == 0) return;
+  fill_random_fp8_kernel<<<blocks_for(count), kBlock, 0, stream>>>(static_cast<__nv_fp8_e4m3*>(dst), count, seed,
+                                                                   scale);
+}
+
+void launch_rmsnorm(const void* in, void* out, const void* weight, i64 rows, i64 n, i64 inner, i64 outer_stride,
+                    const int* row_map, float eps, cudaStream_t stream) {
+  if (rows == 0) return;
+  rmsnorm_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(static_cast<const bf16*>(in), static_cast<bf16*>(out),
+                                                                  static_cast<const bf16*>(weight), n, inner,
+                                                                  outer_stride, row_map, eps);
+}
+
+void launch_rope(void* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions, float theta,
+                 cudaStream_t stream) {
+  const i64 total = tokens * heads * (head_dim / 2);
+  if (total == 0) return;
+  rope_kernel<<<blocks_for(total), kBlock, 0, stream>>>(static_cast<bf16*>(x), tokens, heads, head_dim, row_stride,
+                                                        positions, theta);
+}
+
+void launch_scatter_kv(const void* qkv, void* dst, i64 tokens, i64 q_heads, i64 kv_heads, i64 head_dim,
+                       const int* dst_rows, cudaStream_t stream) {
+  const i64 total = tokens * 2 * kv_heads * head_dim;
+  if (total == 0) return;
+  scatter_kv_kernel<<<blocks_for(total), kBlock, 0, stream>>>(static_cast<const bf16*>(qkv), static_cast<bf16*>(dst),
+                                                              tokens, q_heads, kv_heads, head_dim, dst_rows);
+}
+
+void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
+  const i64 warps = a.batch * a.q_tokens * a.heads;
+  if (warps == 0) return;
+  attention_kernel<<<blocks_for(warps * 32, 128), 128, 0, stream>>>(a);
+}
+
+void launch_silu_mul(const void* gate_up, void* out, i64 rows, i64 n, cudaStream_t stream) {
+  if (rows * n == 0) return;
+  silu_mul_kernel<<<blocks_for(rows * n), kBlock, 0, stream>>>(static_cast<const bf16*>(gate_up),
+                                                               static_cast<bf16*>(out), rows, n);
+}
+
+void launch_add(void* y, const void* x, i64 count, cudaStream_t stream) {
+  if (count == 0) return;
+  add_kernel<<<blocks_for(count), kBlock, 0, stream>>>(static_cast<bf16*>(y), static_cast<const bf16*>(x), count);
+}
+
+void launch_gather_rows(const void* src, void* dst, i64 rows, i64 row_bytes, const int* map, cudaStream_t stream) {
+  if (rows * row_bytes == 0) return;
+  if (row_bytes % 16 == 0) {
+    gather_rows_kernel<<<blocks_for(rows * row_bytes / 16), kBlock, 0, stream>>>(
+        static_cast<const uint4*>(src), static_cast<uint4*>(dst), rows, row_bytes / 16, map);
+  } else if (row_bytes % 2 == 0) {
+    gather_rows_kernel<<<blocks_for(rows * row_bytes / 2), kBlock, 0, stream>>>(
+        static_cast<const std::uint16_t*>(src), static_cast<std::uint16_t*>(dst), rows, row_bytes / 2, map);
+  } else {
+    gather_rows_kernel<<<blocks_for(rows * row_bytes), kBlock, 0, stream>>>(
+        static_cast<const std::uint8_t*>(src), static_cast<std::uint8_t*>(dst), rows, row_bytes, map);
+  }
+}
+
+void launch_moe_route(const void* logits, int* ids, float* weights, i64 tokens, i64 experts, i64 topk, bool sigmoid,
+                      cudaStream_t stream) {
+  if (tokens == 0) return;
+  moe_route_kernel<<<blocks_for(tokens, 128), 128, 0, stream>>>(static_cast<const bf16*>(logits), ids, weights, tokens,
+                                                                experts, topk < kMaxTopK ? topk : kMaxTopK, sigmoid);
+}
+
+void launch_moe_unpermute(const void* rows, const float* weights, void* out, i64 tokens, i64 topk, i64 n,
+                          cudaStream_t stream) {
+  if (tokens * n == 0) return;
+  moe_unpermute_kernel<<<blocks_for(tokens * n), kBlock, 0, stream>>>(static_cast<const bf16*>(rows), weights,
+                                                                      static_cast<bf16*>(out), tokens, topk, n);
+}
+
+void launch_indexer_score(const void* q, const void* k, const void* w, float* out, i64 queries, i64 keys, i64 heads,
+                          i64 dim, i64 q_start, i64 q_stride, bool causal, cudaStream_t stream) {
+  if (queries * keys == 0) return;
+  indexer_score_kernel<<<blocks_for(queries * keys), kBlock, 0, stream>>>(
+      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(w), out, queries, keys, heads,
+      dim, q_start, q_stride, causal);
+}
+
+void launch_topk(const float* in, int* indices, i64 rows, i64 n, i64 k, cudaStream_t stream) {
+  if (rows == 0 || k == 0) return;
+  topk_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(in, indices, n, k);
+}
+
+}  // namespace paratwin::cuda

@@ -1,0 +1,83 @@
+#pragma once
+/// The CUDA backend's own kernels (correct first; speed comes in a later issue). Activations are bf16 unless a
+/// parameter says otherwise; every launcher enqueues on `stream` and returns at once. Pointers are device pointers.
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace paratwin::cuda {
+
+/// Fills a rows × cols shard of a seeded random tensor: element (r, c) is the full tensor's element
+/// (row_offset + r, col_map ? col_map[c] : c) of `full_cols` columns, = bias + scale · u with u uniform in [−1, 1)
+/// drawn from (seed, index). `fp32`: float elements, else bf16.
+void launch_fill_random(void* dst, bool fp32, std::int64_t rows, std::int64_t cols, std::int64_t row_offset,
+                        const int* col_map, std::int64_t full_cols, std::uint64_t seed, float scale, float bias,
+                        cudaStream_t stream);
+
+/// Fills `count` fp8 (e4m3) elements with scale · u, u uniform in [−1, 1) drawn from (seed, index).
+void launch_fill_random_fp8(void* dst, std::int64_t count, std::uint64_t seed, float scale, cudaStream_t stream);
+
+/// RMSNorm of `rows` rows of n elements. Source row r is s = row_map ? row_map[r] : r, at
+/// in + (s / inner)·outer_stride + (s % inner)·n (inner = 1, outer_stride = n for a plain matrix; per-head norms
+/// pass inner = heads). `out == in` normalizes in place with the same addressing, else out is rows × n.
+void launch_rmsnorm(const void* in, void* out, const void* weight, std::int64_t rows, std::int64_t n,
+                    std::int64_t inner, std::int64_t outer_stride, const int* row_map, float eps, cudaStream_t stream);
+
+/// Rotary embedding (rotate-half) in place on `heads` heads of head_dim at x + t·row_stride + h·head_dim, for
+/// tokens t at positions[t] (t when null).
+void launch_rope(void* x, std::int64_t tokens, std::int64_t heads, std::int64_t head_dim, std::int64_t row_stride,
+                 const int* positions, float theta, cudaStream_t stream);
+
+/// Copies each token's K and V heads out of a [q heads | k heads | v heads] QKV row into row dst_rows[t] of `dst`
+/// (kv rows of 2·kv_heads·head_dim: K heads then V heads).
+void launch_scatter_kv(const void* qkv, void* dst, std::int64_t tokens, std::int64_t q_heads, std::int64_t kv_heads,
+                       std::int64_t head_dim, const int* dst_rows, cudaStream_t stream);
+
+struct AttentionArgs {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* out = nullptr;
+  std::int64_t q_row_stride = 0, k_row_stride = 0, v_row_stride = 0, out_row_stride = 0;  ///< elements per row
+  std::int64_t batch = 1, q_tokens = 0, kv_tokens = 0;
+  std::int64_t kv_batch_rows = 0;  ///< rows between requests in K/V (≥ kv_tokens)
+  std::int64_t heads = 0, kv_heads = 1, head_dim_qk = 0, head_dim_v = 0;
+  std::int64_t q_start = 0, q_stride = 1, kv_start = 0, kv_stride = 1;
+  bool causal = true;
+  float scale = 1;
+  const int* key_index = nullptr;  ///< sparse attention: per query `keys_per_query` key indices (−1: none)
+  std::int64_t keys_per_query = 0;
+};
+/// Dense or index-sparse attention with an online softmax, one warp per (request, query, head); head dims ≤ 768.
+void launch_attention(const AttentionArgs& a, cudaStream_t stream);
+
+/// out[r][j] = silu(gu[r][j]) · gu[r][n + j] (bf16).
+void launch_silu_mul(const void* gate_up, void* out, std::int64_t rows, std::int64_t n, cudaStream_t stream);
+
+/// y += x over `count` bf16 elements.
+void launch_add(void* y, const void* x, std::int64_t count, cudaStream_t stream);
+
+/// dst row r = src row map[r] (r when null; a negative index writes zeros), rows of row_bytes bytes.
+void launch_gather_rows(const void* src, void* dst, std::int64_t rows, std::int64_t row_bytes, const int* map,
+                        cudaStream_t stream);
+
+/// Router: softmax (or sigmoid) scores of bf16 logits [tokens × experts], top-k experts per token → ids, weights.
+void launch_moe_route(const void* logits, int* ids, float* weights, std::int64_t tokens, std::int64_t experts,
+                      std::int64_t topk, bool sigmoid, cudaStream_t stream);
+
+/// out[t] = Σ_k weights[t·topk + k] · rows[t·topk + k] over n columns (bf16 rows and output).
+void launch_moe_unpermute(const void* rows, const float* weights, void* out, std::int64_t tokens, std::int64_t topk,
+                          std::int64_t n, cudaStream_t stream);
+
+/// DSA indexer logits: out[i][j] = Σ_h w[i][h] · relu(q[i][h] · k[j]) for key positions visible to query i
+/// (−inf otherwise); q [queries × heads × dim], k [keys × dim], w [queries × heads], all bf16; out fp32.
+void launch_indexer_score(const void* q, const void* k, const void* w, float* out, std::int64_t queries,
+                          std::int64_t keys, std::int64_t heads, std::int64_t dim, std::int64_t q_start,
+                          std::int64_t q_stride, bool causal, cudaStream_t stream);
+
+/// Per row of n fp32 values: the indices of the k largest (any order), −1 padding when a row has fewer than k
+/// finite values.
+void launch_topk(const float* in, int* indices, std::int64_t rows, std::int64_t n, std::int64_t k, cudaStream_t stream);
+
+}  // namespace paratwin::cuda

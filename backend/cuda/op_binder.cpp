@@ -1,0 +1,926 @@
+#include "backend/cuda/op_binder.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/kernels.hpp"
+#include "models/builders/op_emitter.hpp"
+#include "topology/rank_layout.hpp"
+
+namespace paratwin::cuda {
+
+// ---------------------------------------------------------------------------------------------------- BufferPool
+
+BufferPool::~BufferPool() {
+  release();
+}
+
+int BufferPool::find_or_add(const std::string& name) {
+  const auto [it, inserted] = by_name_.try_emplace(name, static_cast<int>(entries_.size()));
+  if (inserted) {
+    Entry e;
+    e.name = name;
+    entries_.push_back(std::move(e));
+  }
+  return it->second;
+}
+
+int BufferPool::request(const std::string& name, std::int64_t bytes) {
+  const int id = find_or_add(name);
+  auto& e = entries_[static_cast<std::size_t>(id)];
+  e.bytes = std::max(e.bytes, bytes);
+  return id;
+}
+
+void BufferPool::grow(int id, std::int64_t bytes) {
+  auto& e = entries_[static_cast<std::size_t>(id)];
+  PARATWIN_ASSERT(!e.is_random || e.bytes >= bytes, "buffer {} of {} bytes is too small for {}", e.name, e.bytes,
+                  bytes);
+  e.bytes = std::max(e.bytes, bytes);
+}
+
+int BufferPool::random(const std::string& name, const Random& init) {
+  const int id = find_or_add(name);
+  auto& e = entries_[static_cast<std::size_t>(id)];
+  const std::int64_t bytes = init.rows * init.cols * (init.fp32 ? 4 : (init.fp8 ? 1 : 2));
+  if (e.is_random) {
+    PARATWIN_ASSERT(e.bytes == bytes, "random tensor {} requested with two sizes", name);
+    return id;
+  }
+  e.is_random = true;
+  e.init = init;
+  e.bytes = std::max(e.bytes, bytes);
+  return id;
+}
+
+int BufferPool::ints(const std::string& name, std::vector<int> values) {
+  const int id = find_or_add(name);
+  auto& e = entries_[static_cast<std::size_t>(id)];
+  if (!e.host_ints.empty()) {
+    PARATWIN_ASSERT(e.host_ints == values, "int table {} requested with two contents", name);
+    return id;
+  }
+  e.bytes = std::max(e.bytes, static_cast<std::int64_t>(values.size() * sizeof(int)));
+  e.host_ints = std::move(values);
+  return id;
+}
+
+std::int64_t BufferPool::total_bytes() const {
+  std::int64_t total = 0;
+  for (const auto& e : entries_) total += (e.bytes + 255) / 256 * 256;
+  return total;
+}
+
+void BufferPool::allocate(cudaStream_t stream) {
+  for (auto& e : entries_) {
+    const auto bytes = static_cast<std::size_t>(std::max<std::int64_t>(e.bytes, 16));
+    const auto err = cudaMalloc(&e.ptr, bytes);
+    if (err != cudaSuccess) {
+      fail("cudaMalloc of {} bytes for buffer '{}' failed: {}", bytes, e.name, cudaGetErrorString(err));
+    }
+    PARATWIN_CUDA_CHECK(cudaMemsetAsync(e.ptr, 0, bytes, stream));
+    if (!e.host_ints.empty()) {
+      PARATWIN_CUDA_CHECK(
+          cudaMemcpyAsync(e.ptr, e.host_ints.data(), e.host_ints.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
+    }
+  }
+  // Activations and scratch start as seeded random bf16 in [−1, 1), never zeros (zeros make GEMMs faster than real
+  // data); index tables and seeded tensors are written below.
+  std::uint64_t k = 0x5eed;
+  for (auto& e : entries_) {
+    ++k;
+    if (e.is_random || !e.host_ints.empty() || e.bytes < 2) continue;
+    launch_fill_random(e.ptr, false, 1, e.bytes / 2, 0, nullptr, e.bytes / 2, k, 1.0f, 0.0f, stream);
+  }
+  for (auto& e : entries_) {
+    if (!e.is_random) continue;
+    const int* map = e.init.col_map >= 0 ? static_cast<const int*>(ptr(e.init.col_map)) : nullptr;
+    if (e.init.fp8 && !e.init.fp32) {
+      launch_fill_random_fp8(e.ptr, e.init.rows * e.init.cols, e.init.seed, e.init.scale, stream);
+      continue;
+    }
+    launch_fill_random(e.ptr, e.init.fp32, e.init.rows, e.init.cols, e.init.row_offset, map, e.init.full_cols,
+                       e.init.seed, e.init.scale, e.init.bias, stream);
+  }
+  PARATWIN_CUDA_CHECK(cudaGetLastError());
+  PARATWIN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  for (auto& e : entries_) std::vector<int>().swap(e.host_ints);
+}
+
+void BufferPool::release() {
+  for (auto& e : entries_) {
+    if (e.ptr != nullptr) cudaFree(e.ptr);
+    e.ptr = nullptr;
+  }
+}
+
+namespace {
+
+using i64 = std::int64_t;
+
+// Row-major Y[m × n] = X[m × k] · W[k × n] (bf16 in; bf16 or fp32 out; fp32 accumulation). Column-major cuBLAS
+// sees Yᵀ = Wᵀ · Xᵀ with no transposes.
+void gemm(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 n, i64 k, bool fp32_out) {
+  if (m == 0 || n == 0) return;
+  const float alpha = 1.0f, beta = 0.0f;
+  PARATWIN_CUBLAS_CHECK(cublasGemmEx(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                                     static_cast<int>(k), &alpha, w, CUDA_R_16BF, static_cast<int>(n), x, CUDA_R_16BF,
+                                     static_cast<int>(k), &beta, y, fp32_out ? CUDA_R_32F : CUDA_R_16BF,
+                                     static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// Row-major Y[m × n] (bf16) = X[m × k] (fp8 e4m3) · W with W stored as [n × k] fp8 (the layout FP8 tensor cores
+// need: cuBLASLt's "TN"), fp32 accumulation, per-tensor scales of 1. DeepSeek's 1×128 / 128×128 block scales are not
+// applied: the GEMM moves and multiplies the same fp8 bytes, without the scale epilogue.
+void gemm_fp8(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 n, i64 k) {
+  if (m == 0 || n == 0) return;
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  PARATWIN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t transa = CUBLAS_OP_T, transb = CUBLAS_OP_N;
+  PARATWIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)));
+  PARATWIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof(transb)));
+  const auto u = [](i64 v) { return static_cast<std::uint64_t>(v); };
+  PARATWIN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a, CUDA_R_8F_E4M3, u(k), u(n), k));
+  PARATWIN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b, CUDA_R_8F_E4M3, u(k), u(m), k));
+  PARATWIN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d, CUDA_R_16BF, u(n), u(m), n));
+  cublasLtMatmulPreference_t pref = nullptr;
+  PARATWIN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  PARATWIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                             &ctx.lt_workspace_bytes, sizeof(ctx.lt_workspace_bytes)));
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  PARATWIN_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.blas_lt, op, a, b, d, d, pref, 1, &heuristic, &found));
+  if (found == 0) fail("cuBLASLt has no fp8 GEMM for m {} n {} k {} (k must be a multiple of 16)", m, n, k);
+  const float alpha = 1.0f, beta = 0.0f;
+  PARATWIN_CUBLAS_CHECK(cublasLtMatmul(ctx.blas_lt, op, &alpha, w, a, x, b, &beta, y, d, y, d, &heuristic.algo,
+                                       ctx.lt_workspace, ctx.lt_workspace_bytes, ctx.stream));
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(a);
+  cublasLtMatrixLayoutDestroy(b);
+  cublasLtMatrixLayoutDestroy(d);
+  cublasLtMatmulDescDestroy(op);
+}
+
+std::uint64_t name_seed(std::uint64_t seed, const std::string& name) {
+  std::uint64_t h = 1469598103934665603ULL ^ seed;
+  for (const char c : name) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+// Token id of (request, position): the same on every layout.
+int token_id(std::uint64_t seed, i64 request, i64 position, i64 vocab) {
+  std::uint64_t h = seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(request * 1000003 + position);
+  h ^= h >> 31;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 29;
+  return static_cast<int>(h % static_cast<std::uint64_t>(vocab));
+}
+
+// The role of an op: its name without the "L3." / "mb1." prefix.
+std::string role_of(const Op& op) {
+  const auto prefix = build::op_prefix(op.layer, op.micro_batch);
+  return op.name.rfind(prefix, 0) == 0 ? op.name.substr(prefix.size()) : op.name;
+}
+
+bool starts_with(const std::string& s, const char* p) {
+  return s.rfind(p, 0) == 0;
+}
+
+// The query runs of one rank in one micro-batch, read from its attention ops of one layer.
+struct Runs {
+  struct Run {
+    i64 start = 0, count = 0, stride = 1;
+  };
+  std::vector<Run> runs;
+  i64 batch = 1;
+  i64 context_end = 0;
+  [[nodiscard]] i64 rows() const {
+    i64 n = 0;
+    for (const auto& r : runs) n += r.count;
+    return n * batch;
+  }
+  // Local rows in order: run-major, then request, then index in the run.
+  void for_each_row(const std::function<void(i64 row, i64 request, i64 position)>& f) const {
+    i64 row = 0;
+    for (const auto& r : runs) {
+      for (i64 b = 0; b < batch; ++b) {
+        for (i64 i = 0; i < r.count; ++i) f(row++, b, r.start + i * r.stride);
+      }
+    }
+  }
+};
+
+std::map<int, Runs> runs_by_micro_batch(const std::vector<Op>& ops) {
+  std::map<int, Runs> out;
+  std::map<int, int> layer_of;
+  for (const auto& op : ops) {
+    const auto* c = std::get_if<ComputeOp>(&op.body);
+    if (c == nullptr || c->kind != ComputeKind::kAttention) continue;
+    const auto [it, inserted] = layer_of.try_emplace(op.micro_batch, op.layer);
+    if (!inserted && it->second != op.layer) continue;
+    auto& r = out[op.micro_batch];
+    r.runs.push_back({c->shape.q_start, c->shape.q_tokens, c->shape.q_stride});
+    r.batch = c->shape.batch;
+    r.context_end = c->shape.kv_tokens;
+  }
+  return out;
+}
+
+class Binder {
+ public:
+  Binder(const Schedule& s, const ModelSpec& m, int rank, std::uint64_t seed, RankProgram& p)
+      : s_(s),
+        m_(m),
+        rank_(rank),
+        seed_(seed),
+        p_(p),
+        layout_(s.meta.config),
+        ops_(s.ranks[static_cast<std::size_t>(rank)]) {}
+
+  void bind();
+
+ private:
+  // ---- helpers
+  i64 bf(i64 elems) const { return elems * 2; }
+  int act(const std::string& name, int mb, i64 bytes) {
+    return p_.pool.request(fmt::format("mb{}.{}", mb, name), bytes);
+  }
+  int weight(const std::string& name, i64 rows, i64 cols, i64 row_offset, i64 full_cols, std::vector<int> col_map,
+             float scale, float bias = 0, bool fp32 = false) {
+    BufferPool::Random r;
+    r.rows = rows;
+    r.cols = cols;
+    r.row_offset = row_offset;
+    r.full_cols = full_cols;
+    if (!col_map.empty()) r.col_map = p_.pool.ints(name + ".colmap", std::move(col_map));
+    r.seed = name_seed(seed_, name.substr(0, name.find('@')));
+    r.scale = scale;
+    r.bias = bias;
+    r.fp32 = fp32;
+    return p_.pool.random(name, r);
+  }
+  static std::vector<int> range_map(const std::vector<std::pair<i64, i64>>& ranges) {
+    std::vector<int> map;
+    for (const auto& [begin, end] : ranges) {
+      for (i64 c = begin; c < end; ++c) map.push_back(static_cast<int>(c));
+    }
+    return map;
+  }
+  bool functional_model() const {
+    const auto& meta = s_.meta;
+    return !m_.mla && meta.phase == Phase::kPrefill &&
+           (meta.config.attn_cp_size == 1 || meta.cp_algorithm == CpAlgorithm::kAllGather);
+  }
+  bool bind_functional(const Op& op, BoundOp& b);
+  void bind_generic(const Op& op, BoundOp& b);
+  void bind_comm(const Op& op, BoundOp& b, int send, int recv);
+
+  const Schedule& s_;
+  const ModelSpec& m_;
+  int rank_;
+  std::uint64_t seed_;
+  RankProgram& p_;
+  RankLayout layout_;
+  const std::vector<Op>& ops_;
+  std::map<int, Runs> runs_;
+  i64 cache_rows_ = 0;  // KV-cache rows per request
+};
+
+void Binder::bind() {
+  runs_ = runs_by_micro_batch(ops_);
+  cache_rows_ = s_.meta.prompt_tokens + (s_.meta.phase == Phase::kDecode ? 1 : 0);
+  p_.ops.resize(ops_.size());
+  const bool functional = functional_model();
+  for (std::size_t i = 0; i < ops_.size(); ++i) {
+    const auto& op = ops_[i];
+    auto& b = p_.ops[i];
+    b.functional = functional && bind_functional(op, b);
+    if (!b.functional) {
+      p_.generic_ops.push_back(op.name);
+      bind_generic(op, b);
+    }
+  }
+  p_.outputs.hidden_size = m_.hidden_size;
+}
+
+void Binder::bind_comm(const Op& op, BoundOp& b, int send, int recv) {
+  if (const auto* c = std::get_if<CollectiveOp>(&op.body)) {
+    b.call = cuda_plan::translate_collective(*c, op.name);
+  } else {
+    b.call = cuda_plan::translate_p2p(std::get<P2POp>(op.body), op.name);
+  }
+  const bool is_recv = b.call.function == cuda_plan::NcclFunction::kRecv;
+  if (is_recv) {
+    // A receive writes its (only) buffer.
+    b.send_buffer = -1;
+    b.recv_buffer = recv >= 0 ? recv : send;
+    p_.pool.grow(b.recv_buffer, b.call.recv_buffer_bytes);
+    return;
+  }
+  b.send_buffer = send;
+  p_.pool.grow(send, b.call.send_buffer_bytes);
+  if (b.call.recv_buffer_bytes > 0) {
+    PARATWIN_ASSERT(recv >= 0, "op {} needs a receive buffer", op.name);
+    b.recv_buffer = recv;
+    p_.pool.grow(recv, b.call.recv_buffer_bytes);
+  }
+}
+
+bool Binder::bind_functional(const Op& op, BoundOp& b) {
+  const auto role = role_of(op);
+  const int mb = op.micro_batch;
+  const auto runs_it = runs_.find(mb);
+  if (runs_it == runs_.end()) return false;
+  const Runs& runs = runs_it->second;
+  const auto& c = s_.meta.config;
+  const auto& coords = layout_.coords(rank_);
+  const int attn_tp = c.attn_tp_size();
+  const int cp = c.attn_cp_size;
+  const i64 H = m_.hidden_size;
+  const i64 d = m_.head_dim;
+  const i64 heads = m_.num_attention_heads / attn_tp;
+  const i64 kv_heads = std::max<i64>(1, m_.num_kv_heads / attn_tp);
+  const i64 qkv_row = (heads + 2 * kv_heads) * d;
+  const i64 kv_row = 2 * kv_heads * d;
+  const i64 ffn = m_.intermediate_size / attn_tp;
+  const i64 vocab_local = (m_.vocab_size + attn_tp - 1) / attn_tp;
+  const i64 rows = runs.rows();
+  const int tp_rank = coords.attn_tp_rank;
+  const int layer = op.layer;
+  const std::string L = fmt::format("L{}.", layer);
+  const float eps = 1e-5f;
+  auto& pool = p_.pool;
+  const auto compute_shape = [&]() -> const ComputeShape* {
+    const auto* cop = std::get_if<ComputeOp>(&op.body);
+    return cop != nullptr ? &cop->shape : nullptr;
+  };
+  const auto* shape = compute_shape();
+  // The shard every CP rank pads to before gathering (bytes of the gather / row bytes).
+  const auto shard_rows = [&](i64 row_bytes) -> i64 {
+    const auto* cl = std::get_if<CollectiveOp>(&op.body);
+    return cl != nullptr ? cl->bytes / row_bytes : rows;
+  };
+  // Residual stream of this micro-batch: local rows (at least the gather shard).
+  const int x = act("x", mb, bf(rows * H));
+  const auto positions = [&]() {
+    std::vector<int> pos(static_cast<std::size_t>(rows));
+    runs.for_each_row([&](i64 row, i64, i64 p) { pos[static_cast<std::size_t>(row)] = static_cast<int>(p); });
+    return pos;
+  };
+  const auto cache_rows = [&]() {
+    std::vector<int> out(static_cast<std::size_t>(rows));
+    runs.for_each_row(
+        [&](i64 row, i64 req, i64 p) { out[static_cast<std::size_t>(row)] = static_cast<int>(req * cache_rows_ + p); });
+    return out;
+  };
+  const float w_scale_h = std::sqrt(3.0f / static_cast<float>(H));
+
+  if (role == "embed" && shape != nullptr) {
+    const int table = weight("embed", m_.vocab_size, H, 0, H, {}, 1.0f);
+    std::vector<int> ids(static_cast<std::size_t>(rows));
+    runs.for_each_row(
+        [&](i64 row, i64 req, i64 p) { ids[static_cast<std::size_t>(row)] = token_id(seed_, req, p, m_.vocab_size); });
+    const int map = pool.ints(fmt::format("mb{}.token_ids", mb), std::move(ids));
+    b.compute = [=](const ExecCtx& e) {
+      launch_gather_rows(e.pool->ptr(table), e.pool->ptr(x), rows, H * 2, static_cast<const int*>(e.pool->ptr(map)),
+                         e.stream);
+    };
+    return true;
+  }
+  if (role == "pp_recv" || role == "pp_send") {
+    bind_comm(op, b, x, x);
+    return true;
+  }
+  if (layer < 0 && !starts_with(role, "head.")) return false;
+  if (role == "attn.input_norm" || role == "mlp.norm") {
+    const int w = weight(L + role, 1, H, 0, H, {}, 0.1f, 1.0f);
+    const int xn = act("xn", mb, bf(rows * H));
+    b.compute = [=](const ExecCtx& e) {
+      launch_rmsnorm(e.pool->ptr(x), e.pool->ptr(xn), e.pool->ptr(w), rows, H, 1, H, nullptr, eps, e.stream);
+    };
+    return true;
+  }
+  if (role == "attn.qkv_proj") {
+    // Full W_qkv [H × (Hq + 2·KV)·d]: query heads, then key heads, then value heads; this rank's columns.
+    const i64 full_heads = m_.num_attention_heads, full_kv = m_.num_kv_heads;
+    const i64 kv_first = m_.num_kv_heads >= attn_tp ? tp_rank * kv_heads : tp_rank * full_kv / attn_tp;
+    const i64 full_cols = (full_heads + 2 * full_kv) * d;
+    const auto map =
+        range_map({{tp_rank * heads * d, (tp_rank + 1) * heads * d},
+                   {(full_heads + kv_first) * d, (full_heads + kv_first + kv_heads) * d},
+                   {(full_heads + full_kv + kv_first) * d, (full_heads + full_kv + kv_first + kv_heads) * d}});
+    const int w = weight(fmt::format("{}attn.qkv_proj@{}", L, tp_rank), H, qkv_row, 0, full_cols, map, w_scale_h);
+    const int xn = act("xn", mb, bf(rows * H));
+    const int qkv = act("qkv", mb, bf(rows * qkv_row));
+    b.compute = [=](const ExecCtx& e) {
+      gemm(e, e.pool->ptr(xn), e.pool->ptr(w), e.pool->ptr(qkv), rows, qkv_row, H, false);
+    };
+    return true;
+  }
+  if (role == "attn.qk_norm") {
+    const int w = weight(L + role, 1, d, 0, d, {}, 0.1f, 1.0f);
+    const int qkv = act("qkv", mb, bf(rows * qkv_row));
+    const i64 inner = heads + kv_heads;
+    b.compute = [=](const ExecCtx& e) {
+      launch_rmsnorm(e.pool->ptr(qkv), e.pool->ptr(qkv), e.pool->ptr(w), rows * inner, d, inner, qkv_row, nullptr, eps,
+                     e.stream);
+    };
+    return true;
+  }
+  if (role == "attn.rope") {
+    const int qkv = act("qkv", mb, bf(rows * qkv_row));
+    const int pos = pool.ints(fmt::format("mb{}.positions", mb), positions());
+    const bool gathered = cp > 1;
+    const int dst = gathered ? act("kv_local", mb, bf(rows * kv_row))
+                             : pool.request(L + "kv_cache", bf(runs.batch * cache_rows_ * kv_row));
+    const int dst_rows = gathered ? pool.ints(fmt::format("mb{}.identity", mb),
+                                              [&] {
+                                                std::vector<int> v(static_cast<std::size_t>(rows));
+                                                for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<int>(i);
+                                                return v;
+                                              }())
+                                  : pool.ints(fmt::format("mb{}.cache_rows", mb), cache_rows());
+    const float theta = 10000.0f;
+    b.compute = [=](const ExecCtx& e) {
+      launch_rope(e.pool->ptr(qkv), rows, heads + kv_heads, d, qkv_row, static_cast<const int*>(e.pool->ptr(pos)),
+                  theta, e.stream);
+      launch_scatter_kv(e.pool->ptr(qkv), e.pool->ptr(dst), rows, heads, kv_heads, d,
+                        static_cast<const int*>(e.pool->ptr(dst_rows)), e.stream);
+    };
+    return true;
+  }
+  if (role == "attn.kv_all_gather") {
+    const i64 shard = shard_rows(bf(kv_row));
+    const int send = act("kv_local", mb, bf(shard * kv_row));
+    const int recv = act("kv_gathered", mb, bf(cp * shard * kv_row));
+    bind_comm(op, b, send, recv);
+    return true;
+  }
+  if (role == "attn.kv_reorder") {
+    // Gathered shards [cp][shard rows] → cache rows of this micro-batch's chunk, per request.
+    const auto& group = layout_.group_of(GroupFamily::kAttnCp, rank_).ranks;
+    i64 shard = 0;
+    std::map<std::pair<i64, i64>, int> source;  // (request, position) -> gathered row
+    for (std::size_t pos = 0; pos < group.size(); ++pos) {
+      const auto peer_runs = runs_by_micro_batch(s_.ranks[static_cast<std::size_t>(group[pos])]);
+      const auto it = peer_runs.find(mb);
+      if (it == peer_runs.end()) return false;
+      shard = std::max(shard, it->second.rows());
+    }
+    for (std::size_t pos = 0; pos < group.size(); ++pos) {
+      const auto peer_runs = runs_by_micro_batch(s_.ranks[static_cast<std::size_t>(group[pos])]);
+      const auto& pr = peer_runs.at(mb);
+      pr.for_each_row([&](i64 row, i64 req, i64 p) {
+        source[{req, p}] = static_cast<int>(static_cast<i64>(pos) * shard + row);
+      });
+    }
+    // The gather's shard (padded) is what the all-gather op moved; recompute from its op if present.
+    for (const auto& other : ops_) {
+      const auto* cl = std::get_if<CollectiveOp>(&other.body);
+      if (cl != nullptr && other.layer == layer && other.micro_batch == mb && role_of(other) == "attn.kv_all_gather") {
+        const i64 moved = cl->bytes / bf(kv_row);
+        if (moved != shard) {
+          source.clear();
+          for (std::size_t pos = 0; pos < group.size(); ++pos) {
+            const auto peer_runs = runs_by_micro_batch(s_.ranks[static_cast<std::size_t>(group[pos])]);
+            peer_runs.at(mb).for_each_row([&](i64 row, i64 req, i64 p) {
+              source[{req, p}] = static_cast<int>(static_cast<i64>(pos) * moved + row);
+            });
+          }
+          shard = moved;
+        }
+      }
+    }
+    const i64 chunk = shape->m / runs.batch;
+    const i64 chunk_start = runs.context_end - chunk;
+    const int gathered = act("kv_gathered", mb, bf(cp * shard * kv_row));
+    const int cache = pool.request(L + "kv_cache", bf(runs.batch * cache_rows_ * kv_row));
+    std::vector<int> maps;
+    for (i64 req = 0; req < runs.batch; ++req) {
+      for (i64 p = chunk_start; p < runs.context_end; ++p) {
+        const auto it = source.find({req, p});
+        if (it == source.end()) return false;
+        maps.push_back(it->second);
+      }
+    }
+    const int map = pool.ints(fmt::format("{}mb{}.kv_reorder_map", L, mb), std::move(maps));
+    const i64 batch = runs.batch, cache_per_req = cache_rows_;
+    b.compute = [=](const ExecCtx& e) {
+      for (i64 req = 0; req < batch; ++req) {
+        auto* dst = static_cast<char*>(e.pool->ptr(cache)) + (req * cache_per_req + chunk_start) * kv_row * 2;
+        launch_gather_rows(e.pool->ptr(gathered), dst, chunk, kv_row * 2,
+                           static_cast<const int*>(e.pool->ptr(map)) + req * chunk, e.stream);
+      }
+    };
+    return true;
+  }
+  if (starts_with(role, "attn.attention") && shape != nullptr) {
+    // Query rows of this run start after the earlier runs of the layer.
+    i64 offset = 0;
+    for (const auto& other : ops_) {
+      if (&other == &op) break;
+      const auto* oc = std::get_if<ComputeOp>(&other.body);
+      if (oc != nullptr && oc->kind == ComputeKind::kAttention && other.layer == layer && other.micro_batch == mb) {
+        offset += oc->shape.q_tokens * oc->shape.batch;
+      }
+    }
+    const int qkv = act("qkv", mb, bf(rows * qkv_row));
+    const int cache = pool.request(L + "kv_cache", bf(runs.batch * cache_rows_ * kv_row));
+    const int out = act("attn", mb, bf(rows * heads * d));
+    AttentionArgs a;
+    a.q_row_stride = qkv_row;
+    a.k_row_stride = kv_row;
+    a.v_row_stride = kv_row;
+    a.out_row_stride = heads * d;
+    a.batch = shape->batch;
+    a.q_tokens = shape->q_tokens;
+    a.kv_tokens = shape->kv_tokens;
+    a.kv_batch_rows = cache_rows_;
+    a.heads = heads;
+    a.kv_heads = kv_heads;
+    a.head_dim_qk = d;
+    a.head_dim_v = d;
+    a.q_start = shape->q_start;
+    a.q_stride = shape->q_stride;
+    a.kv_start = shape->kv_start;
+    a.kv_stride = shape->kv_stride;
+    a.causal = shape->causal;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(d));
+    b.compute = [=](const ExecCtx& e) {
+      AttentionArgs args = a;
+      args.q = static_cast<const char*>(e.pool->ptr(qkv)) + offset * qkv_row * 2;
+      args.k = e.pool->ptr(cache);
+      args.v = static_cast<const char*>(e.pool->ptr(cache)) + kv_heads * d * 2;
+      args.out = static_cast<char*>(e.pool->ptr(out)) + offset * heads * d * 2;
+      launch_attention(args, e.stream);
+    };
+    return true;
+  }
+  if (role == "attn.o_proj") {
+    const int w = weight(fmt::format("{}attn.o_proj@{}", L, tp_rank), heads * d, H, tp_rank * heads * d, H, {},
+                         std::sqrt(3.0f / static_cast<float>(m_.num_attention_heads * d)));
+    const int in = act("attn", mb, bf(rows * heads * d));
+    const int o = act("o", mb, bf(rows * H));
+    b.compute = [=](const ExecCtx& e) {
+      gemm(e, e.pool->ptr(in), e.pool->ptr(w), e.pool->ptr(o), rows, H, heads * d, false);
+    };
+    return true;
+  }
+  if (role == "attn.o_all_reduce") {
+    bind_comm(op, b, act("o", mb, bf(rows * H)), -1);
+    return true;
+  }
+  if (role == "attn.residual_add" || role == "mlp.residual_add") {
+    const int y = act(role == "attn.residual_add" ? "o" : "down", mb, bf(rows * H));
+    b.compute = [=](const ExecCtx& e) { launch_add(e.pool->ptr(x), e.pool->ptr(y), rows * H, e.stream); };
+    return true;
+  }
+  if (role == "mlp.gate_up_proj") {
+    const i64 full = m_.intermediate_size;
+    const auto map =
+        range_map({{tp_rank * ffn, (tp_rank + 1) * ffn}, {full + tp_rank * ffn, full + (tp_rank + 1) * ffn}});
+    const int w = weight(fmt::format("{}mlp.gate_up_proj@{}", L, tp_rank), H, 2 * ffn, 0, 2 * full, map, w_scale_h);
+    const int xn = act("xn", mb, bf(rows * H));
+    const int gu = act("gate_up", mb, bf(rows * 2 * ffn));
+    b.compute = [=](const ExecCtx& e) {
+      gemm(e, e.pool->ptr(xn), e.pool->ptr(w), e.pool->ptr(gu), rows, 2 * ffn, H, false);
+    };
+    return true;
+  }
+  if (role == "mlp.act") {
+    const int gu = act("gate_up", mb, bf(rows * 2 * ffn));
+    const int a = act("mlp_act", mb, bf(rows * ffn));
+    b.compute = [=](const ExecCtx& e) { launch_silu_mul(e.pool->ptr(gu), e.pool->ptr(a), rows, ffn, e.stream); };
+    return true;
+  }
+  if (role == "mlp.down_proj") {
+    const int w = weight(fmt::format("{}mlp.down_proj@{}", L, tp_rank), ffn, H, tp_rank * ffn, H, {},
+                         std::sqrt(3.0f / static_cast<float>(m_.intermediate_size)));
+    const int a = act("mlp_act", mb, bf(rows * ffn));
+    const int y = act("down", mb, bf(rows * H));
+    b.compute = [=](const ExecCtx& e) { gemm(e, e.pool->ptr(a), e.pool->ptr(w), e.pool->ptr(y), rows, H, ffn, false); };
+    return true;
+  }
+  if (role == "mlp.all_reduce") {
+    bind_comm(op, b, act("down", mb, bf(rows * H)), -1);
+    return true;
+  }
+  if (role == "head.hidden_all_gather") {
+    const i64 shard = shard_rows(bf(H));
+    pool.grow(x, bf(shard * H));
+    bind_comm(op, b, x, act("head_gathered", mb, bf(cp * shard * H)));
+    return true;
+  }
+  if (role == "head.final_norm" && shape != nullptr) {
+    // The last token of each request of this chunk: in the gathered shards (CP) or in the local rows.
+    const i64 last = runs.context_end - 1;
+    std::vector<int> map;
+    int src = x;
+    if (cp > 1) {
+      const auto& group = layout_.group_of(GroupFamily::kAttnCp, rank_).ranks;
+      i64 shard = 0;
+      for (const auto& other : ops_) {
+        const auto* cl = std::get_if<CollectiveOp>(&other.body);
+        if (cl != nullptr && other.micro_batch == mb && role_of(other) == "head.hidden_all_gather")
+          shard = cl->bytes / bf(H);
+      }
+      if (shard == 0) return false;
+      src = act("head_gathered", mb, bf(cp * shard * H));
+      for (i64 req = 0; req < runs.batch; ++req) {
+        int found = -1;
+        for (std::size_t pos = 0; pos < group.size(); ++pos) {
+          const auto peer_runs = runs_by_micro_batch(s_.ranks[static_cast<std::size_t>(group[pos])]);
+          peer_runs.at(mb).for_each_row([&](i64 row, i64 r, i64 p) {
+            if (r == req && p == last) found = static_cast<int>(static_cast<i64>(pos) * shard + row);
+          });
+        }
+        if (found < 0) return false;
+        map.push_back(found);
+      }
+    } else {
+      for (i64 req = 0; req < runs.batch; ++req) {
+        int found = -1;
+        runs.for_each_row([&](i64 row, i64 r, i64 p) {
+          if (r == req && p == last) found = static_cast<int>(row);
+        });
+        if (found < 0) return false;
+        map.push_back(found);
+      }
+    }
+    const i64 n_rows = static_cast<i64>(map.size());
+    if (n_rows != shape->m) return false;
+    const int row_map = pool.ints(fmt::format("mb{}.last_rows", mb), std::move(map));
+    const int w = weight("final_norm", 1, H, 0, H, {}, 0.1f, 1.0f);
+    const int out = act("head_xn", mb, bf(n_rows * H));
+    b.compute = [=](const ExecCtx& e) {
+      launch_rmsnorm(e.pool->ptr(src), e.pool->ptr(out), e.pool->ptr(w), n_rows, H, 1, H,
+                     static_cast<const int*>(e.pool->ptr(row_map)), eps, e.stream);
+    };
+    return true;
+  }
+  if (role == "head.lm_head" && shape != nullptr) {
+    const i64 n_rows = shape->m;
+    std::vector<int> map;
+    for (i64 col = tp_rank * vocab_local; col < (tp_rank + 1) * vocab_local; ++col) {
+      map.push_back(static_cast<int>(std::min(col, m_.vocab_size - 1)));
+    }
+    const int w =
+        weight(fmt::format("lm_head@{}", tp_rank), H, vocab_local, 0, m_.vocab_size, std::move(map), w_scale_h);
+    const int in = act("head_xn", mb, bf(n_rows * H));
+    const int out = act("logits_local", mb, n_rows * vocab_local * 4);
+    b.compute = [=](const ExecCtx& e) {
+      gemm(e, e.pool->ptr(in), e.pool->ptr(w), e.pool->ptr(out), n_rows, vocab_local, H, true);
+    };
+    if (attn_tp == 1) {
+      p_.outputs.logits_buffer = out;
+      p_.outputs.logits_cols = vocab_local;
+    }
+    return true;
+  }
+  if (role == "head.logits_all_gather") {
+    const auto* cl = std::get_if<CollectiveOp>(&op.body);
+    const int send = act("logits_local", mb, cl->bytes);
+    const int recv = act("logits", mb, cl->bytes * attn_tp);
+    bind_comm(op, b, send, recv);
+    p_.outputs.logits_buffer = recv;
+    p_.outputs.logits_cols = vocab_local;
+    return true;
+  }
+  return false;
+}
+
+void Binder::bind_generic(const Op& op, BoundOp& b) {
+  auto& pool = p_.pool;
+  if (!std::holds_alternative<ComputeOp>(op.body)) {
+    const int send = pool.request("g.send", 16);
+    const int recv = pool.request("g.recv", 16);
+    bind_comm(op, b, send, recv);
+    return;
+  }
+  const auto& c = std::get<ComputeOp>(op.body);
+  const auto& s = c.shape;
+  const i64 m = s.m, n = s.n, k = s.k;
+  switch (c.kind) {
+    case ComputeKind::kGemm:
+    case ComputeKind::kGroupedGemm: {
+      const bool fp8 = c.dtype == DType::kFp8;
+      const bool grouped = c.kind == ComputeKind::kGroupedGemm;
+      const i64 experts = grouped ? static_cast<i64>(s.group_rows.size()) : 1;
+      const i64 in_bytes = fp8 ? 1 : 2;
+      const int a = pool.request(fp8 ? "g.a8" : "g.a", m * k * in_bytes);
+      const int y = pool.request("g.y", bf(m * n));
+      int w = -1;
+      if (fp8) {
+        if (k % 16 != 0) fail("op '{}': fp8 GEMM with k = {} (cuBLASLt needs a multiple of 16)", op.name, k);
+        BufferPool::Random r;
+        r.rows = experts * n;
+        r.cols = k;
+        r.seed = name_seed(seed_, "w:" + op.name);
+        r.scale = 1.0f;
+        r.fp8 = true;
+        w = pool.random("w:" + op.name, r);
+      } else {
+        w = weight("w:" + op.name, experts * k, n, 0, n, {}, std::sqrt(3.0f / static_cast<float>(std::max<i64>(k, 1))));
+      }
+      const auto group_rows = grouped ? s.group_rows : std::vector<i64>{m};
+      b.compute = [=](const ExecCtx& e) {
+        i64 row = 0;
+        for (std::size_t g = 0; g < group_rows.size(); ++g) {
+          const i64 r = group_rows[g];
+          if (r == 0) continue;
+          const auto* xa = static_cast<const char*>(e.pool->ptr(a)) + row * k * in_bytes;
+          const auto* wg = static_cast<const char*>(e.pool->ptr(w)) + static_cast<i64>(g) * k * n * in_bytes;
+          auto* yr = static_cast<char*>(e.pool->ptr(y)) + row * n * 2;
+          if (fp8) {
+            gemm_fp8(e, xa, wg, yr, r, n, k);
+          } else {
+            gemm(e, xa, wg, yr, r, n, k, false);
+          }
+          row += r;
+        }
+      };
+      return;
+    }
+    case ComputeKind::kEmbedding:
+    case ComputeKind::kKvReorder:
+    case ComputeKind::kMoePermute: {
+      const i64 row_bytes =
+          c.kind == ComputeKind::kKvReorder ? static_cast<i64>(static_cast<double>(n) * dtype_bytes(c.dtype)) : n * 2;
+      const int src = pool.request("g.y", m * row_bytes);
+      const int dst = pool.request("g.a", m * row_bytes);
+      int map = -1;
+      if (c.kind == ComputeKind::kMoePermute && s.topk > 1) {
+        std::vector<int> v(static_cast<std::size_t>(m));
+        for (i64 i = 0; i < m; ++i)
+          v[static_cast<std::size_t>(i)] = static_cast<int>((i % s.topk) * (m / s.topk) + i / s.topk);
+        map = pool.ints(fmt::format("g.permute.{}.{}", m, s.topk), std::move(v));
+      }
+      b.compute = [=](const ExecCtx& e) {
+        launch_gather_rows(e.pool->ptr(src), e.pool->ptr(dst), m, row_bytes,
+                           map >= 0 ? static_cast<const int*>(e.pool->ptr(map)) : nullptr, e.stream);
+      };
+      return;
+    }
+    case ComputeKind::kRmsNorm: {
+      const int in = pool.request("g.a", bf(m * n));
+      const int out = pool.request("g.y", bf(m * n));
+      const int w = weight(fmt::format("g.norm.{}", n), 1, n, 0, n, {}, 0.1f, 1.0f);
+      b.compute = [=](const ExecCtx& e) {
+        launch_rmsnorm(e.pool->ptr(in), e.pool->ptr(out), e.pool->ptr(w), m, n, 1, n, nullptr, 1e-6f, e.stream);
+      };
+      return;
+    }
+    case ComputeKind::kRope: {
+      const int x = pool.request("g.y", bf(m * s.heads * s.head_dim_qk));
+      const i64 heads = s.heads, dim = s.head_dim_qk;
+      b.compute = [=](const ExecCtx& e) {
+        launch_rope(e.pool->ptr(x), m, heads, dim, heads * dim, nullptr, 10000.0f, e.stream);
+      };
+      return;
+    }
+    case ComputeKind::kAttention:
+    case ComputeKind::kSparseAttention: {
+      const bool sparse = c.kind == ComputeKind::kSparseAttention;
+      const i64 kvh = s.kv_shared ? 1 : std::max<i64>(1, s.kv_heads);
+      if (s.head_dim_qk > 768 || s.head_dim_v > 768) fail("op '{}': head dims above 768 are not supported", op.name);
+      const i64 qrows = s.batch * s.q_tokens, krows = s.batch * s.kv_tokens;
+      const int q = pool.request("g.q", bf(qrows * s.heads * s.head_dim_qk));
+      const int kk = weight(fmt::format("g.k.{}", krows * kvh * s.head_dim_qk), krows, kvh * s.head_dim_qk, 0,
+                            kvh * s.head_dim_qk, {}, 1.0f);
+      const int v = s.kv_shared ? kk
+                                : weight(fmt::format("g.v.{}", krows * kvh * s.head_dim_v), krows, kvh * s.head_dim_v,
+                                         0, kvh * s.head_dim_v, {}, 1.0f);
+      const int out = pool.request("g.o", bf(qrows * s.heads * s.head_dim_v));
+      const int idx = sparse ? pool.request("g.topk", qrows * s.topk * 4) : -1;
+      AttentionArgs a;
+      a.q_row_stride = s.heads * s.head_dim_qk;
+      a.k_row_stride = kvh * s.head_dim_qk;
+      a.v_row_stride = s.kv_shared ? s.head_dim_qk : kvh * s.head_dim_v;
+      a.out_row_stride = s.heads * s.head_dim_v;
+      a.batch = s.batch;
+      a.q_tokens = s.q_tokens;
+      a.kv_tokens = s.kv_tokens;
+      a.kv_batch_rows = s.kv_tokens;
+      a.heads = s.heads;
+      a.kv_heads = kvh;
+      a.head_dim_qk = s.head_dim_qk;
+      a.head_dim_v = s.head_dim_v;
+      a.q_start = s.q_start;
+      a.q_stride = s.q_stride;
+      a.kv_start = s.kv_start;
+      a.kv_stride = s.kv_stride;
+      a.causal = s.causal;
+      a.scale = 1.0f / std::sqrt(static_cast<float>(std::max<i64>(1, s.head_dim_qk)));
+      a.keys_per_query = sparse ? s.topk : 0;
+      b.compute = [=](const ExecCtx& e) {
+        AttentionArgs args = a;
+        args.q = e.pool->ptr(q);
+        args.k = e.pool->ptr(kk);
+        args.v = e.pool->ptr(v);
+        args.out = e.pool->ptr(out);
+        args.key_index = idx >= 0 ? static_cast<const int*>(e.pool->ptr(idx)) : nullptr;
+        launch_attention(args, e.stream);
+      };
+      return;
+    }
+    case ComputeKind::kIndexerScore: {
+      const i64 qrows = s.batch * s.q_tokens;
+      const int q = pool.request("g.q", bf(qrows * s.heads * s.head_dim_qk));
+      const int kk = weight(fmt::format("g.k.{}", s.batch * s.kv_tokens * s.head_dim_qk), s.batch * s.kv_tokens,
+                            s.head_dim_qk, 0, s.head_dim_qk, {}, 1.0f);
+      const int w = pool.request("g.w", bf(qrows * s.heads));
+      const int out = pool.request("g.scores", qrows * s.kv_tokens * 4);
+      const auto sh = s;
+      b.compute = [=](const ExecCtx& e) {
+        for (i64 req = 0; req < sh.batch; ++req) {
+          launch_indexer_score(
+              static_cast<const char*>(e.pool->ptr(q)) + req * sh.q_tokens * sh.heads * sh.head_dim_qk * 2,
+              static_cast<const char*>(e.pool->ptr(kk)) + req * sh.kv_tokens * sh.head_dim_qk * 2,
+              static_cast<const char*>(e.pool->ptr(w)) + req * sh.q_tokens * sh.heads * 2,
+              static_cast<float*>(e.pool->ptr(out)) + req * sh.q_tokens * sh.kv_tokens, sh.q_tokens, sh.kv_tokens,
+              sh.heads, sh.head_dim_qk, sh.q_start, sh.q_stride, sh.causal, e.stream);
+        }
+      };
+      return;
+    }
+    case ComputeKind::kTopK: {
+      const i64 rows = s.causal ? s.q_tokens * s.batch : m;
+      const int in = pool.request("g.scores", rows * n * 4);
+      const int out = pool.request("g.topk", rows * s.topk * 4);
+      const i64 topk = s.topk;
+      b.compute = [=](const ExecCtx& e) {
+        launch_topk(static_cast<const float*>(e.pool->ptr(in)), static_cast<int*>(e.pool->ptr(out)), rows, n, topk,
+                    e.stream);
+      };
+      return;
+    }
+    case ComputeKind::kMoeRoute: {
+      if (s.topk > 32)
+        fail("op '{}': top-{} routing is above the backend's limit of 32 experts per token", op.name, s.topk);
+      const int logits = pool.request("g.y", bf(m * n));
+      const int ids = pool.request("g.ids", m * s.topk * 4);
+      const int wts = pool.request("g.wts", m * s.topk * 4);
+      const bool sigmoid = m_.moe && m_.moe->scoring == RouterScoring::kSigmoid;
+      const i64 topk = s.topk;
+      b.compute = [=](const ExecCtx& e) {
+        launch_moe_route(e.pool->ptr(logits), static_cast<int*>(e.pool->ptr(ids)),
+                         static_cast<float*>(e.pool->ptr(wts)), m, n, topk, sigmoid, e.stream);
+      };
+      return;
+    }
+    case ComputeKind::kMoeUnpermute: {
+      const i64 topk = std::max<i64>(1, s.topk);
+      const i64 tokens = m / topk;
+      const int rows = pool.request("g.y", bf(m * n));
+      const int wts = pool.request("g.wts", m * 4);
+      const int out = pool.request("g.a", bf(tokens * n));
+      b.compute = [=](const ExecCtx& e) {
+        launch_moe_unpermute(e.pool->ptr(rows), static_cast<const float*>(e.pool->ptr(wts)), e.pool->ptr(out), tokens,
+                             topk, n, e.stream);
+      };
+      return;
+    }
+    case ComputeKind::kActivation: {
+      const int gu = pool.request("g.y", bf(m * 2 * n));
+      const int out = pool.request("g.a", bf(m * n));
+      b.compute = [=](const ExecCtx& e) { launch_silu_mul(e.pool->ptr(gu), e.pool->ptr(out), m, n, e.stream); };
+      return;
+    }
+    case ComputeKind::kResidualAdd: {
+      const int y = pool.request("g.a", bf(m * n));
+      const int x = pool.request("g.y", bf(m * n));
+      b.compute = [=](const ExecCtx& e) { launch_add(e.pool->ptr(y), e.pool->ptr(x), m * n, e.stream); };
+      return;
+    }
+  }
+  fail("op '{}' of rank {} has a compute kind the CUDA backend cannot run", op.name, rank_);
+}
+
+}  // namespace
+
+void bind_rank(const Schedule& schedule, const ModelSpec& model, int rank, std::uint64_t seed, RankProgram& program) {
+  Binder binder(schedule, model, rank, seed, program);
+  binder.bind();
+  // Outputs for the numerical check: the residual stream of each micro-batch on the last PP stage.
+  const RankLayout layout(schedule.meta.config);
+  if (layout.coords(rank).pp_rank == schedule.meta.config.pp_size - 1) {
+    for (const auto& [mb, runs] : runs_by_micro_batch(schedule.ranks[static_cast<std::size_t>(rank)])) {
+      RankOutputs::Rows rows;
+      rows.buffer = program.pool.request(fmt::format("mb{}.x", mb), 0);
+      runs.for_each_row([&](i64, i64 req, i64 pos) {
+        rows.request.push_back(req);
+        rows.position.push_back(pos);
+      });
+      program.outputs.hidden.push_back(std::move(rows));
+    }
+  }
+}
+
+}  // namespace paratwin::cuda

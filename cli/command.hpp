@@ -1,0 +1,28 @@
+#pragma once
+/// What every subcommand shares: where it writes, and how it reports the action to run after parsing.
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <ostream>
+#include <string>
+
+namespace paratwin::cli {
+
+struct Io {
+  std::ostream& out;
+  std::ostream& err;
+};
+
+/// Set by a subcommand's parse callback; run by cli::run after parsing succeeded. Returns the exit code.
+using Action = std::function<int()>;
+
+/// Exit codes: user errors (bad flags, files, sizes, impossible layouts) exit with kExitUserError; CLI11's own parse
+/// errors keep CLI11's codes (all non-zero); a paratwin bug exits with kExitInternalError.
+inline constexpr int kExitUserError = 2;
+inline constexpr int kExitInternalError = 70;
+
+/// Writes `text` to `path` through a temporary file in the same folder and a rename, so that a failure leaves
+/// no half-written file. Throws paratwin::Error naming the path.
+void write_file_atomically(const std::string& path, const std::string& text);
+
+}  // namespace paratwin::cli

@@ -1,0 +1,17 @@
+# Finds SimGrid (Debian's libsimgrid-dev ships no CMake package) and defines SimGrid::SimGrid.
+find_path(SimGrid_INCLUDE_DIR NAMES simgrid/s4u.hpp)
+find_library(SimGrid_LIBRARY NAMES simgrid)
+if(SimGrid_INCLUDE_DIR AND EXISTS "${SimGrid_INCLUDE_DIR}/simgrid/version.h")
+  file(STRINGS "${SimGrid_INCLUDE_DIR}/simgrid/version.h" _sg_major REGEX "#define SIMGRID_VERSION_MAJOR")
+  file(STRINGS "${SimGrid_INCLUDE_DIR}/simgrid/version.h" _sg_minor REGEX "#define SIMGRID_VERSION_MINOR")
+  string(REGEX MATCH "[0-9]+" _sg_major "${_sg_major}")
+  string(REGEX MATCH "[0-9]+" _sg_minor "${_sg_minor}")
+  set(SimGrid_VERSION "${_sg_major}.${_sg_minor}")
+endif()
+include(FindPackageHandleStandardArgs)
+find_package_handle_standard_args(SimGrid REQUIRED_VARS SimGrid_LIBRARY SimGrid_INCLUDE_DIR VERSION_VAR SimGrid_VERSION)
+if(SimGrid_FOUND AND NOT TARGET SimGrid::SimGrid)
+  add_library(SimGrid::SimGrid UNKNOWN IMPORTED)
+  set_target_properties(SimGrid::SimGrid PROPERTIES IMPORTED_LOCATION "${SimGrid_LIBRARY}"
+                                                    INTERFACE_INCLUDE_DIRECTORIES "${SimGrid_INCLUDE_DIR}")
+endif()

@@ -1,0 +1,90 @@
+#pragma once
+/// What the per-layer builders of one rank need to know: the model, the layout, which tokens the rank holds in the
+/// current micro-batch, and the choices (CP algorithm, MoE mode, routing) of the schedule.
+
+#include <cstdint>
+#include <vector>
+
+#include "models/builders/op_emitter.hpp"
+#include "models/builders/token_split.hpp"
+#include "models/model_spec.hpp"
+#include "models/schedule_options.hpp"
+#include "topology/rank_layout.hpp"
+
+namespace paratwin::build {
+
+class ExpertRouting;
+
+/// The tokens one rank processes in one micro-batch. Every request of the rank's attention-DP replica has the same
+/// shape (the builder refuses layouts where they would not), so per-request quantities are multiplied by `requests`.
+struct RankTokens {
+  std::vector<TokenRun> runs;     ///< this rank's query positions within one request
+  std::int64_t requests = 1;      ///< requests of the rank's attention-DP replica in this step
+  std::int64_t context_end = 0;   ///< keys visible to this micro-batch: positions [0, context_end) of a request
+  std::int64_t chunk_tokens = 0;  ///< new tokens of one request in this micro-batch over the whole CP group
+  std::int64_t max_local = 0;     ///< largest per-request local token count over the CP group (gather padding)
+  bool split_over_cp = true;      ///< prefill splits tokens over CP; decode replicates them on every CP rank
+
+  /// Tokens this rank holds: Σ runs × requests.
+  [[nodiscard]] std::int64_t local() const {
+    std::int64_t n = 0;
+    for (const auto& run : runs) n += run.count;
+    return n * requests;
+  }
+};
+
+struct LayerContext {
+  const ModelSpec& model;
+  const RankLayout& layout;
+  const ScheduleOptions& options;
+  MoeMode moe_mode;
+  const RankCoords& coords;
+  RankTokens tokens;
+  const ExpertRouting* routing = nullptr;
+  DType activation_dtype = DType::kBf16;
+
+  [[nodiscard]] const ParallelConfig& config() const { return layout.config(); }
+  [[nodiscard]] DType weight_dtype() const { return model.weight_dtype; }
+};
+
+/// Per-rank attention dimensions under attention TP.
+struct AttentionDims {
+  std::int64_t heads = 0;     ///< query heads on this rank (heads / attn_tp)
+  std::int64_t kv_heads = 0;  ///< KV heads on this rank (replicated once attn_tp exceeds the KV heads; MLA: 1)
+  std::int64_t qk_dim = 0, v_dim = 0;
+  std::int64_t kv_row_elems = 0;  ///< elements of one token's cached KV on this rank (MLA latent: 576)
+};
+[[nodiscard]] AttentionDims attention_dims(const LayerContext& ctx);
+
+// The layer stages. Each takes the op that produced the layer input (the residual stream) and returns the op that
+// produces its output. Attention builders include the input norm, projections, communication and residual add.
+OpRef attention_cp_allgather(LayerContext& ctx, RankEmitter& e, OpRef input);
+OpRef attention_cp_ring(LayerContext& ctx, RankEmitter& e, OpRef input);
+OpRef attention_cp_ulysses(LayerContext& ctx, RankEmitter& e, OpRef input);
+OpRef dense_mlp(LayerContext& ctx, RankEmitter& e, OpRef input);
+OpRef moe_mlp(LayerContext& ctx, RankEmitter& e, OpRef input);
+
+// Shared pieces of attention (attention_tp.cpp).
+struct QkvOps {
+  OpRef q = kNoOp;         ///< queries ready (projected, normed, roped)
+  OpRef kv = kNoOp;        ///< this rank's new KV rows ready (MLA: latent + rope key)
+  OpRef q_latent = kNoOp;  ///< MLA: the q_a latent (input of the DSA indexer's query projection)
+  OpRef norm = kNoOp;      ///< the layer's input norm (input of the indexer's key projection)
+};
+/// Input norm and QKV projections on the rank's local tokens.
+QkvOps project_qkv(LayerContext& ctx, RankEmitter& e, OpRef input);
+/// MLA: the per-head up-projection of the gathered latent (prefill form) or query absorption (absorbed form);
+/// returns the op after which the core attention can run.
+OpRef attention_core(LayerContext& ctx, RankEmitter& e, const QkvOps& qkv, OpRef kv_ready, OpRef topk_ready,
+                     const std::vector<TokenRun>& runs);
+/// DSA lightning indexer: projections, key gather over ATTN_CP, scores and top-k per run. Returns the top-k op.
+OpRef dsa_indexer(LayerContext& ctx, RankEmitter& e, const QkvOps& qkv);
+/// Output projection, the attention-TP reduction (all-reduce, or reduce-scatter when the MLP wants tokens split
+/// over attention TP) and the residual add.
+OpRef attention_output(LayerContext& ctx, RankEmitter& e, OpRef attention, OpRef residual);
+
+/// Whether the MLP of `layer` runs on tokens split over attention TP (MoE layers under TP: the attention output is
+/// reduce-scattered instead of all-reduced, and gathered back after the MLP).
+[[nodiscard]] bool mlp_splits_attn_tp(const LayerContext& ctx, int layer);
+
+}  // namespace paratwin::build

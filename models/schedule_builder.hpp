@@ -1,0 +1,21 @@
+#pragma once
+/// Builds the schedule of one forward step (prefill or decode) of `model` under `config`.
+
+#include "models/model_spec.hpp"
+#include "models/schedule.hpp"
+#include "models/schedule_options.hpp"
+
+namespace paratwin {
+
+/// Largest schedule paratwin builds (ops over all ranks); beyond it, cut layers (--layers) or shrink the layout.
+inline constexpr std::int64_t kMaxScheduleOps = 60'000'000;
+
+/// Throws paratwin::Error naming the flag and the rule for combinations the schemes cannot run (Ulysses with heads
+/// not divisible by cp, zigzag with fewer tokens than 2·cp, ...), then builds every rank's ops.
+[[nodiscard]] Schedule build_schedule(const ModelSpec& model, const ParallelConfig& config,
+                                      const ScheduleOptions& options);
+
+/// The MoE mode a schedule uses: the option if given, else all-to-all when ep > 1, else gather.
+[[nodiscard]] MoeMode resolve_moe_mode(const ParallelConfig& config, const ScheduleOptions& options);
+
+}  // namespace paratwin

@@ -1,0 +1,66 @@
+#pragma once
+// Tiny model configs for the CUDA backend's tests (CPU plan tests and GPU runs).
+
+#include <string>
+
+#include "models/model_spec.hpp"
+#include "models/schedule_builder.hpp"
+
+namespace paratwin::test {
+
+/// Llama-like: hidden 256, 4 heads, 2 KV heads (head_dim 64), FFN 512, 2 layers.
+inline const char* const kCudaTinyLlama = R"({
+  "architectures": ["LlamaForCausalLM"],
+  "hidden_size": 256,
+  "intermediate_size": 512,
+  "num_attention_heads": 4,
+  "num_hidden_layers": 2,
+  "num_key_value_heads": 2,
+  "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16",
+  "vocab_size": 1024
+})";
+
+/// Qwen3-MoE-like: 8 experts, top-2, expert width 128, 2 layers.
+inline const char* const kCudaTinyQwenMoe = R"({
+  "architectures": ["Qwen3MoeForCausalLM"],
+  "decoder_sparse_step": 1,
+  "head_dim": 64,
+  "hidden_size": 256,
+  "intermediate_size": 512,
+  "mlp_only_layers": [],
+  "moe_intermediate_size": 128,
+  "norm_topk_prob": true,
+  "num_attention_heads": 4,
+  "num_experts": 8,
+  "num_experts_per_tok": 2,
+  "num_hidden_layers": 2,
+  "num_key_value_heads": 2,
+  "torch_dtype": "bfloat16",
+  "vocab_size": 1024
+})";
+
+inline ModelSpec tiny_llama() {
+  return parse_model_config(kCudaTinyLlama, "tiny-llama");
+}
+inline ModelSpec tiny_qwen_moe() {
+  return parse_model_config(kCudaTinyQwenMoe, "tiny-qwen3-moe");
+}
+
+inline ParallelConfig parallel(int tp, int attn_cp = 1, int pp = 1, int ep = 1) {
+  ParallelConfig c;
+  c.tp_size = tp;
+  c.attn_cp_size = attn_cp;
+  c.pp_size = pp;
+  c.ep_size = ep;
+  return c;
+}
+
+inline ScheduleOptions prefill(std::int64_t tokens, CpSplit split = CpSplit::kRoundRobin) {
+  ScheduleOptions o;
+  o.prompt_tokens = tokens;
+  o.cp_split = split;
+  return o;
+}
+
+}  // namespace paratwin::test

@@ -1,0 +1,182 @@
+// The CUDA/NCCL backend on real GPUs (ctest label "gpu"). Every test needs its GPUs and fails, never skips, when
+// they are missing. Tiny models keep each run to seconds.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <iostream>
+#include <set>
+
+#include "backend/cuda/cuda_backend.hpp"
+#include "models/schedule_builder.hpp"
+#include "tests/backend/cuda_test_models.hpp"
+#include "topology/cluster.hpp"
+#include "topology/error.hpp"
+#include "topology/placement.hpp"
+
+using namespace paratwin;
+using namespace paratwin::test;
+
+namespace {
+
+void require_gpus(int n) {
+  const int have = cuda_device_count();
+  INFO("this test needs " << n << " GPU(s); " << have << " visible");
+  REQUIRE(have >= n);
+}
+
+CudaOptions options_for(const ModelSpec& model) {
+  CudaOptions o;
+  o.model = model;
+  o.warmup_steps = 1;
+  o.measured_steps = 3;
+  o.timeout_s = 60;
+  return o;
+}
+
+CudaCheckResult check(const ModelSpec& model, const ParallelConfig& config, const ScheduleOptions& options,
+                      const CudaOptions& o) {
+  const auto schedule = build_schedule(model, config, options);
+  auto ref_options = options;
+  ref_options.micro_batches = 0;
+  const auto reference = build_schedule(model, ParallelConfig{}, ref_options);
+  const auto r = check_cuda(schedule, reference, o);
+  // Printed so the logs of GPU runs carry the numbers.
+  std::cout << "check " << config.to_flags() << (o.group_fault ? " (group fault)" : "") << ": hidden rel L2 "
+            << r.hidden_rel_l2 << ", logits rel L2 " << r.logits_rel_l2 << "\n";
+  INFO(config.to_flags() << ": hidden rel L2 " << r.hidden_rel_l2 << ", logits rel L2 " << r.logits_rel_l2 << "; "
+                         << r.detail);
+  CHECK(std::isfinite(r.hidden_rel_l2));
+  return r;
+}
+
+Placement placement_for(const ParallelConfig& config) {
+  const RankLayout layout(config);
+  auto cluster = load_cluster("h200-sxm", 1);
+  return Placement(layout, cluster);
+}
+
+}  // namespace
+
+TEST_CASE("a GPU is visible and the CUDA/NCCL versions match", "[gpu]") {
+  require_gpus(1);
+  const auto v = cuda_versions();
+  INFO(v);
+  CHECK(v.find("nccl 2.") != std::string::npos);
+}
+
+TEST_CASE("numerical check: CP=2 all-gather with the round-robin split equals one GPU", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_llama();
+  const auto r = check(model, parallel(2, 2), prefill(96), options_for(model));
+  CHECK(r.passed);
+  CHECK(r.hidden_rel_l2 <= 1e-2);
+  CHECK(r.logits_rel_l2 <= 1e-2);
+}
+
+TEST_CASE("numerical check: CP=2 all-gather with the zigzag split equals one GPU", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_llama();
+  const auto r = check(model, parallel(2, 2), prefill(97, CpSplit::kZigzag), options_for(model));
+  CHECK(r.passed);
+}
+
+TEST_CASE("numerical check: attention TP=2 (sharded QKV/O/MLP + all-reduce) equals the unsharded product", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_llama();
+  const auto r = check(model, parallel(2), prefill(80), options_for(model));
+  CHECK(r.passed);
+}
+
+TEST_CASE("numerical check: PP=2 with two micro-batches equals one GPU", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_llama();
+  const auto r = check(model, parallel(1, 1, 2), prefill(64), options_for(model));
+  CHECK(r.passed);
+}
+
+TEST_CASE("numerical check fails for an ATTN_CP group with its ranks swapped", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_llama();
+  auto o = options_for(model);
+  o.group_fault = GroupFault{GroupFamily::kAttnCp, 0, 0, 1};
+  const auto r = check(model, parallel(2, 2), prefill(96), o);
+  CHECK_FALSE(r.passed);
+  CHECK(r.hidden_rel_l2 > 0.05);
+}
+
+TEST_CASE("a CP=2 run traces every op of every rank with the schedule's ids", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_llama();
+  const auto config = parallel(2, 2);
+  const auto schedule = build_schedule(model, config, prefill(256));
+  const auto result = run_cuda(schedule, placement_for(config), options_for(model));
+  std::size_t ops = 0;
+  for (const auto& r : schedule.ranks) ops += r.size();
+  REQUIRE(result.trace.events.size() == ops);
+  CHECK(result.trace.meta.backend == "cuda");
+  CHECK(result.stats.generic_ops.empty());
+  CHECK(result.stats.median_step_s > 0);
+  for (const auto& e : result.trace.events) {
+    const auto& op = schedule.ranks[static_cast<std::size_t>(e.rank)][static_cast<std::size_t>(e.op)];
+    CHECK(e.name == op.name);
+    CHECK(e.start_s >= 0);
+    CHECK(e.end_s >= e.start_s);
+    CHECK(e.end_s <= result.stats.step_s[static_cast<std::size_t>(result.stats.median_step)] + 1e-9);
+  }
+}
+
+TEST_CASE("MoE schedules run on 2 GPUs in both modes (EP=2 all-to-all and TP=2 gather)", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_qwen_moe();
+  for (const auto& config : {parallel(2, 2, 1, 2), parallel(2, 2)}) {
+    const auto schedule = build_schedule(model, config, prefill(128));
+    const auto result = run_cuda(schedule, placement_for(config), options_for(model));
+    std::size_t ops = 0;
+    for (const auto& r : schedule.ranks) ops += r.size();
+    CHECK(result.trace.events.size() == ops);
+  }
+}
+
+TEST_CASE("the watchdog aborts a run whose receive never gets a send and names rank and op", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_llama();
+  const auto config = parallel(1, 1, 2);
+  auto schedule = build_schedule(model, config, prefill(64));
+  auto& rank0 = schedule.ranks[0];
+  REQUIRE(std::holds_alternative<P2POp>(rank0.back().body));
+  rank0.pop_back();  // the last micro-batch's pp_send: rank 1's receive waits forever
+  auto o = options_for(model);
+  o.warmup_steps = 0;
+  o.measured_steps = 1;
+  o.timeout_s = 5;
+  try {
+    (void)run_cuda(schedule, placement_for(config), o);
+    FAIL("the run did not time out");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    INFO(msg);
+    CHECK(msg.find("watchdog") != std::string::npos);
+    CHECK(msg.find("rank 1") != std::string::npos);
+    CHECK(msg.find("pp_recv") != std::string::npos);
+    CHECK(msg.find("aborted") != std::string::npos);
+  }
+}
+
+TEST_CASE("more ranks than GPUs and a memory shortfall are clear errors before launch", "[gpu]") {
+  require_gpus(1);
+  const auto model = tiny_llama();
+  const int devices = cuda_device_count();
+  const auto too_many = parallel(2 * devices, 2 * devices);
+  const auto schedule = build_schedule(model, too_many, prefill(64));
+  auto o = options_for(model);
+  o.gpus.clear();
+  for (int r = 0; r < 2 * devices; ++r) o.gpus.push_back(r);
+  CHECK_THROWS_WITH(run_cuda(schedule, placement_for(too_many), o), Catch::Contains("GPU(s) are visible"));
+
+  const auto big = load_model("llama-3.1-70b");
+  ScheduleOptions huge = prefill(131072);
+  const auto big_schedule = build_schedule(big, ParallelConfig{}, huge);
+  CudaOptions bo;
+  bo.model = big;
+  CHECK_THROWS_WITH(run_cuda(big_schedule, placement_for(ParallelConfig{}), bo),
+                    Catch::Contains("rank 0 needs") && Catch::Contains("short by"));
+}

@@ -1,0 +1,57 @@
+#pragma once
+// Builders of small schedules for the schedule tests.
+
+#include <string>
+
+#include "models/model_spec.hpp"
+#include "models/schedule_builder.hpp"
+#include "models/schedule_checks.hpp"
+
+namespace paratwin::test {
+
+inline ParallelConfig cp_config(int tp, int cp, int ep = 1, int pp = 1, int dp = 1) {
+  ParallelConfig c;
+  c.tp_size = tp;
+  c.attn_cp_size = cp;
+  c.ep_size = ep;
+  c.pp_size = pp;
+  c.dp_size = dp;
+  c.enable_dp_attention = dp > 1;
+  return c;
+}
+
+inline ScheduleOptions prefill(std::int64_t tokens, int layers, CpSplit split = CpSplit::kRoundRobin,
+                               CpAlgorithm algo = CpAlgorithm::kAllGather) {
+  ScheduleOptions o;
+  o.phase = Phase::kPrefill;
+  o.prompt_tokens = tokens;
+  o.layers = layers;
+  o.cp_split = split;
+  o.cp_algorithm = algo;
+  return o;
+}
+
+inline double total_flops(const Schedule& s) {
+  double sum = 0;
+  for (const auto& ops : s.ranks) {
+    for (const auto& op : ops) {
+      if (const auto* c = std::get_if<ComputeOp>(&op.body)) sum += c->flops;
+    }
+  }
+  return sum;
+}
+
+/// FLOPs of the ops whose kind is in `kinds`, on one rank.
+inline double rank_flops(const Schedule& s, int rank, std::initializer_list<ComputeKind> kinds) {
+  double sum = 0;
+  for (const auto& op : s.ranks[static_cast<std::size_t>(rank)]) {
+    if (const auto* c = std::get_if<ComputeOp>(&op.body)) {
+      for (const auto k : kinds) {
+        if (c->kind == k) sum += c->flops;
+      }
+    }
+  }
+  return sum;
+}
+
+}  // namespace paratwin::test

@@ -1,0 +1,105 @@
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "sim/calibration.hpp"
+#include "tests/sim/sim_test_util.hpp"
+#include "topology/error.hpp"
+
+using namespace paratwin;
+
+namespace {
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const auto path = std::filesystem::temp_directory_path() / name;
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+}  // namespace
+
+TEST_CASE("calibration file overrides named constants", "[sim][calibration]") {
+  const Calibration cal = apply_calibration_yaml(default_calibration(), R"(
+nccl:
+  base_latency_us:
+    ring: {ll: 1.5}
+  hw_latency_us:
+    nvlink: {ring: {simple: 2.0}}
+  ll_max_bw_gb_per_s: {one_node: 100}
+  channels: {ring: 16}
+  nvlink_graph_fraction: 0.82
+  p2p_ll_threshold_bytes: 0
+  ll128: false
+links:
+  nvlink: {latency_us: 0.3, bandwidth_gb_per_s: 400}
+compute:
+  launch_overhead_us: 2.5
+  kernels:
+    gemm:
+      compute_efficiency: [[1, 0.5], [4096, 0.9]]
+)",
+                                                 "test.yaml");
+  CHECK(cal.source == "test.yaml");
+  const auto ring = static_cast<std::size_t>(NcclAlgo::kRing);
+  CHECK(cal.nccl.base_latency_us[ring][0] == 1.5);
+  CHECK(cal.nccl.base_latency_us[ring][2] == 8.4);  // untouched
+  CHECK(cal.nccl.hw_latency_us[0][ring][2] == 2.0);
+  CHECK(cal.nccl.ll_max_bw_single_node_gb_per_s == 100);
+  CHECK(cal.nccl.ring_channels == 16);
+  CHECK(cal.nccl.nvlink_graph_fraction == 0.82);
+  CHECK(cal.nccl.p2p_ll_threshold_bytes == 0);
+  CHECK_FALSE(cal.nccl.ll128_enabled);
+  CHECK(cal.nvlink.latency_s.value() == Approx(0.3e-6));
+  CHECK(cal.nvlink.bandwidth_bytes_per_s.value() == Approx(400e9));
+  CHECK_FALSE(cal.network.latency_s.has_value());
+  CHECK(cal.compute.launch_overhead_s == Approx(2.5e-6));
+  CHECK(cal.compute.of(ComputeKind::kGemm).compute_efficiency.at(4096) == Approx(0.9));
+}
+
+TEST_CASE("calibration rejects unknown keys, naming them", "[sim][calibration]") {
+  CHECK_THROWS_WITH(apply_calibration_yaml(default_calibration(), "nccl: {channelz: {ring: 4}}", "c.yaml"),
+                    Catch::Contains("nccl.channelz") && Catch::Contains("c.yaml"));
+  CHECK_THROWS_WITH(apply_calibration_yaml(default_calibration(), "compute: {kernels: {gemmm: {}}}", "c.yaml"),
+                    Catch::Contains("compute.kernels.gemmm"));
+  CHECK_THROWS_WITH(
+      apply_calibration_yaml(default_calibration(), "nccl: {base_latency_us: {ring: {ll129: 1}}}", "c.yaml"),
+      Catch::Contains("ll129"));
+  CHECK_THROWS_WITH(apply_calibration_yaml(default_calibration(), "networks: {}", "c.yaml"),
+                    Catch::Contains("networks"));
+}
+
+TEST_CASE("calibration rejects non-positive bandwidths and bad values", "[sim][calibration]") {
+  CHECK_THROWS_WITH(apply_calibration_yaml(default_calibration(), "links: {nvlink: {bandwidth_gb_per_s: 0}}", "c.yaml"),
+                    Catch::Contains("links.nvlink.bandwidth_gb_per_s") && Catch::Contains("> 0"));
+  CHECK_THROWS_WITH(
+      apply_calibration_yaml(default_calibration(), "links: {network: {bandwidth_gb_per_s: -5}}", "c.yaml"),
+      Catch::Contains("links.network.bandwidth_gb_per_s"));
+  CHECK_THROWS_AS(apply_calibration_yaml(default_calibration(), "nccl: {ll_max_bw_gb_per_s: {one_node: -1}}", "c.yaml"),
+                  Error);
+  CHECK_THROWS_AS(apply_calibration_yaml(default_calibration(), "nccl: {base_latency_us: {ring: {ll: -1}}}", "c.yaml"),
+                  Error);
+  CHECK_THROWS_AS(
+      apply_calibration_yaml(default_calibration(),
+                             "compute: {kernels: {gemm: {compute_efficiency: [[10, 0.5], [5, 0.6]]}}}", "c.yaml"),
+      Error);
+  CHECK_THROWS_AS(apply_calibration_yaml(default_calibration(),
+                                         "compute: {kernels: {gemm: {compute_efficiency: [[10, 1.5]]}}}", "c.yaml"),
+                  Error);
+  CHECK_THROWS_AS(apply_calibration_yaml(default_calibration(), "nccl: [1, 2", "c.yaml"), Error);
+}
+
+TEST_CASE("simulate() applies a calibration file and rejects a bad one", "[sim][calibration]") {
+  test::ScheduleMaker maker(2);
+  maker.send_recv(0, 1, 1 << 20);
+  const Placement placement = test::place(2, test::h200_cluster(1));
+  SimOptions options = test::alpha_beta();
+  options.calibration_file =
+      write_temp("paratwin_cal_ok.yaml", "links: {nvlink: {latency_us: 0, bandwidth_gb_per_s: 100}}\n");
+  const SimResult r = simulate(maker.get(), placement, options);
+  CHECK(r.summary.end_to_end_s == Approx((1 << 20) / 100e9).epsilon(1e-9));
+  CHECK(r.trace.meta.calibration == options.calibration_file);
+  options.calibration_file = write_temp("paratwin_cal_bad.yaml", "links: {nvlink: {latencyus: 1}}\n");
+  CHECK_THROWS_WITH(simulate(maker.get(), placement, options), Catch::Contains("links.nvlink.latencyus"));
+  options.calibration_file = "/nonexistent/paratwin.yaml";
+  CHECK_THROWS_WITH(simulate(maker.get(), placement, options), Catch::Contains("/nonexistent/paratwin.yaml"));
+}

@@ -1,0 +1,43 @@
+#include <catch2/catch.hpp>
+
+#include "sim/calibration.hpp"
+#include "sim/compute_model.hpp"
+#include "tests/sim/sim_test_util.hpp"
+
+using namespace paratwin;
+
+TEST_CASE("efficiency curves interpolate in log2(size) and clamp", "[sim][compute]") {
+  const EfficiencyCurve c{{{64, 0.2}, {256, 0.6}}};
+  CHECK(c.at(1) == Approx(0.2));
+  CHECK(c.at(64) == Approx(0.2));
+  CHECK(c.at(128) == Approx(0.4));  // halfway in log2
+  CHECK(c.at(256) == Approx(0.6));
+  CHECK(c.at(1e9) == Approx(0.6));
+}
+
+TEST_CASE("compute model: roofline, fp8 peak, causal attention curve, launch overhead", "[sim][compute]") {
+  const Cluster cluster = test::h200_cluster(1);
+  Calibration cal = default_calibration();
+  const sim::ComputeModel model(cluster.gpu, cal.compute);
+  const ComputeOp big = test::gemm(8192, 8192, 8192);
+  const double eff = 797.8 / 989.4;
+  CHECK(model.op_time_s(big) == Approx(big.flops / (989.4e12 * eff) + 0.9e-6));
+  ComputeOp attn;
+  attn.kind = ComputeKind::kAttention;
+  attn.shape.kv_tokens = 16384;
+  attn.flops = 1e12;
+  attn.bytes = 1e6;
+  const double non_causal = model.op_time_s(attn);
+  attn.shape.causal = true;
+  const double causal = model.op_time_s(attn);
+  CHECK(non_causal == Approx(1e12 / 648e12 + 0.9e-6));  // FA3 16K non-causal 648 TFLOPs
+  CHECK(causal == Approx(1e12 / 616e12 + 0.9e-6));      // FA3 16K causal 616 TFLOPs
+  // A memory-bound elementwise op.
+  const ComputeOp norm = test::cost(1e6, 1e9, ComputeKind::kRmsNorm);
+  CHECK(model.op_time_s(norm) == Approx(1e9 / (4.8e12 * 2903.0 / 3350.0) + 0.9e-6));
+  // Grouped GEMM reads its curve at mean rows per expert.
+  ComputeOp grouped;
+  grouped.kind = ComputeKind::kGroupedGemm;
+  grouped.shape.group_rows = {100, 300};
+  CHECK(sim::ComputeModel::curve_size(grouped) == Approx(200));
+}
