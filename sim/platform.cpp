@@ -4,10 +4,11 @@
 
 #include "sim/platform.hpp"
 
-#include <simgrid/version.h>
-
+// clang-format off
 #include <cmath>
 #include <simgrid/s4u.hpp>
+#include <simgrid/version.h>  // after s4u.hpp: it needs the SG_BEGIN_DECL macros s4u.hpp brings in
+// clang-format on
 
 #include "topology/error.hpp"
 
