@@ -39,6 +39,7 @@ sanitize-test: deps
 
 layering:
 	@scripts/check-layering.sh
+	@scripts/check-test-names.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

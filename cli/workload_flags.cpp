@@ -39,7 +39,11 @@ void add_workload_flags(CLI::App& app, WorkloadFlags& f) {
   app.add_option("--layers", f.layers, "Use only the first K layers (0: all)")->group("Workload");
   app.add_option("--micro-batches", f.micro_batches, "Prefill chunks pipelined over PP stages (default: --pp-size)")
       ->group("Workload");
-  app.add_option("--routing", f.routing, "Expert load: uniform or zipf")->capture_default_str()->group("Workload");
+  app.add_option("--routing", f.routing,
+                 "Expert load: uniform, zipf, or per-token (each token's experts a seeded hash of its position: what "
+                 "--check routes real tensors by)")
+      ->capture_default_str()
+      ->group("Workload");
   app.add_option("--zipf-exponent", f.zipf_exponent, "Skew of --routing zipf")
       ->capture_default_str()
       ->group("Workload");
@@ -78,8 +82,10 @@ ScheduleOptions schedule_options(const WorkloadFlags& f) {
     o.routing.load = RoutingLoad::kUniform;
   } else if (f.routing == "zipf") {
     o.routing.load = RoutingLoad::kZipf;
+  } else if (f.routing == "per-token") {
+    o.routing.load = RoutingLoad::kPerToken;
   } else {
-    fail("--routing '{}' is unknown: use uniform or zipf", f.routing);
+    fail("--routing '{}' is unknown: use uniform, zipf or per-token", f.routing);
   }
   if (!(f.zipf_exponent >= 0 && f.zipf_exponent <= 10)) {
     fail("--zipf-exponent {} is invalid: between 0 and 10", f.zipf_exponent);

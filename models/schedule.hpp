@@ -12,6 +12,7 @@
 /// its recv carry the same `match` number.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -157,6 +158,8 @@ struct ScheduleMeta {
   int layers = 0;  ///< layers in the schedule (≤ the model's)
   int micro_batches = 1;
   DType weight_dtype = DType::kBf16;
+  /// Set when the experts of each token are build::token_experts(..., seed, ...) (RoutingLoad::kPerToken).
+  std::optional<std::uint64_t> per_token_routing_seed;
   friend bool operator==(const ScheduleMeta&, const ScheduleMeta&) = default;
 };
 

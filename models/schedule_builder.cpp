@@ -152,12 +152,34 @@ class RoutingCache {
     }
     return *slot;
   }
+  const build::ExpertRouting& get(std::vector<std::vector<build::TokenKey>> member_tokens) {
+    auto& slot = per_token_cache_[member_tokens];
+    if (!slot) {
+      slot = std::make_unique<build::ExpertRouting>(model_.moe->num_experts, model_.moe->experts_per_token,
+                                                    options_.seed, std::move(member_tokens));
+    }
+    return *slot;
+  }
 
  private:
   const ModelSpec& model_;
   RoutingOptions options_;
   std::map<std::vector<std::int64_t>, std::unique_ptr<build::ExpertRouting>> cache_;
+  std::map<std::vector<std::vector<build::TokenKey>>, std::unique_ptr<build::ExpertRouting>> per_token_cache_;
 };
+
+// Per-token routing: the (request, position) of every token a rank holds, padded with (−1, row in the gathered
+// tensor) up to `padded` rows at gathered row offset `first_row`.
+std::vector<build::TokenKey> token_keys(const build::RankTokens& t, std::int64_t padded, std::int64_t first_row) {
+  std::vector<build::TokenKey> keys;
+  for (const auto& run : t.runs) {
+    for (std::int64_t r = 0; r < t.requests; ++r) {
+      for (std::int64_t i = 0; i < run.count; ++i) keys.push_back({r, run.start + i * run.stride});
+    }
+  }
+  for (auto row = static_cast<std::int64_t>(keys.size()); row < padded; ++row) keys.push_back({-1, first_row + row});
+  return keys;
+}
 
 }  // namespace
 
@@ -188,6 +210,16 @@ Schedule build_schedule(const ModelSpec& model, const ParallelConfig& config, co
   meta.layers = layers;
   meta.micro_batches = micro;
   meta.weight_dtype = model.weight_dtype;
+  const bool per_token = model.moe && options.routing.load == RoutingLoad::kPerToken;
+  if (per_token) {
+    if (config.attn_dp_size() > 1 || config.attn_tp_size() > 1) {
+      fail(
+          "per-token expert routing needs every rank's tokens to be whole requests' CP shards (attention DP and "
+          "attention TP of 1), got attn_dp {} and attn_tp {}",
+          config.attn_dp_size(), config.attn_tp_size());
+    }
+    meta.per_token_routing_seed = options.routing.seed;
+  }
   schedule.ranks.resize(static_cast<std::size_t>(layout.world_size()));
 
   build::CollectiveNumbering numbering;
@@ -202,7 +234,28 @@ Schedule build_schedule(const ModelSpec& model, const ParallelConfig& config, co
       const auto& chunk = chunks[static_cast<std::size_t>(mb)];
       build::LayerContext ctx{model,    layout, options,
                               moe_mode, coords, build::rank_tokens(config, options, coords, chunk)};
-      if (model.moe) {
+      if (per_token) {
+        std::vector<std::vector<build::TokenKey>> member_tokens;
+        if (moe_mode == MoeMode::kAllToAll) {
+          for (const int member : layout.group_of(GroupFamily::kMoeEp, rank).ranks) {
+            member_tokens.push_back(
+                token_keys(build::rank_tokens(config, options, layout.coords(member), chunk), 0, 0));
+          }
+        } else {
+          // One member holding the gathered rows: each ATTN_CP shard padded to the largest (moe_layer.cpp).
+          const auto padded = ctx.tokens.max_local * ctx.tokens.requests;
+          std::vector<build::TokenKey> gathered;
+          std::int64_t first_row = 0;
+          for (const int member : layout.group_of(GroupFamily::kAttnCp, rank).ranks) {
+            const auto keys =
+                token_keys(build::rank_tokens(config, options, layout.coords(member), chunk), padded, first_row);
+            gathered.insert(gathered.end(), keys.begin(), keys.end());
+            first_row += padded;
+          }
+          member_tokens.push_back(std::move(gathered));
+        }
+        ctx.routing = &routing.get(std::move(member_tokens));
+      } else if (model.moe) {
         std::vector<std::int64_t> member_tokens;
         if (moe_mode == MoeMode::kAllToAll) {
           for (const int member : layout.group_of(GroupFamily::kMoeEp, rank).ranks) {

@@ -177,17 +177,19 @@ ParallelConfig config_from_json(const json& j) {
 }
 
 json meta_to_json(const ScheduleMeta& m) {
-  return {{"model", m.model},
-          {"config", config_to_json(m.config)},
-          {"phase", to_string(m.phase)},
-          {"prompt_tokens", m.prompt_tokens},
-          {"batch", m.batch},
-          {"cp_algorithm", to_string(m.cp_algorithm)},
-          {"cp_split", to_string(m.cp_split)},
-          {"moe_mode", to_string(m.moe_mode)},
-          {"layers", m.layers},
-          {"micro_batches", m.micro_batches},
-          {"weight_dtype", to_string(m.weight_dtype)}};
+  json j = {{"model", m.model},
+            {"config", config_to_json(m.config)},
+            {"phase", to_string(m.phase)},
+            {"prompt_tokens", m.prompt_tokens},
+            {"batch", m.batch},
+            {"cp_algorithm", to_string(m.cp_algorithm)},
+            {"cp_split", to_string(m.cp_split)},
+            {"moe_mode", to_string(m.moe_mode)},
+            {"layers", m.layers},
+            {"micro_batches", m.micro_batches},
+            {"weight_dtype", to_string(m.weight_dtype)}};
+  if (m.per_token_routing_seed) j["per_token_routing_seed"] = *m.per_token_routing_seed;
+  return j;
 }
 
 ScheduleMeta meta_from_json(const json& j) {
@@ -203,6 +205,8 @@ ScheduleMeta meta_from_json(const json& j) {
   m.layers = j.at("layers").get<int>();
   m.micro_batches = j.at("micro_batches").get<int>();
   m.weight_dtype = parse_dtype(j.at("weight_dtype").get<std::string>());
+  if (j.contains("per_token_routing_seed"))
+    m.per_token_routing_seed = j.at("per_token_routing_seed").get<std::uint64_t>();
   return m;
 }
 

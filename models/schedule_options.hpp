@@ -8,8 +8,11 @@
 
 namespace paratwin {
 
-/// How tokens pick experts when the schedule needs per-expert loads (seeded, deterministic).
-enum class RoutingLoad : std::uint8_t { kUniform, kZipf };
+/// How tokens pick experts when the schedule needs per-expert loads (seeded, deterministic). kPerToken: each token's
+/// experts are a seeded hash of (layer, request, position) (`build::token_experts`), the same on every layout, and
+/// the schedule's loads are counted exactly from the tokens each rank holds; the CUDA backend's numerical check
+/// routes the real tensors by it (ScheduleMeta::per_token_routing_seed).
+enum class RoutingLoad : std::uint8_t { kUniform, kZipf, kPerToken };
 
 struct RoutingOptions {
   RoutingLoad load = RoutingLoad::kUniform;

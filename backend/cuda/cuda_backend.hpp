@@ -26,6 +26,13 @@ struct GroupFault {
   int pos_a = 0, pos_b = 1;  ///< positions in the group whose communicator ranks are swapped
 };
 
+/// A family's communicators built from other rank lists (tests of the numerical check), e.g. MoE groups that run
+/// into the next pipeline stage.
+struct GroupOverride {
+  GroupFamily family = GroupFamily::kMoeEp;
+  std::vector<std::vector<int>> groups;  ///< rank lists, in position order; they must partition the world
+};
+
 struct CudaOptions {
   int warmup_steps = 2;       ///< steps run before measuring (excluded)
   int measured_steps = 5;     ///< steps measured; the median step is reported
@@ -36,6 +43,7 @@ struct CudaOptions {
   /// schedule's meta.
   std::optional<ModelSpec> model;
   std::optional<GroupFault> group_fault;
+  std::optional<GroupOverride> group_override;
   /// GPUs to use, by local index; empty: 0 .. world − 1.
   std::vector<int> gpus;
 };

@@ -487,6 +487,7 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
     cuda_plan::swap_group_positions(plan, layout, o.group_fault->family, o.group_fault->group_index,
                                     o.group_fault->pos_a, o.group_fault->pos_b);
   }
+  if (o.group_override) cuda_plan::override_groups(plan, o.group_override->family, o.group_override->groups);
 
   RunState st(world);
   st.op_start_s.resize(static_cast<std::size_t>(world));
@@ -720,11 +721,13 @@ CudaCheckResult check_cuda(const Schedule& schedule, const Schedule& reference, 
   if (!par.run.stats.generic_ops.empty()) {
     fail(
         "--check needs the real data flow of every op, but {} op(s) of rank 0 run on scratch buffers (first: '{}'): "
-        "the check covers dense GQA/MHA models with all-gather CP, attention TP and PP",
+        "the check covers GQA/MHA models with all-gather CP, attention TP and PP, and MoE layers under --routing "
+        "per-token (bf16, softmax router, no shared experts)",
         par.run.stats.generic_ops.size(), par.run.stats.generic_ops.front());
   }
   CudaOptions ref_options = o;
   ref_options.group_fault.reset();  // a fault injected into the layout under test, never into the reference
+  ref_options.group_override.reset();
   const auto ref = run_engine(reference, model, {gpus.front()}, ref_options, true);
 
   CudaCheckResult result;

@@ -263,6 +263,43 @@ __global__ void moe_unpermute_kernel(const bf16* rows, const float* weights, bf1
   }
 }
 
+__global__ void moe_route_fixed_kernel(const float* logits, const int* ids, float* weights, i64 tokens, i64 experts,
+                                       i64 topk, bool renormalize) {
+  const i64 t = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
+  if (t >= tokens) return;
+  const float* row = logits + t * experts;
+  const int* id = ids + t * topk;
+  float mx = -FLT_MAX;
+  if (renormalize) {
+    for (i64 k = 0; k < topk; ++k) mx = fmaxf(mx, row[id[k]]);
+  } else {
+    for (i64 e = 0; e < experts; ++e) mx = fmaxf(mx, row[e]);
+  }
+  float denom = 0.0f;
+  if (renormalize) {
+    for (i64 k = 0; k < topk; ++k) denom += __expf(row[id[k]] - mx);
+  } else {
+    for (i64 e = 0; e < experts; ++e) denom += __expf(row[e] - mx);
+  }
+  for (i64 k = 0; k < topk; ++k) weights[t * topk + k] = __expf(row[id[k]] - mx) / denom;
+}
+
+__global__ void moe_combine_kernel(const bf16* rows, const int* row_map, const float* weights, bf16* out, i64 tokens,
+                                   i64 slots, i64 n) {
+  const i64 total = tokens * n;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const i64 t = i / n, j = i % n;
+    float s = 0.0f;
+    for (i64 k = 0; k < slots; ++k) {
+      const int r = row_map[t * slots + k];
+      if (r < 0) continue;
+      s += (weights != nullptr ? weights[t * slots + k] : 1.0f) * to_f(rows[static_cast<i64>(r) * n + j]);
+    }
+    out[i] = to_b(s);
+  }
+}
+
 __global__ void indexer_score_kernel(const bf16* q, const bf16* k, const bf16* w, float* out, i64 queries, i64 keys,
                                      i64 heads, i64 dim, i64 q_start, i64 q_stride, bool causal) {
   const i64 total = queries * keys;
@@ -409,6 +446,20 @@ void launch_moe_unpermute(const void* rows, const float* weights, void* out, i64
   if (tokens * n == 0) return;
   moe_unpermute_kernel<<<blocks_for(tokens * n), kBlock, 0, stream>>>(static_cast<const bf16*>(rows), weights,
                                                                       static_cast<bf16*>(out), tokens, topk, n);
+}
+
+void launch_moe_route_fixed(const float* logits, const int* ids, float* weights, i64 tokens, i64 experts, i64 topk,
+                            bool renormalize, cudaStream_t stream) {
+  if (tokens == 0) return;
+  moe_route_fixed_kernel<<<blocks_for(tokens, 128), 128, 0, stream>>>(logits, ids, weights, tokens, experts, topk,
+                                                                      renormalize);
+}
+
+void launch_moe_combine(const void* rows, const int* row_map, const float* weights, void* out, i64 tokens, i64 slots,
+                        i64 n, cudaStream_t stream) {
+  if (tokens * n == 0) return;
+  moe_combine_kernel<<<blocks_for(tokens * n), kBlock, 0, stream>>>(static_cast<const bf16*>(rows), row_map, weights,
+                                                                    static_cast<bf16*>(out), tokens, slots, n);
 }
 
 void launch_indexer_score(const void* q, const void* k, const void* w, float* out, i64 queries, i64 keys, i64 heads,

@@ -70,6 +70,16 @@ void launch_moe_route(const void* logits, int* ids, float* weights, std::int64_t
 void launch_moe_unpermute(const void* rows, const float* weights, void* out, std::int64_t tokens, std::int64_t topk,
                           std::int64_t n, cudaStream_t stream);
 
+/// Router weights of given experts: weights[t·topk + k] = softmax of the fp32 logits [tokens × experts] at expert
+/// ids[t·topk + k], over the token's `topk` experts when `renormalize` (Qwen3's norm_topk_prob), else over all experts.
+void launch_moe_route_fixed(const float* logits, const int* ids, float* weights, std::int64_t tokens,
+                            std::int64_t experts, std::int64_t topk, bool renormalize, cudaStream_t stream);
+
+/// out[t] = Σ_s w · rows[row_map[t·slots + s]] over n columns, skipping negative entries; w = weights[t·slots + s], or
+/// 1 when `weights` is null (bf16 rows and output, fp32 sum).
+void launch_moe_combine(const void* rows, const int* row_map, const float* weights, void* out, std::int64_t tokens,
+                        std::int64_t slots, std::int64_t n, cudaStream_t stream);
+
 /// DSA indexer logits: out[i][j] = Σ_h w[i][h] · relu(q[i][h] · k[j]) for key positions visible to query i
 /// (−inf otherwise); q [queries × heads × dim], k [keys × dim], w [queries × heads], all bf16; out fp32.
 void launch_indexer_score(const void* q, const void* k, const void* w, float* out, std::int64_t queries,

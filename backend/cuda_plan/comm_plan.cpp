@@ -77,6 +77,30 @@ void swap_group_positions(CommPlan& plan, const RankLayout& layout, GroupFamily 
             key[static_cast<std::size_t>(ranks[static_cast<std::size_t>(pos_b)])]);
 }
 
+void override_groups(CommPlan& plan, GroupFamily family, const std::vector<std::vector<int>>& groups) {
+  const auto n = static_cast<std::size_t>(plan.world_size);
+  FamilyComm fc;
+  fc.family = family;
+  fc.source = CommSource::kSplit;
+  fc.color.assign(n, -1);
+  fc.key.assign(n, -1);
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    for (std::size_t pos = 0; pos < groups[g].size(); ++pos) {
+      const int r = groups[g][pos];
+      if (r < 0 || r >= plan.world_size || fc.color[static_cast<std::size_t>(r)] >= 0) {
+        fail("override of family {}: rank {} of group {} is outside the world of {} or in two groups",
+             family_key(family), r, g, plan.world_size);
+      }
+      fc.color[static_cast<std::size_t>(r)] = static_cast<int>(g);
+      fc.key[static_cast<std::size_t>(r)] = static_cast<int>(pos);
+    }
+  }
+  for (std::size_t r = 0; r < n; ++r) {
+    if (fc.color[r] < 0) fail("override of family {}: rank {} is in no group", family_key(family), r);
+  }
+  plan.of(family) = std::move(fc);
+}
+
 std::string describe(const CommPlan& plan, const RankLayout& layout) {
   std::string s;
   for (const auto& fc : plan.families) {

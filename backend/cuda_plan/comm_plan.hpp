@@ -44,6 +44,11 @@ struct CommPlan {
 void swap_group_positions(CommPlan& plan, const RankLayout& layout, GroupFamily family, int group_index, int pos_a,
                           int pos_b);
 
+/// Fault injection for tests: builds `family`'s communicators from `groups` (rank lists, in position order) instead
+/// of the layout's, as a wrong group layout would (e.g. a draft whose MoE groups run into the next pipeline stage).
+/// Throws paratwin::Error unless `groups` partitions the world's ranks.
+void override_groups(CommPlan& plan, GroupFamily family, const std::vector<std::vector<int>>& groups);
+
 /// "tp: split (2 groups of 4); attn_cp: = tp; ..." for logs.
 [[nodiscard]] std::string describe(const CommPlan& plan, const RankLayout& layout);
 

@@ -17,7 +17,46 @@ std::int64_t scale(std::int64_t count, std::int64_t drawn, std::int64_t real) {
       std::llround(static_cast<double>(count) * static_cast<double>(real) / static_cast<double>(drawn)));
 }
 
+std::uint64_t mix(std::uint64_t h) {
+  h ^= h >> 31;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 29;
+  h *= 0x94d049bb133111ebULL;
+  h ^= h >> 32;
+  return h;
+}
+
 }  // namespace
+
+std::vector<int> token_experts(std::int64_t num_experts, std::int64_t topk, std::uint64_t seed, int layer,
+                               std::int64_t request, std::int64_t position) {
+  PARATWIN_ASSERT(topk > 0 && topk <= num_experts, "top-{} of {} experts", topk, num_experts);
+  constexpr std::uint64_t kGolden = 0x9e3779b97f4a7c15, kLayer = 0x632be59bd9b4e019, kRequest = 0xd6e8feb86659fd93;
+  const auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
+  std::uint64_t h = mix(seed * kGolden + u(layer) * kLayer);
+  h = mix(h ^ (u(request + 1) * kRequest));
+  h = mix(h ^ u(position));
+  std::vector<int> out;
+  while (static_cast<std::int64_t>(out.size()) < topk) {
+    h = mix(h + kGolden);
+    const auto e = static_cast<int>(h % static_cast<std::uint64_t>(num_experts));
+    if (std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
+  }
+  return out;
+}
+
+ExpertRouting::ExpertRouting(std::int64_t num_experts, std::int64_t experts_per_token, std::uint64_t seed,
+                             std::vector<std::vector<TokenKey>> member_tokens)
+    : num_experts_(num_experts),
+      topk_(experts_per_token),
+      rotate_per_layer_(false),
+      per_token_(true),
+      seed_(seed),
+      keys_(std::move(member_tokens)) {
+  PARATWIN_ASSERT(num_experts_ > 0 && topk_ > 0 && topk_ <= num_experts_ && !keys_.empty(),
+                  "per-token routing of top-{} over {} experts", topk_, num_experts_);
+  for (const auto& k : keys_) tokens_.push_back(static_cast<std::int64_t>(k.size()));
+}
 
 ExpertRouting::ExpertRouting(std::int64_t num_experts, std::int64_t experts_per_token, const RoutingOptions& options,
                              std::vector<std::int64_t> tokens_per_member)
@@ -73,6 +112,22 @@ const MoeLayerPlan& ExpertRouting::plan(int layer) const {
   MoeLayerPlan plan;
   plan.send_rows.assign(members_sz, std::vector<std::int64_t>(members_sz, 0));
   plan.expert_rows.assign(members_sz, std::vector<std::int64_t>(static_cast<std::size_t>(per_member), 0));
+  if (per_token_) {  // exact: one copy per (token, destination rank), one row per (token, expert)
+    for (std::size_t src = 0; src < members_sz; ++src) {
+      for (const auto& key : keys_[src]) {
+        std::vector<char> sent(members_sz, 0);
+        for (const int e : token_experts(num_experts_, topk_, seed_, layer, key.request, key.position)) {
+          const auto dst = static_cast<std::size_t>(e / per_member);
+          ++plan.expert_rows[dst][static_cast<std::size_t>(e % per_member)];
+          if (!sent[dst]) {
+            sent[dst] = 1;
+            ++plan.send_rows[src][dst];
+          }
+        }
+      }
+    }
+    return cache_.emplace(layer, std::move(plan)).first->second;
+  }
   std::vector<std::vector<std::int64_t>> expert_counts(members_sz,
                                                        std::vector<std::int64_t>(static_cast<std::size_t>(per_member)));
   std::vector<std::int64_t> seen(members_sz, -1);
@@ -106,6 +161,19 @@ const MoeLayerPlan& ExpertRouting::plan(int layer) const {
 
 std::vector<std::int64_t> ExpertRouting::rows_per_expert(int layer, std::int64_t tokens) const {
   std::vector<std::int64_t> counts(static_cast<std::size_t>(num_experts_), 0);
+  if (per_token_) {
+    std::int64_t all = 0;
+    for (const auto& member : keys_) {
+      all += static_cast<std::int64_t>(member.size());
+      for (const auto& key : member) {
+        for (const int e : token_experts(num_experts_, topk_, seed_, layer, key.request, key.position)) {
+          ++counts[static_cast<std::size_t>(e)];
+        }
+      }
+    }
+    PARATWIN_ASSERT(all == tokens, "per-token routing holds {} tokens, asked for {}", all, tokens);
+    return counts;
+  }
   std::int64_t drawn = 0;
   for (const auto& d : draws_) {
     for (const auto p : d) ++counts[static_cast<std::size_t>(expert_of(p, layer))];

@@ -6,6 +6,7 @@
 /// EP group, at least kMinDrawsPerMember per member) and counts scaled to the real token counts, so building a schedule
 /// stays fast at 128K tokens and 256-way EP. Every EP group draws the same pattern.
 
+#include <compare>
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -20,6 +21,17 @@ struct MoeLayerPlan {
   std::vector<std::vector<std::int64_t>> expert_rows;  ///< [member][local expert]: (token, expert) rows it computes
 };
 
+/// A token as per-token routing sees it; the padding rows of a gather are (−1, their row in the gathered tensor).
+struct TokenKey {
+  std::int64_t request = 0, position = 0;
+  friend auto operator<=>(const TokenKey&, const TokenKey&) = default;
+};
+
+/// RoutingLoad::kPerToken: the `topk` distinct experts of token (request, position) in `layer`, a seeded hash (the
+/// same on every layout; the CUDA backend routes real tensors by it for the numerical check).
+[[nodiscard]] std::vector<int> token_experts(std::int64_t num_experts, std::int64_t topk, std::uint64_t seed, int layer,
+                                             std::int64_t request, std::int64_t position);
+
 class ExpertRouting {
  public:
   static constexpr std::int64_t kMaxDraws = 32768;
@@ -28,6 +40,11 @@ class ExpertRouting {
   /// `tokens_per_member`: tokens each EP-group member routes (EP size = its length).
   ExpertRouting(std::int64_t num_experts, std::int64_t experts_per_token, const RoutingOptions& options,
                 std::vector<std::int64_t> tokens_per_member);
+
+  /// RoutingLoad::kPerToken: the exact plan of the tokens each EP-group member routes (`member_tokens`; in gather mode
+  /// one member holding every gathered row, padding included).
+  ExpertRouting(std::int64_t num_experts, std::int64_t experts_per_token, std::uint64_t seed,
+                std::vector<std::vector<TokenKey>> member_tokens);
 
   /// The plan of `layer` (deterministic; computed on first use and cached).
   [[nodiscard]] const MoeLayerPlan& plan(int layer) const;
@@ -40,6 +57,9 @@ class ExpertRouting {
   std::int64_t num_experts_, topk_;
   bool rotate_per_layer_;
   std::vector<std::int64_t> tokens_;
+  bool per_token_ = false;
+  std::uint64_t seed_ = 0;
+  std::vector<std::vector<TokenKey>> keys_;  // per-token routing: the members' tokens
   // draws_[member] holds sampled tokens × topk popularity ranks (distinct within a token).
   std::vector<std::vector<std::uint16_t>> draws_;
   mutable std::map<int, MoeLayerPlan> cache_;  // node-based: references stay valid

@@ -5,6 +5,8 @@
 #include "backend/cuda_plan/comm_plan.hpp"
 #include "backend/cuda_plan/event_plan.hpp"
 #include "backend/cuda_plan/nccl_call_plan.hpp"
+#include "models/builders/moe_routing.hpp"
+#include "models/schedule_json.hpp"
 #include "tests/backend/cuda_test_models.hpp"
 #include "topology/error.hpp"
 
@@ -281,4 +283,74 @@ TEST_CASE("event plans of real schedules cover every dependency", "[cuda_plan]")
       }
     }
   }
+}
+
+TEST_CASE("per-token routing: MoE schedules count exactly the rows the tokens' experts need", "[cuda_plan]") {
+  const auto moe = tiny_qwen_moe();
+  const auto E = moe.moe->num_experts, topk = moe.moe->experts_per_token, H = moe.hidden_size;
+  auto options = prefill(128);
+  options.routing.load = RoutingLoad::kPerToken;
+  options.routing.seed = 7;
+  // All-to-all, EP=2 (4 experts per rank): what all sources send to rank j = the tokens with an expert on j.
+  const auto a2a = build_schedule(moe, parallel(2, 2, 1, 2), options);
+  REQUIRE(a2a.meta.per_token_routing_seed == std::optional<std::uint64_t>{7});
+  CHECK(schedule_from_json(schedule_to_json(a2a), "a2a").meta == a2a.meta);  // the seed survives a round trip
+  for (int layer = 0; layer < 2; ++layer) {
+    std::vector<std::int64_t> want(2, 0), got(2, 0);
+    for (std::int64_t pos = 0; pos < 128; ++pos) {
+      std::vector<char> on(2, 0);
+      for (const int e : build::token_experts(E, topk, 7, layer, 0, pos)) on[static_cast<std::size_t>(e / 4)] = 1;
+      for (std::size_t j = 0; j < 2; ++j) want[j] += on[j];
+    }
+    for (const auto& rank : a2a.ranks) {
+      for (const auto& op : rank) {
+        const auto* cl = std::get_if<CollectiveOp>(&op.body);
+        if (cl == nullptr || op.layer != layer || op.name.find("moe.dispatch_all_to_all") == std::string::npos)
+          continue;
+        for (std::size_t j = 0; j < 2; ++j) got[j] += cl->send_bytes[j] / (2 * H);
+      }
+    }
+    CHECK(got == want);
+  }
+  // Gather mode over ATTN_CP=2 with 97 tokens: shards of 49 (one padding row on the second rank); every gathered row
+  // routes to top-k experts and the real tokens' rows are among them.
+  options.prompt_tokens = 97;
+  const auto gather = build_schedule(moe, parallel(2, 2), options);
+  std::vector<std::int64_t> real(static_cast<std::size_t>(E), 0);
+  for (std::int64_t pos = 0; pos < 97; ++pos) {
+    for (const int e : build::token_experts(E, topk, 7, 0, 0, pos)) ++real[static_cast<std::size_t>(e)];
+  }
+  bool found = false;
+  for (const auto& op : gather.ranks[0]) {
+    const auto* c = std::get_if<ComputeOp>(&op.body);
+    if (c == nullptr || op.layer != 0 || c->kind != ComputeKind::kGroupedGemm) continue;
+    found = true;
+    std::int64_t total = 0;
+    for (std::size_t e = 0; e < c->shape.group_rows.size(); ++e) {
+      total += c->shape.group_rows[e];
+      CHECK(c->shape.group_rows[e] >= real[e]);
+    }
+    CHECK(total == 98 * topk);
+  }
+  CHECK(found);
+  // The layouts it cannot describe are refused.
+  CHECK_THROWS_WITH(build_schedule(moe, parallel(2), options), Catch::Contains("per-token expert routing"));
+}
+
+TEST_CASE("a group override builds a family's communicators from other rank lists", "[cuda_plan]") {
+  // tp 2, pp 2, attn_cp 2, ep 2: the MOE_EP groups are the TP groups {0,1} {2,3} (one per stage), aliasing TP.
+  const RankLayout layout(parallel(2, 2, 2, 2));
+  auto plan = plan_communicators(layout);
+  REQUIRE(plan.of(GroupFamily::kMoeEp).source == CommSource::kAliasTp);
+  // The draft that strides MoE groups over the world by tp: {0,2} {1,3} run from stage 0 into stage 1.
+  override_groups(plan, GroupFamily::kMoeEp, {{0, 2}, {1, 3}});
+  const auto& fc = plan.of(GroupFamily::kMoeEp);
+  CHECK(fc.source == CommSource::kSplit);
+  CHECK(fc.color == std::vector<int>{0, 1, 0, 1});
+  CHECK(fc.key == std::vector<int>{0, 0, 1, 1});
+  CHECK(layout.coords(0).pp_rank != layout.coords(2).pp_rank);
+  CHECK(plan.of(GroupFamily::kTp).source == CommSource::kSplit);  // TP itself untouched
+  CHECK_THROWS_WITH(override_groups(plan, GroupFamily::kMoeEp, {{0, 2}, {1}}),
+                    Catch::Contains("rank 3 is in no group"));
+  CHECK_THROWS_WITH(override_groups(plan, GroupFamily::kMoeEp, {{0, 2}, {2, 1, 3}}), Catch::Contains("two groups"));
 }

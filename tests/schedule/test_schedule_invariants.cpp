@@ -106,7 +106,7 @@ TEST_CASE("the KV all-gather moves (N-1)/N x tokens x KV bytes per token per ran
   }
 }
 
-TEST_CASE("zigzag balances causal attention; round-robin does too, a contiguous split would not", "[schedule]") {
+TEST_CASE("zigzag and round-robin splits balance causal attention over CP ranks", "[schedule]") {
   const std::int64_t tokens = 131072;
   for (const auto* name : {"llama-3.1-8b", "deepseek-v3.2"}) {
     const auto model = load_model(name);

@@ -51,7 +51,7 @@ TEST_CASE("ring all-gather on one node takes (n-1)/n·S/B + (n-1)·α", "[sim][c
   }
 }
 
-TEST_CASE("ring reduce-scatter equals all-gather; ring all-reduce moves twice the bytes", "[sim][closed-form]") {
+TEST_CASE("ring reduce-scatter equals all-gather, and ring all-reduce moves twice the bytes", "[sim][closed-form]") {
   const int n = 8;
   const std::int64_t s = std::int64_t{64} << 20;
   const double rs = collective_time(1, n, CollectiveKind::kReduceScatter, s / n, alpha_beta());

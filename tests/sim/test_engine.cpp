@@ -19,7 +19,7 @@ ComputeOp busy(double seconds) {
 
 }  // namespace
 
-TEST_CASE("a collective starts when its last member arrives; events span from each rank's arrival", "[sim][engine]") {
+TEST_CASE("a collective starts when its last member arrives, and events span from each rank's arrival", "[sim][engine]") {
   ScheduleMaker maker(2);
   const int c0 = maker.compute(0, busy(100e-6));
   maker.collective({0, 1}, CollectiveKind::kAllReduce, 1 << 20, {{c0}, {}});
