@@ -38,6 +38,9 @@ struct CudaOptions {
   int measured_steps = 5;     ///< steps measured; the median step is reported
   double timeout_s = 300;     ///< watchdog: a step (or communicator set-up) longer than this aborts the run
   bool per_op_events = true;  ///< false: the lightly instrumented mode (events at step boundaries only)
+  /// true: each event's duration is the op's median over the measured steps (its start stays the median step's);
+  /// for microbenchmarks, whose ops do not overlap. false: the median step's events as they happened.
+  bool per_op_median = false;
   std::uint64_t seed = 1;     ///< weights and token ids
   /// The model the schedule was built from (dimensions of the weights); default: the zoo model named by the
   /// schedule's meta.

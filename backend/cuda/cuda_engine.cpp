@@ -15,6 +15,7 @@
 
 #include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/kernels.hpp"
 #include "backend/cuda/op_binder.hpp"
 #include "backend/cuda_plan/comm_plan.hpp"
 #include "backend/cuda_plan/event_plan.hpp"
@@ -96,6 +97,9 @@ struct RunState {
   std::vector<HostOutputs> outputs;
   std::vector<std::int64_t> device_bytes;
   std::vector<std::string> generic_ops;
+  // The step gate (see Worker::gate_device_): one host-mapped flag that every GPU polls, raised once per step by
+  // rank 0's thread after all ranks enqueued, so that all GPUs see it at the same moment.
+  int* gate = nullptr;
 
   void touch() {
     phase_start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
@@ -163,6 +167,12 @@ class Worker {
   std::array<ncclComm_t, kFamilyCount> family_comms_{};
   std::vector<cudaEvent_t> start_, end_;  // per op (per-op mode: timing; light mode: end_ = done events)
   cudaEvent_t begin_ = nullptr, finish_ = nullptr, comm_finish_ = nullptr;
+  // The step gate: every rank enqueues its whole step behind a kernel that polls RunState::gate, raised once all
+  // ranks finished enqueuing, so no GPU starts while another rank's host is still enqueuing (which would show up as
+  // waits inside the first collectives of the step).
+  int* gate_device_ = nullptr;
+  int step_ = 0;
+  static constexpr std::int64_t kGateTimeoutNs = 200'000'000;  // 0.2 s: far above any enqueue time
 };
 
 ncclComm_t Worker::comm_of(GroupFamily family) const {
@@ -249,6 +259,7 @@ void Worker::issue(const BoundOp& b) {
 void Worker::enqueue_step() {
   const auto& ops = s_.ranks[static_cast<std::size_t>(rank_)];
   const cuda::ExecCtx ctx{compute_, blas_, &prog_.pool, blas_lt_, lt_workspace_, cuda::kLtWorkspaceBytes};
+  cuda::launch_wait_flag(gate_device_, step_ + 1, kGateTimeoutNs, compute_);
   PARATWIN_CUDA_CHECK(cudaEventRecord(begin_, compute_));
   PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(comm_, begin_, 0));
   for (const auto& launch : events_.launches) {
@@ -392,6 +403,7 @@ void Worker::body() {
     if (o_.per_op_events) PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&start_[i], flags));
     if (o_.per_op_events || events_.needs_done_event[i]) PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&end_[i], flags));
   }
+  PARATWIN_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&gate_device_), st_.gate, 0));
   PARATWIN_CUDA_CHECK(cudaEventCreate(&begin_));
   PARATWIN_CUDA_CHECK(cudaEventCreate(&finish_));
   PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&comm_finish_, cudaEventDisableTiming));
@@ -404,7 +416,10 @@ void Worker::body() {
     // Steps start together, so a step's time is its own (not the wait for a slower rank's previous step).
     if (!st_.barrier()) return;
     st_.touch();
+    step_ = step;
     enqueue_step();
+    if (!st_.barrier()) return;
+    if (rank_ == 0) *static_cast<volatile int*>(st_.gate) = step + 1;
     if (!wait_step()) return;
     if (step < o_.warmup_steps) continue;
     float ms = 0;
@@ -496,6 +511,10 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
   st.outputs.resize(static_cast<std::size_t>(world));
   st.device_bytes.resize(static_cast<std::size_t>(world));
   PARATWIN_NCCL_CHECK(nullptr, ncclGetUniqueId(&st.uid));
+  PARATWIN_CUDA_CHECK(
+      cudaHostAlloc(reinterpret_cast<void**>(&st.gate), sizeof(int), cudaHostAllocPortable | cudaHostAllocMapped));
+  *st.gate = 0;
+  const std::unique_ptr<int, decltype(&cudaFreeHost)> gate_owner(st.gate, &cudaFreeHost);
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::thread> threads;
   for (int r = 0; r < world; ++r) {
@@ -604,7 +623,8 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
   trace.meta.extra = {{"measured_steps", std::to_string(o.measured_steps)},
                       {"warmup_steps", std::to_string(o.warmup_steps)},
                       {"median_step_s", fmt::format("{:.9g}", stats.median_step_s)},
-                      {"instrumentation", o.per_op_events ? "per-op events" : "step events"}};
+                      {"instrumentation", o.per_op_events ? "per-op events" : "step events"},
+                      {"op_durations", o.per_op_median ? "per-op median over the measured steps" : "median step"}};
   if (o.per_op_events) {
     for (int r = 0; r < world; ++r) {
       const auto& ops = s.ranks[static_cast<std::size_t>(r)];
@@ -617,8 +637,17 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
         e.name = op.name;
         e.stream = std::string(to_string(op.stream));
         e.layer = op.layer;
-        e.start_s = st.op_start_s[static_cast<std::size_t>(r)][median][i];
-        e.end_s = st.op_end_s[static_cast<std::size_t>(r)][median][i];
+        const auto& starts = st.op_start_s[static_cast<std::size_t>(r)];
+        const auto& ends = st.op_end_s[static_cast<std::size_t>(r)];
+        e.start_s = starts[median][i];
+        e.end_s = ends[median][i];
+        if (o.per_op_median) {
+          std::vector<double> durations;
+          for (std::size_t k = 0; k < steps; ++k) durations.push_back(ends[k][i] - starts[k][i]);
+          std::nth_element(durations.begin(), durations.begin() + static_cast<std::ptrdiff_t>(steps / 2),
+                           durations.end());
+          e.end_s = e.start_s + durations[steps / 2];
+        }
         if (const auto* c = std::get_if<ComputeOp>(&op.body)) {
           e.kind = std::string(to_string(c->kind));
           e.bytes = static_cast<std::int64_t>(std::llround(c->bytes));

@@ -179,12 +179,75 @@ __global__ void attention_kernel(AttentionArgs a) {
     }
     m = m_new;
   }
-  bf16* out = static_cast<bf16*>(a.out) + (b * a.q_tokens + qi) * a.out_row_stride + h * a.head_dim_v;
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  const i64 out_at = (b * a.q_tokens + qi) * a.out_row_stride + h * a.head_dim_v;
+  if (a.out_f32 != nullptr) {
+    for (int u = 0; u < kMaxDimsPerLane; ++u) {
+      const i64 d = lane + 32 * u;
+      if (d < a.head_dim_v) a.out_f32[out_at + d] = acc[u] * inv;
+    }
+    if (lane == 0 && a.lse != nullptr) a.lse[warp] = l > 0.0f ? m + __logf(l) : -INFINITY;
+    return;
+  }
+  bf16* out = static_cast<bf16*>(a.out) + out_at;
   for (int u = 0; u < kMaxDimsPerLane; ++u) {
     const i64 d = lane + 32 * u;
     if (d < a.head_dim_v) out[d] = to_b(acc[u] * inv);
   }
+}
+
+// One thread per (row, element): the weights of the two sides are recomputed per element (cheap next to the loads).
+__global__ void attention_merge_kernel(float* run_out, float* run_lse, const float* part_out, const float* part_lse,
+                                       i64 rows, i64 dim, bool first) {
+  const i64 total = rows * dim;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const i64 r = i / dim;
+    const float lp = part_lse[r];
+    float merged = part_out[i];
+    if (!first) {
+      const float lr = run_lse[r];
+      const float mx = fmaxf(lr, lp);
+      if (mx == -INFINITY) {
+        merged = 0.0f;
+      } else {
+        const float wr = __expf(lr - mx), wp = __expf(lp - mx);
+        merged = (run_out[i] * wr + part_out[i] * wp) / (wr + wp);
+      }
+    }
+    run_out[i] = merged;
+  }
+}
+
+__global__ void to_bf16_kernel(const float* src, bf16* dst, i64 count) {
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    dst[i] = to_b(src[i]);
+  }
+}
+
+// Separate pass so that every element of a row read the row's old log-sum-exp before it changes.
+__global__ void attention_merge_lse_kernel(float* run_lse, const float* part_lse, i64 rows, bool first) {
+  for (i64 r = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; r < rows;
+       r += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const float lp = part_lse[r];
+    if (first) {
+      run_lse[r] = lp;
+      continue;
+    }
+    const float lr = run_lse[r];
+    const float mx = fmaxf(lr, lp);
+    run_lse[r] = mx == -INFINITY ? -INFINITY : mx + __logf(__expf(lr - mx) + __expf(lp - mx));
+  }
+}
+
+__global__ void wait_flag_kernel(const volatile int* flag, int value, i64 timeout_ns) {
+  unsigned long long start = 0, now = 0;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  do {
+    if (*flag == value) return;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+  } while (static_cast<i64>(now - start) < timeout_ns);
 }
 
 __global__ void silu_mul_kernel(const bf16* gu, bf16* out, i64 rows, i64 n) {
@@ -407,6 +470,23 @@ void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   const i64 warps = a.batch * a.q_tokens * a.heads;
   if (warps == 0) return;
   attention_kernel<<<blocks_for(warps * 32, 128), 128, 0, stream>>>(a);
+}
+
+void launch_attention_merge(float* running_out, float* running_lse, const float* part_out, const float* part_lse,
+                            i64 rows, i64 dim, bool first, cudaStream_t stream) {
+  if (rows * dim == 0) return;
+  attention_merge_kernel<<<blocks_for(rows * dim), kBlock, 0, stream>>>(running_out, running_lse, part_out, part_lse,
+                                                                        rows, dim, first);
+  attention_merge_lse_kernel<<<blocks_for(rows), kBlock, 0, stream>>>(running_lse, part_lse, rows, first);
+}
+
+void launch_to_bf16(const float* src, void* dst, i64 count, cudaStream_t stream) {
+  if (count == 0) return;
+  to_bf16_kernel<<<blocks_for(count), kBlock, 0, stream>>>(src, static_cast<bf16*>(dst), count);
+}
+
+void launch_wait_flag(const volatile int* flag, int value, i64 timeout_ns, cudaStream_t stream) {
+  wait_flag_kernel<<<1, 1, 0, stream>>>(flag, value, timeout_ns);
 }
 
 void launch_silu_mul(const void* gate_up, void* out, i64 rows, i64 n, cudaStream_t stream) {

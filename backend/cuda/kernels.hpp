@@ -48,9 +48,27 @@ struct AttentionArgs {
   float scale = 1;
   const int* key_index = nullptr;  ///< sparse attention: per query `keys_per_query` key indices (−1: none)
   std::int64_t keys_per_query = 0;
+  /// Partial attention over one block of keys (ring CP): when set, the output is fp32 here (same row addressing as
+  /// `out`, which is then unused) and `lse` gets the log-sum-exp of the scaled scores per (request, query, head) at
+  /// (b·q_tokens + q)·heads + h, −inf for a query that sees no key of the block (its output row is then zeros).
+  float* out_f32 = nullptr;
+  float* lse = nullptr;
 };
 /// Dense or index-sparse attention with an online softmax, one warp per (request, query, head); head dims ≤ 768.
 void launch_attention(const AttentionArgs& a, cudaStream_t stream);
+
+/// Merges partial attention outputs of `rows` (query, head) pairs with head dim `dim` (fp32, rows × dim, and their
+/// log-sum-exps) into a running output and log-sum-exp: the softmax over the union of both key sets. `first`: the
+/// running state is empty and is overwritten.
+void launch_attention_merge(float* running_out, float* running_lse, const float* part_out, const float* part_lse,
+                            std::int64_t rows, std::int64_t dim, bool first, cudaStream_t stream);
+
+/// dst[i] = bf16(src[i]) over `count` elements.
+void launch_to_bf16(const float* src, void* dst, std::int64_t count, cudaStream_t stream);
+
+/// Holds `stream` until the host-mapped `*flag` equals `value`, or `timeout_ns` passed (so a host that cannot reach
+/// the release, e.g. blocked on a full launch queue, never hangs the GPU). The engine's step gate.
+void launch_wait_flag(const volatile int* flag, int value, std::int64_t timeout_ns, cudaStream_t stream);
 
 /// out[r][j] = silu(gu[r][j]) · gu[r][n + j] (bf16).
 void launch_silu_mul(const void* gate_up, void* out, std::int64_t rows, std::int64_t n, cudaStream_t stream);

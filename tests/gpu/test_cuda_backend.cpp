@@ -88,6 +88,66 @@ TEST_CASE("numerical check: CP=2 all-gather with the zigzag split equals one GPU
   CHECK(r.passed);
 }
 
+ScheduleOptions with_cp_algorithm(ScheduleOptions o, CpAlgorithm algorithm, int batch = 1) {
+  o.cp_algorithm = algorithm;
+  o.batch = batch;
+  return o;
+}
+
+TEST_CASE("numerical check: CP=2 ring pass-KV with the zigzag split equals one GPU", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_llama();
+  const auto r = check(model, parallel(2, 2), with_cp_algorithm(prefill(97, CpSplit::kZigzag), CpAlgorithm::kRing),
+                       options_for(model));
+  CHECK(r.passed);
+  CHECK(r.hidden_rel_l2 <= 1e-2);
+}
+
+TEST_CASE("numerical check: CP=2 ring pass-KV with round-robin and two requests equals one GPU", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_llama();
+  const auto r =
+      check(model, parallel(2, 2), with_cp_algorithm(prefill(96), CpAlgorithm::kRing, 2), options_for(model));
+  CHECK(r.passed);
+  CHECK(r.logits_rel_l2 <= 1e-2);
+}
+
+TEST_CASE("numerical check: CP=2 Ulysses (head all-to-all) equals one GPU", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_llama();
+  const auto r = check(model, parallel(2, 2), with_cp_algorithm(prefill(97, CpSplit::kZigzag), CpAlgorithm::kUlysses),
+                       options_for(model));
+  CHECK(r.passed);
+  CHECK(r.hidden_rel_l2 <= 1e-2);
+}
+
+TEST_CASE("numerical check: CP=2 Ulysses with round-robin and two requests equals one GPU", "[gpu]") {
+  require_gpus(2);
+  const auto model = tiny_llama();
+  const auto r =
+      check(model, parallel(2, 2), with_cp_algorithm(prefill(96), CpAlgorithm::kUlysses, 2), options_for(model));
+  CHECK(r.passed);
+  CHECK(r.logits_rel_l2 <= 1e-2);
+}
+
+TEST_CASE("numerical check: Ulysses CP=2 with PP=2 micro-batches (cached KV head slices) equals one GPU", "[gpu]") {
+  require_gpus(4);
+  const auto model = tiny_llama();
+  const auto r =
+      check(model, parallel(2, 2, 2), with_cp_algorithm(prefill(128), CpAlgorithm::kUlysses), options_for(model));
+  CHECK(r.passed);
+}
+
+TEST_CASE("numerical check: CP=4 ring and Ulysses (KV heads fewer than CP ranks) equal one GPU", "[gpu]") {
+  require_gpus(4);
+  const auto model = tiny_llama();
+  for (const auto algorithm : {CpAlgorithm::kRing, CpAlgorithm::kUlysses}) {
+    const auto r = check(model, parallel(4, 4), with_cp_algorithm(prefill(101, CpSplit::kZigzag), algorithm),
+                         options_for(model));
+    CHECK(r.passed);
+  }
+}
+
 TEST_CASE("numerical check: attention TP=2 (sharded QKV/O/MLP + all-reduce) equals the unsharded product", "[gpu]") {
   require_gpus(2);
   const auto model = tiny_llama();

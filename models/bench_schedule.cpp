@@ -1,0 +1,227 @@
+#include "models/bench_schedule.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <bit>
+#include <vector>
+
+#include "models/builders/op_emitter.hpp"
+#include "topology/error.hpp"
+#include "topology/rank_layout.hpp"
+
+namespace paratwin {
+namespace {
+
+using i64 = std::int64_t;
+
+ParallelConfig bench_config(int gpus) {
+  ParallelConfig config;
+  config.tp_size = gpus;
+  if (gpus >= 4) config.attn_cp_size = gpus / 2;
+  return config;
+}
+
+// The group families that give distinct group shapes in bench_config's layout.
+std::vector<GroupFamily> bench_families(int gpus) {
+  if (gpus < 2) return {};
+  if (gpus == 2) return {GroupFamily::kTp};
+  return {GroupFamily::kTp, GroupFamily::kAttnTp, GroupFamily::kAttnCp};
+}
+
+std::vector<i64> doubling_sizes(i64 min_bytes, i64 max_bytes) {
+  std::vector<i64> sizes;
+  for (i64 s = min_bytes; s <= max_bytes; s *= 2) sizes.push_back(s);
+  return sizes;
+}
+
+// Appends the op and makes the next one wait for it, so that no two ops overlap.
+class Chain {
+ public:
+  explicit Chain(build::RankEmitter& e) : e_(e) {}
+  void compute(const std::string& name, ComputeKind kind, const ComputeShape& shape, DType dtype = DType::kBf16) {
+    last_ = e_.compute(name, kind, shape, dtype, deps());
+  }
+  void collective(const std::string& name, CollectiveKind kind, GroupFamily family, i64 bytes,
+                  std::vector<i64> send_bytes = {}, std::vector<i64> recv_bytes = {}) {
+    last_ = e_.collective(name, kind, family, bytes, DType::kBf16, deps(), std::move(send_bytes),
+                          std::move(recv_bytes));
+  }
+  void send(const std::string& name, int peer, i64 bytes, i64 match) {
+    last_ = e_.send(name, peer, bytes, DType::kBf16, match, deps());
+  }
+  void recv(const std::string& name, int peer, i64 bytes, i64 match) {
+    last_ = e_.recv(name, peer, bytes, DType::kBf16, match, deps());
+  }
+
+ private:
+  std::vector<build::OpRef> deps() const {
+    return last_ == build::kNoOp ? std::vector<build::OpRef>{} : std::vector<build::OpRef>{last_};
+  }
+  build::RankEmitter& e_;
+  build::OpRef last_ = build::kNoOp;
+};
+
+void emit_collectives(Chain& chain, const RankLayout& layout, int rank, const std::vector<i64>& sizes) {
+  for (const auto family : bench_families(layout.world_size())) {
+    const auto n = static_cast<i64>(layout.group_of(family, rank).ranks.size());
+    const auto prefix = fmt::format("bench.{}", family_key(family));
+    for (const i64 size : sizes) {
+      // `size` is nccl-tests' size: the larger of a rank's send and receive buffers.
+      chain.collective(fmt::format("{}.all_gather.{}", prefix, size), CollectiveKind::kAllGather, family, size / n);
+      chain.collective(fmt::format("{}.reduce_scatter.{}", prefix, size), CollectiveKind::kReduceScatter, family,
+                       size / n);
+      chain.collective(fmt::format("{}.all_reduce.{}", prefix, size), CollectiveKind::kAllReduce, family, size);
+      chain.collective(fmt::format("{}.broadcast.{}", prefix, size), CollectiveKind::kBroadcast, family, size);
+      const std::vector<i64> per_peer(static_cast<std::size_t>(n), size / n);
+      chain.collective(fmt::format("{}.all_to_all.{}", prefix, size), CollectiveKind::kAllToAll, family, size,
+                       per_peer, per_peer);
+    }
+  }
+  // Point to point: even ranks send to the next odd rank, all pairs at once (PP and ring-CP hops).
+  const int peer = rank ^ 1;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    const i64 size = sizes[i];
+    const auto match = static_cast<i64>(i) * layout.world_size() + std::min(rank, peer);
+    if (rank % 2 == 0) {
+      chain.send(fmt::format("bench.p2p.send.{}", size), peer, size, match);
+    } else {
+      chain.recv(fmt::format("bench.p2p.recv.{}", size), peer, size, match);
+    }
+  }
+}
+
+ComputeShape attention_shape(i64 tokens, i64 heads, i64 kv_heads, i64 dim_qk, i64 dim_v, bool causal) {
+  ComputeShape s;
+  s.q_tokens = tokens;
+  s.kv_tokens = tokens;
+  s.heads = heads;
+  s.kv_heads = kv_heads;
+  s.head_dim_qk = dim_qk;
+  s.head_dim_v = dim_v;
+  s.causal = causal;
+  return s;
+}
+
+// Shapes in the range of the zoo's models (hidden 4096–8192, FFN up to 14336, 128–256 experts, head dims 128–576)
+// at token counts from a short prompt's CP shard to a long one's.
+void emit_compute(Chain& chain) {
+  const std::array<i64, 4> gemm_rows = {256, 1024, 4096, 16384};
+  const std::array<std::pair<i64, i64>, 5> gemm_nk = {{{1024, 1024}, {4096, 4096}, {8192, 8192}, {14336, 4096},
+                                                        {4096, 14336}}};
+  for (const auto& [n, k] : gemm_nk) {
+    for (const i64 m : gemm_rows) {
+      ComputeShape s;
+      s.m = m;
+      s.n = n;
+      s.k = k;
+      chain.compute(fmt::format("bench.gemm.m{}.n{}.k{}", m, n, k), ComputeKind::kGemm, s);
+    }
+  }
+  for (const i64 rows_per_expert : {64, 256, 1024, 4096}) {
+    ComputeShape s;
+    s.group_rows.assign(8, rows_per_expert);
+    s.m = 8 * rows_per_expert;
+    s.n = 4096;
+    s.k = 2048;
+    chain.compute(fmt::format("bench.grouped_gemm.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm, s);
+  }
+  for (const i64 t : {512, 1024, 2048, 4096}) {
+    chain.compute(fmt::format("bench.attention.gqa.t{}", t), ComputeKind::kAttention,
+                  attention_shape(t, 32, 8, 128, 128, true));
+  }
+  chain.compute("bench.attention.gqa.noncausal.t1024", ComputeKind::kAttention,
+                attention_shape(1024, 32, 8, 128, 128, false));
+  for (const i64 t : {1024, 4096}) {
+    chain.compute(fmt::format("bench.attention.mla.t{}", t), ComputeKind::kAttention,
+                  attention_shape(t, 16, 16, 192, 128, true));
+  }
+  for (const i64 m : {1024, 4096, 16384}) {
+    ComputeShape s;
+    s.m = m;
+    s.n = 4096;
+    chain.compute(fmt::format("bench.rms_norm.m{}", m), ComputeKind::kRmsNorm, s);
+    chain.compute(fmt::format("bench.residual_add.m{}", m), ComputeKind::kResidualAdd, s);
+    chain.compute(fmt::format("bench.embedding.m{}", m), ComputeKind::kEmbedding, s);
+    ComputeShape act = s;
+    act.n = 8192;
+    chain.compute(fmt::format("bench.activation.m{}", m), ComputeKind::kActivation, act);
+    ComputeShape rope;
+    rope.m = m;
+    rope.heads = 40;
+    rope.head_dim_qk = 128;
+    chain.compute(fmt::format("bench.rope.m{}", m), ComputeKind::kRope, rope);
+    ComputeShape reorder;
+    reorder.m = m;
+    reorder.n = 1024;
+    chain.compute(fmt::format("bench.kv_reorder.m{}", m), ComputeKind::kKvReorder, reorder);
+    ComputeShape route;
+    route.m = m;
+    route.n = 256;
+    route.topk = 8;
+    chain.compute(fmt::format("bench.moe_route.m{}", m), ComputeKind::kMoeRoute, route);
+  }
+  for (const i64 tokens : {1024, 4096}) {
+    ComputeShape s;
+    s.m = tokens * 8;
+    s.n = 4096;
+    s.topk = 8;
+    chain.compute(fmt::format("bench.moe_permute.t{}", tokens), ComputeKind::kMoePermute, s);
+    chain.compute(fmt::format("bench.moe_unpermute.t{}", tokens), ComputeKind::kMoeUnpermute, s);
+  }
+  for (const i64 t : {2048, 4096}) {
+    auto score = attention_shape(t, 64, 1, 128, 0, true);
+    chain.compute(fmt::format("bench.indexer_score.t{}", t), ComputeKind::kIndexerScore, score);
+    ComputeShape topk;
+    topk.q_tokens = t;
+    topk.n = t;
+    topk.topk = 512;
+    topk.causal = true;
+    chain.compute(fmt::format("bench.top_k.t{}", t), ComputeKind::kTopK, topk, DType::kFp32);
+    auto sparse = attention_shape(t, 16, 1, 576, 512, true);
+    sparse.kv_shared = true;
+    sparse.topk = 512;
+    chain.compute(fmt::format("bench.sparse_attention.t{}", t), ComputeKind::kSparseAttention, sparse);
+  }
+}
+
+}  // namespace
+
+Schedule build_bench_schedule(const BenchScheduleOptions& o) {
+  if (o.gpus != 1 && o.gpus != 2 && (o.gpus < 4 || o.gpus % 4 != 0)) {
+    fail("--gpus {}: the bench runs on 1, 2 or a multiple of 4 GPUs (groups of 2, n/2 and n ranks)", o.gpus);
+  }
+  if (o.collectives) {
+    if (o.min_bytes <= 0 || o.max_bytes < o.min_bytes) {
+      fail("--min-bytes {} and --max-bytes {}: need 0 < min ≤ max", o.min_bytes, o.max_bytes);
+    }
+    if (!std::has_single_bit(static_cast<std::uint64_t>(o.max_bytes / o.min_bytes)) ||
+        o.max_bytes % o.min_bytes != 0) {
+      fail("--max-bytes {} must be --min-bytes {} times a power of two (sizes double)", o.max_bytes, o.min_bytes);
+    }
+    const i64 quantum = i64{2} * o.gpus * 16;
+    if (o.min_bytes % quantum != 0) {
+      fail("--min-bytes {} must be a multiple of {} (2 × gpus × 16 bytes: whole 16-byte vectors per rank)",
+           o.min_bytes, quantum);
+    }
+  }
+  const auto config = bench_config(o.gpus);
+  const RankLayout layout(config);
+  Schedule schedule;
+  schedule.meta.model = "bench";
+  schedule.meta.config = config;
+  schedule.meta.phase = Phase::kPrefill;
+  schedule.meta.micro_batches = 1;
+  schedule.ranks.resize(static_cast<std::size_t>(o.gpus));
+  build::CollectiveNumbering numbering;
+  const auto sizes = doubling_sizes(o.min_bytes, o.max_bytes);
+  for (int rank = 0; rank < o.gpus; ++rank) {
+    build::RankEmitter e(rank, layout, numbering, schedule.ranks[static_cast<std::size_t>(rank)]);
+    Chain chain(e);
+    if (o.collectives && o.gpus > 1) emit_collectives(chain, layout, rank, sizes);
+    if (o.compute) emit_compute(chain);
+  }
+  return schedule;
+}
+
+}  // namespace paratwin

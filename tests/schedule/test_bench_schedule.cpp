@@ -1,0 +1,103 @@
+// The microbenchmark schedule of `paratwin bench`: its sweep, its group shapes, its chain and its errors.
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+
+#include "models/bench_schedule.hpp"
+#include "models/schedule_checks.hpp"
+#include "models/schedule_json.hpp"
+#include "topology/error.hpp"
+
+using namespace paratwin;
+
+namespace {
+
+BenchScheduleOptions sweep(int gpus, std::int64_t max_bytes = std::int64_t{1} << 20) {
+  BenchScheduleOptions o;
+  o.gpus = gpus;
+  o.max_bytes = max_bytes;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("bench schedule: every collective kind at every doubling size on every group shape", "[bench]") {
+  const std::int64_t min = 4096, max = std::int64_t{1} << 20;  // 9 sizes
+  for (const int gpus : {2, 4, 8}) {
+    const auto s = build_bench_schedule(sweep(gpus, max));
+    INFO("gpus " << gpus);
+    REQUIRE(schedule_violations(s).empty());
+    const std::set<int> expected_shapes = gpus == 2 ? std::set<int>{2} : std::set<int>{gpus, 2, gpus / 2};
+    for (const auto& ops : s.ranks) {
+      std::map<std::pair<int, int>, std::set<std::int64_t>> sizes;  // (kind, group size) -> nccl-tests sizes
+      std::set<int> shapes;
+      int p2p = 0;
+      for (const auto& op : ops) {
+        if (const auto* c = std::get_if<CollectiveOp>(&op.body)) {
+          shapes.insert(c->group_size);
+          std::int64_t size = c->bytes;
+          if (c->kind == CollectiveKind::kAllGather || c->kind == CollectiveKind::kReduceScatter) {
+            size = c->bytes * c->group_size;
+          }
+          if (c->kind == CollectiveKind::kAllToAll) {
+            std::int64_t sent = 0;
+            for (const auto b : c->send_bytes) sent += b;
+            CHECK(sent == c->bytes);
+          }
+          sizes[{static_cast<int>(c->kind), c->group_size}].insert(size);
+        } else if (std::holds_alternative<P2POp>(op.body)) {
+          ++p2p;
+        }
+      }
+      CHECK(shapes == expected_shapes);
+      CHECK(p2p == 9);
+      // every kind at all 9 sizes on each group size (on 4 GPUs ATTN_TP and ATTN_CP groups are both 2 ranks)
+      for (const auto& [key, got] : sizes) {
+        CHECK(*got.begin() == min);
+        CHECK(*got.rbegin() == max);
+        CHECK(got.size() == 9);
+      }
+    }
+  }
+}
+
+TEST_CASE("bench schedule: ops form one chain per rank and compute ops carry their costs", "[bench]") {
+  const auto s = build_bench_schedule(sweep(4));
+  for (const auto& ops : s.ranks) {
+    std::set<std::string> kinds;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (i == 0) {
+        CHECK(ops[i].deps.empty());
+      } else {
+        CHECK(ops[i].deps == std::vector<int>{static_cast<int>(i) - 1});
+      }
+      if (const auto* c = std::get_if<ComputeOp>(&ops[i].body)) {
+        kinds.insert(std::string(to_string(c->kind)));
+        CHECK(c->bytes > 0);
+      }
+    }
+    CHECK(kinds.size() == 15);  // every compute kind of the IR
+  }
+}
+
+TEST_CASE("bench schedule: one GPU measures compute only, and equal sweeps hash alike", "[bench]") {
+  const auto one = build_bench_schedule(sweep(1));
+  for (const auto& op : one.ranks[0]) CHECK(std::holds_alternative<ComputeOp>(op.body));
+  CHECK(schedule_hash(build_bench_schedule(sweep(2))) == schedule_hash(build_bench_schedule(sweep(2))));
+  CHECK(schedule_hash(build_bench_schedule(sweep(2))) != schedule_hash(build_bench_schedule(sweep(2, 1 << 21))));
+}
+
+TEST_CASE("bench schedule: bad sweeps are errors naming the option and the rule", "[bench]") {
+  auto o = sweep(3);
+  CHECK_THROWS_WITH(build_bench_schedule(o), Catch::Contains("--gpus 3"));
+  o = sweep(2);
+  o.max_bytes = 12288;
+  CHECK_THROWS_WITH(build_bench_schedule(o), Catch::Contains("power of two"));
+  o = sweep(2);
+  o.min_bytes = 1 << 21;
+  CHECK_THROWS_WITH(build_bench_schedule(o), Catch::Contains("min ≤ max"));
+  o = sweep(8);
+  o.min_bytes = 4000;
+  o.max_bytes = 8000;
+  CHECK_THROWS_WITH(build_bench_schedule(o), Catch::Contains("multiple of 256"));
+}
