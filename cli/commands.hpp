@@ -9,6 +9,8 @@ namespace paratwin::cli {
 void add_layout_command(CLI::App& root, Action& action, Io io);
 void add_schedule_command(CLI::App& root, Action& action, Io io);
 void add_run_command(CLI::App& root, Action& action, Io io);
+void add_compare_command(CLI::App& root, Action& action, Io io);
+void add_calibrate_command(CLI::App& root, Action& action, Io io);
 #ifdef PARATWIN_HAVE_SIM
 void add_sim_command(CLI::App& root, Action& action, Io io);
 #endif
