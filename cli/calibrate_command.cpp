@@ -1,6 +1,7 @@
 // `paratwin calibrate MEASURED... -o calibration.yaml [--holdout]`: fits the simulator's calibration file
 // (docs/sim.md §5) to measured traces (docs/compare.md, "Calibration"). The fit lives in traces/; this command
-// supplies what traces/ may not look up itself: the cluster's peaks and line rates and the schedule's compute kinds.
+// supplies what traces/ may not look up itself: the cluster's peaks and line rates, and the compute kinds with their
+// keys in the sim's calibration file. The file is the simulator's, so the command exists in builds with the sim.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -11,6 +12,7 @@
 
 #include "cli/commands.hpp"
 #include "models/schedule.hpp"
+#include "sim/calibration.hpp"
 #include "topology/cluster.hpp"
 #include "topology/error.hpp"
 #include "traces/calibration_fit.hpp"
@@ -58,8 +60,9 @@ int run_calibrate(const CalibrateOptions& o, Io io) {
   inputs.network_line_rate_bytes_per_s = cluster.scale_out.nic_bandwidth_bytes_per_s;
   inputs.launch_overhead_s = o.launch_overhead_us * 1e-6;
   inputs.holdout = o.holdout;
-  for (int k = 0; k <= static_cast<int>(ComputeKind::kKvReorder); ++k) {
-    inputs.compute_kinds.emplace_back(to_string(static_cast<ComputeKind>(k)));
+  for (std::size_t k = 0; k < kComputeKindCount; ++k) {
+    const auto kind = static_cast<ComputeKind>(k);
+    inputs.compute_kinds.emplace(to_string(kind), calibration_kernel_key(kind));
   }
   const CalibrationFit fit = fit_calibration(traces, inputs);
 
@@ -81,13 +84,13 @@ int run_calibrate(const CalibrateOptions& o, Io io) {
                           l.bandwidth_at_bound ? ", bandwidth held at the line rate" : "");
   }
   for (const CurveFit& c : fit.curves) {
-    io.out << fmt::format("  compute.kernels.{}.{}: {} point(s) from {} kernels{}\n", c.kind, c.curve, c.points.size(),
+    io.out << fmt::format("  compute.kernels.{}.{}: {} point(s) from {} kernels{}\n", c.key, c.curve, c.points.size(),
                           c.kernels,
                           c.points_at_bound ? fmt::format(", {} held at efficiency 1", c.points_at_bound) : "");
   }
   if (o.holdout) {
     io.out << "Hold-out error (fit on every other size/shape, error on the rest; the accuracy claim):\n";
-    if (fit.holdout.empty()) io.out << "  none: no kind had two sizes to split\n";
+    if (fit.holdout.empty()) io.out << "  none: no kind had three sizes (the smallest and largest always fit)\n";
     for (const HoldoutError& h : fit.holdout) {
       io.out << fmt::format("  {:<18} n={:<5} median {:+.2f}%  median|e| {:.2f}%  p90|e| {:.2f}%  MAPE {:.2f}%\n",
                             h.kind, h.stats.count, h.stats.median * 100, h.stats.median_abs * 100,

@@ -80,10 +80,9 @@ struct KernelSample {
 
 std::vector<KernelSample> kernel_samples(const Trace& trace, const FitInputs& in, std::set<std::string>& notes) {
   std::vector<KernelSample> out;
-  const std::set<std::string> accepted(in.compute_kinds.begin(), in.compute_kinds.end());
   for (const Event& e : trace.events) {
     if (e.stream != "compute" || is_communication_kind(e.kind)) continue;
-    if (!accepted.count(e.kind)) {
+    if (!in.compute_kinds.count(e.kind)) {
       notes.insert(fmt::format("compute kind '{}': not a kind of the calibration file", e.kind));
       continue;
     }
@@ -130,12 +129,13 @@ std::pair<double, bool> fit_efficiency(const std::vector<const KernelSample*>& s
   return {1.0 / u, false};
 }
 
-CurveFit fit_curve(const std::string& kind, const std::string& curve, const std::vector<const KernelSample*>& samples,
-                   double launch_s) {
+CurveFit fit_curve(const std::string& kind, const std::string& key, const std::string& curve,
+                   const std::vector<const KernelSample*>& samples, double launch_s) {
   std::map<double, std::vector<const KernelSample*>> by_size;
   for (const KernelSample* s : samples) by_size[s->size].push_back(s);
   CurveFit fit;
   fit.kind = kind;
+  fit.key = key;
   fit.curve = curve;
   fit.kernels = samples.size();
   for (const auto& [size, at_size] : by_size) {
@@ -270,7 +270,8 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
   for (const KernelSample& k : kernels) by_curve[{k.kind, k.curve}].push_back(&k);
   for (const auto& [key, samples] : by_curve) {
     const auto& [kind, curve] = key;
-    fit.curves.push_back(fit_curve(kind, curve, samples, in.launch_overhead_s));
+    const std::string& file_key = in.compute_kinds.at(kind);
+    fit.curves.push_back(fit_curve(kind, file_key, curve, samples, in.launch_overhead_s));
     if (!in.holdout) continue;
     std::set<double> sizes;
     for (const KernelSample* s : samples) sizes.insert(s->size);
@@ -282,15 +283,15 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
     const std::set<double> fitting = fitting_half(sizes);
     std::vector<const KernelSample*> train, test;
     for (const KernelSample* s : samples) (fitting.count(s->size) ? train : test).push_back(s);
-    const CurveFit held = fit_curve(kind, curve, train, in.launch_overhead_s);
+    const CurveFit held = fit_curve(kind, file_key, curve, train, in.launch_overhead_s);
     for (const KernelSample* s : test) {
       holdout_errors[kind].push_back(relative_error(predict(held, *s, in.launch_overhead_s), s->time_s));
     }
   }
-  for (const std::string& kind : in.compute_kinds) {
+  for (const auto& [kind, file_key] : in.compute_kinds) {
     bool seen = false;
     for (const KernelSample& k : kernels) seen = seen || k.kind == kind;
-    if (!seen && !kernels.empty()) notes.insert(fmt::format("compute.kernels.{}: no kernel of this kind", kind));
+    if (!seen && !kernels.empty()) notes.insert(fmt::format("compute.kernels.{}: no kernel of this kind", file_key));
   }
   if (kernels.empty()) notes.insert("compute.kernels: no compute kernel in the traces");
   for (const auto& [kind, errors] : holdout_errors) fit.holdout.push_back({kind, error_stats(errors)});

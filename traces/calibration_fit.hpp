@@ -6,6 +6,7 @@
 /// adds to every kernel, and the compute kinds the calibration file accepts.
 
 #include <cstddef>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,8 +23,9 @@ struct FitInputs {
   double nvlink_line_rate_bytes_per_s = 0;   ///< per GPU and direction: the fitted NVLink bandwidth's upper bound
   double network_line_rate_bytes_per_s = 0;  ///< per NIC and direction: the fitted network bandwidth's upper bound
   double launch_overhead_s = 0;              ///< added to every kernel by the compute model, kept as is
-  std::vector<std::string> compute_kinds;    ///< kinds the calibration file accepts under compute.kernels
-  bool holdout = false;                      ///< also fit on every other size and measure the error on the rest
+  /// Compute kinds the calibration file accepts: trace kind → its key under compute.kernels (they can differ).
+  std::map<std::string, std::string> compute_kinds;
+  bool holdout = false;  ///< also fit on every other size and measure the error on the rest
 };
 
 /// α-β of one link class: a call of kind k over n ranks of nccl-tests size S takes steps(k, n)·α + S·busbw
@@ -38,7 +40,8 @@ struct LinkFit {
 
 /// An efficiency curve of one compute kind: points (size, efficiency), sizes increasing, 0 < efficiency ≤ 1.
 struct CurveFit {
-  std::string kind;
+  std::string kind;   ///< trace kind
+  std::string key;    ///< its key under compute.kernels
   std::string curve;  ///< "compute_efficiency", "causal_compute_efficiency" or "memory_efficiency"
   std::vector<std::pair<double, double>> points;
   std::size_t kernels = 0;

@@ -48,7 +48,7 @@ std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::s
   text += fmt::format("  launch_overhead_us: {:.9g}\n", fit.launch_overhead_s * 1e6);
   if (!fit.curves.empty()) {
     std::map<std::string, std::vector<const CurveFit*>> by_kind;
-    for (const CurveFit& c : fit.curves) by_kind[c.kind].push_back(&c);
+    for (const CurveFit& c : fit.curves) by_kind[c.key].push_back(&c);
     text += "  kernels:\n";
     for (const auto& [kind, curves] : by_kind) {
       text += fmt::format("    {}:\n", kind);

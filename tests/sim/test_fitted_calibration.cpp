@@ -11,7 +11,12 @@ using namespace paratwin::test;
 
 TEST_CASE("a fitted calibration file loads through the sim's calibration loader", "[sim][calibration]") {
   paratwin::FitInputs in = test_fit_inputs(true);
-  in.compute_kinds = {"gemm", "rms_norm", "attention"};
+  // The sim's own kind → key table (trace kind "topk" is "top_k" in the file).
+  in.compute_kinds.clear();
+  for (std::size_t k = 0; k < paratwin::kComputeKindCount; ++k) {
+    const auto kind = static_cast<paratwin::ComputeKind>(k);
+    in.compute_kinds.emplace(paratwin::to_string(kind), paratwin::calibration_kernel_key(kind));
+  }
   Noise noise(0.02, 3);
   paratwin::Trace t = empty_measured_trace();
   add_collective_sweep(t, 3e-6, 300e9, noise);
@@ -20,6 +25,10 @@ TEST_CASE("a fitted calibration file loads through the sim's calibration loader"
       t, [](double m) { return 0.25 + 0.06 * std::log2(m / 64); }, in, noise);
   for (double bytes = 1 << 20; bytes <= (1 << 26); bytes *= 4) {
     add_kernel(t, "rms_norm", bytes, bytes / 4, bytes, bytes / (in.hbm_bytes_per_s * 0.8) + in.launch_overhead_s);
+  }
+  for (double rows = 1024; rows <= 16384; rows *= 2) {
+    add_kernel(t, "topk", rows, 0, rows * 4096 * 2,
+               rows * 4096 * 2 / (in.hbm_bytes_per_s * 0.5) + in.launch_overhead_s);
   }
   const paratwin::CalibrationFit fit = paratwin::fit_calibration({t}, in);
   REQUIRE(fit.links.size() == 2);
@@ -35,8 +44,10 @@ TEST_CASE("a fitted calibration file loads through the sim's calibration loader"
   CHECK(cal.compute.launch_overhead_s == Approx(in.launch_overhead_s));
   const auto& gemm = cal.compute.of(paratwin::ComputeKind::kGemm).compute_efficiency;
   const auto& norm = cal.compute.of(paratwin::ComputeKind::kRmsNorm).memory_efficiency;
+  const auto& top_k = cal.compute.of(paratwin::ComputeKind::kTopK).memory_efficiency;
+  REQUIRE(fit.curves.size() == 3);
   for (const auto& c : fit.curves) {
-    const auto& loaded = c.kind == "gemm" ? gemm : norm;
+    const auto& loaded = c.kind == "gemm" ? gemm : c.kind == "topk" ? top_k : norm;
     REQUIRE(loaded.points.size() == c.points.size());
     for (std::size_t i = 0; i < c.points.size(); ++i) {
       CHECK(loaded.points[i].first == Approx(c.points[i].first).epsilon(1e-8));

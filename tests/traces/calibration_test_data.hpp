@@ -24,7 +24,7 @@ inline FitInputs test_fit_inputs(bool holdout = false) {
   in.nvlink_line_rate_bytes_per_s = 450e9;
   in.network_line_rate_bytes_per_s = 50e9;
   in.launch_overhead_s = 0.9e-6;
-  in.compute_kinds = {"gemm", "rms_norm", "attention"};
+  in.compute_kinds = {{"gemm", "gemm"}, {"rms_norm", "rms_norm"}, {"attention", "attention"}, {"topk", "top_k"}};
   in.holdout = holdout;
   return in;
 }
