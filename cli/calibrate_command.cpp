@@ -26,6 +26,7 @@ struct CalibrateOptions {
   std::string output;
   std::string cluster;  ///< "": the cluster named in the first trace's metadata
   bool holdout = false;
+  std::string sim_mode = "nccl";  ///< which communication model of the sim the file is for
   // The sim's default launch overhead (docs/sim.md §4). The fit keeps it fixed and writes it into the file, so the
   // efficiencies it fits are the ones the sim will combine with it.
   double launch_overhead_us = 0.9;
@@ -41,6 +42,11 @@ std::string cluster_of(const Trace& trace, const std::string& source) {
 
 int run_calibrate(const CalibrateOptions& o, Io io) {
   if (o.output.empty()) fail("calibrate: -o FILE is required: where to write the calibration YAML");
+  if (o.sim_mode != "nccl" && o.sim_mode != "alpha-beta") {
+    fail("--sim-mode '{}' is invalid: 'nccl' (the sim's default model) or 'alpha-beta' (paratwin sim --alpha-beta)",
+         o.sim_mode);
+  }
+  const CalibrationTarget target = o.sim_mode == "nccl" ? CalibrationTarget::kNcclModel : CalibrationTarget::kAlphaBeta;
   if (!(o.launch_overhead_us >= 0) || !std::isfinite(o.launch_overhead_us)) {
     fail("--launch-overhead-us {} is invalid: a kernel launch overhead is a finite number ≥ 0", o.launch_overhead_us);
   }
@@ -71,8 +77,9 @@ int run_calibrate(const CalibrateOptions& o, Io io) {
       fmt::format("cluster {} (line rates: NVLink {:g} GB/s, NIC {:g} GB/s); {} communication calls, {} kernels",
                   cluster.name, inputs.nvlink_line_rate_bytes_per_s * 1e-9, inputs.network_line_rate_bytes_per_s * 1e-9,
                   fit.communication_calls, fit.compute_kernels),
-      "links: alpha-beta of the ring closed forms (use with `paratwin sim --alpha-beta --calibration FILE`)"};
-  const std::string yaml = calibration_yaml(fit, header);
+      fmt::format("for paratwin sim{} --calibration FILE",
+                  target == CalibrationTarget::kAlphaBeta ? " --alpha-beta" : "")};
+  const std::string yaml = calibration_yaml(fit, header, target);
   write_file_atomically(o.output, yaml);
 
   io.out << fmt::format("Fitted {} communication calls and {} compute kernels from {} trace(s) on {}\n",
@@ -113,6 +120,10 @@ void add_calibrate_command(CLI::App& root, Action& action, Io io) {
       ->required();
   cmd->add_flag("--holdout", options->holdout,
                 "Also fit on every other size/shape and report the error on the others (the accuracy claim)");
+  cmd->add_option("--sim-mode", options->sim_mode,
+                  "Communication model the file is for: nccl (the sim's default; bandwidths become NCCL graph "
+                  "fractions) or alpha-beta (links' latency and bandwidth, for sim --alpha-beta)")
+      ->capture_default_str();
   cmd->add_option("--cluster", options->cluster,
                   "Cluster preset or YAML giving peaks and line rates (default: the cluster in the trace metadata)");
   cmd->add_option("--launch-overhead-us", options->launch_overhead_us,

@@ -234,6 +234,7 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
       out.link_class = link_class;
       out.latency_s = ab.latency_s;
       out.bandwidth_bytes_per_s = ab.bandwidth_bytes_per_s;
+      out.line_rate_bytes_per_s = line_rate;
       out.latency_at_bound = ab.latency_at_bound;
       out.bandwidth_at_bound = ab.bandwidth_at_bound;
       out.calls = subset.size();

@@ -33,6 +33,7 @@ struct FitInputs {
 struct LinkFit {
   std::string link_class;  ///< "nvlink" or "network"
   double latency_s = 0, bandwidth_bytes_per_s = 0;
+  double line_rate_bytes_per_s = 0;  ///< the bound B was fitted under
   std::size_t calls = 0;
   bool latency_at_bound = false;    ///< the data wanted α < 0; α = 0 kept
   bool bandwidth_at_bound = false;  ///< the data wanted B above the line rate; B = line rate kept
@@ -66,8 +67,17 @@ struct CalibrationFit {
 /// paratwin::Error for foreign traces, bad inputs, or traces with nothing to fit.
 [[nodiscard]] CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs& inputs);
 
-/// The fit as a calibration YAML document (docs/sim.md §5), with `header` lines and the hold-out errors as comments.
-[[nodiscard]] std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::string>& header);
+/// Which of the simulator's communication models the file is for. They read bandwidth differently: the α-β mode
+/// (`paratwin sim --alpha-beta`) runs collectives at the links' bandwidth, the NCCL model (the default) at NCCL's
+/// graph bandwidth = graph fraction × the link's line rate. A fitted B therefore goes to `links.<class>` for the
+/// former and to `nccl.<class>_graph_fraction` = B / line rate for the latter (writing it to the links too would
+/// derate it twice).
+enum class CalibrationTarget { kNcclModel, kAlphaBeta };
+
+/// The fit as a calibration YAML document (docs/sim.md §5) for `target`, with `header` lines and the hold-out
+/// errors as comments.
+[[nodiscard]] std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::string>& header,
+                                           CalibrationTarget target);
 
 /// A piecewise-linear curve in log2(size), clamped outside its points: the reading rule of the sim's
 /// EfficiencyCurve::at (sim/calibration.cpp), restated here because traces/ cannot include sim/.

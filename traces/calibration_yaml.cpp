@@ -11,7 +11,8 @@
 
 namespace paratwin {
 
-std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::string>& header) {
+std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::string>& header,
+                             CalibrationTarget target) {
   std::string text;
   for (const std::string& line : header) text += fmt::format("# {}\n", line);
   if (!fit.holdout.empty()) {
@@ -37,11 +38,26 @@ std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::s
   }
   for (const std::string& note : fit.notes) text += fmt::format("# not fitted: {}\n", note);
 
-  if (!fit.links.empty()) {
+  if (!fit.links.empty() && target == CalibrationTarget::kAlphaBeta) {
+    text += "# for the alpha-beta model: paratwin sim --alpha-beta --calibration FILE\n";
     text += "links:\n";
     for (const LinkFit& l : fit.links) {
       text += fmt::format("  {}: {{latency_us: {:.9g}, bandwidth_gb_per_s: {:.9g}}}  # {} calls\n", l.link_class,
                           l.latency_s * 1e6, l.bandwidth_bytes_per_s * 1e-9, l.calls);
+    }
+  }
+  if (!fit.links.empty() && target == CalibrationTarget::kNcclModel) {
+    text += "# for the NCCL model (paratwin sim --calibration FILE): fitted bandwidth / line rate as the graph\n";
+    text += "# fraction; latencies are not written: NCCL's latency tables are per algorithm and protocol, which a\n";
+    text += "# trace does not record. Fitted alpha-beta per link class:\n";
+    for (const LinkFit& l : fit.links) {
+      text += fmt::format("#   {}: latency {:.9g} us per step, bandwidth {:.9g} GB/s ({} calls)\n", l.link_class,
+                          l.latency_s * 1e6, l.bandwidth_bytes_per_s * 1e-9, l.calls);
+    }
+    text += "nccl:\n";
+    for (const LinkFit& l : fit.links) {
+      text += fmt::format("  {}_graph_fraction: {:.9g}\n", l.link_class == "nvlink" ? "nvlink" : "net",
+                          l.bandwidth_bytes_per_s / l.line_rate_bytes_per_s);
     }
   }
   text += "compute:\n";

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "cli/command.hpp"
 #include "tests/cli/cli_test_util.hpp"
@@ -146,12 +147,29 @@ TEST_CASE("calibrate fits a measured trace and sim accepts the file", "[cli][cal
   REQUIRE(r.exit_code == 0);
   CHECK_THAT(r.out, Catch::Contains("links.nvlink: latency") && Catch::Contains("Hold-out error"));
   const std::string text = read_text(yaml);
-  CHECK_THAT(text, Catch::Contains("# Hold-out error") && Catch::Contains("links:") && Catch::Contains("gemm:"));
-  const auto sim = run_cli({"sim", "--model", "llama-3.1-8b", "--cluster", "h200-sxm", "--nodes", "1", "--tp-size", "2",
-                            "--prompt-len", "4096", "--layers", "1", "--alpha-beta", "--calibration", yaml});
-  INFO(sim.err);
-  CHECK(sim.exit_code == 0);
+  CHECK_THAT(text, Catch::Contains("# Hold-out error") && Catch::Contains("nvlink_graph_fraction") &&
+                       Catch::Contains("gemm:"));
+  const std::vector<std::string> sim_flags = {
+      "sim",       "--model", "llama-3.1-8b", "--cluster", "h200-sxm", "--nodes", "1",
+      "--tp-size", "2",       "--prompt-len", "4096",      "--layers", "1",       "--calibration"};
+  auto sim = sim_flags;
+  sim.push_back(yaml);
+  const auto nccl_run = run_cli(sim);
+  INFO(nccl_run.err);
+  CHECK(nccl_run.exit_code == 0);
+  const std::string ab_yaml = (dir / "cal_ab.yaml").string();
+  REQUIRE(run_cli({"calibrate", measured, "-o", ab_yaml, "--sim-mode", "alpha-beta"}).exit_code == 0);
+  CHECK_THAT(read_text(ab_yaml), Catch::Contains("links:\n  nvlink: {latency_us: "));
+  sim.back() = ab_yaml;
+  sim.push_back("--alpha-beta");
+  const auto ab_run = run_cli(sim);
+  INFO(ab_run.err);
+  CHECK(ab_run.exit_code == 0);
+  const auto bad_mode = run_cli({"calibrate", measured, "-o", ab_yaml, "--sim-mode", "ring"});
+  CHECK(bad_mode.exit_code == paratwin::cli::kExitUserError);
+  CHECK_THAT(bad_mode.err, Catch::Contains("--sim-mode 'ring'"));
 }
+
 #endif
 
 TEST_CASE("compare and calibrate reject bad input with one clear error and write nothing", "[cli][compare]") {

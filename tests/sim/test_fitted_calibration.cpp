@@ -32,7 +32,8 @@ TEST_CASE("a fitted calibration file loads through the sim's calibration loader"
   }
   const paratwin::CalibrationFit fit = paratwin::fit_calibration({t}, in);
   REQUIRE(fit.links.size() == 2);
-  const std::string yaml = paratwin::calibration_yaml(fit, {"fitted in a test"});
+  const std::string yaml =
+      paratwin::calibration_yaml(fit, {"fitted in a test"}, paratwin::CalibrationTarget::kAlphaBeta);
   const paratwin::Calibration cal = paratwin::apply_calibration_yaml(paratwin::default_calibration(), yaml, "fit.yaml");
   for (const auto& link : fit.links) {
     const paratwin::LinkClassParams& loaded = link.link_class == "nvlink" ? cal.nvlink : cal.network;
@@ -41,6 +42,20 @@ TEST_CASE("a fitted calibration file loads through the sim's calibration loader"
     CHECK(*loaded.latency_s == Approx(link.latency_s).epsilon(1e-8));
     CHECK(*loaded.bandwidth_bytes_per_s == Approx(link.bandwidth_bytes_per_s).epsilon(1e-8));
   }
+  // For the NCCL model the bandwidths become graph fractions of the line rates, and the links keep the cluster's.
+  const std::string nccl_yaml =
+      paratwin::calibration_yaml(fit, {"fitted in a test"}, paratwin::CalibrationTarget::kNcclModel);
+  const paratwin::Calibration nccl =
+      paratwin::apply_calibration_yaml(paratwin::default_calibration(), nccl_yaml, "fit.yaml");
+  CHECK_FALSE(nccl.nvlink.bandwidth_bytes_per_s);
+  CHECK_FALSE(nccl.network.bandwidth_bytes_per_s);
+  for (const auto& link : fit.links) {
+    const double fraction =
+        link.link_class == "nvlink" ? nccl.nccl.nvlink_graph_fraction : nccl.nccl.net_graph_fraction;
+    CHECK(fraction * link.line_rate_bytes_per_s == Approx(link.bandwidth_bytes_per_s).epsilon(1e-8));
+  }
+  CHECK(nccl.compute.of(paratwin::ComputeKind::kGemm).compute_efficiency.points ==
+        cal.compute.of(paratwin::ComputeKind::kGemm).compute_efficiency.points);
   CHECK(cal.compute.launch_overhead_s == Approx(in.launch_overhead_s));
   const auto& gemm = cal.compute.of(paratwin::ComputeKind::kGemm).compute_efficiency;
   const auto& norm = cal.compute.of(paratwin::ComputeKind::kRmsNorm).memory_efficiency;

@@ -166,9 +166,11 @@ TEST_CASE("hold-out error is near zero when the model is exact and reflects nois
     CHECK(h.stats.p90_abs > 1e-4);
     CHECK(h.stats.p90_abs < 0.06);
   }
-  const std::string yaml = paratwin::calibration_yaml(fit, {"test"});
+  const std::string yaml = paratwin::calibration_yaml(fit, {"test"}, paratwin::CalibrationTarget::kAlphaBeta);
   CHECK_THAT(yaml, Catch::StartsWith("# test\n# Hold-out error"));
-  CHECK_THAT(yaml, Catch::Contains("gemm"));
+  CHECK_THAT(yaml, Catch::Contains("gemm") && Catch::Contains("links:") && !Catch::Contains("nccl:"));
+  const std::string nccl = paratwin::calibration_yaml(fit, {"test"}, paratwin::CalibrationTarget::kNcclModel);
+  CHECK_THAT(nccl, Catch::Contains("nccl:\n  nvlink_graph_fraction: ") && !Catch::Contains("\nlinks:"));
 }
 
 TEST_CASE("alpha-beta fit needs two message shapes", "[traces][calibrate]") {
