@@ -42,7 +42,7 @@ std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::s
     text += "# for the alpha-beta model: paratwin sim --alpha-beta --calibration FILE\n";
     text += "links:\n";
     for (const LinkFit& l : fit.links) {
-      text += fmt::format("  {}: {{latency_us: {:.9g}, bandwidth_gb_per_s: {:.9g}}}  # {} calls\n", l.link_class,
+      text += fmt::format("  {}: {{latency_us: {:.12g}, bandwidth_gb_per_s: {:.12g}}}  # {} calls\n", l.link_class,
                           l.latency_s * 1e6, l.bandwidth_bytes_per_s * 1e-9, l.calls);
     }
   }
@@ -51,17 +51,17 @@ std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::s
     text += "# fraction; latencies are not written: NCCL's latency tables are per algorithm and protocol, which a\n";
     text += "# trace does not record. Fitted alpha-beta per link class:\n";
     for (const LinkFit& l : fit.links) {
-      text += fmt::format("#   {}: latency {:.9g} us per step, bandwidth {:.9g} GB/s ({} calls)\n", l.link_class,
+      text += fmt::format("#   {}: latency {:.12g} us per step, bandwidth {:.12g} GB/s ({} calls)\n", l.link_class,
                           l.latency_s * 1e6, l.bandwidth_bytes_per_s * 1e-9, l.calls);
     }
     text += "nccl:\n";
     for (const LinkFit& l : fit.links) {
-      text += fmt::format("  {}_graph_fraction: {:.9g}\n", l.link_class == "nvlink" ? "nvlink" : "net",
+      text += fmt::format("  {}_graph_fraction: {:.12g}\n", l.link_class == "nvlink" ? "nvlink" : "net",
                           l.bandwidth_bytes_per_s / l.line_rate_bytes_per_s);
     }
   }
   text += "compute:\n";
-  text += fmt::format("  launch_overhead_us: {:.9g}\n", fit.launch_overhead_s * 1e6);
+  text += fmt::format("  launch_overhead_us: {:.12g}\n", fit.launch_overhead_s * 1e6);
   if (!fit.curves.empty()) {
     std::map<std::string, std::vector<const CurveFit*>> by_kind;
     for (const CurveFit& c : fit.curves) by_kind[c.key].push_back(&c);
@@ -71,7 +71,7 @@ std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::s
       for (const CurveFit* c : curves) {
         std::vector<std::string> points;
         for (const auto& [size, efficiency] : c->points)
-          points.push_back(fmt::format("[{:.9g}, {:.9g}]", size, efficiency));
+          points.push_back(fmt::format("[{:.12g}, {:.12g}]", size, efficiency));
         text += fmt::format("      {}: [{}]  # {} kernels\n", c->curve, fmt::join(points, ", "), c->kernels);
       }
     }
