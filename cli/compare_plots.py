@@ -34,7 +34,8 @@ def timelines(data, out_dir):
         ax.set_ylabel(label)
     axes[-1].set_xlabel("time (ms)")
     handles = [matplotlib.patches.Patch(color=c, label=k) for k, c in colors.items()]
-    fig.legend(handles=handles, loc="upper right", fontsize="small", ncol=2)
+    fig.legend(handles=handles, loc="center right", fontsize="small")
+    fig.subplots_adjust(right=0.85)  # room for the legend beside the lanes
     fig.suptitle(f"rank {rank}: predicted (top) and measured (bottom)")
     fig.savefig(f"{out_dir}/timeline_rank{rank}.png", dpi=120)
     plt.close(fig)

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <string>
 #include <utility>
 
 #include "topology/error.hpp"
@@ -15,6 +16,7 @@ namespace paratwin {
 namespace {
 
 using OpKey = std::pair<int, int>;  // (rank, op)
+constexpr const char* kOutsideLayers = "outside layers";
 
 std::map<OpKey, std::size_t> index_by_op(const Trace& trace, const std::string& source) {
   std::map<OpKey, std::size_t> index;
@@ -177,8 +179,14 @@ Comparison compare_traces(const Trace& predicted, const Trace& measured, const s
                                           : std::string();
   });
   out.by_layer = group_errors(out.ops, [](const OpComparison& op) {
-    return op.layer >= 0 ? fmt::format("layer {:04d}", op.layer) : std::string("outside layers");
+    return op.layer >= 0 ? fmt::format("layer {}", op.layer) : std::string(kOutsideLayers);
   });
+  // Layers in numeric order, ops outside layers last.
+  const auto layer_of = [](const GroupError& g) {
+    return g.key == kOutsideLayers ? std::numeric_limits<int>::max() : std::stoi(g.key.substr(6));
+  };
+  std::stable_sort(out.by_layer.begin(), out.by_layer.end(),
+                   [&](const GroupError& a, const GroupError& b) { return layer_of(a) < layer_of(b); });
 
   // Share of the end-to-end difference per kind, along the measured critical path.
   const double difference_s = out.predicted_e2e_s - out.measured_e2e_s;
