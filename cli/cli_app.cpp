@@ -17,8 +17,10 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   add_schedule_command(app, action, io);
   add_run_command(app, action, io);
   add_bench_command(app, action, io);
+  add_compare_command(app, action, io);
 #ifdef PARATWIN_HAVE_SIM
   add_sim_command(app, action, io);
+  add_calibrate_command(app, action, io);
 #endif
 
   std::vector<const char*> argv;

@@ -19,6 +19,8 @@ using Action = std::function<int()>;
 /// Exit codes: user errors (bad flags, files, sizes, impossible layouts) exit with kExitUserError; CLI11's own parse
 /// errors keep CLI11's codes (all non-zero); a paratwin bug exits with kExitInternalError.
 inline constexpr int kExitUserError = 2;
+/// `paratwin compare --tolerance X`: the report was printed, and an error exceeds X.
+inline constexpr int kExitToleranceExceeded = 3;
 inline constexpr int kExitInternalError = 70;
 
 /// Writes `text` to `path` through a temporary file in the same folder and a rename, so that a failure leaves

@@ -266,6 +266,9 @@ std::string_view to_string(NcclProto proto) {
 std::string_view to_string(NcclHw hw) {
   return kHwKeys[static_cast<std::size_t>(hw)];
 }
+std::string_view calibration_kernel_key(ComputeKind kind) {
+  return kKernelKeys[static_cast<std::size_t>(kind)];
+}
 
 double EfficiencyCurve::at(double size) const {
   PARATWIN_ASSERT(!points.empty(), "efficiency curve without points");

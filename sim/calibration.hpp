@@ -30,6 +30,9 @@ inline constexpr int kNcclHwCount = 3;
 [[nodiscard]] std::string_view to_string(NcclAlgo algo);
 [[nodiscard]] std::string_view to_string(NcclProto proto);
 [[nodiscard]] std::string_view to_string(NcclHw hw);
+/// The key of `kind` under compute.kernels in a calibration file ("top_k" for ComputeKind::kTopK, whose trace kind is
+/// "topk"; the others equal the trace kind).
+[[nodiscard]] std::string_view calibration_kernel_key(ComputeKind kind);
 
 /// Number of ComputeKind enumerators.
 inline constexpr std::size_t kComputeKindCount = 15;

@@ -14,7 +14,7 @@ class ComputeModel {
   ComputeModel(const GpuSpec& gpu, const ComputeParams& params) : gpu_(gpu), params_(params) {}
 
   [[nodiscard]] double op_time_s(const ComputeOp& op) const;
-  /// The size the efficiency curves of `op.kind` are read at (docs/sim.md, "Compute").
+  /// The size the efficiency curves of `op.kind` are read at (docs/sim.md, "Compute"): models/efficiency_size.hpp.
   [[nodiscard]] static double curve_size(const ComputeOp& op);
   /// Tensor peak for `dtype` (fp8 ops at the fp8 peak, everything else at the bf16 peak).
   [[nodiscard]] double peak_flops_per_s(DType dtype) const;

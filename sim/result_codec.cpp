@@ -91,6 +91,9 @@ std::string encode_result(const SimResult& result) {
     w.pod(e.end_s);
     w.pod(e.bytes);
     w.pod(e.flops);
+    w.pod(e.size);
+    w.str(e.dtype);
+    w.pod(e.causal);
   }
   const SimSummary& s = result.summary;
   w.pod(s.phase);
@@ -152,6 +155,9 @@ SimResult decode_result(const std::string& bytes) {
     e.end_s = r.pod<double>();
     e.bytes = r.pod<std::int64_t>();
     e.flops = r.pod<double>();
+    e.size = r.pod<double>();
+    e.dtype = r.str();
+    e.causal = r.pod<bool>();
   }
   SimSummary& s = result.summary;
   s.phase = r.pod<Phase>();

@@ -615,6 +615,10 @@ EngineResult SimEngine::run() {
       e.kind = std::string(to_string(c->kind));
       e.bytes = static_cast<std::int64_t>(std::llround(c->bytes));
       e.flops = c->flops;
+      // What `paratwin calibrate` needs to fit the efficiency curves from a measured trace of the same schedule.
+      e.size = ComputeModel::curve_size(*c);
+      e.dtype = std::string(to_string(c->dtype));
+      e.causal = c->shape.causal;
     } else if (const auto* cl = std::get_if<CollectiveOp>(&op.body)) {
       e.kind = std::string(to_string(cl->kind));
       e.group = group_label(*cl);

@@ -153,3 +153,80 @@ TEST_CASE("trace file write is atomic and readable", "[traces]") {
   CHECK_THROWS_AS(paratwin::read_chrome_trace_file((dir / "none.json").string()), paratwin::Error);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("trace reader round-trips the optional compute fields and omits them when unset", "[traces]") {
+  Trace trace = sample_trace();
+  trace.events[0].size = 4096;
+  trace.events[0].dtype = "fp8";
+  trace.events[0].causal = true;
+  const std::string text = paratwin::write_chrome_trace(trace);
+  CHECK(paratwin::read_chrome_trace(text, "memory") == trace);
+  const auto json = nlohmann::json::parse(paratwin::write_chrome_trace(sample_trace()));
+  for (const auto& event : json.at("traceEvents")) {
+    if (event.at("ph") != "X") continue;
+    CHECK_FALSE(event.at("args").contains("size"));
+    CHECK_FALSE(event.at("args").contains("dtype"));
+    CHECK_FALSE(event.at("args").contains("causal"));
+  }
+  auto bad = nlohmann::json::parse(text);
+  for (auto& event : bad.at("traceEvents")) {
+    if (event.at("ph") == "X" && event.at("args").contains("size")) event.at("args")["causal"] = "yes";
+  }
+  CHECK_THROWS_WITH(paratwin::read_chrome_trace(bad.dump(), "c.json"), Catch::Contains("causal"));
+}
+
+TEST_CASE("trace reader loads a profiler export without paratwin args as a foreign trace", "[traces]") {
+  // The shape of a PyTorch profiler (Kineto) export: no "metadata", string thread ids, extra top-level keys.
+  const auto json = nlohmann::json::parse(R"({
+    "schemaVersion": 1, "deviceProperties": [],
+    "traceEvents": [
+      {"ph": "X", "cat": "kernel", "name": "sm90_gemm", "pid": 1, "tid": "stream 7", "ts": 1000.0, "dur": 30.0,
+       "args": {"device": 1, "grid": [1, 2, 3]}},
+      {"ph": "X", "cat": "kernel", "name": "ncclDevKernel_AllGather_RING_LL", "pid": 0, "tid": "stream 9",
+       "ts": 1010.5, "dur": 12.5},
+      {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 0, "tid": 42, "ts": 1000.0, "dur": 5.0},
+      {"ph": "i", "name": "marker", "ts": 3},
+      {"ph": "M", "name": "process_name", "pid": 0, "args": {"name": "rank 0"}}
+    ]})");
+  const Trace trace = paratwin::read_chrome_trace(json.dump(), "kineto.json");
+  CHECK(trace.foreign);
+  CHECK(trace.meta.backend == "foreign");
+  REQUIRE(trace.events.size() == 3);
+  // Per rank (pid), ops numbered by start; times from the first event, in seconds.
+  CHECK(trace.events[0].rank == 0);
+  CHECK(trace.events[0].name == "aten::mm");
+  CHECK(trace.events[0].op == 0);
+  CHECK(trace.events[0].start_s == Approx(0.0).margin(1e-15));
+  CHECK(trace.events[1].name == "ncclDevKernel_AllGather_RING_LL");
+  CHECK(trace.events[1].stream == "comm");
+  CHECK(trace.events[1].op == 1);
+  CHECK(trace.events[1].start_s == Approx(10.5e-6));
+  CHECK(trace.events[1].end_s == Approx(23e-6));
+  CHECK(trace.events[2].rank == 1);
+  CHECK(trace.events[2].stream == "compute");
+  CHECK(trace.events[2].kind == "kernel");
+  // A bare event array (Chrome's JSON array format) reads too.
+  CHECK(paratwin::read_chrome_trace(json.at("traceEvents").dump(), "array.json").events.size() == 3);
+}
+
+TEST_CASE("foreign trace events must still have the Chrome fields", "[traces]") {
+  const std::string no_dur = R"({"traceEvents": [{"ph": "X", "name": "k", "pid": 0, "tid": 0, "ts": 1}]})";
+  CHECK_THROWS_WITH(paratwin::read_chrome_trace(no_dur, "f.json"),
+                    Catch::Contains("f.json") && Catch::Contains("traceEvents[0]") && Catch::Contains("'dur'"));
+  const std::string nothing = R"({"traceEvents": [{"ph": "M", "name": "process_name", "pid": 0}]})";
+  CHECK_THROWS_WITH(paratwin::read_chrome_trace(nothing, "e.json"), Catch::Contains("no complete"));
+}
+
+TEST_CASE("a paratwin trace missing an event field is an error, never a foreign trace", "[traces]") {
+  auto json = nlohmann::json::parse(paratwin::write_chrome_trace(sample_trace()));
+  // Without metadata, paratwin's "op" arg still marks the trace as paratwin's, so the reader is strict.
+  json.erase("metadata");
+  CHECK_THROWS_WITH(paratwin::read_chrome_trace(json.dump(), "nometa.json"), Catch::Contains("metadata"));
+  auto missing_flops = nlohmann::json::parse(paratwin::write_chrome_trace(sample_trace()));
+  for (auto& event : missing_flops.at("traceEvents")) {
+    if (event.at("ph") == "X" && event.at("args").at("rank") == 9) event.at("args").erase("flops");
+  }
+  CHECK_THROWS_WITH(
+      paratwin::read_chrome_trace(missing_flops.dump(), "p.json"),
+      Catch::Contains("traceEvents[") && Catch::Contains("L0.attn.qkv_gemm") && Catch::Contains("'flops'"));
+}

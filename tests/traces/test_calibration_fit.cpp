@@ -1,0 +1,180 @@
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <string>
+
+#include "tests/traces/calibration_test_data.hpp"
+#include "topology/error.hpp"
+#include "traces/alpha_beta_fit.hpp"
+#include "traces/calibration_fit.hpp"
+
+using paratwin::CalibrationFit;
+using paratwin::FitInputs;
+using paratwin::Trace;
+using namespace paratwin::test;
+
+namespace {
+
+constexpr double kAlphaS = 2.5e-6;
+constexpr double kBandwidth = 360e9;
+
+double gemm_efficiency(double m) {
+  return 0.3 + 0.05 * std::log2(m / 64);  // linear in log2(m), like the sim's curves
+}
+
+const paratwin::CurveFit& curve(const CalibrationFit& fit, const std::string& kind, const std::string& name) {
+  for (const auto& c : fit.curves) {
+    if (c.kind == kind && c.curve == name) return c;
+  }
+  FAIL("no curve " << kind << "." << name);
+  return fit.curves.front();
+}
+
+bool has_note(const CalibrationFit& fit, const std::string& text) {
+  for (const auto& note : fit.notes) {
+    if (note.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("calibration recovers known alpha-beta and efficiencies exactly without noise", "[traces][calibrate]") {
+  const FitInputs in = test_fit_inputs();
+  Noise none(0, 1);
+  Trace t = empty_measured_trace();
+  add_collective_sweep(t, kAlphaS, kBandwidth, none);
+  add_gemm_sweep(t, gemm_efficiency, in, none);
+  for (double bytes = 1 << 20; bytes <= (1 << 26); bytes *= 4) {
+    add_kernel(t, "rms_norm", bytes, bytes / 4, bytes, bytes / (in.hbm_bytes_per_s * 0.87) + in.launch_overhead_s);
+  }
+  const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+  REQUIRE(fit.links.size() == 1);
+  CHECK(fit.links[0].link_class == "nvlink");
+  CHECK(fit.links[0].latency_s == Approx(kAlphaS).epsilon(1e-9));
+  CHECK(fit.links[0].bandwidth_bytes_per_s == Approx(kBandwidth).epsilon(1e-9));
+  CHECK_FALSE(fit.links[0].latency_at_bound);
+  CHECK_FALSE(fit.links[0].bandwidth_at_bound);
+  const auto& gemm = curve(fit, "gemm", "compute_efficiency");
+  REQUIRE(gemm.points.size() == 8);
+  for (const auto& [m, efficiency] : gemm.points) CHECK(efficiency == Approx(gemm_efficiency(m)).epsilon(1e-9));
+  const auto& norm = curve(fit, "rms_norm", "memory_efficiency");
+  for (const auto& point : norm.points) CHECK(point.second == Approx(0.87).epsilon(1e-9));
+  CHECK(has_note(fit, "links.network: no communication"));
+  CHECK(has_note(fit, "compute.kernels.attention: no kernel"));
+}
+
+TEST_CASE("calibration recovers known parameters within tolerance under 2 percent noise", "[traces][calibrate]") {
+  const FitInputs in = test_fit_inputs();
+  Noise noise(0.02, 20261128);
+  Trace t = empty_measured_trace();
+  // Three repetitions of each sweep, as a benchmark would measure.
+  for (int rep = 0; rep < 3; ++rep) {
+    add_collective_sweep(t, kAlphaS, kBandwidth, noise);
+    add_gemm_sweep(t, gemm_efficiency, in, noise);
+  }
+  const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+  REQUIRE(fit.links.size() == 1);
+  CHECK(fit.links[0].latency_s == Approx(kAlphaS).epsilon(0.03));
+  CHECK(fit.links[0].bandwidth_bytes_per_s == Approx(kBandwidth).epsilon(0.01));
+  for (const auto& [m, efficiency] : curve(fit, "gemm", "compute_efficiency").points) {
+    CHECK(efficiency == Approx(gemm_efficiency(m)).epsilon(0.02));
+  }
+}
+
+TEST_CASE("calibration keeps bandwidth at most the line rate and latency at least zero", "[traces][calibrate]") {
+  FitInputs in = test_fit_inputs();
+  Noise none(0, 1);
+  SECTION("faster than the line rate") {
+    Trace t = empty_measured_trace();
+    add_collective_sweep(t, kAlphaS, 1.3 * in.nvlink_line_rate_bytes_per_s, none);
+    const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+    REQUIRE(fit.links.size() == 1);
+    CHECK(fit.links[0].bandwidth_bytes_per_s == Approx(in.nvlink_line_rate_bytes_per_s).epsilon(1e-12));
+    CHECK(fit.links[0].bandwidth_at_bound);
+    CHECK(fit.links[0].latency_s >= 0);
+  }
+  SECTION("negative latency") {
+    Trace t = empty_measured_trace();
+    for (std::int64_t bytes = 1 << 24; bytes <= (std::int64_t{1} << 30); bytes *= 4) {
+      add_call(t, "all_gather", 2, bytes, alpha_beta_time("all_gather", 2, bytes, -5e-6, kBandwidth), false);
+    }
+    const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+    REQUIRE(fit.links.size() == 1);
+    CHECK(fit.links[0].latency_s == 0);
+    CHECK(fit.links[0].latency_at_bound);
+    CHECK(fit.links[0].bandwidth_bytes_per_s <= in.nvlink_line_rate_bytes_per_s);
+  }
+  SECTION("kernels faster than the peak") {
+    Trace t = empty_measured_trace();
+    add_gemm_sweep(
+        t, [](double) { return 1.4; }, in, none);
+    const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+    const auto& gemm = curve(fit, "gemm", "compute_efficiency");
+    CHECK(gemm.points_at_bound == gemm.points.size());
+    for (const auto& point : gemm.points) CHECK(point.second == 1.0);
+  }
+}
+
+TEST_CASE("calibration fits what the traces hold and says what it did not fit", "[traces][calibrate]") {
+  const FitInputs in = test_fit_inputs();
+  Noise none(0, 1);
+  SECTION("no collectives") {
+    Trace t = empty_measured_trace();
+    add_gemm_sweep(t, gemm_efficiency, in, none);
+    const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+    CHECK(fit.links.empty());
+    CHECK(has_note(fit, "links.nvlink: no communication"));
+    CHECK(fit.curves.size() == 1);
+  }
+  SECTION("no compute, network calls, one message shape") {
+    Trace t = empty_measured_trace();
+    add_call(t, "all_gather", 2, 1 << 20, 1e-4, true);
+    add_call(t, "all_gather", 2, 1 << 20, 1e-4, true);
+    const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+    CHECK(fit.links.empty());
+    CHECK(has_note(fit, "links.network: one message shape"));
+    CHECK(has_note(fit, "no compute kernel"));
+  }
+  SECTION("kinds outside the calibration file, and nothing at all") {
+    Trace t = empty_measured_trace();
+    add_kernel(t, "custom_kernel", 1, 1e9, 1e6, 1e-3);
+    CHECK_THROWS_WITH(paratwin::fit_calibration({t}, in), Catch::Contains("no communication call or compute kernel"));
+    Trace foreign = t;
+    foreign.foreign = true;
+    CHECK_THROWS_WITH(paratwin::fit_calibration({foreign}, in), Catch::Contains("foreign"));
+  }
+}
+
+TEST_CASE("hold-out error is near zero when the model is exact and reflects noise otherwise", "[traces][calibrate]") {
+  const FitInputs in = test_fit_inputs(true);
+  Noise none(0, 1);
+  Trace t = empty_measured_trace();
+  add_collective_sweep(t, kAlphaS, kBandwidth, none);
+  add_gemm_sweep(t, gemm_efficiency, in, none);
+  const CalibrationFit exact = paratwin::fit_calibration({t}, in);
+  REQUIRE(exact.holdout.size() == 3);  // all_gather, all_reduce, gemm
+  for (const auto& h : exact.holdout) {
+    CHECK(h.stats.count > 0);
+    CHECK(h.stats.p90_abs < 1e-9);
+  }
+  Noise noise(0.02, 7);
+  Trace noisy = empty_measured_trace();
+  add_collective_sweep(noisy, kAlphaS, kBandwidth, noise);
+  add_gemm_sweep(noisy, gemm_efficiency, in, noise);
+  const CalibrationFit fit = paratwin::fit_calibration({noisy}, in);
+  for (const auto& h : fit.holdout) {
+    CHECK(h.stats.p90_abs > 1e-4);
+    CHECK(h.stats.p90_abs < 0.06);
+  }
+  const std::string yaml = paratwin::calibration_yaml(fit, {"test"}, paratwin::CalibrationTarget::kAlphaBeta);
+  CHECK_THAT(yaml, Catch::StartsWith("# test\n# Hold-out error"));
+  CHECK_THAT(yaml, Catch::Contains("gemm") && Catch::Contains("links:") && !Catch::Contains("nccl:"));
+  const std::string nccl = paratwin::calibration_yaml(fit, {"test"}, paratwin::CalibrationTarget::kNcclModel);
+  CHECK_THAT(nccl, Catch::Contains("nccl:\n  nvlink_graph_fraction: ") && !Catch::Contains("\nlinks:"));
+}
+
+TEST_CASE("alpha-beta fit needs two message shapes", "[traces][calibrate]") {
+  paratwin::AlphaBeta out;
+  CHECK_FALSE(paratwin::fit_alpha_beta({{1, 1e6, 1e-5}, {1, 1e6, 1.1e-5}}, 450e9, out));
+  CHECK(paratwin::fit_alpha_beta({{1, 1e6, 1e-5}, {1, 1e8, 1e-3}}, 450e9, out));
+}

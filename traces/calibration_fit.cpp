@@ -1,0 +1,303 @@
+#include "traces/calibration_fit.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "topology/error.hpp"
+#include "traces/alpha_beta_fit.hpp"
+#include "traces/collective_bandwidth.hpp"
+#include "traces/op_instances.hpp"
+
+namespace paratwin {
+namespace {
+
+// ---- communication ----
+
+struct CallSample {
+  std::string link_class, kind;
+  int group_size = 0;
+  double size_bytes = 0;  ///< nccl-tests S
+  AlphaBetaSample sample;
+};
+
+// Latency terms of one call in the ring closed forms (docs/sim.md §3): a ring all-gather or reduce-scatter takes
+// n−1 steps, an all-reduce 2(n−1), a pipelined broadcast chain n−1; all-to-all and send/recv post all their
+// transfers at once (one latency).
+double latency_steps(const std::string& kind, int group_size) {
+  const double n = std::max(group_size, 2);
+  if (kind == "all_reduce") return 2 * (n - 1);
+  if (kind == "all_gather" || kind == "reduce_scatter" || kind == "broadcast") return n - 1;
+  return 1;
+}
+
+std::vector<CallSample> call_samples(const Trace& trace, std::set<std::string>& notes) {
+  std::vector<CallSample> out;
+  const OpInstances instances = find_op_instances(trace);
+  std::set<int> nodes_of_trace;
+  for (const Event& e : trace.events) nodes_of_trace.insert(e.node);
+  for (std::size_t k = 0; k < instances.members.size(); ++k) {
+    const Event& e = trace.events[instances.latest_arrival[k]];
+    if (!is_communication_kind(e.kind)) continue;
+    const double time_s = e.end_s - e.start_s;  // the last arrival never waits for a peer
+    if (!(time_s > 0) || e.bytes <= 0) continue;
+    std::string link_class;
+    if (!e.group.empty()) {
+      std::set<int> nodes;
+      for (const std::size_t m : instances.members[k]) nodes.insert(trace.events[m].node);
+      link_class = nodes.size() > 1 ? "network" : "nvlink";
+    } else if (nodes_of_trace.size() == 1) {
+      link_class = "nvlink";
+    } else {
+      notes.insert("send/recv in multi-node traces: the trace does not name the peer, so the link class is unknown");
+      continue;
+    }
+    CallSample s;
+    s.link_class = link_class;
+    s.kind = e.kind;
+    s.group_size = e.group_size;
+    s.size_bytes = nccl_tests_size_bytes(e);
+    s.sample = {latency_steps(e.kind, e.group_size), s.size_bytes * bus_bandwidth_factor(e.kind, e.group_size), time_s};
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+double predict(const LinkFit& link, const AlphaBetaSample& s) {
+  return s.steps * link.latency_s + s.traffic_bytes / link.bandwidth_bytes_per_s;
+}
+
+// ---- compute ----
+
+struct KernelSample {
+  std::string kind, curve;
+  double size = 0;    ///< where the curve is read
+  double work_s = 0;  ///< the kernel's time at efficiency 1 in its regime
+  double time_s = 0;
+};
+
+std::vector<KernelSample> kernel_samples(const Trace& trace, const FitInputs& in, std::set<std::string>& notes) {
+  std::vector<KernelSample> out;
+  for (const Event& e : trace.events) {
+    if (e.stream != "compute" || is_communication_kind(e.kind)) continue;
+    if (!in.compute_kinds.count(e.kind)) {
+      notes.insert(fmt::format("compute kind '{}': not a kind of the calibration file", e.kind));
+      continue;
+    }
+    const double time_s = e.end_s - e.start_s;
+    if (!(time_s > 0) || (e.flops <= 0 && e.bytes <= 0)) continue;
+    if (e.size <= 0) {
+      notes.insert(
+          fmt::format("compute kind '{}': events without 'size' read at size 1 (one efficiency point)", e.kind));
+    }
+    if (e.dtype.empty()) {
+      notes.insert(fmt::format("compute kind '{}': events without 'dtype' assumed bf16 (the bf16 peak)", e.kind));
+    }
+    // The compute model takes the slower of its two roofline terms; the regime is decided at efficiency 1.
+    const double peak = e.dtype == "fp8" ? in.fp8_flops_per_s : in.bf16_flops_per_s;
+    const double compute_s = e.flops / peak;
+    const double memory_s = static_cast<double>(e.bytes) / in.hbm_bytes_per_s;
+    KernelSample s;
+    s.kind = e.kind;
+    s.size = std::max(e.size, 1.0);
+    s.time_s = time_s;
+    if (compute_s >= memory_s) {
+      s.curve = e.causal ? "causal_compute_efficiency" : "compute_efficiency";
+      s.work_s = compute_s;
+    } else {
+      s.curve = "memory_efficiency";
+      s.work_s = memory_s;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// Efficiency at one size: t − launch = work / e, fitted as u = 1/e by least squares on relative residuals
+// (closed form of the one-unknown normal equation), then kept physical: 0 < e ≤ 1.
+std::pair<double, bool> fit_efficiency(const std::vector<const KernelSample*>& samples, double launch_s) {
+  double num = 0, den = 0;
+  for (const KernelSample* s : samples) {
+    const double w = s->work_s / s->time_s;
+    num += w * (s->time_s - launch_s) / s->time_s;
+    den += w * w;
+  }
+  const double u = den > 0 ? num / den : 1.0;
+  if (u <= 1.0) return {1.0, true};  // faster than the peak (or than the launch overhead): efficiency 1 kept
+  return {1.0 / u, false};
+}
+
+CurveFit fit_curve(const std::string& kind, const std::string& key, const std::string& curve,
+                   const std::vector<const KernelSample*>& samples, double launch_s) {
+  std::map<double, std::vector<const KernelSample*>> by_size;
+  for (const KernelSample* s : samples) by_size[s->size].push_back(s);
+  CurveFit fit;
+  fit.kind = kind;
+  fit.key = key;
+  fit.curve = curve;
+  fit.kernels = samples.size();
+  for (const auto& [size, at_size] : by_size) {
+    const auto [efficiency, at_bound] = fit_efficiency(at_size, launch_s);
+    fit.points.emplace_back(size, efficiency);
+    fit.points_at_bound += at_bound ? 1 : 0;
+  }
+  return fit;
+}
+
+double predict(const CurveFit& curve, const KernelSample& s, double launch_s) {
+  return s.work_s / curve_at(curve.points, s.size) + launch_s;
+}
+
+// Splits sorted distinct keys into every other one: even positions fit, odd positions are held out. The largest
+// key fits too, so every held-out size lies between fitted ones: a curve is tested on interpolation, never on
+// extrapolation (where it is clamped to its last point).
+template <typename Key>
+std::set<Key> fitting_half(const std::set<Key>& keys) {
+  std::set<Key> out;
+  std::size_t i = 0;
+  for (const Key& k : keys) {
+    if (i++ % 2 == 0) out.insert(k);
+  }
+  if (!keys.empty()) out.insert(*keys.rbegin());
+  return out;
+}
+
+void check_inputs(const FitInputs& in) {
+  if (!(in.bf16_flops_per_s > 0) || !(in.fp8_flops_per_s > 0) || !(in.hbm_bytes_per_s > 0)) {
+    fail("calibrate: the cluster's GPU needs positive bf16/fp8 peaks and HBM bandwidth");
+  }
+  if (!(in.nvlink_line_rate_bytes_per_s > 0) || !(in.network_line_rate_bytes_per_s > 0)) {
+    fail("calibrate: the cluster needs positive NVLink and NIC line rates (the fitted bandwidths' bounds)");
+  }
+  if (!(in.launch_overhead_s >= 0)) fail("calibrate: the launch overhead must be ≥ 0, got {}", in.launch_overhead_s);
+}
+
+}  // namespace
+
+double curve_at(const std::vector<std::pair<double, double>>& points, double size) {
+  PARATWIN_ASSERT(!points.empty(), "efficiency curve without points");
+  if (size <= points.front().first) return points.front().second;
+  if (size >= points.back().first) return points.back().second;
+  for (std::size_t i = 1; i < points.size(); ++i) {
+    if (size <= points[i].first) {
+      const auto [x0, y0] = points[i - 1];
+      const auto [x1, y1] = points[i];
+      const double t = (std::log2(size) - std::log2(x0)) / (std::log2(x1) - std::log2(x0));
+      return y0 + t * (y1 - y0);
+    }
+  }
+  return points.back().second;
+}
+
+CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs& in) {
+  check_inputs(in);
+  if (traces.empty()) fail("calibrate: give at least one measured trace");
+  std::set<std::string> notes;
+  std::vector<CallSample> calls;
+  std::vector<KernelSample> kernels;
+  for (const Trace& trace : traces) {
+    if (trace.foreign) fail("calibrate: a foreign trace has no op costs (bytes, flops) to fit to");
+    auto c = call_samples(trace, notes);
+    calls.insert(calls.end(), c.begin(), c.end());
+    auto k = kernel_samples(trace, in, notes);
+    kernels.insert(kernels.end(), k.begin(), k.end());
+  }
+  if (calls.empty() && kernels.empty()) {
+    fail("calibrate: the traces hold no communication call or compute kernel with a positive time and size");
+  }
+
+  CalibrationFit fit;
+  fit.launch_overhead_s = in.launch_overhead_s;
+  fit.communication_calls = calls.size();
+  fit.compute_kernels = kernels.size();
+  std::map<std::string, std::vector<double>> holdout_errors;
+
+  // Links.
+  for (const std::string link_class : {"nvlink", "network"}) {
+    const double line_rate =
+        link_class == "nvlink" ? in.nvlink_line_rate_bytes_per_s : in.network_line_rate_bytes_per_s;
+    std::vector<const CallSample*> samples;
+    for (const CallSample& c : calls) {
+      if (c.link_class == link_class) samples.push_back(&c);
+    }
+    if (samples.empty()) {
+      notes.insert(fmt::format("links.{}: no communication over this link class in the traces", link_class));
+      continue;
+    }
+    const auto fit_on = [&](const std::vector<const CallSample*>& subset, LinkFit& out) {
+      std::vector<AlphaBetaSample> raw;
+      for (const CallSample* c : subset) raw.push_back(c->sample);
+      AlphaBeta ab;
+      if (!fit_alpha_beta(raw, line_rate, ab)) return false;
+      out.link_class = link_class;
+      out.latency_s = ab.latency_s;
+      out.bandwidth_bytes_per_s = ab.bandwidth_bytes_per_s;
+      out.line_rate_bytes_per_s = line_rate;
+      out.latency_at_bound = ab.latency_at_bound;
+      out.bandwidth_at_bound = ab.bandwidth_at_bound;
+      out.calls = subset.size();
+      return true;
+    };
+    LinkFit link;
+    if (!fit_on(samples, link)) {
+      notes.insert(fmt::format("links.{}: one message shape only; latency and bandwidth need two", link_class));
+      continue;
+    }
+    fit.links.push_back(link);
+    if (!in.holdout) continue;
+    // Every other message size within each (kind, group size) series, so every kind is both fitted and tested.
+    std::map<std::pair<std::string, int>, std::set<double>> sizes_by_series;
+    for (const CallSample* c : samples) sizes_by_series[{c->kind, c->group_size}].insert(c->size_bytes);
+    std::map<std::pair<std::string, int>, std::set<double>> fitting;
+    for (const auto& [series, sizes] : sizes_by_series) fitting[series] = fitting_half(sizes);
+    std::vector<const CallSample*> train, test;
+    for (const CallSample* c : samples) {
+      (fitting[{c->kind, c->group_size}].count(c->size_bytes) ? train : test).push_back(c);
+    }
+    LinkFit held;
+    if (test.empty() || !fit_on(train, held)) {
+      notes.insert(fmt::format("hold-out links.{}: too few message shapes to fit on half of them", link_class));
+      continue;
+    }
+    for (const CallSample* c : test) {
+      holdout_errors[c->kind].push_back(relative_error(predict(held, c->sample), c->sample.time_s));
+    }
+  }
+
+  // Efficiency curves.
+  std::map<std::pair<std::string, std::string>, std::vector<const KernelSample*>> by_curve;
+  for (const KernelSample& k : kernels) by_curve[{k.kind, k.curve}].push_back(&k);
+  for (const auto& [key, samples] : by_curve) {
+    const auto& [kind, curve] = key;
+    const std::string& file_key = in.compute_kinds.at(kind);
+    fit.curves.push_back(fit_curve(kind, file_key, curve, samples, in.launch_overhead_s));
+    if (!in.holdout) continue;
+    std::set<double> sizes;
+    for (const KernelSample* s : samples) sizes.insert(s->size);
+    if (sizes.size() < 3) {
+      notes.insert(
+          fmt::format("hold-out {}.{}: fewer than three sizes, none to hold out between fitted ones", kind, curve));
+      continue;
+    }
+    const std::set<double> fitting = fitting_half(sizes);
+    std::vector<const KernelSample*> train, test;
+    for (const KernelSample* s : samples) (fitting.count(s->size) ? train : test).push_back(s);
+    const CurveFit held = fit_curve(kind, file_key, curve, train, in.launch_overhead_s);
+    for (const KernelSample* s : test) {
+      holdout_errors[kind].push_back(relative_error(predict(held, *s, in.launch_overhead_s), s->time_s));
+    }
+  }
+  for (const auto& [kind, file_key] : in.compute_kinds) {
+    bool seen = false;
+    for (const KernelSample& k : kernels) seen = seen || k.kind == kind;
+    if (!seen && !kernels.empty()) notes.insert(fmt::format("compute.kernels.{}: no kernel of this kind", file_key));
+  }
+  if (kernels.empty()) notes.insert("compute.kernels: no compute kernel in the traces");
+  for (const auto& [kind, errors] : holdout_errors) fit.holdout.push_back({kind, error_stats(errors)});
+  fit.notes.assign(notes.begin(), notes.end());
+  return fit;
+}
+
+}  // namespace paratwin
