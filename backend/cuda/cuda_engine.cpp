@@ -13,12 +13,14 @@
 #include <mutex>
 #include <thread>
 
+#include "backend/cuda/attention_gemm.hpp"
 #include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/op_binder.hpp"
 #include "backend/cuda_plan/comm_plan.hpp"
 #include "backend/cuda_plan/event_plan.hpp"
+#include "models/efficiency_size.hpp"
 #include "models/schedule_json.hpp"
 #include "topology/placement.hpp"
 
@@ -163,6 +165,7 @@ class Worker {
   cublasHandle_t blas_ = nullptr;
   cublasLtHandle_t blas_lt_ = nullptr;
   void* lt_workspace_ = nullptr;
+  void* attention_workspace_ = nullptr;
   ncclComm_t world_ = nullptr;
   std::array<ncclComm_t, kFamilyCount> family_comms_{};
   std::vector<cudaEvent_t> start_, end_;  // per op (per-op mode: timing; light mode: end_ = done events)
@@ -258,7 +261,10 @@ void Worker::issue(const BoundOp& b) {
 
 void Worker::enqueue_step() {
   const auto& ops = s_.ranks[static_cast<std::size_t>(rank_)];
-  const cuda::ExecCtx ctx{compute_, blas_, &prog_.pool, blas_lt_, lt_workspace_, cuda::kLtWorkspaceBytes};
+  const cuda::ExecCtx ctx{compute_,      blas_,
+                          &prog_.pool,   blas_lt_,
+                          lt_workspace_, cuda::kLtWorkspaceBytes,
+                          attention_workspace_, cuda::kAttentionWorkspaceBytes};
   cuda::launch_wait_flag(gate_device_, step_ + 1, kGateTimeoutNs, compute_);
   PARATWIN_CUDA_CHECK(cudaEventRecord(begin_, compute_));
   PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(comm_, begin_, 0));
@@ -391,6 +397,7 @@ void Worker::body() {
   PARATWIN_CUBLAS_CHECK(cublasSetStream(blas_, compute_));
   PARATWIN_CUBLAS_CHECK(cublasLtCreate(&blas_lt_));
   PARATWIN_CUDA_CHECK(cudaMalloc(&lt_workspace_, cuda::kLtWorkspaceBytes));
+  PARATWIN_CUDA_CHECK(cudaMalloc(&attention_workspace_, cuda::kAttentionWorkspaceBytes));
   prog_.pool.allocate(compute_);
   make_comms();
   if (!st_.barrier()) return;
@@ -451,6 +458,7 @@ void Worker::body() {
   cublasDestroy(blas_);
   cublasLtDestroy(blas_lt_);
   cudaFree(lt_workspace_);
+  cudaFree(attention_workspace_);
   cudaStreamDestroy(compute_);
   cudaStreamDestroy(comm_);
 }
@@ -652,6 +660,9 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
           e.kind = std::string(to_string(c->kind));
           e.bytes = static_cast<std::int64_t>(std::llround(c->bytes));
           e.flops = c->flops;
+          e.size = efficiency_curve_size(*c);  // as the simulator's trace records it, for `paratwin calibrate`
+          e.dtype = std::string(to_string(c->dtype));
+          e.causal = c->shape.causal;
         } else if (const auto* cl = std::get_if<CollectiveOp>(&op.body)) {
           e.kind = std::string(to_string(cl->kind));
           e.group = fmt::format("{}[{}]", family_key(cl->family), cl->group_index);

@@ -196,6 +196,56 @@ __global__ void attention_kernel(AttentionArgs a) {
   }
 }
 
+// One block per row: max, then sum of exponentials, then the normalized probabilities.
+__global__ void masked_softmax_kernel(const float* scores, bf16* probs, i64 q_rows, i64 kv_len, i64 h0, i64 q0,
+                                      i64 batch_index, AttentionArgs a) {
+  const i64 r = blockIdx.x;
+  const i64 head = h0 + r / q_rows;
+  const i64 query = q0 + r % q_rows;
+  const i64 qpos = a.q_start + query * a.q_stride;
+  const float* s = scores + r * kv_len;
+  bf16* p = probs + r * kv_len;
+  // Keys j < visible are the ones this query sees (kv positions increase with j).
+  i64 visible = kv_len;
+  if (a.causal) {
+    if (a.kv_stride <= 0 || qpos < a.kv_start) {
+      visible = qpos < a.kv_start ? 0 : kv_len;
+    } else {
+      const i64 last = (qpos - a.kv_start) / a.kv_stride;
+      visible = last + 1 < kv_len ? last + 1 : kv_len;
+    }
+  }
+  __shared__ float partial[32];
+  const auto block_reduce = [&](float v, bool is_max) {
+    for (int o = 16; o > 0; o >>= 1) {
+      const float other = __shfl_xor_sync(0xffffffffu, v, o);
+      v = is_max ? fmaxf(v, other) : v + other;
+    }
+    const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+    const int warps = static_cast<int>(blockDim.x / 32);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    v = lane < warps ? partial[lane] : (is_max ? -INFINITY : 0.0f);
+    for (int o = 16; o > 0; o >>= 1) {
+      const float other = __shfl_xor_sync(0xffffffffu, v, o);
+      v = is_max ? fmaxf(v, other) : v + other;
+    }
+    return v;
+  };
+  float m = -INFINITY;
+  for (i64 j = threadIdx.x; j < visible; j += blockDim.x) m = fmaxf(m, s[j]);
+  m = block_reduce(m, true);
+  float sum = 0.0f;
+  for (i64 j = threadIdx.x; j < visible; j += blockDim.x) sum += __expf(s[j] - m);
+  sum = block_reduce(sum, false);
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  for (i64 j = threadIdx.x; j < kv_len; j += blockDim.x) p[j] = to_b(j < visible ? __expf(s[j] - m) * inv : 0.0f);
+  if (threadIdx.x == 0 && a.lse != nullptr) {
+    a.lse[(batch_index * a.q_tokens + query) * a.heads + head] = sum > 0.0f ? m + __logf(sum) : -INFINITY;
+  }
+}
+
 // One thread per (row, element): the weights of the two sides are recomputed per element (cheap next to the loads).
 __global__ void attention_merge_kernel(float* run_out, float* run_lse, const float* part_out, const float* part_lse,
                                        i64 rows, i64 dim, bool first) {
@@ -470,6 +520,13 @@ void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   const i64 warps = a.batch * a.q_tokens * a.heads;
   if (warps == 0) return;
   attention_kernel<<<blocks_for(warps * 32, 128), 128, 0, stream>>>(a);
+}
+
+void launch_masked_softmax(const float* scores, void* probs, i64 rows, i64 q_rows, i64 kv_len, i64 h0, i64 q0,
+                           i64 batch_index, const AttentionArgs& a, cudaStream_t stream) {
+  if (rows == 0 || kv_len == 0) return;
+  masked_softmax_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(scores, static_cast<bf16*>(probs), q_rows,
+                                                                          kv_len, h0, q0, batch_index, a);
 }
 
 void launch_attention_merge(float* running_out, float* running_lse, const float* part_out, const float* part_lse,

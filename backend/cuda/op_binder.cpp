@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 
+#include "backend/cuda/attention_gemm.hpp"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "models/builders/moe_routing.hpp"
@@ -166,6 +167,16 @@ void gemm_fp8(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, 
   cublasLtMatrixLayoutDestroy(b);
   cublasLtMatrixLayoutDestroy(d);
   cublasLtMatmulDescDestroy(op);
+}
+
+// Dense attention on the tensor cores (cuBLAS) when the rank has the workspace; index-sparse attention (DSA) on the
+// backend's own kernel.
+void run_attention(const ExecCtx& e, const AttentionArgs& args) {
+  if (args.key_index == nullptr && e.attention_workspace != nullptr) {
+    attention_gemm(args, e.blas, e.attention_workspace, e.attention_workspace_bytes, e.stream);
+  } else {
+    launch_attention(args, e.stream);
+  }
 }
 
 std::uint64_t name_seed(std::uint64_t seed, const std::string& name) {
@@ -624,7 +635,7 @@ bool Binder::bind_functional(const Op& op, BoundOp& b) {
       args.k = e.pool->ptr(cache);
       args.v = static_cast<const char*>(e.pool->ptr(cache)) + kv_heads * d * 2;
       args.out = static_cast<char*>(e.pool->ptr(out)) + offset * heads * d * 2;
-      launch_attention(args, e.stream);
+      run_attention(e, args);
     };
     return true;
   }
@@ -860,7 +871,7 @@ bool Binder::bind_ring(const Op& op, BoundOp& b, const std::string& role, const 
       args.v = static_cast<const char*>(args.k) + kv_heads * d * 2;
       args.out_f32 = static_cast<float*>(e.pool->ptr(part));
       args.lse = static_cast<float*>(e.pool->ptr(part_lse));
-      launch_attention(args, e.stream);
+      run_attention(e, args);
     };
     return true;
   }
@@ -1053,7 +1064,7 @@ bool Binder::bind_ulysses(const Op& op, BoundOp& b, const std::string& role, con
     args.k = cache_base;
     args.v = cache_base + kv_heads_per_peer * d * 2;
     args.out = e.pool->ptr(seq_out);
-    launch_attention(args, e.stream);
+    run_attention(e, args);
     launch_gather_rows(e.pool->ptr(seq_out), e.pool->ptr(out_send), received, out_width * 2,
                        static_cast<const int*>(e.pool->ptr(to_peers_map)), e.stream);
   };
@@ -1506,7 +1517,7 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
         args.v = e.pool->ptr(v);
         args.out = e.pool->ptr(out);
         args.key_index = idx >= 0 ? static_cast<const int*>(e.pool->ptr(idx)) : nullptr;
-        launch_attention(args, e.stream);
+        run_attention(e, args);
       };
       return;
     }

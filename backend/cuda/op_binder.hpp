@@ -77,6 +77,8 @@ struct ExecCtx {
   cublasLtHandle_t blas_lt = nullptr;  ///< fp8 GEMMs
   void* lt_workspace = nullptr;
   std::size_t lt_workspace_bytes = 0;
+  void* attention_workspace = nullptr;  ///< S and P of attention_gemm (attention_gemm.hpp)
+  std::size_t attention_workspace_bytes = 0;
 };
 
 /// One op, bound: a compute op's launch, or a communication with its NCCL call and buffers.
