@@ -11,6 +11,7 @@ void add_schedule_command(CLI::App& root, Action& action, Io io);
 void add_run_command(CLI::App& root, Action& action, Io io);
 #ifdef PARATWIN_HAVE_SIM
 void add_sim_command(CLI::App& root, Action& action, Io io);
+void add_plan_command(CLI::App& root, Action& action, Io io);
 #endif
 
 }  // namespace paratwin::cli

@@ -11,13 +11,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <variant>
 
 #include "models/schedule_json.hpp"
 #include "sim/calibration.hpp"
+#include "sim/compute_model.hpp"
 #include "sim/fast_mode.hpp"
 #include "sim/nccl_model.hpp"
 #include "sim/result_codec.hpp"
@@ -193,6 +196,21 @@ SimResult simulate(const Schedule& schedule, const Placement& placement, const S
   SimResult result = simulate_here(schedule, placement, calibration, options);
   result.trace.meta.schedule_hash = options.schedule_hash.empty() ? schedule_hash(schedule) : options.schedule_hash;
   return result;
+}
+
+double compute_stream_bound_s(const Schedule& schedule, const GpuSpec& gpu, const SimOptions& options) {
+  const Calibration calibration =
+      options.calibration_file.empty() ? default_calibration() : load_calibration_file(options.calibration_file);
+  const sim::ComputeModel model(gpu, calibration.compute);
+  double bound_s = 0;
+  for (const auto& ops : schedule.ranks) {
+    double rank_s = 0;
+    for (const Op& op : ops) {
+      if (const auto* compute = std::get_if<ComputeOp>(&op.body)) rank_s += model.op_time_s(*compute);
+    }
+    bound_s = std::max(bound_s, rank_s);
+  }
+  return bound_s;
 }
 
 std::unique_ptr<Backend> make_sim_backend(const SimOptions& options) {
