@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "models/schedule_builder.hpp"
+#include "planner/lower_bound.hpp"
 #include "sim/sim_backend.hpp"
 #include "topology/error.hpp"
 
@@ -79,7 +80,7 @@ Outcome evaluate(const PlanRequest& request, const Candidate& candidate, const P
     options.isolate_process = isolate_process;
     // The trace is discarded; the key identifies the schedule's inputs, which spares hashing the schedule.
     options.schedule_hash = "plan: " + simulation_key(request, candidate);
-    out.lower_bound_s = compute_stream_bound_s(schedule, request.cluster.gpu, options);
+    out.lower_bound_s = compute_lower_bound_s(world, compute_stream_s(schedule, request.cluster.gpu, options));
     if (request.prune && objective_score(request, out.lower_bound_s, candidate.gpus) >= cut.score &&
         out.lower_bound_s >= cut.latency_s) {
       out.status = OutcomeStatus::kPruned;

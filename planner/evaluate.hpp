@@ -1,6 +1,6 @@
 #pragma once
-/// Evaluating one candidate: build its schedule, bound it (the busiest rank's compute stream at the calibrated
-/// roofline, compute_stream_bound_s), and simulate it unless the bound proves it cannot matter.
+/// Evaluating one candidate: build its schedule, bound it from its compute (planner/lower_bound.hpp), and simulate it
+/// unless the bound proves it cannot matter.
 /// Also the canonical key under which equal simulations are shared (docs/plan.md, "Reuse").
 
 #include <cstdint>
@@ -40,7 +40,7 @@ enum class OutcomeStatus : std::uint8_t { kSimulated, kPruned, kFailed };
 /// What evaluating a candidate found.
 struct Outcome {
   OutcomeStatus status = OutcomeStatus::kFailed;
-  double lower_bound_s = 0;      ///< compute_stream_bound_s of the schedule (simulated and pruned)
+  double lower_bound_s = 0;      ///< compute_lower_bound_s of the schedule (simulated and pruned)
   double latency_s = 0;          ///< TTFT or step time (simulated)
   double exposed_comm_s = 0;     ///< exposed communication on the critical rank
   double attention_s = 0;        ///< attention kernels (attention, sparse attention, indexer) on the critical rank

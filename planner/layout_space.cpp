@@ -62,6 +62,39 @@ std::string planner_rule_violation(const PlanRequest& request, const Candidate& 
   return {};
 }
 
+// SGLang's model-specific ServerArgs rules for DeepSeek-V3.2's NSA prefill CP (sglang-parallel-state.md §1.4,
+// _handle_model_specific_adjustments): what --enable-nsa-prefill-context-parallel asserts or forces. A layout SGLang
+// would silently change (forced sizes) is refused too: it is not the layout that would run. Empty when none applies.
+std::string nsa_cp_rule_violation(const PlanRequest& request, const Candidate& c) {
+  const ParallelConfig& config = c.config;
+  if (!request.model.indexer || config.attn_cp_size == 1) return {};
+  const auto version = request.sglang_version;
+  if (version == SglangVersion::kPr17213Merge && config.tp_size != 8) {
+    return fmt::format("NSA prefill CP asserts --tp-size 8 (one node) at the PR #17213 merge, got --tp-size {}",
+                       config.tp_size);
+  }
+  if (version == SglangVersion::kPr19548 && config.attn_cp_size != config.tp_size) {
+    return fmt::format("NSA prefill CP sets --attn-cp-size to --tp-size {} after PR #19548, not {}", config.tp_size,
+                       config.attn_cp_size);
+  }
+  if (version == SglangVersion::kPr22003 && config.attn_cp_size * config.dp_size != config.tp_size) {
+    return fmt::format("NSA prefill CP sets --attn-cp-size to --tp-size {} / --dp-size {} after PR #21192, not {}",
+                       config.tp_size, config.dp_size, config.attn_cp_size);
+  }
+  if (c.cp_split == CpSplit::kRoundRobin && config.dp_size != 1) {
+    return fmt::format("NSA round-robin-split CP asserts --dp-size 1, got --dp-size {}", config.dp_size);
+  }
+  if (c.cp_split == CpSplit::kZigzag) {
+    if (config.ep_size != config.tp_size || c.moe_mode != MoeMode::kAllToAll) {
+      return fmt::format("NSA in-seq-split CP forces --ep-size = --tp-size {} with the DeepEP all-to-all, got "
+                         "--ep-size {} ({})",
+                         config.tp_size, config.ep_size, to_string(c.moe_mode));
+    }
+    if (request.kv_dtype != DType::kBf16) return "NSA in-seq-split CP forces --kv-cache-dtype bf16";
+  }
+  return {};
+}
+
 MemorySummary summarize_memory(const std::vector<MemoryEstimate>& stages) {
   MemorySummary s;
   bool first = true;
@@ -147,6 +180,9 @@ Classification classify(const PlanRequest& request, const Candidate& c) {
   }
   for (const auto& violation : check_sglang_rules(c.config)) {
     if (rejects(violation, request.sglang_version)) return reject(RejectCategory::kSglangRule, violation.message);
+  }
+  if (auto rule = nsa_cp_rule_violation(request, c); !rule.empty()) {
+    return reject(RejectCategory::kSglangRule, std::move(rule));
   }
   std::vector<MemoryEstimate> stages;
   try {

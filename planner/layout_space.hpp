@@ -7,7 +7,9 @@
 ///   structural — broken sizes (structural_errors), a layout paratwin does not simulate faithfully, a workload that
 ///                does not split over it, or a model that does not split over it (the schedule builder's and the
 ///                memory model's checks);
-///   sglang     — refused by a ServerArgs rule of the requested SGLang version (check_sglang_rules);
+///   sglang     — refused by a ServerArgs rule of the requested SGLang version (check_sglang_rules), or by what
+///                DeepSeek-V3.2's NSA prefill CP asserts or forces in that version (attn_cp = tp / dp, one node at
+///                the merge, dp 1 for round-robin-split, ep = tp with DeepEP and bf16 KV for in-seq-split);
 ///   memory     — over the GPU's memory on some pipeline stage (estimate_memory_per_stage);
 /// or kept.
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <limits>
 #include <map>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "planner/process_pool.hpp"
@@ -68,6 +69,20 @@ std::vector<FinishedKey> finished_keys(const PlanRequest& request, const std::ve
     out.push_back(std::move(f));
   }
   return out;
+}
+
+// The order layouts are evaluated in. Pruning cuts deeper the sooner good layouts are simulated, so likely-good ones go
+// first: for TTFT the most GPUs, for throughput per GPU the fewest; then no pipeline before pipelines (bubbles), then
+// the widest attention CP (long prompts). A heuristic: it changes how much is pruned, never the answer.
+std::vector<std::size_t> evaluation_order(const PlanRequest& request, const std::vector<KeptCandidate>& kept,
+                                          const std::vector<WorkItem>& items, std::vector<std::size_t> pending) {
+  const auto rank_of = [&](std::size_t i) {
+    const auto& c = kept[items[i].members.front()].candidate;
+    const int gpus = request.objective == Objective::kTtft ? -items[i].min_gpus : items[i].min_gpus;
+    return std::tuple{gpus, c.config.pp_size, -c.config.attn_cp_size};
+  };
+  std::stable_sort(pending.begin(), pending.end(), [&](std::size_t a, std::size_t b) { return rank_of(a) < rank_of(b); });
+  return pending;
 }
 
 void count_outcome(ProgressCounts& counts, const WorkItem& item, bool resumed) {
@@ -136,6 +151,7 @@ PlanResult run_plan(const PlanRequest& request, const PlanRun& run) {
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (!items[i].outcome) pending.push_back(i);
   }
+  pending = evaluation_order(request, result.kept, items, std::move(pending));
   std::optional<Progress> progress;
   if (reporter && run.progress) {
     progress.emplace(*run.progress, run.progress_terminal, static_cast<std::int64_t>(result.kept.size()),

@@ -198,19 +198,22 @@ SimResult simulate(const Schedule& schedule, const Placement& placement, const S
   return result;
 }
 
-double compute_stream_bound_s(const Schedule& schedule, const GpuSpec& gpu, const SimOptions& options) {
+std::vector<std::vector<double>> compute_stream_s(const Schedule& schedule, const GpuSpec& gpu,
+                                                  const SimOptions& options) {
   const Calibration calibration =
       options.calibration_file.empty() ? default_calibration() : load_calibration_file(options.calibration_file);
   const sim::ComputeModel model(gpu, calibration.compute);
-  double bound_s = 0;
-  for (const auto& ops : schedule.ranks) {
-    double rank_s = 0;
-    for (const Op& op : ops) {
-      if (const auto* compute = std::get_if<ComputeOp>(&op.body)) rank_s += model.op_time_s(*compute);
+  const auto micro_batches = static_cast<std::size_t>(std::max(1, schedule.meta.micro_batches));
+  std::vector<std::vector<double>> seconds(schedule.ranks.size(), std::vector<double>(micro_batches, 0.0));
+  for (std::size_t r = 0; r < schedule.ranks.size(); ++r) {
+    for (const Op& op : schedule.ranks[r]) {
+      const auto* compute = std::get_if<ComputeOp>(&op.body);
+      if (compute == nullptr) continue;
+      const auto mb = static_cast<std::size_t>(std::clamp(op.micro_batch, 0, static_cast<int>(micro_batches) - 1));
+      seconds[r][mb] += model.op_time_s(*compute);
     }
-    bound_s = std::max(bound_s, rank_s);
   }
-  return bound_s;
+  return seconds;
 }
 
 std::unique_ptr<Backend> make_sim_backend(const SimOptions& options) {
