@@ -98,7 +98,7 @@ std::string plan_report_text(const PlanReportContext& ctx) {
     for (const auto& e : examples) t += fmt::format("  {} e.g. {}\n", to_string(category), e);
   }
   const auto& c = result.counts;
-  t += fmt::format("evaluated {} layouts ({} simulation keys): {} simulated, {} pruned by the roofline bound, {} "
+  t += fmt::format("evaluated {} layouts ({} simulation keys): {} simulated, {} pruned by the compute bound, {} "
                    "reused, {} resumed, {} failed; {:.1f} s with {} worker process(es){}\n",
                    c.done, result.simulation_keys, c.simulated, c.pruned, c.reused, c.resumed, c.failed, result.wall_s,
                    ctx.jobs, ctx.mpi_ranks > 1 ? fmt::format(" on each of {} MPI ranks", ctx.mpi_ranks) : "");

@@ -8,10 +8,10 @@ paratwin=$1
 mpirun=$2
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-args=(plan --model qwen3-30b-a3b --cluster h200-sxm --max-nodes 2 --prompt-len 4096 --layers 2 --top 3)
-"$paratwin" "${args[@]}" --jobs 2 --json "$dir/single.json" --out "$dir/single-results.json" >/dev/null
+args=(plan --model qwen3-30b-a3b --cluster h200-sxm --nodes 1 --prompt-len 4096 --layers 2 --top 3)
+"$paratwin" "${args[@]}" --jobs 2 --json "$dir/single.json" --out "$dir/single-results.json" >/dev/null 2>"$dir/single.err"
 "$mpirun" --allow-run-as-root --oversubscribe -np 2 "$paratwin" "${args[@]}" --jobs 1 --json "$dir/mpi.json" \
-  --out "$dir/mpi-results.json" >"$dir/mpi.txt"
+  --out "$dir/mpi-results.json" >"$dir/mpi.txt" 2>"$dir/mpi.err" || { cat "$dir/mpi.err" >&2; exit 1; }
 python3 - "$dir/single.json" "$dir/mpi.json" <<'PY'
 import json, sys
 single, mpi = (json.load(open(p)) for p in sys.argv[1:3])
