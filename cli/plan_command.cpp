@@ -99,8 +99,9 @@ std::string read_text(const std::string& path) {
 plan::PlanRequest build_request(const PlanCommandOptions& o) {
   if (o.cluster.nodes > 0 && o.max_nodes > 0) fail("--nodes and --max-nodes exclude each other: give one");
   if (o.cluster.nodes == 0 && o.max_nodes == 0) {
-    fail("plan needs the GPUs to plan for: --nodes N (layouts on exactly N nodes) or --max-nodes N (every node count "
-         "from 1 to N)");
+    fail(
+        "plan needs the GPUs to plan for: --nodes N (layouts on exactly N nodes) or --max-nodes N (every node count "
+        "from 1 to N)");
   }
   if (o.cluster.nodes < 0) fail("--nodes {} is invalid: at least one node", o.cluster.nodes);
   if (o.max_nodes < 0) fail("--max-nodes {} is invalid: at least one node", o.max_nodes);
@@ -161,9 +162,9 @@ void write_plot(const PlanReportContext& ctx, const std::string& png) {
     std::ofstream(script) << scripts.front().second;
     std::ofstream(csv) << plan_report_csv(ctx);
   }
-  const std::string title = fmt::format("{} {} {} tokens on {}", ctx.request.model.name,
-                                        to_string(ctx.request.workload.phase), ctx.request.workload.prompt_tokens,
-                                        ctx.request.cluster.name);
+  const std::string title =
+      fmt::format("{} {} {} tokens on {}", ctx.request.model.name, to_string(ctx.request.workload.phase),
+                  ctx.request.workload.prompt_tokens, ctx.request.cluster.name);
   // python3 on PATH first, then the system's, where Debian's python3-matplotlib installs (a PATH python3 from
   // pyenv or a virtual environment often lacks it).
   int code = 127;
@@ -176,9 +177,10 @@ void write_plot(const PlanReportContext& ctx, const std::string& png) {
   fs::remove(csv, ec);
   if (code == 127) fail("--plot {} needs python3, which was not found (Debian: apt-get install python3)", png);
   if (code == kPlotScriptNoMatplotlib) {
-    fail("--plot {} needs matplotlib for python3, found neither for python3 on PATH nor /usr/bin/python3 (Debian: "
-         "apt-get install python3-matplotlib; scripts/install-deps.sh installs it)",
-         png);
+    fail(
+        "--plot {} needs matplotlib for python3, found neither for python3 on PATH nor /usr/bin/python3 (Debian: "
+        "apt-get install python3-matplotlib; scripts/install-deps.sh installs it)",
+        png);
   }
   if (code != 0) fail("--plot {}: the plot script (scripts/plot-plan.py) failed with exit status {}", png, code);
 }

@@ -77,12 +77,12 @@ std::string plan_report_text(const PlanReportContext& ctx) {
   std::string t;
   const int first_nodes = request.node_counts.front();
   const int last_nodes = request.node_counts.back();
-  t += fmt::format("paratwin plan: {} {} of {} token(s) × {} request(s){}; cluster {}: {} node(s) of {} {}\n",
-                   request.model.name, to_string(w.phase), w.prompt_tokens, w.batch,
-                   w.layers > 0 ? fmt::format(", first {} layers", w.layers) : std::string(), request.cluster.name,
-                   first_nodes == last_nodes ? fmt::format("{}", first_nodes)
-                                             : fmt::format("{} to {}", first_nodes, last_nodes),
-                   request.cluster.gpus_per_node, request.cluster.gpu.name);
+  t += fmt::format(
+      "paratwin plan: {} {} of {} token(s) × {} request(s){}; cluster {}: {} node(s) of {} {}\n", request.model.name,
+      to_string(w.phase), w.prompt_tokens, w.batch,
+      w.layers > 0 ? fmt::format(", first {} layers", w.layers) : std::string(), request.cluster.name,
+      first_nodes == last_nodes ? fmt::format("{}", first_nodes) : fmt::format("{} to {}", first_nodes, last_nodes),
+      request.cluster.gpus_per_node, request.cluster.gpu.name);
   t += fmt::format("objective: {}; SGLang rules of {}\n\n", to_string(request.objective),
                    describe(request.sglang_version));
 
@@ -90,18 +90,20 @@ std::string plan_report_text(const PlanReportContext& ctx) {
     const auto it = result.rejected.count.find(c);
     return it == result.rejected.count.end() ? std::int64_t{0} : it->second;
   };
-  t += fmt::format("layouts: {} flag sets looked at, {} kept; left out: {} structural, {} by an SGLang rule, {} over "
-                   "GPU memory\n",
-                   result.generated, result.kept.size(), count(plan::RejectCategory::kStructural),
-                   count(plan::RejectCategory::kSglangRule), count(plan::RejectCategory::kMemory));
+  t += fmt::format(
+      "layouts: {} flag sets looked at, {} kept; left out: {} structural, {} by an SGLang rule, {} over "
+      "GPU memory\n",
+      result.generated, result.kept.size(), count(plan::RejectCategory::kStructural),
+      count(plan::RejectCategory::kSglangRule), count(plan::RejectCategory::kMemory));
   for (const auto& [category, examples] : result.rejected.examples) {
     for (const auto& e : examples) t += fmt::format("  {} e.g. {}\n", to_string(category), e);
   }
   const auto& c = result.counts;
-  t += fmt::format("evaluated {} layouts ({} simulation keys): {} simulated, {} pruned by the compute bound, {} "
-                   "reused, {} resumed, {} failed; {:.1f} s with {} worker process(es){}\n",
-                   c.done, result.simulation_keys, c.simulated, c.pruned, c.reused, c.resumed, c.failed, result.wall_s,
-                   ctx.jobs, ctx.mpi_ranks > 1 ? fmt::format(" on each of {} MPI ranks", ctx.mpi_ranks) : "");
+  t += fmt::format(
+      "evaluated {} layouts ({} simulation keys): {} simulated, {} pruned by the compute bound, {} "
+      "reused, {} resumed, {} failed; {:.1f} s with {} worker process(es){}\n",
+      c.done, result.simulation_keys, c.simulated, c.pruned, c.reused, c.resumed, c.failed, result.wall_s, ctx.jobs,
+      ctx.mpi_ranks > 1 ? fmt::format(" on each of {} MPI ranks", ctx.mpi_ranks) : "");
   for (std::size_t i = 0; i < result.kept.size(); ++i) {
     const auto& o = result.outcomes[i];
     if (o && o->status == plan::OutcomeStatus::kFailed) {
@@ -136,8 +138,8 @@ std::string plan_report_text(const PlanReportContext& ctx) {
   t += fmt::format("{:>5} {:>10} {:>10}  {}\n", "GPUs", latency_name, "tok/s/GPU", "SGLang flags");
   for (const std::size_t i : ranking.pareto) {
     const auto& l = ranking.layouts[i];
-    t += fmt::format("{:>5} {:>10} {:>10.1f}  {}\n", l.candidate.gpus, ms(l.outcome.latency_s),
-                     l.tokens_per_s_per_gpu, all_flags(l, request.model));
+    t += fmt::format("{:>5} {:>10} {:>10.1f}  {}\n", l.candidate.gpus, ms(l.outcome.latency_s), l.tokens_per_s_per_gpu,
+                     all_flags(l, request.model));
   }
   return t;
 }
@@ -163,24 +165,23 @@ std::string plan_report_json(const PlanReportContext& ctx) {
     }
   }
   const auto& c = result.counts;
-  const nlohmann::json doc = {
-      {"inputs", nlohmann::json::parse(plan::plan_inputs_json(ctx.request))},
-      {"generated", result.generated},
-      {"kept", result.kept.size()},
-      {"rejected", rejected},
-      {"counts",
-       {{"done", c.done},
-        {"simulation_keys", result.simulation_keys},
-        {"simulated", c.simulated},
-        {"pruned", c.pruned},
-        {"reused", c.reused},
-        {"resumed", c.resumed},
-        {"failed", c.failed}}},
-      {"interrupted", result.interrupted},
-      {"ranking", ranking},
-      {"pareto", pareto},
-      {"failed", failed},
-      {"run", {{"wall_s", result.wall_s}, {"jobs", ctx.jobs}, {"mpi_ranks", ctx.mpi_ranks}}}};
+  const nlohmann::json doc = {{"inputs", nlohmann::json::parse(plan::plan_inputs_json(ctx.request))},
+                              {"generated", result.generated},
+                              {"kept", result.kept.size()},
+                              {"rejected", rejected},
+                              {"counts",
+                               {{"done", c.done},
+                                {"simulation_keys", result.simulation_keys},
+                                {"simulated", c.simulated},
+                                {"pruned", c.pruned},
+                                {"reused", c.reused},
+                                {"resumed", c.resumed},
+                                {"failed", c.failed}}},
+                              {"interrupted", result.interrupted},
+                              {"ranking", ranking},
+                              {"pareto", pareto},
+                              {"failed", failed},
+                              {"run", {{"wall_s", result.wall_s}, {"jobs", ctx.jobs}, {"mpi_ranks", ctx.mpi_ranks}}}};
   return doc.dump(2) + "\n";
 }
 
@@ -193,14 +194,13 @@ std::string plan_report_csv(const PlanReportContext& ctx) {
   for (std::size_t i = 0; i < ranking.layouts.size(); ++i) {
     const auto& l = ranking.layouts[i];
     const auto& c = l.candidate.config;
-    csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", i + 1, l.candidate.nodes,
-                       l.candidate.gpus, c.tp_size, c.pp_size, c.dp_size, c.enable_dp_attention ? 1 : 0,
-                       c.attn_cp_size, c.ep_size, c.moe_dp_size, to_string(l.candidate.cp_algorithm),
-                       to_string(l.candidate.cp_split), to_string(l.candidate.moe_mode), l.outcome.latency_s,
-                       l.tokens_per_s_per_gpu, l.memory.headroom_bytes, l.outcome.exposed_comm_s,
-                       l.outcome.attention_s, l.outcome.lower_bound_s, on_front(ranking, i) ? 1 : 0,
-                       csv_field(l.candidate.sglang_flags(ctx.request.model)),
-                       csv_field(l.candidate.paratwin_only_flags()));
+    csv += fmt::format(
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", i + 1, l.candidate.nodes,
+        l.candidate.gpus, c.tp_size, c.pp_size, c.dp_size, c.enable_dp_attention ? 1 : 0, c.attn_cp_size, c.ep_size,
+        c.moe_dp_size, to_string(l.candidate.cp_algorithm), to_string(l.candidate.cp_split),
+        to_string(l.candidate.moe_mode), l.outcome.latency_s, l.tokens_per_s_per_gpu, l.memory.headroom_bytes,
+        l.outcome.exposed_comm_s, l.outcome.attention_s, l.outcome.lower_bound_s, on_front(ranking, i) ? 1 : 0,
+        csv_field(l.candidate.sglang_flags(ctx.request.model)), csv_field(l.candidate.paratwin_only_flags()));
   }
   return csv;
 }

@@ -40,10 +40,10 @@ enum class OutcomeStatus : std::uint8_t { kSimulated, kPruned, kFailed };
 /// What evaluating a candidate found.
 struct Outcome {
   OutcomeStatus status = OutcomeStatus::kFailed;
-  double lower_bound_s = 0;      ///< compute_lower_bound_s of the schedule (simulated and pruned)
-  double latency_s = 0;          ///< TTFT or step time (simulated)
-  double exposed_comm_s = 0;     ///< exposed communication on the critical rank
-  double attention_s = 0;        ///< attention kernels (attention, sparse attention, indexer) on the critical rank
+  double lower_bound_s = 0;   ///< compute_lower_bound_s of the schedule (simulated and pruned)
+  double latency_s = 0;       ///< TTFT or step time (simulated)
+  double exposed_comm_s = 0;  ///< exposed communication on the critical rank
+  double attention_s = 0;     ///< attention kernels (attention, sparse attention, indexer) on the critical rank
   double compute_utilization = 0;
   int layers_reused = 0;  ///< fast mode: layers copied, not simulated
   double wall_s = 0;      ///< host seconds spent on this candidate

@@ -38,8 +38,7 @@ std::string planner_rule_violation(const PlanRequest& request, const Candidate& 
     return "--enable-dp-attention with --dp-size 1 is the layout without it (SGLang turns DP-attention off)";
   }
   if (!request.model.moe && (config.ep_size != 1 || config.moe_dp_size != 1 || c.moe_mode != MoeMode::kGather)) {
-    return fmt::format("{} has no experts: --ep-size, --moe-dp-size and the MoE mode do not apply",
-                       request.model.name);
+    return fmt::format("{} has no experts: --ep-size, --moe-dp-size and the MoE mode do not apply", request.model.name);
   }
   if (!cp_choice_matters(request, config) &&
       (c.cp_algorithm != CpAlgorithm::kAllGather || c.cp_split != CpSplit::kRoundRobin)) {
@@ -86,9 +85,10 @@ std::string nsa_cp_rule_violation(const PlanRequest& request, const Candidate& c
   }
   if (c.cp_split == CpSplit::kZigzag) {
     if (config.ep_size != config.tp_size || c.moe_mode != MoeMode::kAllToAll) {
-      return fmt::format("NSA in-seq-split CP forces --ep-size = --tp-size {} with the DeepEP all-to-all, got "
-                         "--ep-size {} ({})",
-                         config.tp_size, config.ep_size, to_string(c.moe_mode));
+      return fmt::format(
+          "NSA in-seq-split CP forces --ep-size = --tp-size {} with the DeepEP all-to-all, got "
+          "--ep-size {} ({})",
+          config.tp_size, config.ep_size, to_string(c.moe_mode));
     }
     if (request.kv_dtype != DType::kBf16) return "NSA in-seq-split CP forces --kv-cache-dtype bf16";
   }
@@ -226,7 +226,8 @@ std::vector<Candidate> generate_candidates(const PlanRequest& request, int nodes
         config.ep_size = ep;
         config.moe_dp_size = moe_dp;
         for (const auto& [algo, split] : cp_modes) {
-          for (const auto mode : moe ? std::vector{MoeMode::kAllToAll, MoeMode::kGather} : std::vector{MoeMode::kGather}) {
+          for (const auto mode :
+               moe ? std::vector{MoeMode::kAllToAll, MoeMode::kGather} : std::vector{MoeMode::kGather}) {
             out.push_back(Candidate{config, algo, split, mode, nodes, gpus});
           }
         }

@@ -4,8 +4,8 @@
 #include <chrono>
 #include <limits>
 #include <map>
-#include <tuple>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "planner/process_pool.hpp"
 #include "planner/results_file.hpp"
@@ -39,8 +39,8 @@ std::vector<WorkItem> group_by_key(const PlanRequest& request, const std::vector
 
 // The pruning cut for a work item, from the layouts simulated so far (deterministic: it only changes between waves).
 // Its members' scores and their Pareto cuts are tightest at the fewest GPUs, so min_gpus stands for all of them.
-PruneCut cut_for(const PlanRequest& request, const std::vector<KeptCandidate>& kept,
-                 const std::vector<WorkItem>& items, const WorkItem& item) {
+PruneCut cut_for(const PlanRequest& request, const std::vector<KeptCandidate>& kept, const std::vector<WorkItem>& items,
+                 const WorkItem& item) {
   std::vector<double> scores;
   PruneCut cut;
   for (const auto& done : items) {
@@ -81,7 +81,8 @@ std::vector<std::size_t> evaluation_order(const PlanRequest& request, const std:
     const int gpus = request.objective == Objective::kTtft ? -items[i].min_gpus : items[i].min_gpus;
     return std::tuple{gpus, c.config.pp_size, -c.config.attn_cp_size};
   };
-  std::stable_sort(pending.begin(), pending.end(), [&](std::size_t a, std::size_t b) { return rank_of(a) < rank_of(b); });
+  std::stable_sort(pending.begin(), pending.end(),
+                   [&](std::size_t a, std::size_t b) { return rank_of(a) < rank_of(b); });
   return pending;
 }
 
@@ -143,7 +144,8 @@ PlanResult run_plan(const PlanRequest& request, const PlanRun& run) {
     }
   }
   const auto save = [&](bool complete) {
-    if (reporter && run.save) run.save(results_file_text(request, finished_keys(request, result.kept, items), complete));
+    if (reporter && run.save)
+      run.save(results_file_text(request, finished_keys(request, result.kept, items), complete));
   };
   save(false);
 
@@ -180,13 +182,15 @@ PlanResult run_plan(const PlanRequest& request, const PlanRun& run) {
           return encode_outcome(evaluate(request, candidate, cuts[i], /*isolate_process=*/false));
         },
         [&](std::size_t i, TaskAnswer answer) {
-          if (!answer.ok) {
-            throw InternalError(fmt::format("plan: evaluating {} failed: {}",
-                                            result.kept[items[share[i]].members.front()].candidate.id(request.model),
-                                            answer.text));
-          }
           auto& item = items[share[i]];
-          item.outcome = decode_outcome(answer.text);
+          if (answer.ok) {
+            item.outcome = decode_outcome(answer.text);
+          } else {
+            // The worker died or hit an internal error (e.g. killed for memory): this layout fails, the plan goes on.
+            Outcome failed;
+            failed.error = "the worker process failed: " + answer.text;
+            item.outcome = failed;
+          }
           mine[share[i]] = *item.outcome;
           count_outcome(result.counts, item, /*resumed=*/false);
           save(false);

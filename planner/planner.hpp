@@ -34,23 +34,23 @@ class Distribution {
 
 /// How to run a plan.
 struct PlanRun {
-  int jobs = 1;                             ///< worker processes (per MPI rank)
-  std::optional<std::string> resume_text;   ///< a results file to continue (rank 0's; its inputs must match)
-  std::string resume_source;                ///< its path, for messages
+  int jobs = 1;                            ///< worker processes (per MPI rank)
+  std::optional<std::string> resume_text;  ///< a results file to continue (rank 0's; its inputs must match)
+  std::string resume_source;               ///< its path, for messages
   /// Called with the results file text after each finished layout and at the end (on rank 0 only); may be empty.
   std::function<void(const std::string&)> save;
-  std::ostream* progress = nullptr;         ///< progress display (rank 0 only); nullptr: none
-  bool progress_terminal = false;           ///< redraw a bar (stderr is a terminal) or print lines
-  std::function<bool()> interrupted;        ///< polled; true stops the plan (Ctrl-C); may be empty
-  Distribution* distribution = nullptr;     ///< nullptr: this process alone
+  std::ostream* progress = nullptr;      ///< progress display (rank 0 only); nullptr: none
+  bool progress_terminal = false;        ///< redraw a bar (stderr is a terminal) or print lines
+  std::function<bool()> interrupted;     ///< polled; true stops the plan (Ctrl-C); may be empty
+  Distribution* distribution = nullptr;  ///< nullptr: this process alone
 };
 
 struct PlanResult {
   std::int64_t generated = 0;  ///< flag sets looked at
   RejectionCounts rejected;
-  std::vector<KeptCandidate> kept;                ///< candidates that passed every filter
-  std::vector<std::optional<Outcome>> outcomes;   ///< per kept candidate; nullopt when the plan was interrupted first
-  std::int64_t simulation_keys = 0;               ///< distinct simulation keys among `kept`
+  std::vector<KeptCandidate> kept;               ///< candidates that passed every filter
+  std::vector<std::optional<Outcome>> outcomes;  ///< per kept candidate; nullopt when the plan was interrupted first
+  std::int64_t simulation_keys = 0;              ///< distinct simulation keys among `kept`
   ProgressCounts counts;
   Ranking ranking;
   bool interrupted = false;

@@ -64,9 +64,11 @@ TaskAnswer reap(Child& child) {
   }
   TaskAnswer answer;
   if (WIFSIGNALED(status)) {
-    answer.text = fmt::format("the worker process died with signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    answer.text =
+        fmt::format("the worker process died with signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
   } else if (child.data.empty() || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    answer.text = fmt::format("the worker process failed (exit status {})", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    answer.text =
+        fmt::format("the worker process failed (exit status {})", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
   } else {
     answer.ok = child.data[0] == kTagOk;
     answer.text = child.data.substr(1);

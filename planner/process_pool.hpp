@@ -5,8 +5,9 @@
 /// other threads (sim/sim_backend.hpp). So the pool never starts a thread: the calling thread forks one child per
 /// task, keeps at most `jobs` children in flight, and waits on their pipes with poll(). Each child runs its task
 /// (which may simulate in-process, once: the child is fresh), writes the answer to its pipe and exits with _exit, so
-/// nothing of the parent's state (stdio buffers, atexit handlers) runs twice. A fork per task costs ~1 ms with the
-/// parent's memory shared copy-on-write, against 0.1–10 s per simulation.
+/// nothing of the parent's state (stdio buffers, atexit handlers) runs twice. The parent's memory is shared
+/// copy-on-write; fork, pipe and exit cost a few milliseconds per task (tests/planner/test_process_pool.cpp runs ten
+/// trivial tasks in ~25 ms), against ~1 s per DeepSeek-V3.2 layout on 64 GPUs (docs/performance.md).
 
 #include <cstddef>
 #include <functional>
@@ -16,8 +17,8 @@ namespace paratwin::plan {
 
 /// What one child answered.
 struct TaskAnswer {
-  bool ok = false;     ///< the task returned; else `text` says what went wrong (exception, signal, exit status)
-  std::string text;    ///< the task's result, or the error
+  bool ok = false;   ///< the task returned; else `text` says what went wrong (exception, signal, exit status)
+  std::string text;  ///< the task's result, or the error
 };
 
 class ProcessPool {

@@ -36,9 +36,9 @@ std::string Progress::line(const ProgressCounts& c, double elapsed_s) const {
   } else if (c.done >= total_) {
     eta = "done in " + clock_text(elapsed_s);
   }
-  const std::string counts = fmt::format("{}/{} layouts ({} simulated, {} pruned, {} reused, {} resumed{})", c.done,
-                                         total_, c.simulated, c.pruned, c.reused, c.resumed,
-                                         c.failed > 0 ? fmt::format(", {} failed", c.failed) : std::string());
+  const std::string counts =
+      fmt::format("{}/{} layouts ({} simulated, {} pruned, {} reused, {} resumed{})", c.done, total_, c.simulated,
+                  c.pruned, c.reused, c.resumed, c.failed > 0 ? fmt::format(", {} failed", c.failed) : std::string());
   if (!terminal_) return fmt::format("plan: {:3.0f}% {}  {}", 100 * fraction, counts, eta);
   const auto filled = static_cast<int>(fraction * kBarWidth);
   return fmt::format("[{}{}] {:3.0f}% {}  {}", std::string(static_cast<std::size_t>(filled), '#'),

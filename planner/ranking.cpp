@@ -18,7 +18,8 @@ Ranking rank_layouts(const PlanRequest& request, const std::vector<KeptCandidate
     layout.outcome = *outcome;
     layout.id = layout.candidate.id(request.model);
     layout.score = objective_score(request, outcome->latency_s, layout.candidate.gpus);
-    layout.tokens_per_s_per_gpu = outcome->latency_s > 0 ? step_tokens(request) / (outcome->latency_s * layout.candidate.gpus) : 0;
+    layout.tokens_per_s_per_gpu =
+        outcome->latency_s > 0 ? step_tokens(request) / (outcome->latency_s * layout.candidate.gpus) : 0;
     ranking.layouts.push_back(std::move(layout));
   }
   std::sort(ranking.layouts.begin(), ranking.layouts.end(), [](const RankedLayout& a, const RankedLayout& b) {
@@ -30,7 +31,8 @@ Ranking rank_layouts(const PlanRequest& request, const std::vector<KeptCandidate
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
     const auto& x = layouts[a];
     const auto& y = layouts[b];
-    return std::tie(x.candidate.gpus, x.outcome.latency_s, x.id) < std::tie(y.candidate.gpus, y.outcome.latency_s, y.id);
+    return std::tie(x.candidate.gpus, x.outcome.latency_s, x.id) <
+           std::tie(y.candidate.gpus, y.outcome.latency_s, y.id);
   });
   double best_latency_s = std::numeric_limits<double>::infinity();
   for (const std::size_t i : order) {

@@ -64,14 +64,10 @@ nlohmann::json inputs(const PlanRequest& r) {
 }
 
 nlohmann::json outcome_json(const Outcome& o) {
-  nlohmann::json j = {{"status", to_string(o.status)},
-                      {"lower_bound_s", o.lower_bound_s},
-                      {"latency_s", o.latency_s},
-                      {"exposed_comm_s", o.exposed_comm_s},
-                      {"attention_s", o.attention_s},
-                      {"compute_utilization", o.compute_utilization},
-                      {"layers_reused", o.layers_reused},
-                      {"wall_s", o.wall_s}};
+  nlohmann::json j = {{"status", to_string(o.status)},    {"lower_bound_s", o.lower_bound_s},
+                      {"latency_s", o.latency_s},         {"exposed_comm_s", o.exposed_comm_s},
+                      {"attention_s", o.attention_s},     {"compute_utilization", o.compute_utilization},
+                      {"layers_reused", o.layers_reused}, {"wall_s", o.wall_s}};
   if (!o.error.empty()) j["error"] = o.error;
   return j;
 }
@@ -127,9 +123,10 @@ std::map<std::string, Outcome> read_results_file(const std::string& text, const 
       fail("--resume: '{}' was written for other inputs: it has no '{}' (this run: {})", source, key, value.dump());
     }
     if (stored[key] != value) {
-      fail("--resume: '{}' was written for other inputs: {} {} there, {} in this run; rerun with the same inputs or "
-           "write to a new --out file",
-           source, key, stored[key].dump(), value.dump());
+      fail(
+          "--resume: '{}' was written for other inputs: {} {} there, {} in this run; rerun with the same inputs or "
+          "write to a new --out file",
+          source, key, stored[key].dump(), value.dump());
     }
   }
   std::map<std::string, Outcome> outcomes;

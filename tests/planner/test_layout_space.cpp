@@ -95,9 +95,9 @@ TEST_CASE("kept layouts fit in memory and the rejections are counted by reason",
     INFO(k.candidate.id(request.model));
     CHECK(k.candidate.config.tp_size > 1);
     const auto options = k.candidate.schedule_options(request);
-    const auto memory = memory_request_for(options, k.candidate.config, k.candidate.moe_mode,
-                                           request.cluster.gpu.memory_bytes, request.mem_fraction_static,
-                                           request.kv_dtype);
+    const auto memory =
+        memory_request_for(options, k.candidate.config, k.candidate.moe_mode, request.cluster.gpu.memory_bytes,
+                           request.mem_fraction_static, request.kv_dtype);
     for (const auto& stage : estimate_memory_per_stage(request.model, k.candidate.config, memory)) {
       CHECK(stage.fits);
     }

@@ -1,11 +1,15 @@
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "tests/cli/cli_test_util.hpp"
 
@@ -29,9 +33,21 @@ std::string read(const fs::path& path) {
   return text.str();
 }
 
-const std::vector<std::string> kSmallPlan = {"plan",         "--model",  "llama-3.1-8b", "--cluster", "h200-sxm",
-                                             "--max-nodes",  "2",        "--prompt-len", "4096",      "--layers",
-                                             "2",            "--jobs",   "2",            "--top",     "3"};
+const std::vector<std::string> kSmallPlan = {"plan",
+                                             "--model",
+                                             "llama-3.1-8b",
+                                             "--cluster",
+                                             "h200-sxm",
+                                             "--max-nodes",
+                                             "2",
+                                             "--prompt-len",
+                                             "4096",
+                                             "--layers",
+                                             "2",
+                                             "--jobs",
+                                             "2",
+                                             "--top",
+                                             "3"};
 
 std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
   args.insert(args.end(), more.begin(), more.end());
@@ -97,6 +113,48 @@ TEST_CASE("plan --out is resumable and refuses foreign or clobbered files", "[pl
   const auto refused = run_cli(with(foreign, {"--out", out, "--resume"}));
   CHECK(refused.exit_code == 2);
   CHECK_THAT(refused.err, Catch::Contains("prompt-len 4096 there, 8192 in this run"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("Ctrl-C ends plan with status 130 and a valid results file that --resume completes",
+          "[planner][cli][resume]") {
+  const auto dir = scratch("sigint");
+  const auto out = (dir / "results.json").string();
+  const std::vector<std::string> args = {
+      "plan",   "--model", "qwen3-30b-a3b", "--nodes", "1", "--prompt-len", "4096", "--layers", "2",
+      "--jobs", "1",       "--out",         out};
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::vector<char*> argv{const_cast<char*>(PARATWIN_BINARY)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen("/dev/null", "w", stderr);
+    ::execv(PARATWIN_BINARY, argv.data());
+    ::_exit(127);
+  }
+  // Interrupt as soon as the first layout is in the file.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline && read(out).find("\"key\"") == std::string::npos) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  const auto interrupted = nlohmann::json::parse(read(out));
+  CHECK(interrupted.at("complete") == false);
+  CHECK(!interrupted.at("layouts").empty());
+
+  std::vector<std::string> resume(args.begin(), args.end());
+  resume.emplace_back("--resume");
+  const auto r = run_cli(resume);
+  CHECK(r.exit_code == 0);
+  const auto done = nlohmann::json::parse(read(out));
+  CHECK(done.at("complete") == true);
+  CHECK(done.at("layouts").size() > interrupted.at("layouts").size());
   fs::remove_all(dir);
 }
 

@@ -1,5 +1,5 @@
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <limits>
 
 #include "planner/evaluate.hpp"
@@ -133,7 +133,8 @@ TEST_CASE("a layout that does not fit is never recommended", "[planner][memory]"
   }
 }
 
-TEST_CASE("identical layouts are simulated once: plain-DP replicas share their world's simulation", "[planner][reuse]") {
+TEST_CASE("identical layouts are simulated once: plain-DP replicas share their world's simulation",
+          "[planner][reuse]") {
   auto request = test::small_plan("llama-3.1-8b", 1, 2048, 2, 8);
   const Candidate one{[] {
                         ParallelConfig c;
@@ -141,7 +142,11 @@ TEST_CASE("identical layouts are simulated once: plain-DP replicas share their w
                         c.dp_size = 2;
                         return c;
                       }(),
-                      CpAlgorithm::kAllGather, CpSplit::kRoundRobin, MoeMode::kGather, 1, 8};
+                      CpAlgorithm::kAllGather,
+                      CpSplit::kRoundRobin,
+                      MoeMode::kGather,
+                      1,
+                      8};
   request.node_counts = {1, 2};
   Candidate two = one;  // the same 4-GPU world with 4 requests, as 4 replicas on 2 nodes with 16 requests
   two.config.dp_size = 4;
