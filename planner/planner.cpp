@@ -2,14 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <tuple>
 
 #include "planner/process_pool.hpp"
 #include "planner/results_file.hpp"
-#include "topology/error.hpp"
 
 namespace paratwin::plan {
 namespace {

@@ -133,31 +133,27 @@ TEST_CASE("a layout that does not fit is never recommended", "[planner][memory]"
   }
 }
 
-TEST_CASE("identical layouts are simulated once: plain-DP replicas share their world's simulation",
-          "[planner][reuse]") {
-  auto request = test::small_plan("llama-3.1-8b", 1, 2048, 2, 8);
-  const Candidate one{[] {
-                        ParallelConfig c;
-                        c.tp_size = 4;
-                        c.dp_size = 2;
-                        return c;
-                      }(),
-                      CpAlgorithm::kAllGather,
-                      CpSplit::kRoundRobin,
-                      MoeMode::kGather,
-                      1,
-                      8};
-  request.node_counts = {1, 2};
-  Candidate two = one;  // the same 4-GPU world with 4 requests, as 4 replicas on 2 nodes with 16 requests
-  two.config.dp_size = 4;
-  two.nodes = 2;
-  two.gpus = 16;
-  auto twice = request;
-  twice.workload.batch = 16;
-  CHECK(simulation_key(request, one) == simulation_key(twice, two));
-  CHECK(simulation_key(request, one) != simulation_key(request, layout(4, 1)));
-  const auto result = run_plan(request, two_jobs());
-  CHECK(result.simulation_keys <= static_cast<std::int64_t>(result.kept.size()));
+TEST_CASE("plain-DP replicas are simulated as one world, under one simulation key", "[planner][reuse]") {
+  // Two replicas of a 4-GPU world serving 8 requests: each replica is the 4-GPU world with 4 requests.
+  const auto replicas_request = test::small_plan("llama-3.1-8b", 1, 2048, 2, 8);
+  Candidate replicas = layout(4, 1);
+  replicas.config.dp_size = 2;
+  replicas.gpus = 8;
+  auto one_world_request = replicas_request;
+  one_world_request.workload.batch = 4;
+  const Candidate one_world = layout(4, 1);
+  CHECK(simulation_key(replicas_request, replicas) == simulation_key(one_world_request, one_world));
+  CHECK(simulation_key(replicas_request, replicas) != simulation_key(replicas_request, layout(8, 1)));
+  const auto of_replicas = evaluate(replicas_request, replicas, PruneCut{}, true);
+  const auto of_world = evaluate(one_world_request, one_world, PruneCut{}, true);
+  REQUIRE(of_replicas.status == OutcomeStatus::kSimulated);
+  CHECK(of_replicas.latency_s == of_world.latency_s);
+  // Throughput per GPU counts every replica's tokens over every GPU: the same as one world alone.
+  auto replicas_throughput = replicas_request;
+  auto world_throughput = one_world_request;
+  replicas_throughput.objective = world_throughput.objective = Objective::kThroughputPerGpu;
+  CHECK(objective_score(replicas_throughput, of_replicas.latency_s, 8) ==
+        Approx(objective_score(world_throughput, of_world.latency_s, 4)));
 }
 
 TEST_CASE("an interrupted plan leaves a valid results file that --resume completes", "[planner][resume]") {
