@@ -29,7 +29,9 @@ def main():
         return 1
     gpus = [int(r["gpus"]) for r in rows]
     latency_ms = [float(r["latency_s"]) * 1e3 for r in rows]
-    front = sorted((int(r["gpus"]), float(r["latency_s"]) * 1e3, r["sglang_flags"]) for r in rows if r["pareto"] == "1")
+    front = sorted((int(r["gpus"]), float(r["latency_s"]) * 1e3,
+                    r["sglang_flags"] + (f" [paratwin only: {r['paratwin_only_flags']}]" if r["paratwin_only_flags"] else ""))
+                   for r in rows if r["pareto"] == "1")
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     ax.scatter(gpus, latency_ms, s=14, alpha=0.45, color="tab:gray", label="simulated layouts")
@@ -38,6 +40,10 @@ def main():
         ax.annotate(flags.replace(" --", "\n--").strip(), (g, ms), textcoords="offset points", xytext=(6, 4),
                     fontsize=6)
     ax.set_xscale("log", base=2)
+    ticks = sorted(set(gpus))
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_yscale("log")
     ax.set_xlabel("GPUs")
     ax.set_ylabel("latency (ms): TTFT or step time")
