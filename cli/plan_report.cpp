@@ -117,7 +117,9 @@ std::string plan_report_text(const PlanReportContext& ctx) {
 
   const auto& ranking = result.ranking;
   if (ranking.layouts.empty()) {
-    t += "no layout was simulated: every flag set was left out (see above)\n";
+    t += result.interrupted    ? "no layout finished before the interruption\n"
+         : result.kept.empty() ? "no layout was simulated: every flag set was left out (see above)\n"
+                               : "no layout was simulated: every kept layout failed (see above)\n";
     return t;
   }
   const char* latency_name = prefill ? "TTFT ms" : "step ms";
