@@ -21,6 +21,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
 #ifdef PARATWIN_HAVE_SIM
   add_sim_command(app, action, io);
   add_calibrate_command(app, action, io);
+  add_plan_command(app, action, io);
 #endif
 
   std::vector<const char*> argv;

@@ -14,6 +14,7 @@ void add_compare_command(CLI::App& root, Action& action, Io io);
 #ifdef PARATWIN_HAVE_SIM
 void add_sim_command(CLI::App& root, Action& action, Io io);
 void add_calibrate_command(CLI::App& root, Action& action, Io io);
+void add_plan_command(CLI::App& root, Action& action, Io io);
 #endif
 
 }  // namespace paratwin::cli

@@ -9,7 +9,7 @@
 
 namespace paratwin::cli {
 
-void add_workload_flags(CLI::App& app, WorkloadFlags& f) {
+void add_workload_flags(CLI::App& app, WorkloadFlags& f, bool layout_choices) {
   const auto zoo = fmt::format("{}", fmt::join(model_zoo_names(), ", "));
   app.add_option("--model", f.model, "Model: a zoo name (" + zoo + ") or a Hugging Face config.json path")
       ->capture_default_str()
@@ -24,18 +24,20 @@ void add_workload_flags(CLI::App& app, WorkloadFlags& f) {
       ->capture_default_str()
       ->group("Workload");
   app.add_option("--phase", f.phase, "prefill or decode")->capture_default_str()->group("Workload");
-  app.add_option("--cp-algo", f.cp_algo,
-                 "Attention CP algorithm: allgather (SGLang's), ring (pass-KV) or ulysses (all-to-all heads)")
-      ->capture_default_str()
-      ->group("Workload");
-  app.add_option("--cp-split", f.cp_split,
-                 "Token split over CP ranks: round-robin (SGLang's round-robin-split) or zigzag (in-seq-split)")
-      ->capture_default_str()
-      ->group("Workload");
-  app.add_option("--moe-mode", f.moe_mode,
-                 "MoE under CP/EP: a2a (DeepEP dispatch/combine over MOE_EP) or gather (all-gather over ATTN_CP, "
-                 "TP-sharded experts, reduce-scatter); default a2a when --ep-size > 1")
-      ->group("Workload");
+  if (layout_choices) {
+    app.add_option("--cp-algo", f.cp_algo,
+                   "Attention CP algorithm: allgather (SGLang's), ring (pass-KV) or ulysses (all-to-all heads)")
+        ->capture_default_str()
+        ->group("Workload");
+    app.add_option("--cp-split", f.cp_split,
+                   "Token split over CP ranks: round-robin (SGLang's round-robin-split) or zigzag (in-seq-split)")
+        ->capture_default_str()
+        ->group("Workload");
+    app.add_option("--moe-mode", f.moe_mode,
+                   "MoE under CP/EP: a2a (DeepEP dispatch/combine over MOE_EP) or gather (all-gather over ATTN_CP, "
+                   "TP-sharded experts, reduce-scatter); default a2a when --ep-size > 1")
+        ->group("Workload");
+  }
   app.add_option("--layers", f.layers, "Use only the first K layers (0: all)")->group("Workload");
   app.add_option("--micro-batches", f.micro_batches, "Prefill chunks pipelined over PP stages (default: --pp-size)")
       ->group("Workload");
@@ -97,25 +99,8 @@ ScheduleOptions schedule_options(const WorkloadFlags& f) {
 
 MemoryRequest memory_request(const WorkloadFlags& f, const ParallelConfig& config, MoeMode moe_mode,
                              double gpu_memory_bytes) {
-  if (!(f.mem_fraction_static > 0 && f.mem_fraction_static < 1)) {
-    fail("--mem-fraction-static {} is invalid: a fraction strictly between 0 and 1", f.mem_fraction_static);
-  }
-  MemoryRequest r;
-  r.phase = parse_phase(f.phase);
-  r.context_tokens = f.prompt_len;
-  r.batch = f.batch / config.attn_dp_size();
-  r.gpu_memory_bytes = gpu_memory_bytes;
-  r.mem_fraction_static = f.mem_fraction_static;
-  r.kv_dtype = parse_dtype(f.kv_cache_dtype);
-  r.moe_mode = moe_mode;
-  r.dense_tp_size = config.attn_tp_size();
-  r.cp_split = parse_cp_split(f.cp_split);
-  if (r.phase == Phase::kPrefill) {
-    // One forward pass is one micro-batch chunk of every request of the DP group.
-    const int micro = f.micro_batches > 0 ? f.micro_batches : config.pp_size;
-    r.forward_tokens = std::max<std::int64_t>(1, static_cast<std::int64_t>(r.batch) * f.prompt_len / micro);
-  }
-  return r;
+  return memory_request_for(schedule_options(f), config, moe_mode, gpu_memory_bytes, f.mem_fraction_static,
+                            parse_dtype(f.kv_cache_dtype));
 }
 
 }  // namespace paratwin::cli

@@ -28,7 +28,9 @@ struct WorkloadFlags {
   double mem_fraction_static = 0.88;
 };
 
-void add_workload_flags(CLI::App& app, WorkloadFlags& flags);
+/// Adds the workload flags. `layout_choices` false leaves out --cp-algo, --cp-split and --moe-mode, for commands
+/// that choose them themselves (`paratwin plan` enumerates them).
+void add_workload_flags(CLI::App& app, WorkloadFlags& flags, bool layout_choices = true);
 
 /// The loaded model (throws paratwin::Error for an unknown model or bad file).
 [[nodiscard]] ModelSpec load_workload_model(const WorkloadFlags& flags);

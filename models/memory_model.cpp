@@ -397,6 +397,29 @@ std::vector<MemoryEstimate> estimate_memory_per_stage(const ModelSpec& model, co
   return stages;
 }
 
+MemoryRequest memory_request_for(const ScheduleOptions& options, const ParallelConfig& config, MoeMode moe_mode,
+                                 double gpu_memory_bytes, double mem_fraction_static, DType kv_dtype) {
+  if (!(mem_fraction_static > 0 && mem_fraction_static < 1)) {
+    fail("--mem-fraction-static {} is invalid: a fraction strictly between 0 and 1", mem_fraction_static);
+  }
+  MemoryRequest r;
+  r.phase = options.phase;
+  r.context_tokens = options.prompt_tokens;
+  r.batch = options.batch / config.attn_dp_size();
+  r.gpu_memory_bytes = gpu_memory_bytes;
+  r.mem_fraction_static = mem_fraction_static;
+  r.kv_dtype = kv_dtype;
+  r.moe_mode = moe_mode;
+  r.dense_tp_size = config.attn_tp_size();
+  r.cp_split = options.cp_split;
+  if (r.phase == Phase::kPrefill) {
+    // One forward pass is one micro-batch chunk of every request of the DP group.
+    const int micro = options.micro_batches > 0 ? options.micro_batches : config.pp_size;
+    r.forward_tokens = std::max<std::int64_t>(1, static_cast<std::int64_t>(r.batch) * options.prompt_tokens / micro);
+  }
+  return r;
+}
+
 MemoryEstimate estimate_memory(const ModelSpec& model, const ParallelConfig& config, const MemoryRequest& request) {
   check_request(config, request);
   std::vector<MemoryEstimate> stages = estimate_memory_per_stage(model, config, request);

@@ -24,6 +24,7 @@
 
 #include "models/model_spec.hpp"
 #include "models/schedule.hpp"
+#include "models/schedule_options.hpp"
 #include "topology/parallel_config.hpp"
 
 namespace paratwin {
@@ -66,6 +67,14 @@ struct MemoryRequest {
   int dense_tp_size = 0;                    ///< TP of dense FFN layers: 0 = tp_size (SGLang default), 1 = replicated
   int pp_stage = -1;                        ///< stage to estimate; -1 = the stage needing the most memory
 };
+
+/// The memory request matching a schedule built with `options` under `config`: the same tokens per DP group (one
+/// micro-batch chunk of every request of the group in prefill), batch per attention-DP replica and MoE mode, dense
+/// FFN sharded as the builder shards it (over attention TP). `mem_fraction_static` must lie in (0, 1) (throws
+/// paratwin::Error naming --mem-fraction-static otherwise).
+[[nodiscard]] MemoryRequest memory_request_for(const ScheduleOptions& options, const ParallelConfig& config,
+                                               MoeMode moe_mode, double gpu_memory_bytes, double mem_fraction_static,
+                                               DType kv_dtype);
 
 /// Per-rank weight bytes by role (FP8 block scales included with their tensors).
 struct WeightBytes {

@@ -183,6 +183,11 @@ std::vector<build::TokenKey> token_keys(const build::RankTokens& t, std::int64_t
 
 }  // namespace
 
+void check_schedule_options(const ModelSpec& model, const ParallelConfig& config, const ScheduleOptions& options) {
+  validate_structure(config);
+  validate_options(model, config, options, resolve_moe_mode(config, options));
+}
+
 MoeMode resolve_moe_mode(const ParallelConfig& config, const ScheduleOptions& options) {
   if (options.moe_mode) return *options.moe_mode;
   return config.ep_size > 1 ? MoeMode::kAllToAll : MoeMode::kGather;

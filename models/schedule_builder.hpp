@@ -15,6 +15,10 @@ inline constexpr std::int64_t kMaxScheduleOps = 60'000'000;
 [[nodiscard]] Schedule build_schedule(const ModelSpec& model, const ParallelConfig& config,
                                       const ScheduleOptions& options);
 
+/// The checks build_schedule runs before building, without building: throws paratwin::Error naming the flag and the
+/// rule when `model` under `config` cannot run `options` (what the planner uses to filter layouts cheaply).
+void check_schedule_options(const ModelSpec& model, const ParallelConfig& config, const ScheduleOptions& options);
+
 /// The MoE mode a schedule uses: the option if given, else all-to-all when ep > 1, else gather.
 [[nodiscard]] MoeMode resolve_moe_mode(const ParallelConfig& config, const ScheduleOptions& options);
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(cmake g++ make pkg-config libsimgrid-dev libfmt-dev libeigen3-dev catch2 nlohmann-json3-dev libcli11-dev
-          libyaml-cpp-dev libopenmpi-dev python3-matplotlib)
+          libyaml-cpp-dev libopenmpi-dev openmpi-bin python3-matplotlib)
 
 missing=()
 for p in "${packages[@]}"; do

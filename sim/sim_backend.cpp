@@ -11,13 +11,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <variant>
 
 #include "models/schedule_json.hpp"
 #include "sim/calibration.hpp"
+#include "sim/compute_model.hpp"
 #include "sim/fast_mode.hpp"
 #include "sim/nccl_model.hpp"
 #include "sim/result_codec.hpp"
@@ -193,6 +196,24 @@ SimResult simulate(const Schedule& schedule, const Placement& placement, const S
   SimResult result = simulate_here(schedule, placement, calibration, options);
   result.trace.meta.schedule_hash = options.schedule_hash.empty() ? schedule_hash(schedule) : options.schedule_hash;
   return result;
+}
+
+std::vector<std::vector<double>> compute_stream_s(const Schedule& schedule, const GpuSpec& gpu,
+                                                  const SimOptions& options) {
+  const Calibration calibration =
+      options.calibration_file.empty() ? default_calibration() : load_calibration_file(options.calibration_file);
+  const sim::ComputeModel model(gpu, calibration.compute);
+  const auto micro_batches = static_cast<std::size_t>(std::max(1, schedule.meta.micro_batches));
+  std::vector<std::vector<double>> seconds(schedule.ranks.size(), std::vector<double>(micro_batches, 0.0));
+  for (std::size_t r = 0; r < schedule.ranks.size(); ++r) {
+    for (const Op& op : schedule.ranks[r]) {
+      const auto* compute = std::get_if<ComputeOp>(&op.body);
+      if (compute == nullptr) continue;
+      const auto mb = static_cast<std::size_t>(std::clamp(op.micro_batch, 0, static_cast<int>(micro_batches) - 1));
+      seconds[r][mb] += model.op_time_s(*compute);
+    }
+  }
+  return seconds;
 }
 
 std::unique_ptr<Backend> make_sim_backend(const SimOptions& options) {

@@ -90,6 +90,14 @@ struct SimResult {
 /// placement, an inconsistent schedule, a bad calibration file or cluster numbers the simulator cannot use.
 [[nodiscard]] SimResult simulate(const Schedule& schedule, const Placement& placement, const SimOptions& options);
 
+/// Every rank's compute-stream seconds per micro-batch, [rank][micro_batch], as simulate() times the compute ops (the
+/// calibrated roofline of docs/sim.md, "Compute"), without running SimGrid: one pass over the ops. Each rank runs its
+/// compute ops one at a time and the simulator gives each exactly this duration, so sums of these along any chain of
+/// dependencies bound SimSummary::end_to_end_s from below (what `paratwin plan` prunes with). Throws paratwin::Error
+/// for a bad calibration file.
+[[nodiscard]] std::vector<std::vector<double>> compute_stream_s(const Schedule& schedule, const GpuSpec& gpu,
+                                                                const SimOptions& options);
+
 /// The Backend view of simulate(): returns the trace only (call simulate() for the summary).
 [[nodiscard]] std::unique_ptr<Backend> make_sim_backend(const SimOptions& options);
 
