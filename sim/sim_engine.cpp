@@ -515,12 +515,16 @@ EngineResult SimEngine::run() {
   pending_.assign(total, 0);
   ready_.assign(total, 0.0);
   finish_.assign(total, -1.0);
-  // Predecessors of an op: its deps and the previous op of its stream on the rank.
+  // Predecessors of an op: its deps and what precedes it on its stream: the previous op, or every member of the
+  // previous P2P group. Adjacent P2P ops of one group are posted together (ncclGroupStart/End): each member waits only
+  // for what preceded the group, so a ring step's send and recv do not wait on each other.
   std::vector<std::int64_t> counts(total + 1, 0);
   std::vector<std::pair<std::int64_t, std::int64_t>> edges;  // (pred, succ)
   for (std::size_t r = 0; r < rank_count; ++r) {
     const auto& ops = schedule_.ranks[r];
-    std::array<std::int64_t, 2> last_on_stream = {-1, -1};
+    std::array<std::vector<std::int64_t>, 2> stream_tail;   // what the next op of the stream waits for
+    std::array<std::vector<std::int64_t>, 2> group_entry;   // what the open P2P group's members wait for
+    std::array<std::int64_t, 2> open_group = {-1, -1};      // P2P group open at the stream's tail, −1: none
     for (std::size_t i = 0; i < ops.size(); ++i) {
       const std::int64_t gid = matching_.offset[r] + static_cast<std::int64_t>(i);
       ops_[static_cast<std::size_t>(gid)] = &ops[i];
@@ -528,8 +532,17 @@ EngineResult SimEngine::run() {
       std::vector<std::int64_t> preds;
       for (const int dep : ops[i].deps) preds.push_back(matching_.offset[r] + dep);
       const auto stream = static_cast<std::size_t>(ops[i].stream);
-      if (last_on_stream[stream] >= 0) preds.push_back(last_on_stream[stream]);
-      last_on_stream[stream] = gid;
+      const auto* p2p_op = std::get_if<P2POp>(&ops[i].body);
+      const std::int64_t group = p2p_op != nullptr ? p2p_op->group : -1;
+      if (group >= 0 && group == open_group[stream]) {
+        preds.insert(preds.end(), group_entry[stream].begin(), group_entry[stream].end());
+        stream_tail[stream].push_back(gid);
+      } else {
+        preds.insert(preds.end(), stream_tail[stream].begin(), stream_tail[stream].end());
+        group_entry[stream] = stream_tail[stream];
+        open_group[stream] = group;
+        stream_tail[stream] = {gid};
+      }
       std::sort(preds.begin(), preds.end());
       preds.erase(std::unique(preds.begin(), preds.end()), preds.end());
       pending_[static_cast<std::size_t>(gid)] = static_cast<int>(preds.size());

@@ -197,14 +197,14 @@ __global__ void attention_kernel(AttentionArgs a) {
 }
 
 // One block per row: max, then sum of exponentials, then the normalized probabilities.
-__global__ void masked_softmax_kernel(const float* scores, bf16* probs, i64 q_rows, i64 kv_len, i64 h0, i64 q0,
-                                      i64 batch_index, AttentionArgs a) {
+__global__ void masked_softmax_kernel(const float* scores, bf16* probs, i64 q_rows, i64 kv_len, i64 ld, i64 h0,
+                                      i64 q0, i64 batch_index, AttentionArgs a) {
   const i64 r = blockIdx.x;
   const i64 head = h0 + r / q_rows;
   const i64 query = q0 + r % q_rows;
   const i64 qpos = a.q_start + query * a.q_stride;
-  const float* s = scores + r * kv_len;
-  bf16* p = probs + r * kv_len;
+  const float* s = scores + r * ld;
+  bf16* p = probs + r * ld;
   // Keys j < visible are the ones this query sees (kv positions increase with j).
   i64 visible = kv_len;
   if (a.causal) {
@@ -522,11 +522,11 @@ void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   attention_kernel<<<blocks_for(warps * 32, 128), 128, 0, stream>>>(a);
 }
 
-void launch_masked_softmax(const float* scores, void* probs, i64 rows, i64 q_rows, i64 kv_len, i64 h0, i64 q0,
-                           i64 batch_index, const AttentionArgs& a, cudaStream_t stream) {
+void launch_masked_softmax(const float* scores, void* probs, i64 rows, i64 q_rows, i64 kv_len, i64 ld, i64 h0,
+                           i64 q0, i64 batch_index, const AttentionArgs& a, cudaStream_t stream) {
   if (rows == 0 || kv_len == 0) return;
   masked_softmax_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(scores, static_cast<bf16*>(probs), q_rows,
-                                                                          kv_len, h0, q0, batch_index, a);
+                                                                          kv_len, ld, h0, q0, batch_index, a);
 }
 
 void launch_attention_merge(float* running_out, float* running_lse, const float* part_out, const float* part_lse,

@@ -58,12 +58,13 @@ struct AttentionArgs {
 void launch_attention(const AttentionArgs& a, cudaStream_t stream);
 
 /// The softmax step of attention_gemm (attention_gemm.hpp): `rows` = heads_in_block × q_rows rows of `kv_len` fp32
-/// scaled scores; row r is head h0 + r / q_rows and query q0 + r % q_rows of `a` (its position from a.q_start and
-/// a.q_stride). Keys after the query's position are masked when a.causal. Writes P (bf16, same layout) and, when a.lse
-/// is set, the log-sum-exp at a.lse[(batch_index·q_tokens + query)·heads + head] (−inf for a row that sees no key).
+/// scaled scores, `ld` apart; row r is head h0 + r / q_rows and query q0 + r % q_rows of `a` (its position from
+/// a.q_start and a.q_stride). Keys after the query's position are masked when a.causal. Writes P (bf16, same layout)
+/// and, when a.lse is set, the log-sum-exp at a.lse[(batch_index·q_tokens + query)·heads + head] (−inf for a row that
+/// sees no key).
 void launch_masked_softmax(const float* scores, void* probs, std::int64_t rows, std::int64_t q_rows,
-                           std::int64_t kv_len, std::int64_t h0, std::int64_t q0, std::int64_t batch_index,
-                           const AttentionArgs& a, cudaStream_t stream);
+                           std::int64_t kv_len, std::int64_t ld, std::int64_t h0, std::int64_t q0,
+                           std::int64_t batch_index, const AttentionArgs& a, cudaStream_t stream);
 
 /// Merges partial attention outputs of `rows` (query, head) pairs with head dim `dim` (fp32, rows × dim, and their
 /// log-sum-exps) into a running output and log-sum-exp: the softmax over the union of both key sets. `first`: the
