@@ -387,6 +387,62 @@ Calibration default_calibration() {
   return cal;
 }
 
+const CollectiveCurve* Calibration::curve_for(std::string_view kind, int ranks) const {
+  for (const auto& c : collectives) {
+    if (c.kind == kind && c.ranks == ranks) return &c;
+  }
+  return nullptr;
+}
+
+namespace {
+
+// collectives: [{kind: all_gather, ranks: 2, time_us: [[bytes, us], ...]}, ...]; a later entry of the same shape
+// replaces an earlier one (so a file can override another's curve).
+void apply_collectives(const YAML::Node& node, std::vector<CollectiveCurve>& curves, const Ctx& ctx) {
+  if (!node.IsSequence()) fail("calibration {}: 'collectives' must be a list of curves", ctx.source);
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const std::string path = fmt::format("collectives[{}]", i);
+    const YAML::Node item = node[i];
+    check_keys(item, path, {"kind", "ranks", "time_us"}, ctx);
+    if (!item["kind"] || !item["ranks"] || !item["time_us"]) {
+      fail("calibration {}: '{}' needs kind, ranks and time_us", ctx.source, path);
+    }
+    CollectiveCurve curve;
+    curve.kind = item["kind"].Scalar();
+    static constexpr std::array<std::string_view, 6> kKinds = {"all_gather", "reduce_scatter", "all_reduce",
+                                                                "all_to_all", "broadcast",      "send"};
+    if (std::find(kKinds.begin(), kKinds.end(), curve.kind) == kKinds.end()) {
+      fail("calibration {}: '{}.kind' = '{}' is not a collective kind (all_gather, reduce_scatter, all_reduce, "
+           "all_to_all, broadcast, send)",
+           ctx.source, path, curve.kind);
+    }
+    curve.ranks = as_positive_int(item["ranks"], path + ".ranks", ctx);
+    if (curve.ranks < 2) fail("calibration {}: '{}.ranks' must be at least 2", ctx.source, path);
+    const YAML::Node points = item["time_us"];
+    if (!points.IsSequence() || points.size() == 0) {
+      fail("calibration {}: '{}.time_us' must be a non-empty list of [bytes, microseconds] pairs", ctx.source, path);
+    }
+    for (std::size_t k = 0; k < points.size(); ++k) {
+      const std::string point_path = fmt::format("{}.time_us[{}]", path, k);
+      const YAML::Node pair = points[k];
+      if (!pair.IsSequence() || pair.size() != 2) {
+        fail("calibration {}: '{}' must be [bytes, microseconds]", ctx.source, point_path);
+      }
+      const double bytes = as_positive(pair[0], point_path + "[0]", ctx);
+      const double us = as_positive(pair[1], point_path + "[1]", ctx);
+      if (!curve.points.empty() && bytes <= curve.points.back().first) {
+        fail("calibration {}: '{}' sizes must increase strictly ({} after {})", ctx.source, point_path, bytes,
+             curve.points.back().first);
+      }
+      curve.points.emplace_back(bytes, us * 1e-6);
+    }
+    std::erase_if(curves, [&](const CollectiveCurve& c) { return c.kind == curve.kind && c.ranks == curve.ranks; });
+    curves.push_back(std::move(curve));
+  }
+}
+
+}  // namespace
+
 Calibration apply_calibration_yaml(Calibration base, std::string_view yaml_text, std::string_view source) {
   const Ctx ctx{std::string(source)};
   YAML::Node root;
@@ -397,7 +453,7 @@ Calibration apply_calibration_yaml(Calibration base, std::string_view yaml_text,
   }
   base.source = std::string(source);
   if (root.IsNull()) return base;
-  check_keys(root, "", {"nccl", "links", "compute"}, ctx);
+  check_keys(root, "", {"nccl", "links", "compute", "collectives"}, ctx);
   if (const auto n = root["nccl"]) apply_nccl(n, base.nccl, ctx);
   if (const auto n = root["links"]) {
     check_keys(n, "links", {"nvlink", "network"}, ctx);
@@ -405,6 +461,7 @@ Calibration apply_calibration_yaml(Calibration base, std::string_view yaml_text,
     if (const auto l = n["network"]) apply_link_class(l, "links.network", base.network, ctx);
   }
   if (const auto n = root["compute"]) apply_compute(n, base.compute, ctx);
+  if (const auto n = root["collectives"]) apply_collectives(n, base.collectives, ctx);
   return base;
 }
 

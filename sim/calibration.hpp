@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "models/schedule.hpp"
+#include "traces/collective_curve.hpp"
 
 namespace paratwin {
 
@@ -102,6 +103,10 @@ struct Calibration {
   LinkClassParams nvlink;   ///< scale-up links
   LinkClassParams network;  ///< NIC links
   ComputeParams compute;
+  /// Measured cost curves (`paratwin calibrate`): a single-node collective of a listed (kind, group size) takes the
+  /// curve's time instead of the NCCL model's; send/recv pairs use kind "send".
+  std::vector<CollectiveCurve> collectives;
+  [[nodiscard]] const CollectiveCurve* curve_for(std::string_view kind, int ranks) const;
 };
 
 /// The built-in constants (NCCL 2.28.9 Hopper rows, hardware-reference.md measurements).

@@ -150,6 +150,15 @@ double predict(const CurveFit& curve, const KernelSample& s, double launch_s) {
   return s.work_s / curve_at(curve.points, s.size) + launch_s;
 }
 
+constexpr double kLargeCallBytes = 1 << 20;
+
+double median_of(std::vector<double> values) {
+  PARATWIN_ASSERT(!values.empty(), "median of nothing");
+  const auto middle = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
+  std::nth_element(values.begin(), middle, values.end());
+  return *middle;
+}
+
 // Splits sorted distinct keys into every other one: even positions fit, odd positions are held out. The largest
 // key fits too, so every held-out size lies between fitted ones: a curve is tested on interpolation, never on
 // extrapolation (where it is clamped to its last point).
@@ -265,6 +274,57 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
       holdout_errors[c->kind].push_back(relative_error(predict(held, c->sample), c->sample.time_s));
     }
   }
+
+  // Collective curves: a point per size, the median over the calls of that size; their hold-out error (interpolating
+  // between every other size) replaces the α-β one for their kinds, as the simulator then times those shapes by them.
+  // A send and its recv are one transfer: both sides' times go to the curve of kind "send".
+  struct Timed {
+    double time_s;
+    std::string kind;  ///< the event's own kind, for the hold-out report
+  };
+  std::map<std::pair<std::string, int>, std::map<double, std::vector<Timed>>> times_by_shape;
+  for (const CallSample& c : calls) {
+    if (c.link_class != "nvlink") continue;
+    const std::string curve_kind = c.kind == "recv" ? "send" : c.kind;
+    times_by_shape[{curve_kind, c.group_size}][c.size_bytes].push_back({c.sample.time_s, c.kind});
+  }
+  std::map<std::string, std::vector<double>> curve_errors;
+  for (const auto& [shape, times_by_size] : times_by_shape) {
+    const auto& [kind, ranks] = shape;
+    if (times_by_size.size() < 2) {
+      notes.insert(fmt::format("collectives {} x{}: one size only; a curve needs two", kind, ranks));
+      continue;
+    }
+    CollectiveCurve curve{kind, ranks, {}};
+    std::set<double> sizes;
+    for (const auto& [size, timed] : times_by_size) {
+      std::vector<double> times;
+      for (const Timed& t : timed) times.push_back(t.time_s);
+      curve.points.emplace_back(size, median_of(std::move(times)));
+      sizes.insert(size);
+    }
+    fit.collectives.push_back(curve);
+    if (!in.holdout) continue;
+    if (sizes.size() < 3) {
+      notes.insert(fmt::format("hold-out collectives {} x{}: fewer than three sizes", kind, ranks));
+      continue;
+    }
+    const std::set<double> fitting = fitting_half(sizes);
+    CollectiveCurve held{kind, ranks, {}};
+    for (const auto& point : curve.points) {
+      if (fitting.count(point.first)) held.points.push_back(point);
+    }
+    for (const auto& [size, timed] : times_by_size) {
+      if (fitting.count(size)) continue;
+      for (const Timed& t : timed) {
+        const double error = relative_error(held.seconds_at(size), t.time_s);
+        curve_errors[t.kind].push_back(error);
+        // The accuracy goals are stated for calls of 1 MiB and more apart (docs/accuracy.md).
+        if (size >= kLargeCallBytes) curve_errors[t.kind + " >= 1 MiB"].push_back(error);
+      }
+    }
+  }
+  for (auto& [kind, errors] : curve_errors) holdout_errors[kind] = std::move(errors);
 
   // Efficiency curves.
   std::map<std::pair<std::string, std::string>, std::vector<const KernelSample*>> by_curve;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "traces/error_stats.hpp"
+#include "traces/collective_curve.hpp"
 #include "traces/trace.hpp"
 
 namespace paratwin {
@@ -56,6 +57,8 @@ struct HoldoutError {
 
 struct CalibrationFit {
   std::vector<LinkFit> links;
+  /// Per (collective kind, group size) of single-node calls seen at two sizes or more: the median time per size.
+  std::vector<CollectiveCurve> collectives;
   std::vector<CurveFit> curves;
   double launch_overhead_s = 0;
   std::vector<std::string> notes;     ///< what was not fitted, and why

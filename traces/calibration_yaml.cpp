@@ -60,6 +60,15 @@ std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::s
                           l.bandwidth_bytes_per_s / l.line_rate_bytes_per_s);
     }
   }
+  if (!fit.collectives.empty() && target == CalibrationTarget::kNcclModel) {
+    text += "# measured cost curves: single-node calls of these shapes are timed by them, not by the NCCL model\n";
+    text += "collectives:\n";
+    for (const CollectiveCurve& c : fit.collectives) {
+      std::vector<std::string> points;
+      for (const auto& [size, seconds] : c.points) points.push_back(fmt::format("[{:.12g}, {:.12g}]", size, seconds * 1e6));
+      text += fmt::format("  - {{kind: {}, ranks: {}, time_us: [{}]}}\n", c.kind, c.ranks, fmt::join(points, ", "));
+    }
+  }
   text += "compute:\n";
   text += fmt::format("  launch_overhead_us: {:.12g}\n", fit.launch_overhead_s * 1e6);
   if (!fit.curves.empty()) {

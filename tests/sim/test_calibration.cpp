@@ -103,3 +103,37 @@ TEST_CASE("simulate() applies a calibration file and rejects a bad one", "[sim][
   options.calibration_file = "/nonexistent/paratwin.yaml";
   CHECK_THROWS_WITH(simulate(maker.get(), placement, options), Catch::Contains("/nonexistent/paratwin.yaml"));
 }
+
+TEST_CASE("measured collective curves time single-node calls of their shape, and bad curves are named",
+          "[sim][calibration]") {
+  test::ScheduleMaker maker(2);
+  maker.collective({0, 1}, CollectiveKind::kAllGather, 1 << 20);  // nccl-tests size 2 MiB
+  maker.send_recv(0, 1, 3 << 20);
+  const Placement placement = test::place(2, test::h200_cluster(1));
+  SimOptions options;
+  options.calibration_file = write_temp("paratwin_cal_curves.yaml",
+                                        "collectives:\n"
+                                        "  - {kind: all_gather, ranks: 2, time_us: [[1048576, 10], [4194304, 30]]}\n"
+                                        "  - {kind: send, ranks: 2, time_us: [[1048576, 5], [2097152, 9]]}\n");
+  const SimResult r = simulate(maker.get(), placement, options);
+  double all_gather_s = 0, send_s = 0;
+  for (const auto& e : r.trace.events) {
+    if (e.rank == 0 && e.kind == "all_gather") all_gather_s = e.end_s - e.start_s;
+    if (e.rank == 0 && e.kind == "send") send_s = e.end_s - e.start_s;
+  }
+  CHECK(all_gather_s == Approx(10e-6 + (2097152.0 - 1048576) * 20e-6 / 3145728).epsilon(1e-9));
+  CHECK(send_s == Approx(9e-6 + 1048576.0 * 4e-6 / 1048576).epsilon(1e-9));  // extended past the last point
+
+  const auto bad = [](const std::string& yaml) {
+    return apply_calibration_yaml(default_calibration(), yaml, "curves.yaml");
+  };
+  CHECK_THROWS_WITH(bad("collectives:\n  - {kind: gather, ranks: 2, time_us: [[1, 1]]}\n"),
+                    Catch::Contains("collectives[0].kind") && Catch::Contains("gather"));
+  CHECK_THROWS_WITH(bad("collectives:\n  - {kind: send, ranks: 1, time_us: [[1, 1]]}\n"),
+                    Catch::Contains("collectives[0].ranks"));
+  CHECK_THROWS_WITH(bad("collectives:\n  - {kind: send, ranks: 2, time_us: [[2, 1], [1, 1]]}\n"),
+                    Catch::Contains("collectives[0].time_us[1]") && Catch::Contains("increase"));
+  CHECK_THROWS_WITH(bad("collectives:\n  - {kind: send, ranks: 2, time_us: [[1, 1]], alpha: 3}\n"),
+                    Catch::Contains("unknown key 'collectives[0].alpha'"));
+  CHECK_THROWS_WITH(bad("collectives:\n  - {kind: send, ranks: 2}\n"), Catch::Contains("time_us"));
+}

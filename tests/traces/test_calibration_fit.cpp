@@ -152,7 +152,7 @@ TEST_CASE("hold-out error is near zero when the model is exact and reflects nois
   add_collective_sweep(t, kAlphaS, kBandwidth, none);
   add_gemm_sweep(t, gemm_efficiency, in, none);
   const CalibrationFit exact = paratwin::fit_calibration({t}, in);
-  REQUIRE(exact.holdout.size() == 3);  // all_gather, all_reduce, gemm
+  REQUIRE(exact.holdout.size() == 5);  // all_gather, all_reduce (all sizes and ≥ 1 MiB), gemm
   for (const auto& h : exact.holdout) {
     CHECK(h.stats.count > 0);
     CHECK(h.stats.p90_abs < 1e-9);
@@ -177,4 +177,35 @@ TEST_CASE("alpha-beta fit needs two message shapes", "[traces][calibrate]") {
   paratwin::AlphaBeta out;
   CHECK_FALSE(paratwin::fit_alpha_beta({{1, 1e6, 1e-5}, {1, 1e6, 1.1e-5}}, 450e9, out));
   CHECK(paratwin::fit_alpha_beta({{1, 1e6, 1e-5}, {1, 1e8, 1e-3}}, 450e9, out));
+}
+
+TEST_CASE("collective curves read as alpha-beta segments, clamped below and extended above", "[traces][calibrate]") {
+  paratwin::CollectiveCurve c{"all_gather", 2, {{4096, 10e-6}, {1 << 20, 20e-6}, {1 << 30, 3000e-6}}};
+  CHECK(c.seconds_at(4096) == 10e-6);
+  CHECK(c.seconds_at(1024) == 10e-6);
+  CHECK(c.seconds_at((4096.0 + (1 << 20)) / 2) == Approx(15e-6).epsilon(1e-12));
+  const double slope = (3000e-6 - 20e-6) / ((1 << 30) - (1 << 20));
+  CHECK(c.seconds_at(2.0 * (1 << 30)) == Approx(3000e-6 + slope * (1 << 30)).epsilon(1e-12));
+}
+
+TEST_CASE("calibration fits one curve per collective shape, a median per size, and holds out between them",
+          "[traces][calibrate]") {
+  FitInputs in = test_fit_inputs(true);
+  Noise none(0, 1);
+  Trace t = empty_measured_trace();
+  for (int rep = 0; rep < 3; ++rep) add_collective_sweep(t, kAlphaS, kBandwidth, none);
+  const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+  REQUIRE(fit.collectives.size() == 2);  // all_gather and all_reduce over 2 ranks
+  for (const auto& curve : fit.collectives) {
+    CHECK(curve.ranks == 2);
+    REQUIRE(curve.points.size() == 10);  // 4 KiB … 1 GiB in steps of 4
+    for (const auto& [size, seconds] : curve.points) {
+      const auto bytes = static_cast<std::int64_t>(curve.kind == "all_gather" ? size / 2 : size);
+      CHECK(seconds == Approx(alpha_beta_time(curve.kind, 2, bytes, kAlphaS, kBandwidth)).epsilon(1e-12));
+    }
+  }
+  const std::string yaml = paratwin::calibration_yaml(fit, {"curves"}, paratwin::CalibrationTarget::kNcclModel);
+  CHECK_THAT(yaml, Catch::Contains("collectives:\n  - {kind: all_gather, ranks: 2, time_us: [[8192, "));
+  CHECK_THAT(paratwin::calibration_yaml(fit, {"curves"}, paratwin::CalibrationTarget::kAlphaBeta),
+             !Catch::Contains("collectives:"));
 }
