@@ -41,10 +41,7 @@ TEST_CASE("the best layout is never worse than layouts pruned as slower, re-simu
   const auto& best = result.ranking.layouts.front();
   std::vector<std::size_t> pruned;
   for (std::size_t i = 0; i < result.kept.size(); ++i) {
-    // Ring CP is left out of the sample: the simulator currently reports its schedules as deadlocked (a known
-    // simulator bug, listed as failures by the plan), so they cannot be re-simulated.
-    if (result.outcomes[i] && result.outcomes[i]->status == OutcomeStatus::kPruned &&
-        result.kept[i].candidate.cp_algorithm != CpAlgorithm::kRing) {
+    if (result.outcomes[i] && result.outcomes[i]->status == OutcomeStatus::kPruned) {
       pruned.push_back(i);
     }
   }
