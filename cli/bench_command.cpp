@@ -15,6 +15,7 @@
 #include "models/schedule_json.hpp"
 #include "topology/error.hpp"
 #include "topology/placement.hpp"
+#include "traces/collective_bandwidth.hpp"
 #include "traces/trace.hpp"
 #ifdef PARATWIN_HAVE_CUDA
 #include "backend/cuda/cuda_backend.hpp"
@@ -38,20 +39,6 @@ struct BenchCommandOptions {
   double timeout_s = 600;
 };
 
-// nccl-tests' size (the larger buffer) and bus-bandwidth factor of one collective event (doc/PERFORMANCE.md there).
-struct BusBandwidth {
-  double size_bytes = 0;
-  double factor = 1;
-};
-BusBandwidth bus_bandwidth(const Event& e) {
-  const double n = e.group_size;
-  const auto bytes = static_cast<double>(e.bytes);
-  if (e.kind == "all_reduce") return {bytes, 2 * (n - 1) / n};
-  if (e.kind == "all_gather" || e.kind == "reduce_scatter") return {bytes * n, (n - 1) / n};
-  if (e.kind == "all_to_all") return {bytes, (n - 1) / n};
-  return {bytes, 1};  // broadcast, send, recv
-}
-
 std::string size_text(double bytes) {
   if (bytes >= 1 << 30) return fmt::format("{:g} GiB", bytes / (1 << 30));
   if (bytes >= 1 << 20) return fmt::format("{:g} MiB", bytes / (1 << 20));
@@ -68,11 +55,11 @@ std::string report(const Trace& trace) {
     const double dur_s = e.end_s - e.start_s;
     if (dur_s <= 0) continue;
     if (e.stream == "comm") {
-      const auto bw = bus_bandwidth(e);
-      const double algbw = bw.size_bytes / dur_s / 1e9;
+      const auto bw = nccl_tests_bandwidth(e, dur_s);
       t += fmt::format("  {:<32} {:>10} {:>12.1f} {:>12.2f} {:>12.2f}\n",
-                       fmt::format("{} ({})", e.kind, e.group.empty() ? "pair" : e.group), size_text(bw.size_bytes),
-                       dur_s * 1e6, algbw, algbw * bw.factor);
+                       fmt::format("{} ({})", e.kind, e.group.empty() ? "pair" : e.group),
+                       size_text(nccl_tests_size_bytes(e)), dur_s * 1e6, bw.algbw_bytes_per_s / 1e9,
+                       bw.busbw_bytes_per_s / 1e9);
       continue;
     }
     const bool flops_bound = e.flops > 0 && (e.kind == "gemm" || e.kind == "grouped_gemm" ||

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "topology/error.hpp"
+#include "traces/calibration_fit.hpp"
 
 namespace paratwin {
 namespace {
@@ -271,18 +272,7 @@ std::string_view calibration_kernel_key(ComputeKind kind) {
 }
 
 double EfficiencyCurve::at(double size) const {
-  PARATWIN_ASSERT(!points.empty(), "efficiency curve without points");
-  if (size <= points.front().first) return points.front().second;
-  if (size >= points.back().first) return points.back().second;
-  for (std::size_t i = 1; i < points.size(); ++i) {
-    if (size <= points[i].first) {
-      const auto [x0, y0] = points[i - 1];
-      const auto [x1, y1] = points[i];
-      const double t = (std::log2(size) - std::log2(x0)) / (std::log2(x1) - std::log2(x0));
-      return y0 + t * (y1 - y0);
-    }
-  }
-  return points.back().second;
+  return curve_at(points, size);  // one reading rule for the simulator and `paratwin calibrate`
 }
 
 Calibration default_calibration() {

@@ -82,8 +82,8 @@ enum class CalibrationTarget { kNcclModel, kAlphaBeta };
 [[nodiscard]] std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::string>& header,
                                            CalibrationTarget target);
 
-/// A piecewise-linear curve in log2(size), clamped outside its points: the reading rule of the sim's
-/// EfficiencyCurve::at (sim/calibration.cpp), restated here because traces/ cannot include sim/.
+/// A piecewise-linear curve in log2(size), clamped outside its points: the reading rule of efficiency curves, here
+/// so that the fit and the simulator (EfficiencyCurve::at, sim/ may include traces/) read them alike.
 [[nodiscard]] double curve_at(const std::vector<std::pair<double, double>>& points, double size);
 
 }  // namespace paratwin
