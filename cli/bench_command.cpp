@@ -4,6 +4,7 @@
 // fits the simulator to the measured one.
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <map>
 #include <memory>
 
@@ -62,13 +63,14 @@ std::string report(const Trace& trace) {
                        bw.busbw_bytes_per_s / 1e9);
       continue;
     }
-    const bool flops_bound = e.flops > 0 && (e.kind == "gemm" || e.kind == "grouped_gemm" ||
-                                             e.kind.find("attention") != std::string::npos || e.kind == "indexer_score");
+    const bool flops_bound =
+        e.flops > 0 && (e.kind == "gemm" || e.kind == "grouped_gemm" || e.kind.find("attention") != std::string::npos ||
+                        e.kind == "indexer_score");
     const double rate = flops_bound ? e.flops / dur_s / 1e12 : static_cast<double>(e.bytes) / dur_s / 1e9;
     auto& best = best_compute[e.kind];
     if (rate > best.first) {
-      best = {rate, fmt::format("{:.1f} {} ({}, {:.1f} us)", rate, flops_bound ? "TFLOP/s" : "GB/s", e.name,
-                                dur_s * 1e6)};
+      best = {rate,
+              fmt::format("{:.1f} {} ({}, {:.1f} us)", rate, flops_bound ? "TFLOP/s" : "GB/s", e.name, dur_s * 1e6)};
     }
   }
   t += "\n  best rate per compute kind (rank 0)\n";
@@ -82,8 +84,8 @@ int run_bench(BenchCommandOptions& o, Io io) {
   sweep.compute = !o.no_compute;
   if (!sweep.collectives && !sweep.compute) fail("--no-collectives and --no-compute leave nothing to measure");
   if (o.out.empty()) fail("--out is required: the trace is the bench's only output");
-  if (o.steps < 1 || o.warmup < 0) fail("--steps {} / --warmup {}: need ≥ 1 measured and ≥ 0 warm-up steps", o.steps,
-                                        o.warmup);
+  if (o.steps < 1 || o.warmup < 0)
+    fail("--steps {} / --warmup {}: need ≥ 1 measured and ≥ 0 warm-up steps", o.steps, o.warmup);
   const auto schedule = build_bench_schedule(sweep);
   if (const auto violations = schedule_violations(schedule); !violations.empty()) {
     throw InternalError("paratwin built an inconsistent bench schedule: " + violations.front());

@@ -1,8 +1,10 @@
 #include "cli/cli_app.hpp"
 
+#include <CLI/CLI.hpp>
 #include <exception>
 
 #include "cli/commands.hpp"
+#include "cli/mpi_world.hpp"
 #include "topology/error.hpp"
 
 namespace paratwin::cli {
@@ -32,18 +34,21 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   } catch (const CLI::ParseError& e) {
     return app.exit(e, out, err);
   }
+  int code = kExitUserError;
   try {
     return action ? action() : 0;
   } catch (const Error& e) {
     err << "paratwin: error: " << e.what() << "\n";
-    return kExitUserError;
   } catch (const std::bad_alloc&) {
     err << "paratwin: error: out of memory: the requested configuration is too large for this machine\n";
-    return kExitUserError;
   } catch (const std::exception& e) {
     err << "paratwin: internal error (please report): " << e.what() << "\n";
-    return kExitInternalError;
+    code = kExitInternalError;
   }
+  // Under mpirun, the other processes may wait in a collective for this one: end them all now.
+  err.flush();
+  MpiWorld::get().abort_job(code);
+  return code;
 }
 
 }  // namespace paratwin::cli

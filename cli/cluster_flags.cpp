@@ -2,6 +2,8 @@
 
 #include <fmt/ranges.h>
 
+#include <CLI/CLI.hpp>
+
 #include "topology/error.hpp"
 
 namespace paratwin::cli {

@@ -1,10 +1,13 @@
 #pragma once
 /// --cluster NAME|FILE and --nodes N.
 
-#include <CLI/CLI.hpp>
 #include <string>
 
 #include "topology/cluster.hpp"
+
+namespace CLI {
+class App;  // <CLI/CLI.hpp> in the .cpp files (see cli/command.hpp)
+}
 
 namespace paratwin::cli {
 

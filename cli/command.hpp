@@ -1,10 +1,15 @@
 #pragma once
 /// What every subcommand shares: where it writes, and how it reports the action to run after parsing.
 
-#include <CLI/CLI.hpp>
 #include <functional>
 #include <ostream>
 #include <string>
+
+// CLI11 is the slowest header of the build (~10 s per file at -O2): headers only name its App, and the .cpp files
+// that build commands include <CLI/CLI.hpp> themselves.
+namespace CLI {
+class App;
+}
 
 namespace paratwin::cli {
 

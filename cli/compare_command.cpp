@@ -2,6 +2,7 @@
 // (docs/compare.md). Needs no backend, so it exists in every build.
 #include <fmt/ranges.h>
 
+#include <CLI/CLI.hpp>
 #include <cmath>
 #include <memory>
 #include <set>

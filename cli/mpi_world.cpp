@@ -77,7 +77,9 @@ MpiWorld::MpiWorld() {
   int initialized = 0;
   check(MPI_Initialized(&initialized), "MPI_Initialized");
   if (!started_by_mpi_launcher() && initialized == 0) return;
-  if (initialized == 0) check(MPI_Init(nullptr, nullptr), "MPI_Init");
+  // Funneled: `paratwin run` has worker threads, but only the thread that started MPI calls it.
+  int provided = 0;
+  if (initialized == 0) check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
   active_ = true;
   check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
   check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
@@ -142,6 +144,43 @@ std::vector<std::string> MpiWorld::all_gather(const std::string& mine) const {
   if (!active_) return {mine};
   const auto gathered = gather(mine, 0);  // filled on rank 0 only
   return unpack(broadcast(rank_ == 0 ? pack(gathered) : std::string()));
+}
+
+#ifdef PARATWIN_HAVE_MPI
+struct MpiWorld::PendingBarrier {
+  MPI_Request request = MPI_REQUEST_NULL;
+};
+#else
+struct MpiWorld::PendingBarrier {};
+#endif
+
+void MpiWorld::start_barrier() {
+  PARATWIN_ASSERT(pending_ == nullptr, "a barrier is already in flight");
+  pending_ = std::make_unique<PendingBarrier>();
+#ifdef PARATWIN_HAVE_MPI
+  if (active_) check(MPI_Ibarrier(MPI_COMM_WORLD, &pending_->request), "MPI_Ibarrier");
+#endif
+}
+
+bool MpiWorld::barrier_done() {
+  PARATWIN_ASSERT(pending_ != nullptr, "no barrier in flight");
+#ifdef PARATWIN_HAVE_MPI
+  if (active_) {
+    int done = 0;
+    check(MPI_Test(&pending_->request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done == 0) return false;
+  }
+#endif
+  pending_.reset();
+  return true;
+}
+
+void MpiWorld::abort_job(int exit_code) const {
+#ifdef PARATWIN_HAVE_MPI
+  if (active_ && size_ > 1) MPI_Abort(MPI_COMM_WORLD, exit_code);
+#else
+  (void)exit_code;
+#endif
 }
 
 void MpiWorld::barrier() const {

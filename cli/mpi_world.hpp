@@ -5,12 +5,15 @@
 /// when the process was not started by an MPI launcher, the world is this process alone (rank 0 of 1) and every
 /// collective is the identity.
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "backend/process_group.hpp"
+
 namespace paratwin::cli {
 
-class MpiWorld {
+class MpiWorld final : public ProcessGroup {
  public:
   /// The process's world. The first call initializes MPI when the build has it and an MPI launcher started the
   /// process (Open MPI's OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK in the environment); MPI is finalized when the
@@ -32,16 +35,26 @@ class MpiWorld {
   [[nodiscard]] std::vector<std::string> all_gather(const std::string& mine) const;
   /// Waits for every rank. Collective.
   void barrier() const;
+  /// Ends every process of the job with `exit_code` when several share it (MPI_Abort), so that one process's error
+  /// never leaves the others waiting in a collective; returns when this process runs alone.
+  void abort_job(int exit_code) const;
 
-  MpiWorld(const MpiWorld&) = delete;
-  MpiWorld& operator=(const MpiWorld&) = delete;
-  ~MpiWorld();
+  // ProcessGroup, for `mpirun paratwin run` (the CUDA backend's processes).
+  [[nodiscard]] int process_index() const override { return rank_; }
+  [[nodiscard]] int process_count() const override { return size_; }
+  [[nodiscard]] std::vector<std::string> exchange(const std::string& mine) const override { return all_gather(mine); }
+  void start_barrier() override;
+  [[nodiscard]] bool barrier_done() override;
+
+  ~MpiWorld() override;
 
  private:
   MpiWorld();
+  struct PendingBarrier;  // MPI_Request of MPI_Ibarrier
   bool active_ = false;
   int rank_ = 0;
   int size_ = 1;
+  std::unique_ptr<PendingBarrier> pending_;
 };
 
 }  // namespace paratwin::cli

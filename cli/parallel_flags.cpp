@@ -1,5 +1,7 @@
 #include "cli/parallel_flags.hpp"
 
+#include <CLI/CLI.hpp>
+
 #include "topology/error.hpp"
 
 namespace paratwin::cli {

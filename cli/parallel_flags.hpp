@@ -1,12 +1,15 @@
 #pragma once
 /// SGLang's parallelism flags, spelled as SGLang's server arguments, shared by every subcommand.
 
-#include <CLI/CLI.hpp>
 #include <string>
 #include <vector>
 
 #include "topology/parallel_config.hpp"
 #include "topology/sglang_rules.hpp"
+
+namespace CLI {
+class App;  // <CLI/CLI.hpp> in the .cpp files (see cli/command.hpp)
+}
 
 namespace paratwin::cli {
 

@@ -1,11 +1,14 @@
-// `paratwin run`: builds the schedule and executes it on the local GPUs with the CUDA/NCCL backend, or checks its
-// numerics against a single-GPU reference (--check). Built without CUDA, it says so.
+// `paratwin run`: builds the schedule and executes it on the GPUs with the CUDA/NCCL backend, or checks its numerics
+// against a single-GPU reference (--check). One process drives a node's GPUs; under `mpirun -np N` the N processes
+// share the ranks (one per node or one per GPU) and process 0 reports. Built without CUDA, it says so.
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <memory>
 
 #include "cli/cluster_flags.hpp"
 #include "cli/commands.hpp"
+#include "cli/mpi_world.hpp"
 #include "cli/parallel_flags.hpp"
 #include "cli/workload_flags.hpp"
 #include "models/schedule_builder.hpp"
@@ -51,11 +54,15 @@ int run_run(const RunCommandOptions& o, Io io) {
   cuda.timeout_s = o.timeout_s;
   cuda.seed = o.workload.seed;
   cuda.model = model;
+  MpiWorld& processes = MpiWorld::get();
+  if (processes.size() > 1) cuda.processes = &processes;
+  const bool reporter = processes.rank() == 0;  // the other processes print and write nothing
   if (o.check) {
     auto ref_options = options;
     ref_options.micro_batches = 0;
     const auto reference = build_schedule(model, ParallelConfig{}, ref_options);
     const auto r = check_cuda(schedule, reference, cuda);
+    if (!reporter) return r.passed ? 0 : 1;
     io.out << fmt::format(
         "paratwin run --check: {} {} ({} tokens, {} layers)\n  final hidden states: relative L2 error {:.3e}\n  "
         "last-token logits:   relative L2 error {:.3e}\n  tolerance {:.0e}: {}\n  {}\n",
@@ -66,9 +73,9 @@ int run_run(const RunCommandOptions& o, Io io) {
   const auto cluster = load_cluster_for(o.cluster, config.world());
   const RankLayout layout(config);
   const Placement placement(layout, cluster);
-  std::string s =
-      fmt::format("paratwin run: {} {} of {} token(s), {} layers on {} GPU(s); {}\n", model.name, config.to_flags(),
-                  options.prompt_tokens, schedule.meta.layers, config.world(), cuda_versions());
+  std::string s = fmt::format("paratwin run: {} {} of {} token(s), {} layers on {} GPU(s) in {} process(es); {}\n",
+                              model.name, config.to_flags(), options.prompt_tokens, schedule.meta.layers,
+                              config.world(), processes.size(), cuda_versions());
   double light_s = 0;
   if (o.instrumentation != "per-op") {
     cuda.per_op_events = false;
@@ -85,14 +92,14 @@ int run_run(const RunCommandOptions& o, Io io) {
     if (light_s > 0) s += fmt::format("; per-op event overhead {:+.2f} %", (st.median_step_s / light_s - 1) * 100);
     s += fmt::format("\n  device memory per rank {:.2f} GiB; {} op(s) of rank 0 run on scratch data\n",
                      static_cast<double>(st.device_bytes_per_rank) / 1073741824.0, st.generic_ops.size());
-    if (!o.trace.empty()) {
+    if (!o.trace.empty() && reporter) {
       result.trace.meta.cluster = fmt::format("{} ({} × {})", cluster.name, cluster.nodes, cluster.gpus_per_node);
       write_chrome_trace_file(result.trace, o.trace);
       s += fmt::format("  wrote {} ({} events)\n", o.trace, result.trace.events.size());
     }
   }
   for (const auto& w : checked.warnings) s += "  warning: " + w + "\n";
-  io.out << s;
+  if (reporter) io.out << s;
   return 0;
 #else
   (void)io;

@@ -1,6 +1,7 @@
 // `paratwin sim`: simulate one prefill (or decode step) of a model on a virtual cluster with SimGrid.
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <memory>
 #include <nlohmann/json.hpp>

@@ -1,12 +1,15 @@
 #pragma once
 /// --model and what to run on it: prompt length, batch, phase, CP algorithm and split, MoE mode, routing, memory.
 
-#include <CLI/CLI.hpp>
 #include <string>
 
 #include "models/memory_model.hpp"
 #include "models/model_spec.hpp"
 #include "models/schedule_options.hpp"
+
+namespace CLI {
+class App;  // <CLI/CLI.hpp> in the .cpp files (see cli/command.hpp)
+}
 
 namespace paratwin::cli {
 

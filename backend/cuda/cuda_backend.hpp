@@ -1,6 +1,8 @@
 #pragma once
-/// The CUDA/NCCL backend: executes a schedule on the local GPUs (one host thread per GPU, one NCCL rank each),
-/// with real kernels on the ops' real shapes, and returns a CUDA-event trace. No CUDA type appears here.
+/// The CUDA/NCCL backend: executes a schedule on the GPUs (one host thread per GPU, one NCCL rank each), with real
+/// kernels on the ops' real shapes, and returns a CUDA-event trace. No CUDA type appears here. One process drives
+/// every GPU of a node; across nodes (or one process per GPU) `mpirun` starts the processes and CudaOptions::processes
+/// connects them: process p drives the ranks cuda_plan::process_ranks gives it, the same code path as one process.
 ///
 /// Per rank: a compute and a comm stream; the schedule's dependencies become cudaEvent waits (see
 /// backend/cuda_plan/event_plan.hpp); communicators mirror SGLang's group coordinators (comm_plan.hpp). A step is
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/process_group.hpp"
 #include "models/model_spec.hpp"
 #include "topology/rank_layout.hpp"
 
@@ -41,14 +44,17 @@ struct CudaOptions {
   /// true: each event's duration is the op's median over the measured steps (its start stays the median step's);
   /// for microbenchmarks, whose ops do not overlap. false: the median step's events as they happened.
   bool per_op_median = false;
-  std::uint64_t seed = 1;     ///< weights and token ids
+  std::uint64_t seed = 1;  ///< weights and token ids
   /// The model the schedule was built from (dimensions of the weights); default: the zoo model named by the
   /// schedule's meta.
   std::optional<ModelSpec> model;
   std::optional<GroupFault> group_fault;
   std::optional<GroupOverride> group_override;
-  /// GPUs to use, by local index; empty: 0 .. world − 1.
+  /// GPUs to use, by local index, per rank; empty: the placement's GPU of each rank (run) or rank r on GPU r
+  /// (check; under several processes r modulo the GPUs visible).
   std::vector<int> gpus;
+  /// The processes the run spans (mpirun); null or one process: this process runs every rank. Not owned.
+  ProcessGroup* processes = nullptr;
 };
 
 /// Timing of one run (all steps measured, per rank).

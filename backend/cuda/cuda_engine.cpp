@@ -1,6 +1,8 @@
-// The CUDA/NCCL engine: one host thread per rank (GPU), communicators from the comm plan, two streams, events from
-// the event plan, a watchdog in the calling thread.
+// The CUDA/NCCL engine: one host thread per local rank (GPU), communicators from the comm plan, two streams, events
+// from the event plan, a watchdog in the calling thread. Under mpirun each process runs its block of ranks
+// (cuda_plan::process_ranks) and the calling threads of all processes line up through the ProcessGroup.
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -11,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "backend/cuda/attention_gemm.hpp"
@@ -20,6 +23,7 @@
 #include "backend/cuda/op_binder.hpp"
 #include "backend/cuda_plan/comm_plan.hpp"
 #include "backend/cuda_plan/event_plan.hpp"
+#include "backend/cuda_plan/rank_results.hpp"
 #include "models/efficiency_size.hpp"
 #include "models/schedule_json.hpp"
 #include "topology/placement.hpp"
@@ -33,6 +37,8 @@ using cuda::RankProgram;
 using cuda_plan::CommSource;
 using cuda_plan::NcclFunction;
 using cuda_plan::NcclType;
+using cuda_plan::RankOutputs;
+using cuda_plan::RankResults;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -63,18 +69,16 @@ std::string op_group(const Op& op) {
   return fmt::format("{} on the compute stream", to_string(std::get<ComputeOp>(op.body).kind));
 }
 
-/// Outputs copied back after the last step, for the check.
-struct HostOutputs {
-  std::vector<std::int64_t> request, position;
-  std::vector<float> hidden;  // rows × hidden_size
-  std::int64_t hidden_size = 0;
-  std::vector<float> logits;  // last token's logits (request 0), empty when this rank has none
-};
-
-/// State shared by the workers and the watchdog of one run.
+/// State shared by the workers (this process's ranks) and the watchdog of one run. Per-rank vectors are indexed by
+/// the global rank; only this process's entries are used until the results are exchanged.
 struct RunState {
-  explicit RunState(int ranks)
-      : world(ranks), stuck(static_cast<std::size_t>(ranks)), errors(static_cast<std::size_t>(ranks)) {
+  RunState(int ranks, std::vector<int> local, bool several_processes)
+      : world(ranks),
+        local_ranks(std::move(local)),
+        cross_process(several_processes),
+        stuck(static_cast<std::size_t>(ranks)),
+        errors(static_cast<std::size_t>(ranks)),
+        results(static_cast<std::size_t>(ranks)) {
     for (int i = 0; i < ranks; ++i) {
       enqueuing.emplace_back(std::make_unique<std::atomic<int>>(-1));
       done.emplace_back(std::make_unique<std::atomic<bool>>(false));
@@ -82,6 +86,8 @@ struct RunState {
     }
   }
   int world;
+  std::vector<int> local_ranks;  // the ranks this process drives, ascending
+  bool cross_process;            // other processes run the other ranks: barriers span them too
   ncclUniqueId uid{};
   std::atomic<bool> abort{false};      // every worker stops; comms are (being) aborted
   std::atomic<bool> timed_out{false};  // the watchdog fired: workers report where they are stuck
@@ -91,34 +97,46 @@ struct RunState {
   std::mutex mu;
   std::condition_variable cv;
   int barrier_count = 0, barrier_generation = 0;
-  std::vector<ncclComm_t> comms;    // every communicator created (for abort), guarded by mu
-  std::vector<std::string> stuck;   // per rank, filled on timeout
-  std::vector<std::string> errors;  // per rank
-  std::vector<std::vector<std::vector<double>>> op_start_s, op_end_s;  // [rank][step][op]
-  std::vector<std::vector<double>> step_s;                             // [rank][step]
-  std::vector<HostOutputs> outputs;
-  std::vector<std::int64_t> device_bytes;
-  std::vector<std::string> generic_ops;
-  // The step gate (see Worker::gate_device_): one host-mapped flag that every GPU polls, raised once per step by
-  // rank 0's thread after all ranks enqueued, so that all GPUs see it at the same moment.
+  bool process_barrier_wanted = false;  // guarded by mu: the local ranks arrived, the watchdog thread goes on
+  std::vector<ncclComm_t> comms;        // every communicator created (for abort), guarded by mu
+  std::vector<std::string> stuck;       // per rank, filled on timeout
+  std::vector<std::string> errors;      // per rank
+  std::vector<RankResults> results;     // per rank
+  // The step gate (see Worker::gate_device_): one host-mapped flag per process that its GPUs poll, raised once per
+  // step by its first rank's thread after every rank of every process enqueued.
   int* gate = nullptr;
 
   void touch() {
     phase_start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
   }
-  // Returns false when the run was aborted while waiting.
+  // Returns false when the run was aborted while waiting. With other processes, the last local rank to arrive
+  // hands the barrier to the watchdog thread, which completes it across processes (release_barrier).
   bool barrier() {
     std::unique_lock lock(mu);
     const int gen = barrier_generation;
-    if (++barrier_count == world) {
+    if (++barrier_count == static_cast<int>(local_ranks.size())) {
       barrier_count = 0;
-      ++barrier_generation;
-      cv.notify_all();
-      return !abort;
+      if (cross_process) {
+        process_barrier_wanted = true;
+      } else {
+        ++barrier_generation;
+        cv.notify_all();
+        return !abort;
+      }
     }
     // Timed waits: an abort raised without the lock cannot be missed.
     while (barrier_generation == gen && !abort) cv.wait_for(lock, std::chrono::milliseconds(10));
     return !abort;
+  }
+  // Called by the watchdog thread once every process reached the barrier.
+  void release_barrier() {
+    std::lock_guard lock(mu);
+    ++barrier_generation;
+    cv.notify_all();
+  }
+  [[nodiscard]] bool take_process_barrier() {
+    std::lock_guard lock(mu);
+    return std::exchange(process_barrier_wanted, false);
   }
   void add_comm(ncclComm_t c) {
     std::lock_guard lock(mu);
@@ -263,10 +281,14 @@ void Worker::issue(const BoundOp& b) {
 
 void Worker::enqueue_step() {
   const auto& ops = s_.ranks[static_cast<std::size_t>(rank_)];
-  const cuda::ExecCtx ctx{compute_,      blas_,
-                          &prog_.pool,   blas_lt_,
-                          lt_workspace_, cuda::kLtWorkspaceBytes,
-                          attention_workspace_, cuda::kAttentionWorkspaceBytes};
+  const cuda::ExecCtx ctx{compute_,
+                          blas_,
+                          &prog_.pool,
+                          blas_lt_,
+                          lt_workspace_,
+                          cuda::kLtWorkspaceBytes,
+                          attention_workspace_,
+                          cuda::kAttentionWorkspaceBytes};
   cuda::launch_wait_flag(gate_device_, step_ + 1, kGateTimeoutNs, compute_);
   // Then one untimed one-element all-reduce over the world: the GPUs leave it together, so the step's first collective
   // does not absorb another GPU's late start (seen as 150 µs in a 4 KiB all-gather without it).
@@ -344,7 +366,7 @@ bool Worker::wait_step() {
 }
 
 void Worker::collect_outputs() {
-  HostOutputs out;
+  RankOutputs out;
   out.hidden_size = prog_.outputs.hidden_size;
   const auto h = static_cast<std::size_t>(out.hidden_size);
   for (const auto& rows : prog_.outputs.hidden) {
@@ -375,20 +397,22 @@ void Worker::collect_outputs() {
     }
     out.logits.resize(static_cast<std::size_t>(model_.vocab_size));
   }
-  st_.outputs[static_cast<std::size_t>(rank_)] = std::move(out);
+  st_.results[static_cast<std::size_t>(rank_)].outputs = std::move(out);
 }
 
 void Worker::body() {
   PARATWIN_CUDA_CHECK(cudaSetDevice(gpu_));
   cuda::bind_rank(s_, model_, rank_, o_.seed, prog_);
   events_ = cuda_plan::plan_events(s_.ranks[static_cast<std::size_t>(rank_)], rank_);
-  if (rank_ == 0) st_.generic_ops = prog_.generic_ops;
+  auto& mine = st_.results[static_cast<std::size_t>(rank_)];
+  mine.rank = rank_;
+  mine.generic_ops = prog_.generic_ops;
   // Memory check before anything is allocated (NCCL and cuBLAS need room of their own too).
   constexpr std::int64_t kRuntimeReserveBytes = std::int64_t{1} << 30;
   std::size_t free_bytes = 0, total_bytes = 0;
   PARATWIN_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
   const auto need = prog_.pool.total_bytes() + kRuntimeReserveBytes;
-  st_.device_bytes[static_cast<std::size_t>(rank_)] = prog_.pool.total_bytes();
+  mine.device_bytes = prog_.pool.total_bytes();
   if (need > static_cast<std::int64_t>(free_bytes)) {
     fail(
         "rank {} needs {:.2f} GiB on GPU {} (schedule buffers {:.2f} GiB + {:.2f} GiB for CUDA/NCCL) but only {:.2f} "
@@ -428,9 +452,6 @@ void Worker::body() {
   PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&comm_finish_, cudaEventDisableTiming));
 
   const int steps = o_.warmup_steps + o_.measured_steps;
-  auto& my_steps = st_.step_s[static_cast<std::size_t>(rank_)];
-  auto& my_start = st_.op_start_s[static_cast<std::size_t>(rank_)];
-  auto& my_end = st_.op_end_s[static_cast<std::size_t>(rank_)];
   for (int step = 0; step < steps; ++step) {
     // Steps start together, so a step's time is its own (not the wait for a slower rank's previous step).
     if (!st_.barrier()) return;
@@ -438,12 +459,12 @@ void Worker::body() {
     step_ = step;
     enqueue_step();
     if (!st_.barrier()) return;
-    if (rank_ == 0) *static_cast<volatile int*>(st_.gate) = step + 1;
+    if (rank_ == st_.local_ranks.front()) *static_cast<volatile int*>(st_.gate) = step + 1;
     if (!wait_step()) return;
     if (step < o_.warmup_steps) continue;
     float ms = 0;
     PARATWIN_CUDA_CHECK(cudaEventElapsedTime(&ms, begin_, finish_));
-    my_steps.push_back(static_cast<double>(ms) * 1e-3);
+    mine.step_s.push_back(static_cast<double>(ms) * 1e-3);
     std::vector<double> starts(n, 0.0), ends(n, 0.0);
     if (o_.per_op_events) {
       for (std::size_t i = 0; i < n; ++i) {
@@ -454,8 +475,8 @@ void Worker::body() {
         ends[i] = static_cast<double>(b) * 1e-3;
       }
     }
-    my_start.push_back(std::move(starts));
-    my_end.push_back(std::move(ends));
+    mine.op_start_s.push_back(std::move(starts));
+    mine.op_end_s.push_back(std::move(ends));
   }
   if (collect_) collect_outputs();
   if (!st_.barrier()) return;
@@ -495,10 +516,39 @@ void check_versions() {
 
 struct EngineResult {
   CudaRunResult run;
-  std::vector<HostOutputs> outputs;
+  std::vector<RankOutputs> outputs;  // per rank
 };
 
-EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::vector<int>& gpus, const CudaOptions& o,
+/// Where each rank runs: its GPU (local index) and node (for the trace).
+struct RankDevices {
+  std::vector<int> gpu, node;
+};
+
+// The processes of one run must not share a GPU: each says which GPUs of which host it drives.
+void check_distinct_gpus(const ProcessGroup& processes, const std::vector<int>& local, const RankDevices& d) {
+  std::array<char, 256> host{};
+  if (gethostname(host.data(), host.size() - 1) != 0) std::strcpy(host.data(), "?");
+  std::string mine = host.data();
+  for (const int r : local) mine += fmt::format(" {}", d.gpu[static_cast<std::size_t>(r)]);
+  const auto all = processes.exchange(mine);
+  std::map<std::string, int> owner;  // "host gpu" → process
+  for (std::size_t p = 0; p < all.size(); ++p) {
+    std::istringstream in(all[p]);
+    std::string name;
+    in >> name;
+    for (int g = 0; in >> g;) {
+      const auto [it, fresh] = owner.emplace(fmt::format("{} GPU {}", name, g), static_cast<int>(p));
+      if (!fresh) {
+        fail(
+            "processes {} and {} both drive {}: start at most one process per GPU (mpirun -np = GPUs, or one per "
+            "node)",
+            it->second, p, it->first);
+      }
+    }
+  }
+}
+
+EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDevices& devices_of, const CudaOptions& o,
                         bool collect) {
   const int world = static_cast<int>(s.ranks.size());
   if (world < 1) fail("the schedule has no ranks");
@@ -507,16 +557,22 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
   }
   if (!(o.timeout_s > 0)) fail("--timeout {} must be positive", o.timeout_s);
   check_versions();
+  const bool several = o.processes != nullptr && o.processes->process_count() > 1;
+  const std::vector<int> local =
+      several ? cuda_plan::process_ranks(world, o.processes->process_index(), o.processes->process_count())
+              : cuda_plan::process_ranks(world, 0, 1);
   const int devices = cuda_device_count();
   if (devices == 0) fail("no CUDA GPU is visible (cudaGetDeviceCount = 0): the CUDA backend needs one GPU per rank");
+  const auto& gpus = devices_of.gpu;
   if (static_cast<int>(gpus.size()) != world) fail("{} GPUs given for {} ranks", gpus.size(), world);
-  for (int r = 0; r < world; ++r) {
+  for (const int r : local) {
     const int g = gpus[static_cast<std::size_t>(r)];
     if (g < 0 || g >= devices) {
-      fail("rank {} needs GPU {} but only {} GPU(s) are visible: the schedule has {} ranks, one GPU each", r, g,
+      fail("rank {} needs GPU {} but only {} GPU(s) are visible here: the schedule has {} ranks, one GPU each", r, g,
            devices, world);
     }
   }
+  if (several) check_distinct_gpus(*o.processes, local, devices_of);
   const RankLayout layout(s.meta.config);
   if (layout.world_size() != world) fail("schedule meta says {} ranks but holds {}", layout.world_size(), world);
   auto plan = cuda_plan::plan_communicators(layout);
@@ -526,33 +582,46 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
   }
   if (o.group_override) cuda_plan::override_groups(plan, o.group_override->family, o.group_override->groups);
 
-  RunState st(world);
-  st.op_start_s.resize(static_cast<std::size_t>(world));
-  st.op_end_s.resize(static_cast<std::size_t>(world));
-  st.step_s.resize(static_cast<std::size_t>(world));
-  st.outputs.resize(static_cast<std::size_t>(world));
-  st.device_bytes.resize(static_cast<std::size_t>(world));
-  PARATWIN_NCCL_CHECK(nullptr, ncclGetUniqueId(&st.uid));
+  RunState st(world, local, several);
+  if (!several || o.processes->process_index() == 0) PARATWIN_NCCL_CHECK(nullptr, ncclGetUniqueId(&st.uid));
+  if (several) {  // process 0's unique id, to every process (MPI starts the ranks and shares this id, nothing more)
+    const std::string mine(reinterpret_cast<const char*>(&st.uid), sizeof st.uid);
+    const auto ids = o.processes->exchange(o.processes->process_index() == 0 ? mine : std::string());
+    PARATWIN_ASSERT(ids.front().size() == sizeof st.uid, "NCCL unique id of {} bytes", ids.front().size());
+    std::memcpy(&st.uid, ids.front().data(), sizeof st.uid);
+  }
   PARATWIN_CUDA_CHECK(
       cudaHostAlloc(reinterpret_cast<void**>(&st.gate), sizeof(int), cudaHostAllocPortable | cudaHostAllocMapped));
   *st.gate = 0;
   const std::unique_ptr<int, decltype(&cudaFreeHost)> gate_owner(st.gate, &cudaFreeHost);
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::thread> threads;
-  for (int r = 0; r < world; ++r) {
+  for (const int r : local) {
     workers.push_back(std::make_unique<Worker>(st, s, model, o, r, gpus[static_cast<std::size_t>(r)], plan, collect));
   }
   const auto start = Clock::now();
   st.touch();
   for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
 
-  // Watchdog: errors of any rank, NCCL asynchronous errors and the timeout abort every communicator.
+  // Watchdog: errors of any local rank, NCCL asynchronous errors and the timeout abort every communicator; with
+  // other processes it also completes the workers' barriers across them (so MPI is called from this thread only).
   std::string failure;
+  bool process_barrier_in_flight = false;
   for (;;) {
     bool all_done = true;
-    for (const auto& d : st.done) all_done = all_done && *d;
+    for (const int r : local) all_done = all_done && *st.done[static_cast<std::size_t>(r)];
     if (all_done) break;
     if (st.abort) break;
+    if (several) {
+      if (!process_barrier_in_flight && st.take_process_barrier()) {
+        o.processes->start_barrier();
+        process_barrier_in_flight = true;
+      }
+      if (process_barrier_in_flight && o.processes->barrier_done()) {
+        process_barrier_in_flight = false;
+        st.release_barrier();
+      }
+    }
     {
       std::lock_guard lock(st.mu);
       for (std::size_t i = 0; i < st.comms.size() && failure.empty(); ++i) {
@@ -572,23 +641,24 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
       const auto deadline = Clock::now() + std::chrono::seconds(2);
       while (Clock::now() < deadline) {
         bool all = true;
-        for (int r = 0; r < world; ++r)
+        for (const int r : local)
           all = all && (*st.reported[static_cast<std::size_t>(r)] || *st.done[static_cast<std::size_t>(r)]);
         if (all) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
       }
       failure = fmt::format("watchdog: no progress within --timeout {} s ({:.1f} s after the run started)", o.timeout_s,
                             seconds_since(start));
-      for (int r = 0; r < world; ++r) {
+      for (const int r : local) {
         const auto i = static_cast<std::size_t>(r);
         if (*st.done[i]) continue;
         std::string where = st.stuck[i];
         if (where.empty()) {
           const int op = *st.enqueuing[i];
-          where = op >= 0 ? fmt::format("blocked while posting op {} '{}' ({})", op,
-                                        s.ranks[i][static_cast<std::size_t>(op)].name,
-                                        op_group(s.ranks[i][static_cast<std::size_t>(op)]))
-                          : "blocked in communicator set-up or a host barrier";
+          where = op >= 0   ? fmt::format("blocked while posting op {} '{}' ({})", op,
+                                          s.ranks[i][static_cast<std::size_t>(op)].name,
+                                          op_group(s.ranks[i][static_cast<std::size_t>(op)]))
+                  : several ? "blocked in communicator set-up or a barrier (another process may be late)"
+                            : "blocked in communicator set-up or a host barrier";
         }
         failure += fmt::format("; rank {} {}", r, where);
       }
@@ -608,7 +678,7 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
   if (!aborted) {
     for (auto* c : st.comms) ncclCommDestroy(c);
   }
-  for (int r = 0; r < world; ++r) {
+  for (const int r : local) {
     const auto& e = st.errors[static_cast<std::size_t>(r)];
     if (!e.empty()) {
       fail("CUDA backend: rank {} (GPU {}) failed after {:.1f} s: {}; every communicator was aborted", r,
@@ -616,14 +686,25 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
     }
   }
   if (!failure.empty()) fail("CUDA backend: {}; every communicator was aborted", failure);
+  if (several) {  // every process gets every rank's results, so each can report (process 0 does)
+    std::vector<RankResults> mine;
+    for (const int r : local) mine.push_back(std::move(st.results[static_cast<std::size_t>(r)]));
+    for (const auto& bytes : o.processes->exchange(cuda_plan::encode_rank_results(mine))) {
+      for (auto& r : cuda_plan::decode_rank_results(bytes)) {
+        const auto at = static_cast<std::size_t>(r.rank);
+        PARATWIN_ASSERT(r.rank >= 0 && r.rank < world, "results of rank {}", r.rank);
+        st.results[at] = std::move(r);
+      }
+    }
+  }
 
   // The median step over the slowest rank of each step.
   EngineResult result;
   auto& stats = result.run.stats;
-  const auto steps = st.step_s[0].size();
+  const auto steps = st.results[0].step_s.size();
   for (std::size_t k = 0; k < steps; ++k) {
     double slowest = 0;
-    for (int r = 0; r < world; ++r) slowest = std::max(slowest, st.step_s[static_cast<std::size_t>(r)][k]);
+    for (int r = 0; r < world; ++r) slowest = std::max(slowest, st.results[static_cast<std::size_t>(r)].step_s[k]);
     stats.step_s.push_back(slowest);
   }
   std::vector<std::size_t> order(steps);
@@ -633,8 +714,8 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
   const auto median = order[steps / 2];
   stats.median_step = static_cast<int>(median);
   stats.median_step_s = stats.step_s[median];
-  stats.device_bytes_per_rank = *std::max_element(st.device_bytes.begin(), st.device_bytes.end());
-  stats.generic_ops = st.generic_ops;
+  for (const auto& r : st.results) stats.device_bytes_per_rank = std::max(stats.device_bytes_per_rank, r.device_bytes);
+  stats.generic_ops = st.results[0].generic_ops;
 
   auto& trace = result.run.trace;
   trace.meta.backend = "cuda";
@@ -654,13 +735,13 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
         const Op& op = ops[i];
         Event e;
         e.rank = r;
-        e.node = 0;
+        e.node = devices_of.node[static_cast<std::size_t>(r)];
         e.op = op.index;
         e.name = op.name;
         e.stream = std::string(to_string(op.stream));
         e.layer = op.layer;
-        const auto& starts = st.op_start_s[static_cast<std::size_t>(r)];
-        const auto& ends = st.op_end_s[static_cast<std::size_t>(r)];
+        const auto& starts = st.results[static_cast<std::size_t>(r)].op_start_s;
+        const auto& ends = st.results[static_cast<std::size_t>(r)].op_end_s;
         e.start_s = starts[median][i];
         e.end_s = ends[median][i];
         if (o.per_op_median) {
@@ -692,7 +773,7 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
       }
     }
   }
-  result.outputs = std::move(st.outputs);
+  for (auto& r : st.results) result.outputs.push_back(std::move(r.outputs));
   return result;
 }
 
@@ -744,54 +825,39 @@ std::string cuda_versions() {
 
 CudaRunResult run_cuda(const Schedule& schedule, const Placement& placement, const CudaOptions& options) {
   const int world = static_cast<int>(schedule.ranks.size());
-  std::vector<int> gpus = options.gpus;
-  if (gpus.empty()) {
-    for (int r = 0; r < world; ++r) {
-      const auto& loc = placement.location(r);
-      if (loc.node != 0) {
-        fail(
-            "rank {} is placed on node {}: this build runs one node (one process, one thread per GPU); launch "
-            "multi-node runs one process per node",
-            r, loc.node);
-      }
-      gpus.push_back(loc.gpu);
+  const bool several = options.processes != nullptr && options.processes->process_count() > 1;
+  const int process = several ? options.processes->process_index() : 0;
+  const auto local = cuda_plan::process_ranks(world, process, several ? options.processes->process_count() : 1);
+  RankDevices d;
+  for (int r = 0; r < world; ++r) {
+    const auto& loc = placement.location(r);
+    d.gpu.push_back(options.gpus.empty() ? loc.gpu : options.gpus.at(static_cast<std::size_t>(r)));
+    d.node.push_back(loc.node);
+  }
+  // A process drives the GPUs of one node: its ranks must be placed there.
+  const int node = d.node[static_cast<std::size_t>(local.front())];
+  for (const int r : local) {
+    if (d.node[static_cast<std::size_t>(r)] != node) {
+      fail(
+          "process {} would drive rank {} (node {}) and rank {} (node {}): one process runs the GPUs of one node; "
+          "launch one process per node or per GPU with mpirun (here: mpirun -np {} or -np {} paratwin run ...)",
+          process, local.front(), node, r, d.node[static_cast<std::size_t>(r)], placement.cluster().nodes, world);
     }
   }
-  return run_engine(schedule, model_for(schedule, options), gpus, options, false).run;
+  return run_engine(schedule, model_for(schedule, options), d, options, false).run;
 }
 
-CudaCheckResult check_cuda(const Schedule& schedule, const Schedule& reference, const CudaOptions& options) {
-  if (reference.ranks.size() != 1)
-    fail("the check's reference must be a single-rank schedule, got {} ranks", reference.ranks.size());
-  const auto model = model_for(schedule, options);
-  CudaOptions o = options;
-  o.warmup_steps = 0;
-  o.measured_steps = 1;
-  std::vector<int> gpus = o.gpus;
-  if (gpus.empty()) {
-    for (int r = 0; r < static_cast<int>(schedule.ranks.size()); ++r) gpus.push_back(r);
-  }
-  const auto par = run_engine(schedule, model, gpus, o, true);
-  if (!par.run.stats.generic_ops.empty()) {
-    fail(
-        "--check needs the real data flow of every op, but {} op(s) of rank 0 run on scratch buffers (first: '{}'): "
-        "the check covers GQA/MHA models with all-gather CP, attention TP and PP, and MoE layers under --routing "
-        "per-token (bf16, softmax router, no shared experts)",
-        par.run.stats.generic_ops.size(), par.run.stats.generic_ops.front());
-  }
-  CudaOptions ref_options = o;
-  ref_options.group_fault.reset();  // a fault injected into the layout under test, never into the reference
-  ref_options.group_override.reset();
-  const auto ref = run_engine(reference, model, {gpus.front()}, ref_options, true);
+namespace {
 
+// The parallel run's outputs against the reference's, token by token.
+CudaCheckResult compare_outputs(const std::vector<RankOutputs>& parallel, const RankOutputs& r0) {
   CudaCheckResult result;
-  const auto& r0 = ref.outputs.front();
   const auto h = static_cast<std::size_t>(r0.hidden_size);
   std::map<std::pair<std::int64_t, std::int64_t>, std::size_t> ref_row;
   for (std::size_t i = 0; i < r0.request.size(); ++i) ref_row[{r0.request[i], r0.position[i]}] = i;
   std::vector<float> got, want;
   std::map<std::pair<std::int64_t, std::int64_t>, bool> seen;
-  for (const auto& out : par.outputs) {
+  for (const auto& out : parallel) {
     for (std::size_t i = 0; i < out.request.size(); ++i) {
       const auto key = std::make_pair(out.request[i], out.position[i]);
       const auto it = ref_row.find(key);
@@ -808,8 +874,8 @@ CudaCheckResult check_cuda(const Schedule& schedule, const Schedule& reference, 
     fail("check: the parallel run produced {} of the reference's {} tokens", seen.size(), ref_row.size());
   }
   result.hidden_rel_l2 = rel_l2(got, want);
-  const HostOutputs* logits = nullptr;
-  for (const auto& out : par.outputs) {
+  const RankOutputs* logits = nullptr;
+  for (const auto& out : parallel) {
     if (!out.logits.empty()) {
       logits = &out;
       break;
@@ -822,6 +888,62 @@ CudaCheckResult check_cuda(const Schedule& schedule, const Schedule& reference, 
   result.detail = fmt::format("{} tokens × {} hidden, {} logits; reference: one GPU, same code, no parallelism",
                               ref_row.size(), h, r0.logits.size());
   return result;
+}
+
+// Process 0's result, to every process (the others ran no reference).
+CudaCheckResult share_check_result(const ProcessGroup& processes, const CudaCheckResult& mine) {
+  const std::string text = processes.process_index() == 0
+                               ? fmt::format("{:.17g} {:.17g} {:.17g} {}\n{}", mine.hidden_rel_l2, mine.logits_rel_l2,
+                                             mine.tolerance, mine.passed ? 1 : 0, mine.detail)
+                               : std::string();
+  const auto all = processes.exchange(text);
+  std::istringstream in(all.front());
+  CudaCheckResult r;
+  int passed = 0;
+  in >> r.hidden_rel_l2 >> r.logits_rel_l2 >> r.tolerance >> passed;
+  in.ignore(1);
+  std::getline(in, r.detail);
+  PARATWIN_ASSERT(!in.fail(), "check result from process 0: '{}'", all.front());
+  r.passed = passed == 1;
+  return r;
+}
+
+}  // namespace
+
+CudaCheckResult check_cuda(const Schedule& schedule, const Schedule& reference, const CudaOptions& options) {
+  if (reference.ranks.size() != 1)
+    fail("the check's reference must be a single-rank schedule, got {} ranks", reference.ranks.size());
+  const auto model = model_for(schedule, options);
+  CudaOptions o = options;
+  o.warmup_steps = 0;
+  o.measured_steps = 1;
+  const int world = static_cast<int>(schedule.ranks.size());
+  const bool several = o.processes != nullptr && o.processes->process_count() > 1;
+  RankDevices d;
+  for (int r = 0; r < world; ++r) {
+    // One process: rank r on GPU r. Several (one per node or per GPU): the node's GPUs in rank order.
+    const int devices = std::max(1, cuda_device_count());
+    d.gpu.push_back(!o.gpus.empty() ? o.gpus.at(static_cast<std::size_t>(r)) : several ? r % devices : r);
+    d.node.push_back(0);
+  }
+  const auto par = run_engine(schedule, model, d, o, true);
+  if (!par.run.stats.generic_ops.empty()) {
+    fail(
+        "--check needs the real data flow of every op, but {} op(s) of rank 0 run on scratch buffers (first: '{}'): "
+        "the check covers GQA/MHA models with all-gather CP, attention TP and PP, and MoE layers under --routing "
+        "per-token (bf16, softmax router, no shared experts)",
+        par.run.stats.generic_ops.size(), par.run.stats.generic_ops.front());
+  }
+  CudaCheckResult result;
+  if (!several || o.processes->process_index() == 0) {
+    CudaOptions ref_options = o;
+    ref_options.group_fault.reset();  // a fault injected into the layout under test, never into the reference
+    ref_options.group_override.reset();
+    ref_options.processes = nullptr;  // the reference runs in process 0 alone
+    const auto ref = run_engine(reference, model, RankDevices{{d.gpu.front()}, {0}}, ref_options, true);
+    result = compare_outputs(par.outputs, ref.outputs.front());
+  }
+  return several ? share_check_result(*o.processes, result) : result;
 }
 
 std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& options) {

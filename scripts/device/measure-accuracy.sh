@@ -11,15 +11,7 @@ export LD_LIBRARY_PATH=$PWD/$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 P="$BIN/paratwin"
 GPUS=$(nvidia-smi -L | wc -l)
 nvidia-smi -L > "$OUT/gpus.txt"
-step() {  # step NAME SECONDS CMD...: runs CMD under a timeout, logs its output and wall time
-  local name=$1 limit=$2 t0 t1 rc
-  shift 2
-  t0=$(date +%s%N)
-  timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
-  rc=$?
-  t1=$(date +%s%N)
-  printf '%-28s rc=%-3s %6d ms\n' "$name" "$rc" $(((t1 - t0) / 1000000)) | tee -a "$OUT/steps.txt"
-}
+. "$(dirname "$0")/lib.sh"
 step gpu_tests 240 "$BIN/gpu_tests" --durations yes
 step bench2 90 "$P" bench --gpus 2 --out "$OUT/bench2.json"
 [ "$GPUS" -ge 4 ] && step bench4 120 "$P" bench --gpus 4 --out "$OUT/bench4.json"

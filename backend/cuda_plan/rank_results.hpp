@@ -1,0 +1,41 @@
+#pragma once
+/// What each rank of a CUDA run hands to the process that reports it: its measured step times, per-op event times
+/// and, for `run --check`, its outputs. Processes started by mpirun exchange these as bytes (ProcessGroup), so they
+/// are encoded here, with the rule that splits the ranks over the processes. Plain data, no CUDA.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace paratwin::cuda_plan {
+
+/// Outputs copied back after the last step, for the numerical check.
+struct RankOutputs {
+  std::vector<std::int64_t> request, position;  ///< per output row: its token
+  std::vector<float> hidden;                    ///< rows × hidden_size
+  std::int64_t hidden_size = 0;
+  std::vector<float> logits;  ///< request 0's last-token logits; empty when this rank has none
+  friend bool operator==(const RankOutputs&, const RankOutputs&) = default;
+};
+
+struct RankResults {
+  int rank = -1;
+  std::vector<double> step_s;                             ///< per measured step
+  std::vector<std::vector<double>> op_start_s, op_end_s;  ///< [measured step][op], from the step's start
+  std::int64_t device_bytes = 0;                          ///< schedule buffers allocated on the GPU
+  std::vector<std::string> generic_ops;                   ///< ops run on scratch buffers (no real data flow)
+  RankOutputs outputs;
+  friend bool operator==(const RankResults&, const RankResults&) = default;
+};
+
+[[nodiscard]] std::string encode_rank_results(const std::vector<RankResults>& results);
+/// Throws paratwin::InternalError on bytes that encode_rank_results did not write (truncated or trailing data).
+[[nodiscard]] std::vector<RankResults> decode_rank_results(const std::string& bytes);
+
+/// The ranks that process `process_index` of `process_count` drives: the contiguous block
+/// [index·world/count, (index+1)·world/count). Ranks are numbered node-major, so one process per node gets its
+/// node's GPUs and one process per GPU gets its own rank. Throws paratwin::Error when `process_count` does not
+/// divide `world`, naming both and the launches that work.
+[[nodiscard]] std::vector<int> process_ranks(int world, int process_index, int process_count);
+
+}  // namespace paratwin::cuda_plan
