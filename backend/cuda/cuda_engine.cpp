@@ -13,6 +13,8 @@
 #include <mutex>
 #include <thread>
 
+#include "backend/cuda/attention_cudnn.hpp"
+#include "backend/cuda/attention_dispatch.hpp"
 #include "backend/cuda/attention_gemm.hpp"
 #include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/cuda_check.hpp"
@@ -99,6 +101,7 @@ struct RunState {
   std::vector<HostOutputs> outputs;
   std::vector<std::int64_t> device_bytes;
   std::vector<std::string> generic_ops;
+  cuda::AttentionPathCounts attention_paths{};  // rank 0's attention calls of its last step, per path
   // The step gate (see Worker::gate_device_): one host-mapped flag that every GPU polls, raised once per step by
   // rank 0's thread after all ranks enqueued, so that all GPUs see it at the same moment.
   int* gate = nullptr;
@@ -166,6 +169,8 @@ class Worker {
   cublasLtHandle_t blas_lt_ = nullptr;
   void* lt_workspace_ = nullptr;
   void* attention_workspace_ = nullptr;
+  std::unique_ptr<cuda::CudnnAttention> cudnn_attention_;
+  cuda::AttentionPathCounts attention_paths_{};  // this step's attention calls per path
   ncclComm_t world_ = nullptr;
   std::array<ncclComm_t, kFamilyCount> family_comms_{};
   std::vector<cudaEvent_t> start_, end_;  // per op (per-op mode: timing; light mode: end_ = done events)
@@ -266,7 +271,9 @@ void Worker::enqueue_step() {
   const cuda::ExecCtx ctx{compute_,      blas_,
                           &prog_.pool,   blas_lt_,
                           lt_workspace_, cuda::kLtWorkspaceBytes,
-                          attention_workspace_, cuda::kAttentionWorkspaceBytes};
+                          attention_workspace_, cuda::kAttentionWorkspaceBytes,
+                          cudnn_attention_.get(), &attention_paths_};
+  attention_paths_ = {};
   cuda::launch_wait_flag(gate_device_, step_ + 1, kGateTimeoutNs, compute_);
   // Then one untimed one-element all-reduce over the world: the GPUs leave it together, so the step's first collective
   // does not absorb another GPU's late start (seen as 150 µs in a 4 KiB all-gather without it).
@@ -407,6 +414,7 @@ void Worker::body() {
   PARATWIN_CUBLAS_CHECK(cublasLtCreate(&blas_lt_));
   PARATWIN_CUDA_CHECK(cudaMalloc(&lt_workspace_, cuda::kLtWorkspaceBytes));
   PARATWIN_CUDA_CHECK(cudaMalloc(&attention_workspace_, cuda::kAttentionWorkspaceBytes));
+  cudnn_attention_ = std::make_unique<cuda::CudnnAttention>();
   prog_.pool.allocate(compute_);
   make_comms();
   if (!st_.barrier()) return;
@@ -458,6 +466,7 @@ void Worker::body() {
     my_end.push_back(std::move(ends));
   }
   if (collect_) collect_outputs();
+  if (rank_ == 0) st_.attention_paths = attention_paths_;
   if (!st_.barrier()) return;
   for (auto* e : start_)
     if (e != nullptr) cudaEventDestroy(e);
@@ -473,6 +482,7 @@ void Worker::body() {
   cublasLtDestroy(blas_lt_);
   cudaFree(lt_workspace_);
   cudaFree(attention_workspace_);
+  cudnn_attention_.reset();
   cudaStreamDestroy(compute_);
   cudaStreamDestroy(comm_);
 }
@@ -635,6 +645,9 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
   stats.median_step_s = stats.step_s[median];
   stats.device_bytes_per_rank = *std::max_element(st.device_bytes.begin(), st.device_bytes.end());
   stats.generic_ops = st.generic_ops;
+  stats.attention_calls_cudnn = st.attention_paths[static_cast<std::size_t>(cuda::AttentionPath::kCudnnFused)];
+  stats.attention_calls_cublas = st.attention_paths[static_cast<std::size_t>(cuda::AttentionPath::kCublas)];
+  stats.attention_calls_reference = st.attention_paths[static_cast<std::size_t>(cuda::AttentionPath::kReference)];
 
   auto& trace = result.run.trace;
   trace.meta.backend = "cuda";
@@ -646,7 +659,8 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const std::ve
                       {"warmup_steps", std::to_string(o.warmup_steps)},
                       {"median_step_s", fmt::format("{:.9g}", stats.median_step_s)},
                       {"instrumentation", o.per_op_events ? "per-op events" : "step events"},
-                      {"op_durations", o.per_op_median ? "per-op median over the measured steps" : "median step"}};
+                      {"op_durations", o.per_op_median ? "per-op median over the measured steps" : "median step"},
+                      {"attention_calls_per_step", attention_paths_summary(stats)}};
   if (o.per_op_events) {
     for (int r = 0; r < world; ++r) {
       const auto& ops = s.ranks[static_cast<std::size_t>(r)];
@@ -738,8 +752,16 @@ std::string cuda_versions() {
   cudaRuntimeGetVersion(&runtime);
   cudaDriverGetVersion(&driver);
   ncclGetVersion(&nccl);
-  return fmt::format("cuda runtime {}.{}, driver {}.{}, nccl {}.{}.{}", runtime / 1000, runtime % 1000 / 10,
-                     driver / 1000, driver % 1000 / 10, nccl / 10000, nccl / 100 % 100, nccl % 100);
+  const auto cudnn = cuda::CudnnAttention::library_version();
+  return fmt::format("cuda runtime {}.{}, driver {}.{}, nccl {}.{}.{}, cudnn {}.{}.{}", runtime / 1000,
+                     runtime % 1000 / 10, driver / 1000, driver % 1000 / 10, nccl / 10000, nccl / 100 % 100, nccl % 100,
+                     cudnn / 10000, cudnn / 100 % 100, cudnn % 100);
+}
+
+std::string attention_paths_summary(const CudaRunStats& stats) {
+  return fmt::format("{} {}, {} {}, {} {}", stats.attention_calls_cudnn, to_string(cuda::AttentionPath::kCudnnFused),
+                     stats.attention_calls_cublas, to_string(cuda::AttentionPath::kCublas),
+                     stats.attention_calls_reference, to_string(cuda::AttentionPath::kReference));
 }
 
 CudaRunResult run_cuda(const Schedule& schedule, const Placement& placement, const CudaOptions& options) {
