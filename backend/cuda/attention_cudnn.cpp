@@ -406,41 +406,62 @@ bool CudnnAttention::run(const AttentionArgs& a, void* workspace, std::size_t wo
   const i64 shift = a.q_start - a.kv_start;
   const i64 blind = a.kv_tokens == 0 ? a.q_tokens : (a.causal ? std::clamp<i64>(-shift, 0, a.q_tokens) : 0);
   const i64 rows = a.q_tokens - blind;
-  GraphShape s;
-  s.batch = a.batch;
-  s.s_q = rows;
-  s.s_kv = a.kv_tokens;
-  s.heads = a.heads;
-  s.kv_heads = a.kv_heads;
-  s.d_qk = a.head_dim_qk;
-  s.d_v = a.head_dim_v;
-  // A batch stride only matters between requests; with one request any value that cuDNN accepts will do.
-  const auto batch_stride = [&](i64 rows_per_request, i64 row_stride) {
-    return std::max<i64>(rows_per_request, 1) * row_stride;
+  const i64 group = a.heads / a.kv_heads;
+  // The graph of `kv_per_call` KV heads and their query heads; calls over fewer heads than all cover the heads in
+  // turn (pointers offset per call), which bounds the workspace the partial form's staged output needs.
+  const auto shape_for = [&](i64 kv_per_call) {
+    GraphShape g;
+    g.batch = a.batch;
+    g.s_q = rows;
+    g.s_kv = a.kv_tokens;
+    g.heads = kv_per_call * group;
+    g.kv_heads = kv_per_call;
+    g.d_qk = a.head_dim_qk;
+    g.d_v = a.head_dim_v;
+    // A batch stride only matters between requests; with one request any value that cuDNN accepts will do.
+    const i64 kv_rows = std::max<i64>(a.batch > 1 ? a.kv_batch_rows : a.kv_tokens, 1);
+    g.q_row = a.q_row_stride;
+    g.q_batch = std::max<i64>(a.q_tokens, 1) * a.q_row_stride;
+    g.k_row = a.k_row_stride;
+    g.k_batch = kv_rows * a.k_row_stride;
+    g.v_row = a.v_row_stride;
+    g.v_batch = kv_rows * a.v_row_stride;
+    // The partial form stages cuDNN's bf16 output packed in the workspace and widens it into out_f32.
+    g.o_row = partial ? g.heads * a.head_dim_v : a.out_row_stride;
+    g.o_batch = partial ? std::max<i64>(rows, 1) * g.o_row : std::max<i64>(a.q_tokens, 1) * a.out_row_stride;
+    g.mask_shift = a.causal && shift + blind < a.kv_tokens - 1 ? shift + blind : -1;
+    g.stats = a.lse != nullptr;
+    return g;
   };
-  s.q_row = a.q_row_stride;
-  s.q_batch = batch_stride(a.q_tokens, a.q_row_stride);
-  s.k_row = a.k_row_stride;
-  s.k_batch = batch_stride(a.batch > 1 ? a.kv_batch_rows : a.kv_tokens, a.k_row_stride);
-  s.v_row = a.v_row_stride;
-  s.v_batch = batch_stride(a.batch > 1 ? a.kv_batch_rows : a.kv_tokens, a.v_row_stride);
-  // The partial form stages cuDNN's bf16 output packed in the workspace and widens it into out_f32.
-  s.o_row = partial ? a.heads * a.head_dim_v : a.out_row_stride;
-  s.o_batch = partial ? std::max<i64>(rows, 1) * s.o_row : batch_stride(a.q_tokens, a.out_row_stride);
-  s.mask_shift = a.causal && shift + blind < a.kv_tokens - 1 ? shift + blind : -1;
-  s.stats = a.lse != nullptr;
+  const auto stats_bytes = [&](const GraphShape& g) {
+    return g.stats ? round_up(g.batch * g.heads * rows * 4, kWorkspaceAlignBytes) : 0;
+  };
+  const auto staging_bytes = [&](const GraphShape& g) { return partial ? g.batch * rows * g.o_row * 2 : 0; };
 
+  GraphShape s = shape_for(a.kv_heads);
   const Plan* plan = nullptr;
-  i64 stats_bytes = 0, staging_bytes = 0, plan_bytes = 0;
+  i64 plan_bytes = 0;
   if (rows > 0) {
     plan = &m.plan_for(s);
     if (!plan->supported) return m.decline(plan->declined);
     plan_bytes = round_up(plan->workspace_bytes, kWorkspaceAlignBytes);
-    stats_bytes = s.stats ? round_up(a.batch * a.heads * rows * 4, kWorkspaceAlignBytes) : 0;
-    staging_bytes = partial ? a.batch * rows * s.o_row * 2 : 0;
-    if (plan_bytes + stats_bytes + staging_bytes > static_cast<i64>(workspace_bytes)) {
-      return m.decline(fmt::format("{} needs {} MiB of workspace, more than the {} MiB given", s.describe(),
-                                   (plan_bytes + stats_bytes + staging_bytes) >> 20, workspace_bytes >> 20));
+    const auto fits = [&](const GraphShape& g, i64 plan_ws) {
+      return plan_ws + stats_bytes(g) + staging_bytes(g) <= static_cast<i64>(workspace_bytes);
+    };
+    if (!fits(s, plan_bytes)) {
+      // Fewer KV heads per call: the most that divides the KV heads and fits (assuming no larger plan workspace).
+      i64 kv_per_call = a.kv_heads;
+      while (kv_per_call > 1 && (a.kv_heads % kv_per_call != 0 || !fits(shape_for(kv_per_call), plan_bytes))) {
+        --kv_per_call;
+      }
+      s = shape_for(kv_per_call);
+      plan = &m.plan_for(s);
+      if (!plan->supported) return m.decline(plan->declined);
+      plan_bytes = round_up(plan->workspace_bytes, kWorkspaceAlignBytes);
+      if (!fits(s, plan_bytes)) {
+        return m.decline(fmt::format("{} needs {} MiB of workspace, more than the {} MiB given", s.describe(),
+                                     (plan_bytes + stats_bytes(s) + staging_bytes(s)) >> 20, workspace_bytes >> 20));
+      }
     }
   }
 
@@ -459,42 +480,53 @@ bool CudnnAttention::run(const AttentionArgs& a, void* workspace, std::size_t wo
 
   char* ws = static_cast<char*>(workspace);
   float* stats = s.stats ? reinterpret_cast<float*>(ws + plan_bytes) : nullptr;
-  char* staging = ws + plan_bytes + stats_bytes;
-  const auto* q = static_cast<const char*>(a.q) + blind * a.q_row_stride * 2;
-  char* out = partial ? staging : out_base + blind * a.out_row_stride * 2;
+  char* staging = ws + plan_bytes + stats_bytes(s);
   float scale = a.scale;
   float neg_inf = -std::numeric_limits<float>::infinity();
   auto shift_value = static_cast<std::int32_t>(s.mask_shift);
-  std::vector<i64> uids{kQ, kKt, kV, kO, kScale};
-  std::vector<void*> ptrs{const_cast<char*>(q), const_cast<void*>(a.k), const_cast<void*>(a.v), out, &scale};
-  if (s.stats) {
-    uids.push_back(kStats);
-    ptrs.push_back(stats);
-  }
-  if (s.mask_shift >= 0) {
-    uids.push_back(kNegInf);
-    ptrs.push_back(&neg_inf);
-  }
-  if (s.mask_shift > 0) {
-    uids.push_back(kShift);
-    ptrs.push_back(&shift_value);
-  }
   try {
     check(cudnnSetStream(m.handle, stream), "cudnnSetStream");
-    Desc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-    pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, static_cast<i64>(uids.size()), uids.data())
-        .set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, static_cast<i64>(ptrs.size()), ptrs.data())
-        .set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, workspace)
-        .finalize("cudnnBackendFinalize(variant pack)");
-    check(cudnnBackendExecute(m.handle, plan->plan->get(), pack.get()), "cudnnBackendExecute");
   } catch (const CudnnCallError& e) {
-    fail("cuDNN {} failed with {} ({}) running the fused {}", e.call, cudnnGetErrorString(e.status), e.detail,
-         s.describe());
+    fail("cuDNN {} failed with {} ({})", e.call, cudnnGetErrorString(e.status), e.detail);
   }
-  if (s.stats) launch_stats_to_lse(stats, a.lse, a.batch, a.heads, rows, a.q_tokens, blind, stream);
-  if (partial) {
-    launch_bf16_rows_to_f32(staging, s.o_row, s.o_batch, a.out_f32 + blind * a.out_row_stride, a.out_row_stride,
-                            a.q_tokens * a.out_row_stride, a.batch, rows, a.heads * a.head_dim_v, stream);
+  for (i64 kv0 = 0; kv0 < a.kv_heads; kv0 += s.kv_heads) {
+    const i64 h0 = kv0 * group;
+    const auto* q = static_cast<const char*>(a.q) + (blind * a.q_row_stride + h0 * a.head_dim_qk) * 2;
+    const auto* k = static_cast<const char*>(a.k) + kv0 * a.head_dim_qk * 2;
+    const auto* v = static_cast<const char*>(a.v) + kv0 * a.head_dim_v * 2;
+    char* out = partial ? staging : out_base + (blind * a.out_row_stride + h0 * a.head_dim_v) * 2;
+    std::vector<i64> uids{kQ, kKt, kV, kO, kScale};
+    std::vector<void*> ptrs{const_cast<char*>(q), const_cast<char*>(k), const_cast<char*>(v), out, &scale};
+    if (s.stats) {
+      uids.push_back(kStats);
+      ptrs.push_back(stats);
+    }
+    if (s.mask_shift >= 0) {
+      uids.push_back(kNegInf);
+      ptrs.push_back(&neg_inf);
+    }
+    if (s.mask_shift > 0) {
+      uids.push_back(kShift);
+      ptrs.push_back(&shift_value);
+    }
+    try {
+      Desc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+      pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, static_cast<i64>(uids.size()), uids.data())
+          .set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, static_cast<i64>(ptrs.size()), ptrs.data())
+          .set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, workspace)
+          .finalize("cudnnBackendFinalize(variant pack)");
+      check(cudnnBackendExecute(m.handle, plan->plan->get(), pack.get()), "cudnnBackendExecute");
+    } catch (const CudnnCallError& e) {
+      fail("cuDNN {} failed with {} ({}) running the fused {}", e.call, cudnnGetErrorString(e.status), e.detail,
+           s.describe());
+    }
+    // The statistics and the staged output are reused by the next call: these kernels run before it on the stream.
+    if (s.stats) launch_stats_to_lse(stats, a.lse, a.batch, s.heads, rows, a.heads, h0, a.q_tokens, blind, stream);
+    if (partial) {
+      launch_bf16_rows_to_f32(staging, s.o_row, s.o_batch, a.out_f32 + blind * a.out_row_stride + h0 * a.head_dim_v,
+                              a.out_row_stride, a.q_tokens * a.out_row_stride, a.batch, rows, s.heads * a.head_dim_v,
+                              stream);
+    }
   }
   return true;
 }

@@ -12,7 +12,9 @@
 /// graph: their output rows are zeros and their log-sum-exps −inf, written here, as AttentionArgs documents.
 ///
 /// Each distinct shape builds one execution plan, once (cuDNN's heuristics, then the first engine that finalizes),
-/// kept for the object's lifetime, so a step never rebuilds a graph.
+/// kept for the object's lifetime, so a step never rebuilds a graph. The workspace holds cuDNN's own, the softmax
+/// statistics and, in the partial form, cuDNN's bf16 output before it is widened to fp32; when that does not fit,
+/// the heads run in several calls of whole KV-head groups (one more plan).
 
 #include <cuda_runtime.h>
 

@@ -17,14 +17,14 @@ unsigned blocks_for(i64 n) {
   return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 * 16 ? 65535 * 16 : b));
 }
 
-__global__ void stats_to_lse_kernel(const float* stats, float* lse, i64 batch, i64 heads, i64 rows, i64 q_tokens,
-                                    i64 row_offset) {
+__global__ void stats_to_lse_kernel(const float* stats, float* lse, i64 batch, i64 heads, i64 rows, i64 lse_heads,
+                                    i64 head_offset, i64 q_tokens, i64 row_offset) {
   const i64 total = batch * heads * rows;
   for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<i64>(gridDim.x) * blockDim.x) {
     // i walks the destination order (request, query, head) so that the writes coalesce.
     const i64 h = i % heads, r = i / heads % rows, b = i / (heads * rows);
-    lse[(b * q_tokens + row_offset + r) * heads + h] = stats[(b * heads + h) * rows + r];
+    lse[(b * q_tokens + row_offset + r) * lse_heads + head_offset + h] = stats[(b * heads + h) * rows + r];
   }
 }
 
@@ -50,11 +50,12 @@ __global__ void bf16_rows_to_f32_kernel(const __nv_bfloat16* src, i64 src_row_st
 
 }  // namespace
 
-void launch_stats_to_lse(const float* stats, float* lse, i64 batch, i64 heads, i64 rows, i64 q_tokens,
-                         i64 row_offset, cudaStream_t stream) {
+void launch_stats_to_lse(const float* stats, float* lse, i64 batch, i64 heads, i64 rows, i64 lse_heads,
+                         i64 head_offset, i64 q_tokens, i64 row_offset, cudaStream_t stream) {
   if (batch * heads * rows == 0) return;
   stats_to_lse_kernel<<<blocks_for(batch * heads * rows), kBlock, 0, stream>>>(stats, lse, batch, heads, rows,
-                                                                                 q_tokens, row_offset);
+                                                                                 lse_heads, head_offset, q_tokens,
+                                                                                 row_offset);
 }
 
 void launch_lse_no_keys(float* lse, i64 batch, i64 rows, i64 q_tokens, i64 heads, cudaStream_t stream) {

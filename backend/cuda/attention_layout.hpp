@@ -9,9 +9,11 @@
 
 namespace paratwin::cuda {
 
-/// lse[(b·q_tokens + row_offset + r)·heads + h] = stats[(b·heads + h)·rows + r] for b < batch, h < heads, r < rows.
+/// lse[(b·q_tokens + row_offset + r)·lse_heads + head_offset + h] = stats[(b·heads + h)·rows + r] for b < batch,
+/// h < heads, r < rows: the statistics of `heads` heads from head_offset on, of lse_heads in all.
 void launch_stats_to_lse(const float* stats, float* lse, std::int64_t batch, std::int64_t heads, std::int64_t rows,
-                         std::int64_t q_tokens, std::int64_t row_offset, cudaStream_t stream);
+                         std::int64_t lse_heads, std::int64_t head_offset, std::int64_t q_tokens,
+                         std::int64_t row_offset, cudaStream_t stream);
 
 /// lse[(b·q_tokens + r)·heads + h] = −inf for b < batch, r < rows, h < heads: queries that see no key.
 void launch_lse_no_keys(float* lse, std::int64_t batch, std::int64_t rows, std::int64_t q_tokens, std::int64_t heads,

@@ -56,6 +56,22 @@ TEST_CASE("fused cuDNN attention builds one plan per shape and reuses it", "[gpu
   CHECK(cudnn.cached_plans() == 1);
 }
 
+TEST_CASE("fused cuDNN attention splits the heads into KV-head groups when the workspace is small", "[gpu]") {
+  REQUIRE(cuda_device_count() >= 1);
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  CudnnAttention cudnn;
+  // The partial form stages 2 · 300 · 8 · 128 bf16 outputs (1.2 MB): with 1 MiB of workspace the heads run as two
+  // calls of one KV-head group (4 query heads) each.
+  const Shape s{"ring diagonal block, two requests, 1 MiB of workspace", 2, 300, 300, 8, 2, 128, 128, 0, 1, 0, true,
+                true};
+  attention_check::check_against_reference(s, 401, [&](const AttentionArgs& a, void* ws, std::size_t) {
+    const bool fused = cudnn.run(a, ws, std::size_t{1} << 20, nullptr);
+    INFO("declined: " << cudnn.declined_reason());
+    REQUIRE(fused);
+  });
+  CHECK(cudnn.cached_plans() == 2);  // all heads (too large), then one KV-head group
+}
+
 TEST_CASE("attention falls back to cuBLAS where the fused path cannot compute it exactly", "[gpu]") {
   REQUIRE(cuda_device_count() >= 1);
   REQUIRE(cudaSetDevice(0) == cudaSuccess);
