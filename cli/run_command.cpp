@@ -92,6 +92,7 @@ int run_run(const RunCommandOptions& o, Io io) {
     if (light_s > 0) s += fmt::format("; per-op event overhead {:+.2f} %", (st.median_step_s / light_s - 1) * 100);
     s += fmt::format("\n  device memory per rank {:.2f} GiB; {} op(s) of rank 0 run on scratch data\n",
                      static_cast<double>(st.device_bytes_per_rank) / 1073741824.0, st.generic_ops.size());
+    s += fmt::format("  attention calls of rank 0 per step: {}\n", attention_paths_summary(st));
     if (!o.trace.empty() && reporter) {
       result.trace.meta.cluster = fmt::format("{} ({} × {})", cluster.name, cluster.nodes, cluster.gpus_per_node);
       write_chrome_trace_file(result.trace, o.trace);

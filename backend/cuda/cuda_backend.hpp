@@ -64,6 +64,9 @@ struct CudaRunStats {
   int median_step = 0;                     ///< index of the median step (its events are the trace's)
   std::int64_t device_bytes_per_rank = 0;  ///< largest device memory the engine allocated on one rank
   std::vector<std::string> generic_ops;    ///< rank 0's ops run on scratch buffers (no real data flow)
+  /// Rank 0's attention calls of one step by kernel: cuDNN's fused flash attention, the unfused cuBLAS path, the
+  /// reference kernel (index-sparse attention).
+  std::int64_t attention_calls_cudnn = 0, attention_calls_cublas = 0, attention_calls_reference = 0;
 };
 
 struct CudaRunResult {
@@ -87,9 +90,11 @@ struct CudaCheckResult {
 [[nodiscard]] CudaCheckResult check_cuda(const Schedule& schedule, const Schedule& reference,
                                          const CudaOptions& options);
 
-/// Local GPUs visible, and the CUDA/NCCL versions ("cuda runtime 13.0, driver 13.0, nccl 2.28.3").
+/// Local GPUs visible, and the CUDA/NCCL/cuDNN versions ("cuda runtime 13.0, driver 13.0, nccl 2.28.3, cudnn 9.14.0").
 [[nodiscard]] int cuda_device_count();
 [[nodiscard]] std::string cuda_versions();
+/// "64 cuDNN fused, 0 cuBLAS unfused, 0 reference kernel": the attention calls of `stats` by kernel path.
+[[nodiscard]] std::string attention_paths_summary(const CudaRunStats& stats);
 
 /// A Backend running `run_cuda` with `options`.
 [[nodiscard]] std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& options);

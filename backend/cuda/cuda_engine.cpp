@@ -16,6 +16,8 @@
 #include <sstream>
 #include <thread>
 
+#include "backend/cuda/attention_cudnn.hpp"
+#include "backend/cuda/attention_dispatch.hpp"
 #include "backend/cuda/attention_gemm.hpp"
 #include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/cuda_check.hpp"
@@ -184,6 +186,8 @@ class Worker {
   cublasLtHandle_t blas_lt_ = nullptr;
   void* lt_workspace_ = nullptr;
   void* attention_workspace_ = nullptr;
+  std::unique_ptr<cuda::CudnnAttention> cudnn_attention_;
+  cuda::AttentionPathCounts attention_paths_{};  // this step's attention calls per path
   ncclComm_t world_ = nullptr;
   std::array<ncclComm_t, kFamilyCount> family_comms_{};
   std::vector<cudaEvent_t> start_, end_;  // per op (per-op mode: timing; light mode: end_ = done events)
@@ -288,7 +292,10 @@ void Worker::enqueue_step() {
                           lt_workspace_,
                           cuda::kLtWorkspaceBytes,
                           attention_workspace_,
-                          cuda::kAttentionWorkspaceBytes};
+                          cuda::kAttentionWorkspaceBytes,
+                          cudnn_attention_.get(),
+                          &attention_paths_};
+  attention_paths_ = {};
   cuda::launch_wait_flag(gate_device_, step_ + 1, kGateTimeoutNs, compute_);
   // Then one untimed one-element all-reduce over the world: the GPUs leave it together, so the step's first collective
   // does not absorb another GPU's late start (seen as 150 µs in a 4 KiB all-gather without it).
@@ -431,6 +438,7 @@ void Worker::body() {
   PARATWIN_CUBLAS_CHECK(cublasLtCreate(&blas_lt_));
   PARATWIN_CUDA_CHECK(cudaMalloc(&lt_workspace_, cuda::kLtWorkspaceBytes));
   PARATWIN_CUDA_CHECK(cudaMalloc(&attention_workspace_, cuda::kAttentionWorkspaceBytes));
+  cudnn_attention_ = std::make_unique<cuda::CudnnAttention>();
   prog_.pool.allocate(compute_);
   make_comms();
   if (!st_.barrier()) return;
@@ -479,6 +487,7 @@ void Worker::body() {
     mine.op_end_s.push_back(std::move(ends));
   }
   if (collect_) collect_outputs();
+  mine.attention_calls.assign(attention_paths_.begin(), attention_paths_.end());
   if (!st_.barrier()) return;
   for (auto* e : start_)
     if (e != nullptr) cudaEventDestroy(e);
@@ -494,6 +503,7 @@ void Worker::body() {
   cublasLtDestroy(blas_lt_);
   cudaFree(lt_workspace_);
   cudaFree(attention_workspace_);
+  cudnn_attention_.reset();
   cudaStreamDestroy(compute_);
   cudaStreamDestroy(comm_);
 }
@@ -716,6 +726,12 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDev
   stats.median_step_s = stats.step_s[median];
   for (const auto& r : st.results) stats.device_bytes_per_rank = std::max(stats.device_bytes_per_rank, r.device_bytes);
   stats.generic_ops = st.results[0].generic_ops;
+  const auto& calls = st.results[0].attention_calls;
+  if (calls.size() == cuda::kAttentionPathCount) {
+    stats.attention_calls_cudnn = calls[static_cast<std::size_t>(cuda::AttentionPath::kCudnnFused)];
+    stats.attention_calls_cublas = calls[static_cast<std::size_t>(cuda::AttentionPath::kCublas)];
+    stats.attention_calls_reference = calls[static_cast<std::size_t>(cuda::AttentionPath::kReference)];
+  }
 
   auto& trace = result.run.trace;
   trace.meta.backend = "cuda";
@@ -727,7 +743,8 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDev
                       {"warmup_steps", std::to_string(o.warmup_steps)},
                       {"median_step_s", fmt::format("{:.9g}", stats.median_step_s)},
                       {"instrumentation", o.per_op_events ? "per-op events" : "step events"},
-                      {"op_durations", o.per_op_median ? "per-op median over the measured steps" : "median step"}};
+                      {"op_durations", o.per_op_median ? "per-op median over the measured steps" : "median step"},
+                      {"attention_calls_per_step", attention_paths_summary(stats)}};
   if (o.per_op_events) {
     for (int r = 0; r < world; ++r) {
       const auto& ops = s.ranks[static_cast<std::size_t>(r)];
@@ -819,8 +836,16 @@ std::string cuda_versions() {
   cudaRuntimeGetVersion(&runtime);
   cudaDriverGetVersion(&driver);
   ncclGetVersion(&nccl);
-  return fmt::format("cuda runtime {}.{}, driver {}.{}, nccl {}.{}.{}", runtime / 1000, runtime % 1000 / 10,
-                     driver / 1000, driver % 1000 / 10, nccl / 10000, nccl / 100 % 100, nccl % 100);
+  const auto cudnn = cuda::CudnnAttention::library_version();
+  return fmt::format("cuda runtime {}.{}, driver {}.{}, nccl {}.{}.{}, cudnn {}.{}.{}", runtime / 1000,
+                     runtime % 1000 / 10, driver / 1000, driver % 1000 / 10, nccl / 10000, nccl / 100 % 100, nccl % 100,
+                     cudnn / 10000, cudnn / 100 % 100, cudnn % 100);
+}
+
+std::string attention_paths_summary(const CudaRunStats& stats) {
+  return fmt::format("{} {}, {} {}, {} {}", stats.attention_calls_cudnn, to_string(cuda::AttentionPath::kCudnnFused),
+                     stats.attention_calls_cublas, to_string(cuda::AttentionPath::kCublas),
+                     stats.attention_calls_reference, to_string(cuda::AttentionPath::kReference));
 }
 
 CudaRunResult run_cuda(const Schedule& schedule, const Placement& placement, const CudaOptions& options) {

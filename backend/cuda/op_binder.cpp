@@ -6,7 +6,7 @@
 #include <array>
 #include <cmath>
 
-#include "backend/cuda/attention_gemm.hpp"
+#include "backend/cuda/attention_dispatch.hpp"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "models/builders/moe_routing.hpp"
@@ -169,14 +169,12 @@ void gemm_fp8(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, 
   cublasLtMatmulDescDestroy(op);
 }
 
-// Dense attention on the tensor cores (cuBLAS) when the rank has the workspace; index-sparse attention (DSA) on the
-// backend's own kernel.
+// Dense attention fused (cuDNN) where it computes the call exactly, else on the tensor cores unfused (cuBLAS) when
+// the rank has the workspace; index-sparse attention (DSA) on the backend's own kernel. Counts the path taken.
 void run_attention(const ExecCtx& e, const AttentionArgs& args) {
-  if (args.key_index == nullptr && e.attention_workspace != nullptr) {
-    attention_gemm(args, e.blas, e.attention_workspace, e.attention_workspace_bytes, e.stream);
-  } else {
-    launch_attention(args, e.stream);
-  }
+  const auto path = dispatch_attention(
+      args, {e.cudnn_attention, e.blas, e.attention_workspace, e.attention_workspace_bytes}, e.stream);
+  if (e.attention_paths != nullptr) ++(*e.attention_paths)[static_cast<std::size_t>(path)];
 }
 
 std::uint64_t name_seed(std::uint64_t seed, const std::string& name) {

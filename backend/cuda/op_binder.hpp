@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/attention_dispatch.hpp"
 #include "backend/cuda_plan/nccl_call_plan.hpp"
 #include "models/model_spec.hpp"
 #include "models/schedule.hpp"
@@ -77,8 +78,10 @@ struct ExecCtx {
   cublasLtHandle_t blas_lt = nullptr;  ///< fp8 GEMMs
   void* lt_workspace = nullptr;
   std::size_t lt_workspace_bytes = 0;
-  void* attention_workspace = nullptr;  ///< S and P of attention_gemm (attention_gemm.hpp)
+  void* attention_workspace = nullptr;  ///< S and P of attention_gemm, fused attention's (attention_dispatch.hpp)
   std::size_t attention_workspace_bytes = 0;
+  CudnnAttention* cudnn_attention = nullptr;        ///< fused attention; null: unfused only
+  AttentionPathCounts* attention_paths = nullptr;  ///< calls per attention path, counted when set
 };
 
 /// One op, bound: a compute op's launch, or a communication with its NCCL call and buffers.

@@ -90,6 +90,7 @@ std::string encode_rank_results(const std::vector<RankResults>& results) {
     w.put(r.device_bytes);
     w.put(static_cast<std::uint64_t>(r.generic_ops.size()));
     for (const auto& name : r.generic_ops) w.put(name);
+    w.put(r.attention_calls);
     w.put(r.outputs.request);
     w.put(r.outputs.position);
     w.put(r.outputs.hidden);
@@ -112,6 +113,7 @@ std::vector<RankResults> decode_rank_results(const std::string& bytes) {
     r.device_bytes = in.get<std::int64_t>();
     r.generic_ops.resize(in.count(8));
     for (auto& name : r.generic_ops) name = in.get_string();
+    r.attention_calls = in.get_vector<std::int64_t>();
     r.outputs.request = in.get_vector<std::int64_t>();
     r.outputs.position = in.get_vector<std::int64_t>();
     r.outputs.hidden = in.get_vector<float>();

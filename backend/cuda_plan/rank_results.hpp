@@ -24,6 +24,7 @@ struct RankResults {
   std::vector<std::vector<double>> op_start_s, op_end_s;  ///< [measured step][op], from the step's start
   std::int64_t device_bytes = 0;                          ///< schedule buffers allocated on the GPU
   std::vector<std::string> generic_ops;                   ///< ops run on scratch buffers (no real data flow)
+  std::vector<std::int64_t> attention_calls;              ///< the last step's attention calls per kernel path
   RankOutputs outputs;
   friend bool operator==(const RankResults&, const RankResults&) = default;
 };

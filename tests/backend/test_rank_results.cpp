@@ -21,6 +21,7 @@ RankResults sample(int rank) {
   r.device_bytes = (std::int64_t{5} << 30) + rank;
   r.generic_ops =
       rank == 0 ? std::vector<std::string>{"L0.mla", "name with\0 a zero byte"} : std::vector<std::string>{};
+  r.attention_calls = {2, 0, rank};
   r.outputs.request = {0, 0, 1};
   r.outputs.position = {3, 7, rank};
   r.outputs.hidden_size = 2;

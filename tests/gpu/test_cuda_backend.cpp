@@ -70,6 +70,7 @@ TEST_CASE("a GPU is visible and the CUDA/NCCL versions match", "[gpu]") {
   const auto v = cuda_versions();
   INFO(v);
   CHECK(v.find("nccl 2.") != std::string::npos);
+  CHECK(v.find("cudnn 9.") != std::string::npos);
 }
 
 TEST_CASE("numerical check: CP=2 all-gather with the round-robin split equals one GPU", "[gpu]") {
@@ -184,6 +185,9 @@ TEST_CASE("a CP=2 run traces every op of every rank with the schedule's ids", "[
   CHECK(result.trace.meta.backend == "cuda");
   CHECK(result.stats.generic_ops.empty());
   CHECK(result.stats.median_step_s > 0);
+  // Dense attention runs on the tensor cores (fused or not), never on the reference kernel.
+  CHECK(result.stats.attention_calls_cudnn + result.stats.attention_calls_cublas > 0);
+  CHECK(result.stats.attention_calls_reference == 0);
   for (const auto& e : result.trace.events) {
     const auto& op = schedule.ranks[static_cast<std::size_t>(e.rank)][static_cast<std::size_t>(e.op)];
     CHECK(e.name == op.name);

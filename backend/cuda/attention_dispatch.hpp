@@ -1,0 +1,37 @@
+#pragma once
+/// Picks the kernel of one attention call: cuDNN's fused flash attention (attention_cudnn.hpp) when it computes the
+/// call exactly, else the unfused tensor-core attention (attention_gemm.hpp), else (index-sparse attention, or no
+/// workspace) the backend's reference kernel (launch_attention). All three give the same results.
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/cuda/attention_cudnn.hpp"
+#include "backend/cuda/kernels.hpp"
+
+namespace paratwin::cuda {
+
+enum class AttentionPath : int { kCudnnFused = 0, kCublas = 1, kReference = 2 };
+inline constexpr std::size_t kAttentionPathCount = 3;
+
+/// "cuDNN fused", "cuBLAS unfused", "reference kernel".
+[[nodiscard]] const char* to_string(AttentionPath path);
+
+/// Calls per path (indexed by AttentionPath), so a run can say which kernels its attention ran on.
+using AttentionPathCounts = std::array<std::int64_t, kAttentionPathCount>;
+
+struct AttentionResources {
+  CudnnAttention* cudnn = nullptr;  ///< null: no fused path
+  cublasHandle_t blas = nullptr;
+  void* workspace = nullptr;  ///< null: the reference kernel only
+  std::size_t workspace_bytes = 0;
+};
+
+/// Enqueues `a` on `stream` on the first path that takes it and returns that path.
+AttentionPath dispatch_attention(const AttentionArgs& a, const AttentionResources& r, cudaStream_t stream);
+
+}  // namespace paratwin::cuda

@@ -1,0 +1,93 @@
+// cuDNN's fused flash attention (attention_cudnn.hpp) against the backend's reference kernel on every shape it must
+// take: causal and not, GQA/MQA/MHA, head dims 128/128 and MLA's 192/128, two requests, CP chunks at an offset (the
+// causal diagonal shifted), ring-CP key blocks in the partial form (fp32 output + log-sum-exp) behind, across and
+// ahead of the queries (rows that see no key: zero output, −inf log-sum-exp). Shapes it cannot take must fall back
+// (attention_dispatch.hpp) and still give the reference result.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+
+#include "backend/cuda/attention_cudnn.hpp"
+#include "backend/cuda/attention_dispatch.hpp"
+#include "backend/cuda/cuda_backend.hpp"
+#include "tests/gpu/attention_check.hpp"
+
+using namespace paratwin;
+using namespace paratwin::cuda;
+using paratwin::cuda::attention_check::Shape;
+
+TEST_CASE("fused cuDNN attention takes every contiguous CP shape and equals the reference kernel", "[gpu]") {
+  REQUIRE(cuda_device_count() >= 1);
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  INFO("cuDNN " << CudnnAttention::library_version());
+  CudnnAttention cudnn;
+  const Shape shapes[] = {
+      {"causal GQA 128/128, two requests, ragged 300 tokens", 2, 300, 300, 8, 2, 128, 128},
+      {"causal MLA prefill, head dims 192/128", 1, 384, 384, 4, 4, 192, 128},
+      {"non-causal MHA, MLA head dims 192/128", 1, 257, 700, 4, 4, 192, 128, 0, 1, 0, false},
+      {"a CP chunk at an offset: queries 1024..1535 over keys 0..1535", 1, 512, 1536, 8, 8, 128, 128, 1024},
+      {"a CP chunk with later keys: queries 500..755 over keys 0..1023", 1, 256, 1024, 8, 2, 128, 128, 500},
+      {"MQA with 1100 queries", 1, 1100, 1100, 8, 1, 128, 128},
+      {"ring diagonal block: partial output and log-sum-exp", 1, 256, 256, 4, 2, 128, 128, 512, 1, 512, true, true},
+      {"ring block ahead of some queries: rows that see no key", 2, 200, 150, 4, 2, 128, 128, 100, 1, 180, true, true},
+      {"ring block behind every query: all keys visible", 1, 128, 512, 4, 2, 128, 128, 1000, 1, 0, true, true},
+      {"ring block ahead of every query: no query sees a key", 1, 64, 128, 4, 2, 128, 128, 0, 1, 600, true, true},
+  };
+  std::uint64_t seed = 101;
+  for (const auto& s : shapes) {
+    attention_check::check_against_reference(s, seed += 7, [&](const AttentionArgs& a, void* ws, std::size_t bytes) {
+      const bool fused = cudnn.run(a, ws, bytes, nullptr);
+      INFO("declined: " << cudnn.declined_reason());
+      REQUIRE(fused);
+    });
+  }
+}
+
+TEST_CASE("fused cuDNN attention builds one plan per shape and reuses it", "[gpu]") {
+  REQUIRE(cuda_device_count() >= 1);
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  CudnnAttention cudnn;
+  const Shape s{"causal GQA, 512 tokens", 1, 512, 512, 8, 2, 128, 128};
+  const auto run = [&](const AttentionArgs& a, void* ws, std::size_t bytes) { REQUIRE(cudnn.run(a, ws, bytes, nullptr)); };
+  attention_check::check_against_reference(s, 7, run);
+  attention_check::check_against_reference(s, 8, run);  // new buffers, same shape
+  CHECK(cudnn.cached_plans() == 1);
+}
+
+TEST_CASE("fused cuDNN attention splits the heads into KV-head groups when the workspace is small", "[gpu]") {
+  REQUIRE(cuda_device_count() >= 1);
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  CudnnAttention cudnn;
+  // The partial form stages 2 · 300 · 8 · 128 bf16 outputs (1.2 MB): with 1 MiB of workspace the heads run as two
+  // calls of one KV-head group (4 query heads) each.
+  const Shape s{"ring diagonal block, two requests, 1 MiB of workspace", 2, 300, 300, 8, 2, 128, 128, 0, 1, 0, true,
+                true};
+  attention_check::check_against_reference(s, 401, [&](const AttentionArgs& a, void* ws, std::size_t) {
+    const bool fused = cudnn.run(a, ws, std::size_t{1} << 20, nullptr);
+    INFO("declined: " << cudnn.declined_reason());
+    REQUIRE(fused);
+  });
+  CHECK(cudnn.cached_plans() == 2);  // all heads (too large), then one KV-head group
+}
+
+TEST_CASE("attention falls back to cuBLAS where the fused path cannot compute it exactly", "[gpu]") {
+  REQUIRE(cuda_device_count() >= 1);
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  CudnnAttention cudnn;
+  cublasHandle_t blas = nullptr;
+  REQUIRE(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS);
+  const Shape shapes[] = {
+      {"round-robin CP rank 1 of 2: strided queries", 1, 300, 600, 8, 2, 128, 128, 1, 2},
+      {"head dim 36: rows of partial 16-byte vectors", 1, 200, 200, 4, 2, 36, 36},
+  };
+  std::uint64_t seed = 301;
+  for (const auto& s : shapes) {
+    attention_check::check_against_reference(s, seed += 7, [&](const AttentionArgs& a, void* ws, std::size_t bytes) {
+      CHECK(dispatch_attention(a, {&cudnn, blas, ws, bytes}, nullptr) == AttentionPath::kCublas);
+      CHECK(!cudnn.declined_reason().empty());
+    });
+  }
+  cublasDestroy(blas);
+}
