@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <memory>
 
 #include "backend/cuda/attention_gemm.hpp"
 #include "backend/cuda/cuda_check.hpp"
@@ -72,6 +73,11 @@ int BufferPool::ints(const std::string& name, std::vector<int> values) {
   return id;
 }
 
+int BufferPool::pointer_table(std::vector<GroupedGemm::Address> entries) {
+  table_addresses_.push_back(std::move(entries));
+  return static_cast<int>(table_addresses_.size()) - 1;
+}
+
 std::int64_t BufferPool::total_bytes() const {
   std::int64_t total = 0;
   for (const auto& e : entries_) total += (e.bytes + 255) / 256 * 256;
@@ -90,6 +96,11 @@ void BufferPool::allocate(cudaStream_t stream) {
       PARATWIN_CUDA_CHECK(
           cudaMemcpyAsync(e.ptr, e.host_ints.data(), e.host_ints.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
     }
+  }
+  tables_.clear();  // every buffer has its address now
+  for (const auto& addresses : table_addresses_) {
+    auto& table = tables_.emplace_back();
+    for (const auto& a : addresses) table.push_back(static_cast<char*>(ptr(a.buffer)) + a.offset_bytes);
   }
   // Activations and scratch start as seeded random bf16 in [−1, 1), never zeros (zeros make GEMMs faster than real
   // data); index tables and seeded tensors are written below.
@@ -167,6 +178,22 @@ void gemm_fp8(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, 
   cublasLtMatrixLayoutDestroy(b);
   cublasLtMatrixLayoutDestroy(d);
   cublasLtMatmulDescDestroy(op);
+}
+
+// The expert GEMMs' launch: concurrent cuBLAS GEMMs on the rank's side streams (grouped_gemm.hpp says why not the
+// grouped cuBLAS call), operand pointers resolved once when the pool is allocated.
+std::function<void(const ExecCtx&)> grouped_gemm(BufferPool& pool, GroupedGemm gemm,
+                                                 const GroupedGemm::Operands& operands) {
+  const int table = pool.pointer_table(gemm.operand_addresses(operands));
+  auto plan = std::make_shared<const GroupedGemm>(std::move(gemm));
+  return [plan, table](const ExecCtx& e) {
+    GroupedGemm::Launch launch;
+    launch.blas = e.blas;
+    launch.stream = e.stream;
+    launch.side = e.gemm_streams;
+    launch.host_table = e.pool->pointers(table);
+    plan->run(launch, GroupedGemmMethod::kConcurrent);
+  };
 }
 
 // Dense attention on the tensor cores (cuBLAS) when the rank has the workspace; index-sparse attention (DSA) on the
@@ -1255,14 +1282,11 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
     }
     return ids;
   };
-  const auto grouped = [group_rows = t->group_rows](const ExecCtx& e, int in, const std::vector<int>& w, int out, i64 n,
-                                                    i64 k) {
-    i64 row = 0;
-    for (std::size_t g = 0; g < group_rows.size(); ++g) {
-      const auto* xa = static_cast<const char*>(e.pool->ptr(in)) + row * k * 2;
-      gemm(e, xa, e.pool->ptr(w[g]), static_cast<char*>(e.pool->ptr(out)) + row * n * 2, group_rows[g], n, k, false);
-      row += group_rows[g];
-    }
+  // The experts' GEMMs over the expert-ordered rows of `in` into `out`.
+  const auto grouped = [&](int in, const std::vector<int>& w, int out, i64 n, i64 k) {
+    GroupedGemm::Operands operands{in, out, {}};
+    for (const int id : w) operands.weights.push_back({id, 0});
+    return grouped_gemm(pool, GroupedGemm(t->group_rows, n, k), operands);
   };
 
   if (role == "moe.norm") {
@@ -1330,7 +1354,7 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
         "gate_up", H, 2 * ffn, 0, 2 * full_ffn,
         {{tp_rank * ffn, (tp_rank + 1) * ffn}, {full_ffn + tp_rank * ffn, full_ffn + (tp_rank + 1) * ffn}},
         std::sqrt(3.0f / static_cast<float>(H)));
-    b.compute = [=](const ExecCtx& e) { grouped(e, moe_rows, w, gu, 2 * ffn, H); };
+    b.compute = grouped(moe_rows, w, gu, 2 * ffn, H);
     return true;
   }
   if (role == "moe.act") {
@@ -1344,7 +1368,7 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
            "the grouped GEMM's rows per expert");
     const auto w =
         experts_weights("down", ffn, H, tp_rank * ffn, H, {}, std::sqrt(3.0f / static_cast<float>(full_ffn)));
-    b.compute = [=](const ExecCtx& e) { grouped(e, moe_act, w, down, H, ffn); };
+    b.compute = grouped(moe_act, w, down, H, ffn);
     return true;
   }
   if (role == "moe.unpermute") {
@@ -1419,6 +1443,12 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
         w = pool.random("w:" + op.name, r);
       } else {
         w = weight("w:" + op.name, experts * k, n, 0, n, {}, std::sqrt(3.0f / static_cast<float>(std::max<i64>(k, 1))));
+      }
+      if (grouped && !fp8) {  // fp8: one cuBLASLt GEMM per expert below
+        GroupedGemm::Operands operands{a, y, {}};
+        for (i64 g = 0; g < experts; ++g) operands.weights.push_back({w, g * k * n * 2});
+        b.compute = grouped_gemm(pool, GroupedGemm(s.group_rows, n, k), operands);
+        return;
       }
       const auto group_rows = grouped ? s.group_rows : std::vector<i64>{m};
       b.compute = [=](const ExecCtx& e) {
