@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -187,7 +188,8 @@ class Worker {
   void* lt_workspace_ = nullptr;
   void* attention_workspace_ = nullptr;
   std::unique_ptr<cuda::CudnnAttention> cudnn_attention_;
-  cuda::AttentionPathCounts attention_paths_{};  // this step's attention calls per path
+  cuda::AttentionPathCounts attention_paths_{};      // this step's attention calls per path
+  std::unique_ptr<cuda::GemmStreams> gemm_streams_;  // the expert GEMMs' side streams
   ncclComm_t world_ = nullptr;
   std::array<ncclComm_t, kFamilyCount> family_comms_{};
   std::vector<cudaEvent_t> start_, end_;  // per op (per-op mode: timing; light mode: end_ = done events)
@@ -285,17 +287,18 @@ void Worker::issue(const BoundOp& b) {
 
 void Worker::enqueue_step() {
   const auto& ops = s_.ranks[static_cast<std::size_t>(rank_)];
-  const cuda::ExecCtx ctx{compute_,
-                          blas_,
-                          &prog_.pool,
-                          blas_lt_,
-                          lt_workspace_,
-                          cuda::kLtWorkspaceBytes,
-                          attention_workspace_,
-                          cuda::kAttentionWorkspaceBytes,
-                          cudnn_attention_.get(),
-                          &attention_paths_};
+  cuda::ExecCtx ctx{compute_,
+                    blas_,
+                    &prog_.pool,
+                    blas_lt_,
+                    lt_workspace_,
+                    cuda::kLtWorkspaceBytes,
+                    attention_workspace_,
+                    cuda::kAttentionWorkspaceBytes,
+                    cudnn_attention_.get(),
+                    &attention_paths_};
   attention_paths_ = {};
+  ctx.gemm_streams = gemm_streams_.get();
   cuda::launch_wait_flag(gate_device_, step_ + 1, kGateTimeoutNs, compute_);
   // Then one untimed one-element all-reduce over the world: the GPUs leave it together, so the step's first collective
   // does not absorb another GPU's late start (seen as 150 µs in a 4 KiB all-gather without it).
@@ -439,6 +442,7 @@ void Worker::body() {
   PARATWIN_CUDA_CHECK(cudaMalloc(&lt_workspace_, cuda::kLtWorkspaceBytes));
   PARATWIN_CUDA_CHECK(cudaMalloc(&attention_workspace_, cuda::kAttentionWorkspaceBytes));
   cudnn_attention_ = std::make_unique<cuda::CudnnAttention>();
+  gemm_streams_ = std::make_unique<cuda::GemmStreams>(cuda::kGemmSideStreams);
   prog_.pool.allocate(compute_);
   make_comms();
   if (!st_.barrier()) return;
@@ -499,6 +503,7 @@ void Worker::body() {
   cudaEventDestroy(finish_);
   cudaEventDestroy(comm_finish_);
   prog_.pool.release();
+  gemm_streams_.reset();
   cublasDestroy(blas_);
   cublasLtDestroy(blas_lt_);
   cudaFree(lt_workspace_);

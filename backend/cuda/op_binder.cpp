@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <memory>
 
 #include "backend/cuda/attention_dispatch.hpp"
 #include "backend/cuda/cuda_check.hpp"
@@ -72,6 +73,11 @@ int BufferPool::ints(const std::string& name, std::vector<int> values) {
   return id;
 }
 
+int BufferPool::pointer_table(std::vector<GroupedGemm::Address> entries) {
+  table_addresses_.push_back(std::move(entries));
+  return static_cast<int>(table_addresses_.size()) - 1;
+}
+
 std::int64_t BufferPool::total_bytes() const {
   std::int64_t total = 0;
   for (const auto& e : entries_) total += (e.bytes + 255) / 256 * 256;
@@ -90,6 +96,11 @@ void BufferPool::allocate(cudaStream_t stream) {
       PARATWIN_CUDA_CHECK(
           cudaMemcpyAsync(e.ptr, e.host_ints.data(), e.host_ints.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
     }
+  }
+  tables_.clear();  // every buffer has its address now
+  for (const auto& addresses : table_addresses_) {
+    auto& table = tables_.emplace_back();
+    for (const auto& a : addresses) table.push_back(static_cast<char*>(ptr(a.buffer)) + a.offset_bytes);
   }
   // Activations and scratch start as seeded random bf16 in [−1, 1), never zeros (zeros make GEMMs faster than real
   // data); index tables and seeded tensors are written below.
@@ -167,6 +178,22 @@ void gemm_fp8(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, 
   cublasLtMatrixLayoutDestroy(b);
   cublasLtMatrixLayoutDestroy(d);
   cublasLtMatmulDescDestroy(op);
+}
+
+// The expert GEMMs' launch: concurrent cuBLAS GEMMs on the rank's side streams (grouped_gemm.hpp says why not the
+// grouped cuBLAS call), operand pointers resolved once when the pool is allocated.
+std::function<void(const ExecCtx&)> grouped_gemm(BufferPool& pool, GroupedGemm gemm,
+                                                 const GroupedGemm::Operands& operands) {
+  const int table = pool.pointer_table(gemm.operand_addresses(operands));
+  auto plan = std::make_shared<const GroupedGemm>(std::move(gemm));
+  return [plan, table](const ExecCtx& e) {
+    GroupedGemm::Launch launch;
+    launch.blas = e.blas;
+    launch.stream = e.stream;
+    launch.side = e.gemm_streams;
+    launch.host_table = e.pool->pointers(table);
+    plan->run(launch, GroupedGemmMethod::kConcurrent);
+  };
 }
 
 // Dense attention fused (cuDNN) where it computes the call exactly, else on the tensor cores unfused (cuBLAS) when
@@ -811,10 +838,9 @@ bool Binder::bind_ring(const Op& op, BoundOp& b, const std::string& role, const 
   const int running_out = p_.pool.request(fmt::format("L{}.mb{}.ring_out", layer, mb), rows * heads * d * 4);
   const int running_lse = p_.pool.request(fmt::format("L{}.mb{}.ring_lse", layer, mb), rows * heads * 4);
   const auto slot_buffers = [&](int step, const std::string& pair, i64 q_rows) {
-    return std::make_pair(p_.pool.request(fmt::format("L{}.mb{}.ring_part{}.{}", layer, mb, step, pair),
-                                          q_rows * heads * d * 4),
-                          p_.pool.request(fmt::format("L{}.mb{}.ring_lse{}.{}", layer, mb, step, pair),
-                                          q_rows * heads * 4));
+    return std::make_pair(
+        p_.pool.request(fmt::format("L{}.mb{}.ring_part{}.{}", layer, mb, step, pair), q_rows * heads * d * 4),
+        p_.pool.request(fmt::format("L{}.mb{}.ring_lse{}.{}", layer, mb, step, pair), q_rows * heads * 4));
   };
 
   if (starts_with(role, "attn.ring_send")) {
@@ -934,7 +960,8 @@ bool Binder::bind_ulysses(const Op& op, BoundOp& b, const std::string& role, con
   const i64 kv_heads = std::max<i64>(1, m_.num_kv_heads / attn_tp);
   const i64 qkv_row = (heads + 2 * kv_heads) * d;
   const i64 rows = runs.rows();
-  if (heads % cp != 0) fail("op '{}': Ulysses needs the {} heads of a rank divisible by attn_cp {}", op.name, heads, cp);
+  if (heads % cp != 0)
+    fail("op '{}': Ulysses needs the {} heads of a rank divisible by attn_cp {}", op.name, heads, cp);
   const i64 q_heads_per_peer = heads / cp;
   const i64 kv_heads_per_peer = std::max<i64>(1, kv_heads / cp);
   const i64 E = (q_heads_per_peer + 2 * kv_heads_per_peer) * d;  // elements per token in the input all-to-all
@@ -970,9 +997,10 @@ bool Binder::bind_ulysses(const Op& op, BoundOp& b, const std::string& role, con
       for (i64 j = 0; j < cp; ++j) {
         char* chunk_dst = dst + j * rows * E * 2;
         const i64 kv_first = first_kv_head[static_cast<std::size_t>(j)];
-        const std::array<std::pair<i64, i64>, 3> slices = {{{j * q_heads_per_peer * d, q_heads_per_peer * d},
-                                                            {(heads + kv_first) * d, kv_heads_per_peer * d},
-                                                            {(heads + kv_heads + kv_first) * d, kv_heads_per_peer * d}}};
+        const std::array<std::pair<i64, i64>, 3> slices = {
+            {{j * q_heads_per_peer * d, q_heads_per_peer * d},
+             {(heads + kv_first) * d, kv_heads_per_peer * d},
+             {(heads + kv_heads + kv_first) * d, kv_heads_per_peer * d}}};
         i64 dst_col = 0;
         for (const auto& [src_col, width] : slices) {
           if (rows > 0) {
@@ -1054,8 +1082,7 @@ bool Binder::bind_ulysses(const Op& op, BoundOp& b, const std::string& role, con
       PARATWIN_CUDA_CHECK(cudaMemcpy2DAsync(
           cache_base + (req * cache_per_request + chunk_start) * kv_width * 2, static_cast<std::size_t>(kv_width * 2),
           seq_base + (req * chunk * E + q_heads_per_peer * d) * 2, static_cast<std::size_t>(E * 2),
-          static_cast<std::size_t>(kv_width * 2), static_cast<std::size_t>(chunk), cudaMemcpyDeviceToDevice,
-          e.stream));
+          static_cast<std::size_t>(kv_width * 2), static_cast<std::size_t>(chunk), cudaMemcpyDeviceToDevice, e.stream));
     }
     AttentionArgs args = a;
     args.q = seq_base;
@@ -1253,14 +1280,11 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
     }
     return ids;
   };
-  const auto grouped = [group_rows = t->group_rows](const ExecCtx& e, int in, const std::vector<int>& w, int out, i64 n,
-                                                    i64 k) {
-    i64 row = 0;
-    for (std::size_t g = 0; g < group_rows.size(); ++g) {
-      const auto* xa = static_cast<const char*>(e.pool->ptr(in)) + row * k * 2;
-      gemm(e, xa, e.pool->ptr(w[g]), static_cast<char*>(e.pool->ptr(out)) + row * n * 2, group_rows[g], n, k, false);
-      row += group_rows[g];
-    }
+  // The experts' GEMMs over the expert-ordered rows of `in` into `out`.
+  const auto grouped = [&](int in, const std::vector<int>& w, int out, i64 n, i64 k) {
+    GroupedGemm::Operands operands{in, out, {}};
+    for (const int id : w) operands.weights.push_back({id, 0});
+    return grouped_gemm(pool, GroupedGemm(t->group_rows, n, k), operands);
   };
 
   if (role == "moe.norm") {
@@ -1328,7 +1352,7 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
         "gate_up", H, 2 * ffn, 0, 2 * full_ffn,
         {{tp_rank * ffn, (tp_rank + 1) * ffn}, {full_ffn + tp_rank * ffn, full_ffn + (tp_rank + 1) * ffn}},
         std::sqrt(3.0f / static_cast<float>(H)));
-    b.compute = [=](const ExecCtx& e) { grouped(e, moe_rows, w, gu, 2 * ffn, H); };
+    b.compute = grouped(moe_rows, w, gu, 2 * ffn, H);
     return true;
   }
   if (role == "moe.act") {
@@ -1342,7 +1366,7 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
            "the grouped GEMM's rows per expert");
     const auto w =
         experts_weights("down", ffn, H, tp_rank * ffn, H, {}, std::sqrt(3.0f / static_cast<float>(full_ffn)));
-    b.compute = [=](const ExecCtx& e) { grouped(e, moe_act, w, down, H, ffn); };
+    b.compute = grouped(moe_act, w, down, H, ffn);
     return true;
   }
   if (role == "moe.unpermute") {
@@ -1417,6 +1441,12 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
         w = pool.random("w:" + op.name, r);
       } else {
         w = weight("w:" + op.name, experts * k, n, 0, n, {}, std::sqrt(3.0f / static_cast<float>(std::max<i64>(k, 1))));
+      }
+      if (grouped && !fp8) {  // fp8: one cuBLASLt GEMM per expert below
+        GroupedGemm::Operands operands{a, y, {}};
+        for (i64 g = 0; g < experts; ++g) operands.weights.push_back({w, g * k * n * 2});
+        b.compute = grouped_gemm(pool, GroupedGemm(s.group_rows, n, k), operands);
+        return;
       }
       const auto group_rows = grouped ? s.group_rows : std::vector<i64>{m};
       b.compute = [=](const ExecCtx& e) {

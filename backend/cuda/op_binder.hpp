@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/cuda/attention_dispatch.hpp"
+#include "backend/cuda/grouped_gemm.hpp"
 #include "backend/cuda_plan/nccl_call_plan.hpp"
 #include "models/model_spec.hpp"
 #include "models/schedule.hpp"
@@ -47,9 +48,14 @@ class BufferPool {
   int random(const std::string& name, const Random& init);
   /// An int32 table uploaded from the host.
   int ints(const std::string& name, std::vector<int> values);
+  /// A table of pointers into this pool's buffers (buffer id + byte offset each), resolved on the host when the
+  /// buffers are allocated: the expert GEMMs' operands, so that no launch computes them.
+  int pointer_table(std::vector<GroupedGemm::Address> entries);
 
   [[nodiscard]] void* ptr(int id) const { return entries_[static_cast<std::size_t>(id)].ptr; }
   [[nodiscard]] std::int64_t bytes(int id) const { return entries_[static_cast<std::size_t>(id)].bytes; }
+  /// Pointer table `table` (valid after allocate).
+  [[nodiscard]] void* const* pointers(int table) const { return tables_[static_cast<std::size_t>(table)].data(); }
   [[nodiscard]] std::int64_t total_bytes() const;
   /// Allocates and initialises every buffer (on the current device) on `stream`.
   void allocate(cudaStream_t stream);
@@ -67,6 +73,8 @@ class BufferPool {
   int find_or_add(const std::string& name);
   std::vector<Entry> entries_;
   std::map<std::string, int> by_name_;
+  std::vector<std::vector<GroupedGemm::Address>> table_addresses_;
+  std::vector<std::vector<void*>> tables_;  ///< table_addresses_ resolved by allocate
 };
 
 inline constexpr std::size_t kLtWorkspaceBytes = std::size_t{32} << 20;
@@ -80,8 +88,9 @@ struct ExecCtx {
   std::size_t lt_workspace_bytes = 0;
   void* attention_workspace = nullptr;  ///< S and P of attention_gemm, fused attention's (attention_dispatch.hpp)
   std::size_t attention_workspace_bytes = 0;
-  CudnnAttention* cudnn_attention = nullptr;        ///< fused attention; null: unfused only
+  CudnnAttention* cudnn_attention = nullptr;       ///< fused attention; null: unfused only
   AttentionPathCounts* attention_paths = nullptr;  ///< calls per attention path, counted when set
+  const GemmStreams* gemm_streams = nullptr;       ///< side streams of the expert GEMMs (grouped_gemm.hpp)
 };
 
 /// One op, bound: a compute op's launch, or a communication with its NCCL call and buffers.

@@ -24,6 +24,7 @@ fs::path fresh_dir(const std::string& name) {
   return dir;
 }
 
+#ifdef PARATWIN_HAVE_SIM
 std::string read_text(const fs::path& path) {
   std::ifstream in(path);
   std::ostringstream text;
@@ -31,7 +32,6 @@ std::string read_text(const fs::path& path) {
   return text.str();
 }
 
-#ifdef PARATWIN_HAVE_SIM
 // A simulated Llama-3.1-8B CP=2 × TP=2 prefill of two layers.
 paratwin::Trace simulated_trace(const fs::path& dir, const std::string& cp = "2") {
   const fs::path path = dir / ("sim_cp" + cp + ".json");

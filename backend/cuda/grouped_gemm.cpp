@@ -1,0 +1,174 @@
+#include "backend/cuda/grouped_gemm.hpp"
+
+#include <algorithm>
+#include <array>
+#include <limits>
+#include <numeric>
+#include <utility>
+
+#include "backend/cuda/cuda_check.hpp"
+
+namespace paratwin::cuda {
+
+namespace {
+
+using i64 = std::int64_t;
+
+constexpr i64 kIntMax = std::numeric_limits<int>::max();
+
+// cublasGemmGroupedBatchedEx exists from cuBLAS 12.5; the library loaded at run time may be older than the headers.
+bool runtime_has_grouped_call() {
+  int major = 0, minor = 0;
+  if (cublasGetProperty(MAJOR_VERSION, &major) != CUBLAS_STATUS_SUCCESS) return false;
+  if (cublasGetProperty(MINOR_VERSION, &minor) != CUBLAS_STATUS_SUCCESS) return false;
+  return major > 12 || (major == 12 && minor >= 5);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------- GemmStreams
+
+GemmStreams::GemmStreams(int streams) {
+  PARATWIN_ASSERT(streams >= 1 && streams <= kMaxGemmSideStreams, "{} side streams", streams);
+  PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+  for (int i = 0; i < streams; ++i) {
+    streams_.push_back(nullptr);
+    PARATWIN_CUDA_CHECK(cudaStreamCreateWithFlags(&streams_.back(), cudaStreamNonBlocking));
+    handles_.push_back(nullptr);
+    PARATWIN_CUBLAS_CHECK(cublasCreate(&handles_.back()));
+    PARATWIN_CUBLAS_CHECK(cublasSetStream(handles_.back(), streams_.back()));
+    joins_.push_back(nullptr);
+    PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&joins_.back(), cudaEventDisableTiming));
+  }
+}
+
+GemmStreams::~GemmStreams() {
+  for (auto* h : handles_)
+    if (h != nullptr) cublasDestroy(h);
+  for (auto* e : joins_)
+    if (e != nullptr) cudaEventDestroy(e);
+  for (auto* s : streams_)
+    if (s != nullptr) cudaStreamDestroy(s);
+  if (fork_ != nullptr) cudaEventDestroy(fork_);
+}
+
+// ---------------------------------------------------------------------------------------------------- GroupedGemm
+
+GroupedGemm::GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k) : group_rows_(std::move(group_rows)), n_(n), k_(k) {
+  PARATWIN_ASSERT(n >= 1 && k >= 1, "grouped GEMM with n {} and k {}", n, k);
+  std::vector<i64> rows_in_call;
+  for (const i64 rows : group_rows_) {
+    // cuBLAS takes int sizes (a group above 2^31 rows would be terabytes of activations).
+    PARATWIN_ASSERT(rows >= 0 && rows <= kIntMax && n <= kIntMax && k <= kIntMax,
+                    "grouped GEMM group of {} rows, n {}, k {}", rows, n, k);
+    if (rows == 0) continue;
+    rows_in_call.push_back(rows);
+    // Column-major view: Yᵀ [n × rows] = Wᵀ [n × k] · Xᵀ [k × rows], no transposes.
+    trans_.push_back(CUBLAS_OP_N);
+    m_.push_back(static_cast<int>(n));
+    n_arr_.push_back(static_cast<int>(rows));
+    k_arr_.push_back(static_cast<int>(k));
+    lda_.push_back(static_cast<int>(n));
+    ldb_.push_back(static_cast<int>(k));
+    ldc_.push_back(static_cast<int>(n));
+    group_size_.push_back(1);
+    alpha_.push_back(1.0f);
+    beta_.push_back(0.0f);
+  }
+  by_rows_.resize(rows_in_call.size());
+  std::iota(by_rows_.begin(), by_rows_.end(), std::size_t{0});
+  std::stable_sort(by_rows_.begin(), by_rows_.end(),
+                   [&](std::size_t a, std::size_t b) { return rows_in_call[a] > rows_in_call[b]; });
+  cublas_grouped_available_ = CUBLAS_VERSION >= 120500 && runtime_has_grouped_call();
+}
+
+std::vector<GroupedGemm::Address> GroupedGemm::operand_addresses(const Operands& operands) const {
+  PARATWIN_ASSERT(operands.weights.size() == group_rows_.size(), "{} weight addresses for {} groups",
+                  operands.weights.size(), group_rows_.size());
+  std::vector<Address> w, x, y;
+  i64 row = 0;
+  for (std::size_t g = 0; g < group_rows_.size(); ++g) {
+    if (group_rows_[g] > 0) {
+      w.push_back(operands.weights[g]);
+      x.push_back({operands.x, row * k_ * 2});
+      y.push_back({operands.y, row * n_ * 2});
+    }
+    row += group_rows_[g];
+  }
+  w.insert(w.end(), x.begin(), x.end());
+  w.insert(w.end(), y.begin(), y.end());
+  return w;
+}
+
+bool GroupedGemm::run(const Launch& launch, GroupedGemmMethod method) const {
+  if (m_.empty()) return true;  // every group empty: nothing to compute
+  switch (method) {
+    case GroupedGemmMethod::kCublasGrouped:
+      if (run_cublas_grouped(launch)) return true;
+      break;
+    case GroupedGemmMethod::kConcurrent:
+      if (launch.side != nullptr) {
+        run_concurrent(launch);
+        return true;
+      }
+      break;
+    case GroupedGemmMethod::kSequential:
+      break;
+  }
+  for (std::size_t g = 0; g < m_.size(); ++g) gemm(launch.blas, launch.host_table, g);
+  return method == GroupedGemmMethod::kSequential;
+}
+
+void GroupedGemm::gemm(cublasHandle_t blas, void* const* host_table, std::size_t g) const {
+  const auto groups = m_.size();
+  PARATWIN_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, m_[g], n_arr_[g], k_arr_[g], &alpha_[g],
+                                     host_table[g], CUDA_R_16BF, lda_[g], host_table[groups + g], CUDA_R_16BF, ldb_[g],
+                                     &beta_[g], host_table[2 * groups + g], CUDA_R_16BF, ldc_[g], CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
+}
+
+bool GroupedGemm::run_cublas_grouped(const Launch& launch) const {
+#if CUBLAS_VERSION >= 120500
+  if (!cublas_grouped_available_) return false;
+  const auto groups = m_.size();
+  const void* const* table = launch.device_table;
+  const cublasStatus_t status =
+      cublasGemmGroupedBatchedEx(launch.blas, trans_.data(), trans_.data(), m_.data(), n_arr_.data(), k_arr_.data(),
+                                 alpha_.data(), table, CUDA_R_16BF, lda_.data(), table + groups, CUDA_R_16BF,
+                                 ldb_.data(), beta_.data(), launch.device_table + 2 * groups, CUDA_R_16BF, ldc_.data(),
+                                 static_cast<int>(groups), group_size_.data(), CUBLAS_COMPUTE_32F);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED) return false;
+  PARATWIN_CUBLAS_CHECK(status);
+  return true;
+#else
+  static_cast<void>(launch);
+  return false;
+#endif
+}
+
+// Fork: every side stream waits for what the caller's stream enqueued so far. Each non-empty group goes to the side
+// stream with the fewest rows so far (largest groups first), and the caller's stream waits for every side stream.
+void GroupedGemm::run_concurrent(const Launch& launch) const {
+  const GemmStreams& side = *launch.side;
+  const auto streams = side.streams_.size();
+  PARATWIN_CUDA_CHECK(cudaEventRecord(side.fork_, launch.stream));
+  for (auto* s : side.streams_) PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(s, side.fork_, 0));
+  std::array<i64, kMaxGemmSideStreams> load{};  // rows given to each side stream so far
+  for (const std::size_t g : by_rows_) {
+    const auto s = static_cast<std::size_t>(std::min_element(load.begin(), load.begin() + streams) - load.begin());
+    gemm(side.handles_[s], launch.host_table, g);
+    load[s] += n_arr_[g];
+  }
+  for (std::size_t s = 0; s < streams; ++s) {
+    PARATWIN_CUDA_CHECK(cudaEventRecord(side.joins_[s], side.streams_[s]));
+    PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(launch.stream, side.joins_[s], 0));
+  }
+}
+
+double GroupedGemm::flops() const {
+  double rows = 0;
+  for (const i64 r : group_rows_) rows += static_cast<double>(r);
+  return 2.0 * rows * static_cast<double>(n_) * static_cast<double>(k_);
+}
+
+}  // namespace paratwin::cuda

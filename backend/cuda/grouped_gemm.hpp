@@ -1,0 +1,105 @@
+#pragma once
+/// MoE expert GEMMs: group g computes Y_g [rows_g × n] = X_g [rows_g × k] · W_g [k × n] (row-major bf16, fp32
+/// accumulation, bf16 out), where X_g and Y_g are consecutive row blocks of X and Y (the experts' rows in expert order)
+/// and each expert has its own weight matrix W_g.
+///
+/// Three ways to launch it (bench_kernels measures all three at the zoo's MoE shapes; docs/performance.md):
+/// - kConcurrent (what the backend runs): one cublasGemmEx per expert, spread over a few side streams (GemmStreams)
+///   that fork from and join back into the caller's stream, so experts with few rows share the GPU instead of each
+///   filling a small part of it in turn.
+/// - kCublasGrouped: one cublasGemmGroupedBatchedEx (cuBLAS ≥ 12.5) for every expert. Measured on H200 (cuBLAS 13)
+///   at 0.30–0.42 × the dense GEMM of the same size, half the speed of the sequential loop or less at every zoo
+///   MoE shape, so the backend does not use it.
+/// - kSequential: one cublasGemmEx per expert on the caller's stream (the fallback without side streams).
+///
+/// Everything a launch needs is prepared when the op is bound: the per-group sizes here, the operand pointer tables
+/// (`operand_addresses`, resolved by the caller once its buffers exist). Launching allocates nothing and never waits
+/// for the GPU on the host.
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace paratwin::cuda {
+
+/// Side streams of one GPU for concurrent expert GEMMs, each with its own cuBLAS handle (kernels running at the same
+/// time must not share a handle's workspace), a fork event and one join event per stream. Created on the current
+/// device (1 to kMaxGemmSideStreams streams); cuBLAS and CUDA errors throw paratwin::Error.
+class GemmStreams {
+ public:
+  explicit GemmStreams(int streams);
+  ~GemmStreams();
+  GemmStreams(const GemmStreams&) = delete;
+  GemmStreams& operator=(const GemmStreams&) = delete;
+  [[nodiscard]] int size() const { return static_cast<int>(streams_.size()); }
+
+ private:
+  friend class GroupedGemm;
+  std::vector<cudaStream_t> streams_;
+  std::vector<cublasHandle_t> handles_;
+  std::vector<cudaEvent_t> joins_;
+  cudaEvent_t fork_ = nullptr;
+};
+
+/// Side streams the engine gives every rank: at ~256 rows per expert one expert's GEMM fills about a quarter of an
+/// H200's 132 SMs.
+inline constexpr int kGemmSideStreams = 4;
+inline constexpr int kMaxGemmSideStreams = 16;
+
+enum class GroupedGemmMethod { kConcurrent, kCublasGrouped, kSequential };
+
+class GroupedGemm {
+ public:
+  /// Where one group's operand lives: `buffer`'s address + `offset_bytes`. `buffer` is the caller's handle (a
+  /// BufferPool id); GroupedGemm never reads it.
+  struct Address {
+    int buffer = -1;
+    std::int64_t offset_bytes = 0;
+  };
+  /// The three operand buffers: X (rows × k), Y (rows × n), and each group's W (k × n) by its own address.
+  struct Operands {
+    int x = -1, y = -1;
+    std::vector<Address> weights;  ///< one per group, empty groups included
+  };
+  /// What a launch runs on. `device_table` (kCublasGrouped) and `host_table` (the others) hold operand_addresses()
+  /// resolved to pointers; `side` null makes kConcurrent run as kSequential.
+  struct Launch {
+    cublasHandle_t blas = nullptr;  ///< bound to `stream`
+    cudaStream_t stream = nullptr;
+    const GemmStreams* side = nullptr;
+    void* const* device_table = nullptr;
+    void* const* host_table = nullptr;
+  };
+
+  /// Groups with 0 rows are left out (they own no rows of X or Y). n, k ≥ 1; sizes in int range.
+  GroupedGemm(std::vector<std::int64_t> group_rows, std::int64_t n, std::int64_t k);
+
+  /// The pointer table, in cuBLAS's order: W of every non-empty group (cuBLAS's A: the GEMM runs as Yᵀ = Wᵀ·Xᵀ in
+  /// column-major), then X's row blocks (B), then Y's row blocks (C).
+  [[nodiscard]] std::vector<Address> operand_addresses(const Operands& operands) const;
+
+  /// Enqueues the GEMM. kCublasGrouped runs the loop instead where cuBLAS is older than 12.5 or answers "not
+  /// supported"; returns whether the method asked for is the one that ran. cuBLAS errors throw paratwin::Error.
+  bool run(const Launch& launch, GroupedGemmMethod method) const;
+
+  [[nodiscard]] int groups_in_call() const { return static_cast<int>(m_.size()); }
+  [[nodiscard]] double flops() const;
+
+ private:
+  void gemm(cublasHandle_t blas, void* const* host_table, std::size_t g) const;
+  bool run_cublas_grouped(const Launch& launch) const;
+  void run_concurrent(const Launch& launch) const;
+
+  std::vector<std::int64_t> group_rows_;
+  std::int64_t n_ = 0, k_ = 0;
+  bool cublas_grouped_available_ = false;
+  // Per non-empty group, the arguments cuBLAS reads from host memory (one problem per group).
+  std::vector<cublasOperation_t> trans_;
+  std::vector<int> m_, n_arr_, k_arr_, lda_, ldb_, ldc_, group_size_;
+  std::vector<float> alpha_, beta_;
+  std::vector<std::size_t> by_rows_;  ///< non-empty groups, most rows first (the order side streams take them)
+};
+
+}  // namespace paratwin::cuda

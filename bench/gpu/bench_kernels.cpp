@@ -1,0 +1,121 @@
+// Every compute kernel of the CUDA backend at the zoo models' prefill shapes (DeepSeek-V3.2, Llama-3.1-70B,
+// Qwen3-235B-A22B; 8K and 16K tokens, the MoE GEMMs at 8K and 32K tokens and EP 1 and 8), in one run, against the
+// ceilings measured in the same run (device-to-device copy bandwidth, a bf16 cuBLAS GEMM of 8192³) and the published
+// anchors / issue 6's targets. Time = median of 10 CUDA-event runs after warm-up, on fresh seeded random data; a
+// kernel below its target is printed as such. Cases: kernel_cases.hpp. Usage: bench_kernels [--csv FILE]
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "bench/gpu/kernel_cases.hpp"
+#include "models/model_spec.hpp"
+#include "topology/error.hpp"
+
+namespace {
+
+using paratwin::bench::KernelBench;
+using paratwin::bench::KernelRow;
+using i64 = std::int64_t;
+
+std::string status(const KernelRow& r) {
+  if (!r.target) return "";
+  return r.fraction >= *r.target ? "meets target" : fmt::format("BELOW target ({:.2f})", *r.target);
+}
+
+std::string rate(const KernelRow& r) {
+  return r.flops ? fmt::format("{:.1f} TFLOP/s", r.work / r.seconds / 1e12)
+                 : fmt::format("{:.0f} GB/s", r.work / r.seconds / 1e9);
+}
+
+void print_table(const KernelBench& b) {
+  fmt::print("\nceilings: device-to-device copy {:.0f} GB/s (read + write), bf16 cuBLAS GEMM 8192^3 {:.1f} TFLOP/s\n\n",
+             b.ceilings().copy_bytes_per_s / 1e9, b.ceilings().gemm_flops_per_s / 1e12);
+  fmt::print("{:<30} {:<16} {:<62} {:>10} {:>16} {:>12}  {}\n", "kernel", "model", "shape", "time ms", "rate",
+             "fraction", "anchor / target");
+  for (const auto& r : b.rows()) {
+    fmt::print("{:<30} {:<16} {:<62} {:>10.3f} {:>16} {:>6.2f} {:<5}  {} {}\n", r.kernel, r.model, r.shape,
+               r.seconds * 1e3, rate(r), r.fraction, r.versus, r.anchor, status(r));
+  }
+}
+
+std::string csv_field(const std::string& s) {
+  std::string out = "\"";
+  for (const char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+// Written next to FILE then renamed, so FILE is never half-written.
+void write_csv(const KernelBench& b, const std::string& path) {
+  const std::string tmp = path + ".paratwin-tmp";
+  {
+    std::ofstream f(tmp);
+    if (!f) paratwin::fail("--csv {}: cannot open the file for writing", path);
+    f << "kernel,model,shape,time_s,work,unit,rate_per_s,fraction,versus,target,anchor,status\n";
+    for (const auto& r : b.rows()) {
+      f << fmt::format("{},{},{},{:.9g},{:.6g},{},{:.6g},{:.4f},{},{},{},{}\n", csv_field(r.kernel), csv_field(r.model),
+                       csv_field(r.shape), r.seconds, r.work, r.flops ? "flop" : "byte", r.work / r.seconds, r.fraction,
+                       r.versus, r.target ? fmt::format("{:.3f}", *r.target) : "", csv_field(r.anchor),
+                       csv_field(status(r)));
+    }
+    f << fmt::format("\"ceiling copy\",,,,,byte,{:.6g},,,,,\n", b.ceilings().copy_bytes_per_s);
+    f << fmt::format("\"ceiling GEMM 8192^3\",,,,,flop,{:.6g},,,,,\n", b.ceilings().gemm_flops_per_s);
+    if (!f.flush()) paratwin::fail("--csv {}: writing the file failed", path);
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string csv;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--csv" && i + 1 < argc) {
+      csv = argv[++i];
+    } else if (a == "--help" || a == "-h") {
+      fmt::print("usage: bench_kernels [--csv FILE]\n");
+      return 0;
+    } else {
+      fmt::print(stderr, "bench_kernels: unknown or incomplete argument '{}' (usage: bench_kernels [--csv FILE])\n", a);
+      return 2;
+    }
+  }
+  try {
+    if (!csv.empty()) {  // a bad --csv path fails now, not after the whole run
+      const std::string probe = csv + ".paratwin-tmp";
+      if (!std::ofstream(probe)) paratwin::fail("--csv {}: cannot create a file in that folder", csv);
+      std::filesystem::remove(probe);
+    }
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+      fmt::print(stderr, "bench_kernels: no CUDA GPU visible\n");
+      return 1;
+    }
+    PARATWIN_CUDA_CHECK(cudaSetDevice(0));
+    KernelBench b;
+    for (const char* name : {"deepseek-v3.2", "llama-3.1-70b", "qwen3-235b-a22b"}) {
+      const auto m = paratwin::load_model(name);
+      for (const i64 tokens : {i64{8192}, i64{16384}}) {
+        b.memory_kernels(m, tokens);
+        b.moe_kernels(m, tokens);
+        b.attention(m, tokens);
+      }
+      b.dsa(m, 16384);
+      b.dense_gemms(m, 16384);
+      for (const i64 tokens : {i64{8192}, i64{32768}}) {
+        for (const int ep : {1, 8}) b.grouped_gemms(m, tokens, ep);
+      }
+    }
+    print_table(b);
+    if (!csv.empty()) write_csv(b, csv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench_kernels: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

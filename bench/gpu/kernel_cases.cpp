@@ -1,0 +1,350 @@
+#include "bench/gpu/kernel_cases.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <tuple>
+#include <utility>
+
+#include "backend/cuda/attention_gemm.hpp"
+#include "backend/cuda/kernels.hpp"
+
+namespace paratwin::bench {
+
+using i64 = std::int64_t;
+
+KernelBench::KernelBench() {
+  PARATWIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  PARATWIN_CUBLAS_CHECK(cublasCreate(&blas_));
+  PARATWIN_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+  ceilings_ = measure_ceilings(blas_, stream_);
+}
+
+KernelBench::~KernelBench() {
+  cublasDestroy(blas_);
+  cudaStreamDestroy(stream_);
+}
+
+double KernelBench::time(const std::function<void()>& launch, int timed, int warmup) {
+  return median_seconds(stream_, launch, timed, warmup);
+}
+
+void KernelBench::add_bytes(std::string kernel, const ModelSpec& m, std::string shape, double s, double bytes,
+                            std::optional<double> target) {
+  rows_.push_back({std::move(kernel), m.name, std::move(shape), s, bytes, false, bytes / s / ceilings_.copy_bytes_per_s,
+                   target, "copy", ""});
+}
+
+void KernelBench::add_flops(std::string kernel, const ModelSpec& m, std::string shape, double s, double flops,
+                            std::string anchor, std::optional<double> target) {
+  rows_.push_back({std::move(kernel), m.name, std::move(shape), s, flops, true, flops / s / ceilings_.gemm_flops_per_s,
+                   target, "GEMM", std::move(anchor)});
+}
+
+std::vector<int> KernelBench::random_ints(i64 count, int bound) {
+  std::mt19937_64 rng(seed());
+  std::uniform_int_distribution<int> pick(0, bound - 1);
+  std::vector<int> v(static_cast<std::size_t>(count));
+  for (auto& x : v) x = pick(rng);
+  return v;
+}
+
+// Norm, rotary, activation and residual: issue 6 asks ≥ 80 % of the copy bandwidth.
+void KernelBench::memory_kernels(const ModelSpec& m, i64 tokens) {
+  const i64 H = m.hidden_size;
+  constexpr double kTarget = 0.8;
+  {
+    DeviceBuffer x(tokens * H * 2), y(tokens * H * 2), w(H * 2);
+    fill_random(x, tokens * H, seed(), stream_);
+    fill_random(w, H, seed(), stream_);
+    const double s =
+        time([&] { cuda::launch_rmsnorm(x.get(), y.get(), w.get(), tokens, H, 1, H, nullptr, 1e-6f, stream_); });
+    add_bytes("rmsnorm", m, fmt::format("{} x {}", tokens, H), s, 2.0 * static_cast<double>(tokens * H * 2), kTarget);
+    const double a = time([&] { cuda::launch_add(y.get(), x.get(), tokens * H, stream_); });
+    add_bytes("add (residual)", m, fmt::format("{} x {}", tokens, H), a, 3.0 * static_cast<double>(tokens * H * 2),
+              kTarget);
+  }
+  {
+    // Rotary on the query and key heads of a QKV row (MLA: the 64 rope dims of each of the 128 query heads, packed).
+    const bool mla = m.mla.has_value();
+    const i64 dim = mla ? m.mla->qk_rope_head_dim : m.head_dim;
+    const i64 heads = mla ? m.num_attention_heads : m.num_attention_heads + m.num_kv_heads;
+    const i64 row = mla ? heads * dim : (m.num_attention_heads + 2 * m.num_kv_heads) * dim;
+    DeviceBuffer x(tokens * row * 2);
+    fill_random(x, tokens * row, seed(), stream_);
+    const double s = time([&] { cuda::launch_rope(x.get(), tokens, heads, dim, row, nullptr, 10000.0f, stream_); });
+    add_bytes("rope", m, fmt::format("{} x {} heads x {}", tokens, heads, dim), s,
+              2.0 * static_cast<double>(tokens * heads * dim * 2), kTarget);
+  }
+  {
+    // SwiGLU on the rows the FFN sees: the experts' rows (tokens · top-k) for MoE models, else the dense FFN.
+    const i64 rows = m.moe ? tokens * m.moe->experts_per_token : tokens;
+    const i64 ffn = m.moe ? m.moe->expert_intermediate_size : m.intermediate_size;
+    DeviceBuffer gu(rows * 2 * ffn * 2), out(rows * ffn * 2);
+    fill_random(gu, rows * 2 * ffn, seed(), stream_);
+    const double s = time([&] { cuda::launch_silu_mul(gu.get(), out.get(), rows, ffn, stream_); });
+    add_bytes("silu_mul", m, fmt::format("{} x {}", rows, ffn), s, 3.0 * static_cast<double>(rows * ffn * 2), kTarget);
+  }
+}
+
+// Router, permute (gather_rows), unpermute and combine at tokens · top-k expert rows. No issue target: the fraction of
+// the copy bandwidth says how far each is from moving its bytes once.
+void KernelBench::moe_kernels(const ModelSpec& m, i64 tokens) {
+  if (!m.moe) return;
+  const i64 H = m.hidden_size, E = m.moe->num_experts, K = m.moe->experts_per_token, rows = tokens * K;
+  {
+    DeviceBuffer logits(tokens * E * 2), ids(tokens * K * 4), w(tokens * K * 4);
+    fill_random(logits, tokens * E, seed(), stream_);
+    const double s =
+        time([&] { cuda::launch_moe_route(logits.get(), ids.as<int>(), w.as<float>(), tokens, E, K, false, stream_); });
+    add_bytes("moe_route", m, fmt::format("{} x {} experts, top-{}", tokens, E, K), s,
+              static_cast<double>(tokens * E * 2 + tokens * K * 8));
+  }
+  DeviceBuffer x(tokens * H * 2), expert_rows(rows * H * 2), out(tokens * H * 2), weights(rows * 4);
+  fill_random(x, tokens * H, seed(), stream_);
+  fill_random(expert_rows, rows * H, seed(), stream_);
+  fill_random(weights, rows, seed(), stream_, true, 0.5f);
+  {
+    DeviceBuffer map(rows * 4);
+    upload(map, random_ints(rows, static_cast<int>(tokens)));
+    const double s =
+        time([&] { cuda::launch_gather_rows(x.get(), expert_rows.get(), rows, H * 2, map.as<int>(), stream_); });
+    add_bytes("gather_rows (permute)", m, fmt::format("{} rows x {}", rows, H), s,
+              static_cast<double>(2 * rows * H * 2 + rows * 4));
+  }
+  {
+    const double s = time(
+        [&] { cuda::launch_moe_unpermute(expert_rows.get(), weights.as<float>(), out.get(), tokens, K, H, stream_); });
+    add_bytes("moe_unpermute", m, fmt::format("{} x top-{} x {}", tokens, K, H), s,
+              static_cast<double>(rows * H * 2 + rows * 4 + tokens * H * 2));
+  }
+  {
+    std::vector<int> perm(static_cast<std::size_t>(rows));
+    for (i64 i = 0; i < rows; ++i) perm[static_cast<std::size_t>(i)] = static_cast<int>(i);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937_64(seed()));
+    DeviceBuffer map(rows * 4);
+    upload(map, perm);
+    const double s = time([&] {
+      cuda::launch_moe_combine(expert_rows.get(), map.as<int>(), weights.as<float>(), out.get(), tokens, K, H, stream_);
+    });
+    add_bytes("moe_combine", m, fmt::format("{} x top-{} x {}", tokens, K, H), s,
+              static_cast<double>(rows * H * 2 + rows * 8 + tokens * H * 2));
+  }
+}
+
+// Causal prefill attention: the tensor-core path (attention_gemm) over the whole prompt, and the reference kernel on
+// the last queries of the same prompt (it is ~50× slower; the full prompt would take minutes).
+void KernelBench::attention(const ModelSpec& m, i64 tokens) {
+  const bool mla = m.mla.has_value();
+  const i64 heads = m.num_attention_heads, kv_heads = mla ? heads : m.num_kv_heads;
+  const i64 dqk = m.qk_head_dim(), dv = m.v_head_dim();
+  DeviceBuffer q(tokens * heads * dqk * 2), k(tokens * kv_heads * dqk * 2), v(tokens * kv_heads * dv * 2);
+  DeviceBuffer out(tokens * heads * dv * 2), workspace(static_cast<i64>(cuda::kAttentionWorkspaceBytes));
+  fill_random(q, tokens * heads * dqk, seed(), stream_);
+  fill_random(k, tokens * kv_heads * dqk, seed(), stream_);
+  fill_random(v, tokens * kv_heads * dv, seed(), stream_);
+  cuda::AttentionArgs a;
+  a.q = q.get();
+  a.k = k.get();
+  a.v = v.get();
+  a.out = out.get();
+  a.q_row_stride = heads * dqk;
+  a.k_row_stride = kv_heads * dqk;
+  a.v_row_stride = kv_heads * dv;
+  a.out_row_stride = heads * dv;
+  a.q_tokens = tokens;
+  a.kv_tokens = tokens;
+  a.kv_batch_rows = tokens;
+  a.heads = heads;
+  a.kv_heads = kv_heads;
+  a.head_dim_qk = dqk;
+  a.head_dim_v = dv;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(dqk));
+  const auto pairs = [](i64 first, i64 count) {  // visible (query, key) pairs of queries first .. first+count-1
+    return static_cast<double>(count) * static_cast<double>(2 * first + count + 1) / 2.0;
+  };
+  const double per_pair = 2.0 * static_cast<double>(heads * (dqk + dv));
+  const std::string shape = fmt::format("{} tok, {}/{} heads, d {}/{}", tokens, heads, kv_heads, dqk, dv);
+  const std::string anchor =
+      mla ? "FlashMLA 640 (H800); issue 6 >= 450" : "FA3 616 / cuDNN 539 (H100 16K); issue 6 >= 450";
+  const double target = 450e12 / ceilings_.gemm_flops_per_s;
+  const double s =
+      time([&] { cuda::attention_gemm(a, blas_, workspace.get(), cuda::kAttentionWorkspaceBytes, stream_); }, 10, 1);
+  add_flops("attention_gemm (causal)", m, shape, s, per_pair * pairs(0, tokens), anchor, target);
+
+  const i64 last = mla ? 256 : 512;  // reference kernel: the last queries only
+  auto r = a;
+  r.q = static_cast<const char*>(q.get()) + (tokens - last) * heads * dqk * 2;
+  r.q_tokens = last;
+  r.q_start = tokens - last;
+  const double rs = time([&] { cuda::launch_attention(r, stream_); }, 10, 1);
+  add_flops("attention (reference)", m, fmt::format("last {} q of {}", last, shape), rs,
+            per_pair * pairs(tokens - last, last), anchor, target);
+}
+
+// DeepSeek-V3.2's DSA: indexer scores and top-k over a 16K context, and sparse attention (MQA over the 576-dim latent,
+// 2048 keys per query) on the reference kernels. Issue 6: the indexer at ≥ 60 % of the GEMM rate.
+void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
+  if (!m.indexer || !m.mla) return;
+  const i64 heads = m.indexer->heads, dim = m.indexer->head_dim, topk = m.indexer->topk;
+  {
+    const i64 queries = 512;
+    DeviceBuffer q(queries * heads * dim * 2), k(tokens * dim * 2), w(queries * heads * 2), out(queries * tokens * 4);
+    fill_random(q, queries * heads * dim, seed(), stream_);
+    fill_random(k, tokens * dim, seed(), stream_);
+    fill_random(w, queries * heads, seed(), stream_);
+    const double s = time(
+        [&] {
+          cuda::launch_indexer_score(q.get(), k.get(), w.get(), out.as<float>(), queries, tokens, heads, dim,
+                                     tokens - queries, 1, true, stream_);
+        },
+        10, 1);
+    const double pairs = static_cast<double>(queries) * static_cast<double>(2 * tokens - queries + 1) / 2.0;
+    add_flops("indexer_score", m, fmt::format("last {} q x {} keys, {} heads x {}", queries, tokens, heads, dim), s,
+              2.0 * static_cast<double>(heads * dim) * pairs, "issue 6 >= 60% of GEMM", 0.6);
+  }
+  {
+    const i64 rows = 4096;
+    DeviceBuffer scores(rows * tokens * 4), idx(rows * topk * 4);
+    fill_random(scores, rows * tokens, seed(), stream_, true);
+    const double s = time([&] { cuda::launch_topk(scores.as<float>(), idx.as<int>(), rows, tokens, topk, stream_); });
+    add_bytes("topk", m, fmt::format("{} rows x {}, k {}", rows, tokens, topk), s,
+              static_cast<double>(rows * tokens * 4 + rows * topk * 4));
+  }
+  {
+    const i64 queries = 2048, heads_q = m.num_attention_heads;
+    const i64 dqk = m.mla->latent_dim(), dv = m.mla->kv_lora_rank;
+    DeviceBuffer q(queries * heads_q * dqk * 2), kv(tokens * dqk * 2), out(queries * heads_q * dv * 2);
+    fill_random(q, queries * heads_q * dqk, seed(), stream_);
+    fill_random(kv, tokens * dqk, seed(), stream_);
+    std::vector<int> keys(static_cast<std::size_t>(queries * topk));
+    std::mt19937_64 rng(seed());
+    for (i64 i = 0; i < queries; ++i) {
+      std::uniform_int_distribution<int> pick(0, static_cast<int>(tokens - queries + i));
+      for (i64 j = 0; j < topk; ++j) keys[static_cast<std::size_t>(i * topk + j)] = pick(rng);
+    }
+    DeviceBuffer key_index(queries * topk * 4);
+    upload(key_index, keys);
+    cuda::AttentionArgs a;
+    a.q = q.get();
+    a.k = kv.get();
+    a.v = kv.get();  // the latent's first kv_lora_rank dims are the value
+    a.out = out.get();
+    a.q_row_stride = heads_q * dqk;
+    a.k_row_stride = dqk;
+    a.v_row_stride = dqk;
+    a.out_row_stride = heads_q * dv;
+    a.q_tokens = queries;
+    a.kv_tokens = tokens;
+    a.kv_batch_rows = tokens;
+    a.heads = heads_q;
+    a.kv_heads = 1;
+    a.head_dim_qk = dqk;
+    a.head_dim_v = dv;
+    a.q_start = tokens - queries;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(m.qk_head_dim()));
+    a.key_index = key_index.as<int>();
+    a.keys_per_query = topk;
+    const double s = time([&] { cuda::launch_attention(a, stream_); }, 10, 1);
+    add_flops("attention sparse (reference)", m,
+              fmt::format("last {} q of {}, {} keys, {} heads, d {}/{}", queries, tokens, topk, heads_q, dqk, dv), s,
+              2.0 * static_cast<double>(queries * topk * heads_q * (dqk + dv)), "FlashMLA 640 (H800)");
+  }
+}
+
+// The dense projections of one layer at TP 1 (cuBLAS, as the backend calls it).
+void KernelBench::dense_gemms(const ModelSpec& m, i64 tokens) {
+  const i64 H = m.hidden_size;
+  std::vector<std::pair<std::string, std::pair<i64, i64>>> shapes;  // name, (n, k)
+  if (m.mla) {
+    shapes.push_back({"q_b_proj", {m.num_attention_heads * m.qk_head_dim(), m.mla->q_lora_rank}});
+  } else {
+    shapes.push_back({"qkv_proj", {(m.num_attention_heads + 2 * m.num_kv_heads) * m.head_dim, H}});
+  }
+  if (!m.moe) shapes.push_back({"gate_up_proj", {2 * m.intermediate_size, H}});
+  for (const auto& [name, nk] : shapes) {
+    const auto [n, k] = nk;
+    DeviceBuffer x(tokens * k * 2), w(k * n * 2), y(tokens * n * 2);
+    fill_random(x, tokens * k, seed(), stream_);
+    fill_random(w, k * n, seed(), stream_, false, 1.0f / std::sqrt(static_cast<float>(k)));
+    const double s = time([&] { dense_gemm(blas_, x.get(), w.get(), y.get(), tokens, n, k); });
+    add_flops("GEMM " + name, m, fmt::format("{} x {} x {}", tokens, n, k), s,
+              2.0 * static_cast<double>(tokens) * static_cast<double>(n * k), "");
+  }
+}
+
+// The experts' gate_up and down GEMMs of `tokens` tokens routed uniformly (top-k distinct experts per token), as seen
+// by the local experts of one EP rank, by every launch method of grouped_gemm.hpp, and a dense GEMM of the same total
+// rows × n × k. Issue 6: the backend's method ≥ 0.8 × dense.
+void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
+  if (!m.moe) return;
+  const i64 E = m.moe->num_experts, K = m.moe->experts_per_token, local = E / ep;
+  std::vector<i64> group_rows(static_cast<std::size_t>(local), 0);
+  std::mt19937_64 rng(seed());
+  std::vector<int> experts(static_cast<std::size_t>(E));
+  for (i64 e = 0; e < E; ++e) experts[static_cast<std::size_t>(e)] = static_cast<int>(e);
+  for (i64 t = 0; t < tokens; ++t) {
+    for (i64 j = 0; j < K; ++j) {  // partial Fisher-Yates: K distinct experts
+      std::uniform_int_distribution<i64> pick(j, E - 1);
+      std::swap(experts[static_cast<std::size_t>(j)], experts[static_cast<std::size_t>(pick(rng))]);
+      if (experts[static_cast<std::size_t>(j)] < local)
+        ++group_rows[static_cast<std::size_t>(experts[static_cast<std::size_t>(j)])];
+    }
+  }
+  i64 rows = 0;
+  for (const i64 r : group_rows) rows += r;
+  const i64 ffn = m.moe->expert_intermediate_size, H = m.hidden_size;
+  for (const auto& [name, n, k] : {std::tuple<const char*, i64, i64>{"gate_up", 2 * ffn, H}, {"down", H, ffn}}) {
+    DeviceBuffer x(rows * k * 2), y(rows * n * 2), w(local * k * n * 2);
+    fill_random(x, rows * k, seed(), stream_);
+    fill_random(w, local * k * n, seed(), stream_, false, 1.0f / std::sqrt(static_cast<float>(k)));
+    const cuda::GroupedGemm gemm(group_rows, n, k);
+    cuda::GroupedGemm::Operands operands{0, 1, {}};
+    for (i64 g = 0; g < local; ++g) operands.weights.push_back({2, g * k * n * 2});
+    void* const base[] = {x.get(), y.get(), w.get()};  // the buffer ids of `operands`
+    std::vector<void*> table;
+    for (const auto& addr : gemm.operand_addresses(operands)) {
+      table.push_back(static_cast<char*>(base[addr.buffer]) + addr.offset_bytes);
+    }
+    DeviceBuffer device_table(static_cast<i64>(table.size() * sizeof(void*)));
+    PARATWIN_CUDA_CHECK(
+        cudaMemcpy(device_table.get(), table.data(), table.size() * sizeof(void*), cudaMemcpyHostToDevice));
+    const double dense_s = time([&] { dense_gemm(blas_, x.get(), w.get(), y.get(), rows, n, k); });
+    const double flops = gemm.flops();
+    const std::string shape = fmt::format("{} tok EP {}: {} experts, {} rows (~{}/expert), n {}, k {}", tokens, ep,
+                                          local, rows, rows / local, n, k);
+    const std::string dense_note = fmt::format("dense same size {:.0f} TFLOP/s", flops / dense_s / 1e12);
+    struct Variant {
+      const char* label;
+      cuda::GroupedGemmMethod method;
+      const cuda::GemmStreams* side;
+      bool backend;  // the method the backend runs: the one issue 6's target applies to
+    };
+    const Variant variants[] = {
+        {"4 streams", cuda::GroupedGemmMethod::kConcurrent, &side4_, cuda::kGemmSideStreams == 4},
+        {"8 streams", cuda::GroupedGemmMethod::kConcurrent, &side8_, cuda::kGemmSideStreams == 8},
+        {"1 stream", cuda::GroupedGemmMethod::kSequential, nullptr, false},
+        {"cuBLAS grouped", cuda::GroupedGemmMethod::kCublasGrouped, nullptr, false},
+    };
+    for (const auto& v : variants) {
+      cuda::GroupedGemm::Launch launch;
+      launch.blas = blas_;
+      launch.stream = stream_;
+      launch.side = v.side;
+      launch.device_table = device_table.as<void*>();
+      launch.host_table = table.data();
+      bool as_asked = true;
+      const double s = time([&] { as_asked = gemm.run(launch, v.method) && as_asked; });
+      std::optional<double> target;
+      if (v.backend) target = 0.8;
+      rows_.push_back({fmt::format("grouped GEMM {} ({})", name, v.label), m.name, shape, s, flops, true, dense_s / s,
+                       target, "dense", as_asked ? dense_note : dense_note + " (fell back to 1 stream)"});
+    }
+    add_flops(fmt::format("dense GEMM {} same size", name), m, fmt::format("{} x {} x {}", rows, n, k), dense_s, flops,
+              "");
+  }
+}
+
+}  // namespace paratwin::bench

@@ -1,0 +1,69 @@
+#pragma once
+// The cases of bench_kernels: every compute kernel of the CUDA backend at a zoo model's prefill shapes, each timed on
+// fresh seeded random data and held against the ceilings measured at construction. Bytes = what a kernel must read and
+// write once; FLOPs = 2 per multiply-add, causal attention counting only the visible (query, key) pairs.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/grouped_gemm.hpp"
+#include "bench/gpu/kernel_timing.hpp"
+#include "models/model_spec.hpp"
+
+namespace paratwin::bench {
+
+// A kernel's result row. `work` is bytes (memory-bound kernels) or FLOPs; `target` a fraction of the ceiling (or of the
+// dense GEMM for grouped GEMMs) the issue asks for, `anchor` the published figure to compare with.
+struct KernelRow {
+  std::string kernel, model, shape;
+  double seconds = 0;
+  double work = 0;
+  bool flops = false;
+  double fraction = 0;             ///< of the ceiling (or of `versus`)
+  std::optional<double> target;    ///< fraction required
+  std::string versus = "ceiling";  ///< what `fraction` divides by
+  std::string anchor;
+};
+
+/// Runs the cases and collects one row each. Construction creates the stream and cuBLAS handle on the current device
+/// and measures the ceilings.
+class KernelBench {
+ public:
+  KernelBench();
+  ~KernelBench();
+  KernelBench(const KernelBench&) = delete;
+  KernelBench& operator=(const KernelBench&) = delete;
+
+  void memory_kernels(const ModelSpec& m, std::int64_t tokens);  ///< rmsnorm, add, rope, silu_mul
+  void moe_kernels(const ModelSpec& m, std::int64_t tokens);     ///< router, permute, unpermute, combine
+  void attention(const ModelSpec& m, std::int64_t tokens);       ///< attention_gemm and the reference kernel
+  void dsa(const ModelSpec& m, std::int64_t tokens);             ///< indexer, top-k, sparse attention (DSA models)
+  void dense_gemms(const ModelSpec& m, std::int64_t tokens);     ///< the dense projections of one layer
+  void grouped_gemms(const ModelSpec& m, std::int64_t tokens, int ep);  ///< the MoE expert GEMMs
+
+  [[nodiscard]] const std::vector<KernelRow>& rows() const { return rows_; }
+  [[nodiscard]] const Ceilings& ceilings() const { return ceilings_; }
+
+ private:
+  std::uint64_t seed() { return ++seed_; }
+  double time(const std::function<void()>& launch, int timed = 10, int warmup = 2);
+  void add_bytes(std::string kernel, const ModelSpec& m, std::string shape, double s, double bytes,
+                 std::optional<double> target = std::nullopt);
+  void add_flops(std::string kernel, const ModelSpec& m, std::string shape, double s, double flops, std::string anchor,
+                 std::optional<double> target = std::nullopt);
+  std::vector<int> random_ints(std::int64_t count, int bound);
+
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  Ceilings ceilings_;
+  std::vector<KernelRow> rows_;
+  std::uint64_t seed_ = 100;
+  cuda::GemmStreams side4_{4}, side8_{8};  ///< the grouped GEMM's concurrent method at 4 (the backend's) and 8 streams
+};
+
+}  // namespace paratwin::bench
