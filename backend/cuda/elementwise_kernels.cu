@@ -102,21 +102,19 @@ __device__ float block_sum_f32(float v) {
   return v;  // every warp reduced the same partials; no second barrier: each kernel calls this once per block
 }
 
-// Sum of squares of the packs a thread holds, then the scaled write: the row is read from memory once. The weight's
-// packs are loaded with the row's, so the write after the reduction waits on nothing. Packs first, first + step, ...
-// of a row of `packs` (≤ kVecs · 1024, so int indices).
+// Sum of squares of the packs a thread holds, then the scaled write: the row is read from memory once. Packs
+// first, first + step, ... of a row of `packs` (≤ kVecs · 1024, so int indices). The weight is read after the
+// reduction: a variant that loaded it with the row, at 2 row packs per thread, held half the row bytes in flight per
+// SM and measured 5–20 % slower on H200 (docs/performance.md).
 template <int kElems, int kVecs>
 struct RowSlice {
-  Pack<kElems> x[kVecs], w[kVecs];
-  __device__ float load(const bf16* row, const bf16* weight, int first, int step, int packs) {
+  Pack<kElems> x[kVecs];
+  __device__ float load(const bf16* row, int first, int step, int packs) {
     float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < kVecs; ++k) {
       const int j = first + k * step;
-      if (j < packs) {
-        x[k].load(row + j * kElems);
-        w[k].load(weight + j * kElems);
-      }
+      if (j < packs) x[k].load(row + j * kElems);
     }
 #pragma unroll
     for (int k = 0; k < kVecs; ++k) {
@@ -129,14 +127,16 @@ struct RowSlice {
     }
     return ss;
   }
-  __device__ void store(bf16* row, float inv, int first, int step, int packs) const {
+  __device__ void store(bf16* row, const bf16* weight, float inv, int first, int step, int packs) const {
 #pragma unroll
     for (int k = 0; k < kVecs; ++k) {
       const int j = first + k * step;
       if (j >= packs) continue;
+      Pack<kElems> w;
+      w.load(weight + j * kElems);
       float v[kElems], wv[kElems];
       x[k].to_float(v);
-      w[k].to_float(wv);
+      w.to_float(wv);
 #pragma unroll
       for (int e = 0; e < kElems; ++e) v[e] = v[e] * inv * wv[e];
       Pack<kElems> y;
@@ -155,12 +155,12 @@ __global__ void rmsnorm_rows_in_warp_kernel(NormRows a, const bf16* weight, i64 
   const int packs = static_cast<int>(a.n / kVecElems);
   const bf16* x = valid ? a.src(r) : nullptr;
   RowSlice<kVecElems, kVecs> slice;
-  float ss = valid ? slice.load(x, weight, lane, kLanes, packs) : 0.0f;
+  float ss = valid ? slice.load(x, lane, kLanes, packs) : 0.0f;
 #pragma unroll
   for (int o = kLanes / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
   if (!valid) return;
   const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
-  slice.store(a.dst(r, x), inv, lane, kLanes, packs);
+  slice.store(a.dst(r, x), weight, inv, lane, kLanes, packs);
 }
 
 // Long rows: one block per row, each thread holding up to kVecs packs.
@@ -174,12 +174,12 @@ __global__ void __launch_bounds__(kMaxNormThreads)
   const int first = static_cast<int>(threadIdx.x), step = static_cast<int>(blockDim.x);
   const bf16* x = a.src(r);
   RowSlice<kElems, kVecs> slice;
-  const float ss = block_sum_f32(slice.load(x, weight, first, step, packs));
+  const float ss = block_sum_f32(slice.load(x, first, step, packs));
   const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
-  slice.store(a.dst(r, x), inv, first, step, packs);
+  slice.store(a.dst(r, x), weight, inv, first, step, packs);
 }
 
-// Rows too long for registers (> 8192 ragged or > 16384 aligned elements: more packs per thread would spill at 1024
+// Rows too long for registers (> 8192 ragged or > 32768 aligned elements: 8 packs per thread would spill at 1024
 // threads): two passes over memory, the second mostly from L2.
 __global__ void rmsnorm_streaming_kernel(NormRows a, const bf16* weight, float eps) {
   const i64 r = blockIdx.x;
@@ -433,8 +433,8 @@ void launch_rmsnorm(const void* in, void* out, const void* weight, i64 rows, i64
     launch_rows_in_warp<32, 2>(a, w, rows, eps, stream);
   } else if (vectors && packs <= 128) {
     launch_rows_in_warp<32, 4>(a, w, rows, eps, stream);
-  } else if (vectors && packs <= kMaxNormThreads * 2) {  // 2 packs per thread: as fast as 4 or faster on H200
-    launch_row_per_block<kVecElems, 2>(a, w, rows, eps, stream);
+  } else if (vectors && packs <= kMaxNormThreads * 4) {
+    launch_row_per_block<kVecElems, 4>(a, w, rows, eps, stream);
   } else if (!vectors && n <= kMaxNormThreads * 8) {
     launch_row_per_block<1, 8>(a, w, rows, eps, stream);
   } else {

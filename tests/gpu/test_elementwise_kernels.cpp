@@ -194,7 +194,7 @@ TEST_CASE("RMSNorm kernels equal a float64 reference on every path (warp rows, b
       {"hidden 4096, block per row", 37, 4096},
       {"hidden 7168 (224 threads), row map", 5, 7168, 1, 0, true},
       {"hidden 8192", 3, 8192},
-      {"hidden 16384: 1024 threads", 3, 16384},
+      {"hidden 16384: 512 threads", 3, 16384},
       {"row of 40000: longer than registers hold", 3, 40000},
       {"per-head norm in place: 1001 rows of 128, 7 heads in a QKV row of 11", 1001, 128, 7, 11 * 128, false, true},
       {"per-head norm in place through a permutation", 77, 128, 7, 11 * 128, true, true},
