@@ -1,5 +1,5 @@
 // The backend's own kernels: simple, correct, fp32 accumulation. One thread block per row where rows are reduced,
-// one warp per (query, head) for attention.
+// one warp per (query, head) for attention. The memory-bound layer kernels are in elementwise_kernels.cu.
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
@@ -61,59 +61,6 @@ __global__ void fill_random_fp8_kernel(__nv_fp8_e4m3* dst, i64 count, std::uint6
     const auto h = mix(seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(i));
     const float u = static_cast<float>(h >> 40) * (2.0f / 16777216.0f) - 1.0f;
     dst[i] = __nv_fp8_e4m3(scale * u);
-  }
-}
-
-__device__ float block_sum(float v) {
-  __shared__ float partial[32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  const int warps = (blockDim.x + 31) / 32;
-  v = threadIdx.x < warps ? partial[threadIdx.x] : 0.0f;
-  if (warp == 0) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) partial[0] = v;
-  }
-  __syncthreads();
-  const float total = partial[0];
-  __syncthreads();
-  return total;
-}
-
-__global__ void rmsnorm_kernel(const bf16* in, bf16* out, const bf16* weight, i64 n, i64 inner, i64 outer_stride,
-                               const int* row_map, float eps) {
-  const i64 r = blockIdx.x;
-  const i64 s = row_map != nullptr ? row_map[r] : r;
-  const bf16* x = in + (s / inner) * outer_stride + (s % inner) * n;
-  bf16* y = out == in ? const_cast<bf16*>(x) : out + r * n;
-  float ss = 0;
-  for (i64 j = threadIdx.x; j < n; j += blockDim.x) {
-    const float v = to_f(x[j]);
-    ss += v * v;
-  }
-  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(n) + eps);
-  for (i64 j = threadIdx.x; j < n; j += blockDim.x) y[j] = to_b(to_f(x[j]) * inv * to_f(weight[j]));
-}
-
-__global__ void rope_kernel(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions,
-                            float theta) {
-  const i64 half = head_dim / 2;
-  const i64 total = tokens * heads * half;
-  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<i64>(gridDim.x) * blockDim.x) {
-    const i64 t = i / (heads * half);
-    const i64 h = (i / half) % heads;
-    const i64 d = i % half;
-    const float pos = static_cast<float>(positions != nullptr ? positions[t] : t);
-    const float freq = powf(theta, -2.0f * static_cast<float>(d) / static_cast<float>(head_dim));
-    float sn, cs;
-    sincosf(pos * freq, &sn, &cs);
-    bf16* p = x + t * row_stride + h * head_dim;
-    const float a = to_f(p[d]), b = to_f(p[d + half]);
-    p[d] = to_b(a * cs - b * sn);
-    p[d + half] = to_b(b * cs + a * sn);
   }
 }
 
@@ -300,24 +247,6 @@ __global__ void wait_flag_kernel(const volatile int* flag, int value, i64 timeou
   } while (static_cast<i64>(now - start) < timeout_ns);
 }
 
-__global__ void silu_mul_kernel(const bf16* gu, bf16* out, i64 rows, i64 n) {
-  const i64 total = rows * n;
-  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<i64>(gridDim.x) * blockDim.x) {
-    const i64 r = i / n, j = i % n;
-    const float g = to_f(gu[r * 2 * n + j]);
-    const float u = to_f(gu[r * 2 * n + n + j]);
-    out[i] = to_b(g / (1.0f + __expf(-g)) * u);
-  }
-}
-
-__global__ void add_kernel(bf16* y, const bf16* x, i64 count) {
-  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < count;
-       i += static_cast<i64>(gridDim.x) * blockDim.x) {
-    y[i] = to_b(to_f(y[i]) + to_f(x[i]));
-  }
-}
-
 template <typename T>
 __global__ void gather_rows_kernel(const T* src, T* dst, i64 rows, i64 row_elems, const int* map) {
   const i64 total = rows * row_elems;
@@ -365,17 +294,6 @@ __global__ void moe_route_kernel(const bf16* logits, int* ids, float* weights, i
   }
 }
 
-__global__ void moe_unpermute_kernel(const bf16* rows, const float* weights, bf16* out, i64 tokens, i64 topk, i64 n) {
-  const i64 total = tokens * n;
-  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<i64>(gridDim.x) * blockDim.x) {
-    const i64 t = i / n, j = i % n;
-    float s = 0.0f;
-    for (i64 k = 0; k < topk; ++k) s += weights[t * topk + k] * to_f(rows[(t * topk + k) * n + j]);
-    out[i] = to_b(s);
-  }
-}
-
 __global__ void moe_route_fixed_kernel(const float* logits, const int* ids, float* weights, i64 tokens, i64 experts,
                                        i64 topk, bool renormalize) {
   const i64 t = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
@@ -395,22 +313,6 @@ __global__ void moe_route_fixed_kernel(const float* logits, const int* ids, floa
     for (i64 e = 0; e < experts; ++e) denom += __expf(row[e] - mx);
   }
   for (i64 k = 0; k < topk; ++k) weights[t * topk + k] = __expf(row[id[k]] - mx) / denom;
-}
-
-__global__ void moe_combine_kernel(const bf16* rows, const int* row_map, const float* weights, bf16* out, i64 tokens,
-                                   i64 slots, i64 n) {
-  const i64 total = tokens * n;
-  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<i64>(gridDim.x) * blockDim.x) {
-    const i64 t = i / n, j = i % n;
-    float s = 0.0f;
-    for (i64 k = 0; k < slots; ++k) {
-      const int r = row_map[t * slots + k];
-      if (r < 0) continue;
-      s += (weights != nullptr ? weights[t * slots + k] : 1.0f) * to_f(rows[static_cast<i64>(r) * n + j]);
-    }
-    out[i] = to_b(s);
-  }
 }
 
 __global__ void indexer_score_kernel(const bf16* q, const bf16* k, const bf16* w, float* out, i64 queries, i64 keys,
@@ -492,22 +394,6 @@ void launch_fill_random_fp8(void* dst, i64 count, std::uint64_t seed, float scal
                                                                    scale);
 }
 
-void launch_rmsnorm(const void* in, void* out, const void* weight, i64 rows, i64 n, i64 inner, i64 outer_stride,
-                    const int* row_map, float eps, cudaStream_t stream) {
-  if (rows == 0) return;
-  rmsnorm_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(static_cast<const bf16*>(in), static_cast<bf16*>(out),
-                                                                  static_cast<const bf16*>(weight), n, inner,
-                                                                  outer_stride, row_map, eps);
-}
-
-void launch_rope(void* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions, float theta,
-                 cudaStream_t stream) {
-  const i64 total = tokens * heads * (head_dim / 2);
-  if (total == 0) return;
-  rope_kernel<<<blocks_for(total), kBlock, 0, stream>>>(static_cast<bf16*>(x), tokens, heads, head_dim, row_stride,
-                                                        positions, theta);
-}
-
 void launch_scatter_kv(const void* qkv, void* dst, i64 tokens, i64 q_heads, i64 kv_heads, i64 head_dim,
                        const int* dst_rows, cudaStream_t stream) {
   const i64 total = tokens * 2 * kv_heads * head_dim;
@@ -546,17 +432,6 @@ void launch_wait_flag(const volatile int* flag, int value, i64 timeout_ns, cudaS
   wait_flag_kernel<<<1, 1, 0, stream>>>(flag, value, timeout_ns);
 }
 
-void launch_silu_mul(const void* gate_up, void* out, i64 rows, i64 n, cudaStream_t stream) {
-  if (rows * n == 0) return;
-  silu_mul_kernel<<<blocks_for(rows * n), kBlock, 0, stream>>>(static_cast<const bf16*>(gate_up),
-                                                               static_cast<bf16*>(out), rows, n);
-}
-
-void launch_add(void* y, const void* x, i64 count, cudaStream_t stream) {
-  if (count == 0) return;
-  add_kernel<<<blocks_for(count), kBlock, 0, stream>>>(static_cast<bf16*>(y), static_cast<const bf16*>(x), count);
-}
-
 void launch_gather_rows(const void* src, void* dst, i64 rows, i64 row_bytes, const int* map, cudaStream_t stream) {
   if (rows * row_bytes == 0) return;
   if (row_bytes % 16 == 0) {
@@ -578,25 +453,11 @@ void launch_moe_route(const void* logits, int* ids, float* weights, i64 tokens, 
                                                                 experts, topk < kMaxTopK ? topk : kMaxTopK, sigmoid);
 }
 
-void launch_moe_unpermute(const void* rows, const float* weights, void* out, i64 tokens, i64 topk, i64 n,
-                          cudaStream_t stream) {
-  if (tokens * n == 0) return;
-  moe_unpermute_kernel<<<blocks_for(tokens * n), kBlock, 0, stream>>>(static_cast<const bf16*>(rows), weights,
-                                                                      static_cast<bf16*>(out), tokens, topk, n);
-}
-
 void launch_moe_route_fixed(const float* logits, const int* ids, float* weights, i64 tokens, i64 experts, i64 topk,
                             bool renormalize, cudaStream_t stream) {
   if (tokens == 0) return;
   moe_route_fixed_kernel<<<blocks_for(tokens, 128), 128, 0, stream>>>(logits, ids, weights, tokens, experts, topk,
                                                                       renormalize);
-}
-
-void launch_moe_combine(const void* rows, const int* row_map, const float* weights, void* out, i64 tokens, i64 slots,
-                        i64 n, cudaStream_t stream) {
-  if (tokens * n == 0) return;
-  moe_combine_kernel<<<blocks_for(tokens * n), kBlock, 0, stream>>>(static_cast<const bf16*>(rows), row_map, weights,
-                                                                    static_cast<bf16*>(out), tokens, slots, n);
 }
 
 void launch_indexer_score(const void* q, const void* k, const void* w, float* out, i64 queries, i64 keys, i64 heads,

@@ -1,6 +1,7 @@
 #pragma once
-/// The CUDA backend's own kernels (correct first; speed comes in a later issue). Activations are bf16 unless a
-/// parameter says otherwise; every launcher enqueues on `stream` and returns at once. Pointers are device pointers.
+/// The CUDA backend's own kernels. Activations are bf16 unless a parameter says otherwise; every launcher enqueues on
+/// `stream` and returns at once. Pointers are device pointers. The memory-bound layer kernels (RMSNorm, RoPE, SwiGLU,
+/// add, MoE unpermute and combine) are in elementwise_kernels.cu, written for HBM speed; the rest in kernels.cu.
 
 #include <cuda_runtime.h>
 

@@ -16,7 +16,8 @@ step() {  # step NAME SECONDS CMD...: runs CMD under a timeout, appends its outp
   t1=$(date +%s%N)
   printf '%-14s rc=%-3s %6d ms\n' "$name" "$rc" $(((t1 - t0) / 1000000)) | tee -a "$OUT/steps.txt"
 }
-step tests 60 "$BIN/gpu_tests" --durations yes "a GPU is visible*,attention on the tensor cores*,grouped GEMM*"
+step tests 60 "$BIN/gpu_tests" --durations yes \
+  "a GPU is visible*,attention on the tensor cores*,grouped GEMM*,RMSNorm*,RoPE*,residual add*,MoE unpermute*"
 step bench 150 "$BIN/bench_kernels" --csv "$OUT/kernels.csv"
 for routing in per-token uniform; do
   echo "== --routing $routing" >> "$OUT/moe.txt"
