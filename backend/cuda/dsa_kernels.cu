@@ -6,12 +6,14 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/tensor_core_ops.cuh"
 
 namespace paratwin::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
 using i64 = std::int64_t;
+using tc::cp_async_16, tc::cp_async_commit, tc::cp_async_wait, tc::ldmatrix_x4, tc::mma_bf16;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Indexer scores, tensor-core path. One block computes the scores of kIdxQueries queries against every visible key:
@@ -35,32 +37,6 @@ constexpr int kIdxSmemBytes = kIdxQBytes + 2 * kIdxKTileBytes;
 // land in 8 different bank groups.
 __device__ inline unsigned swizzled_offset(int row, int chunk) {
   return static_cast<unsigned>(row * (kIdxDim * 2) + ((chunk ^ (row & 7)) * 16));
-}
-
-__device__ inline void cp_async_16(unsigned smem_addr, const void* gmem, bool valid) {
-  const int src_bytes = valid ? 16 : 0;  // 0: zero-fill (rows past the end)
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(gmem), "r"(src_bytes));
-}
-__device__ inline void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::);
-}
-template <int kPending>
-__device__ inline void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
-__device__ inline void ldmatrix_x4(unsigned smem_addr, unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(smem_addr));
-}
-
-__device__ inline void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // Copies `rows` rows of 256 bytes (rows ≥ `valid_rows` zero-filled) into swizzled shared memory.

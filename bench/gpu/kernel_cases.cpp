@@ -10,6 +10,7 @@
 
 #include "backend/cuda/attention_gemm.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/sparse_mla_attention.hpp"
 
 namespace paratwin::bench {
 
@@ -185,7 +186,7 @@ void KernelBench::attention(const ModelSpec& m, i64 tokens) {
 }
 
 // DeepSeek-V3.2's DSA: indexer scores and top-k over a 16K context, and sparse attention (MQA over the 576-dim latent,
-// 2048 keys per query; still the reference kernel). Issue 6: the indexer at ≥ 60 % of the GEMM rate.
+// 2048 keys per query: the reference kernel and the tensor-core one). Issue 6: the indexer at ≥ 60 % of the GEMM rate.
 void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
   if (!m.indexer || !m.mla) return;
   const i64 heads = m.indexer->heads, dim = m.indexer->head_dim, topk = m.indexer->topk;
@@ -250,6 +251,10 @@ void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
     const double s = time([&] { cuda::launch_attention(a, stream_); }, 10, 1);
     add_flops("attention sparse (reference)", m,
               fmt::format("last {} q of {}, {} keys, {} heads, d {}/{}", queries, tokens, topk, heads_q, dqk, dv), s,
+              2.0 * static_cast<double>(queries * topk * heads_q * (dqk + dv)), "FlashMLA 640 (H800)");
+    const double tc = time([&] { cuda::launch_sparse_mla_attention(a, stream_); });
+    add_flops("attention sparse (tensor cores)", m,
+              fmt::format("last {} q of {}, {} keys, {} heads, d {}/{}", queries, tokens, topk, heads_q, dqk, dv), tc,
               2.0 * static_cast<double>(queries * topk * heads_q * (dqk + dv)), "FlashMLA 640 (H800)");
   }
 }
