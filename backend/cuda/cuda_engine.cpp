@@ -852,8 +852,8 @@ std::string attention_paths_summary(const CudaRunStats& stats) {
   return fmt::format("{} {}, {} {}, {} {}, {} {}", stats.attention_calls_cudnn,
                      to_string(cuda::AttentionPath::kCudnnFused), stats.attention_calls_cublas,
                      to_string(cuda::AttentionPath::kCublas), stats.attention_calls_sparse_mla,
-                     to_string(cuda::AttentionPath::kSparseMla),
-                     stats.attention_calls_reference, to_string(cuda::AttentionPath::kReference));
+                     to_string(cuda::AttentionPath::kSparseMla), stats.attention_calls_reference,
+                     to_string(cuda::AttentionPath::kReference));
 }
 
 CudaRunResult run_cuda(const Schedule& schedule, const Placement& placement, const CudaOptions& options) {

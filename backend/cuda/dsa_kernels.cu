@@ -22,10 +22,10 @@ using tc::cp_async_16, tc::cp_async_commit, tc::cp_async_wait, tc::ldmatrix_x4, 
 // relu, the per-head weight and the sum over heads happen in registers and warp shuffles, so the [q·heads × keys]
 // product never reaches HBM. Key tiles past the block's last visible position are not computed, only masked.
 
-constexpr int kIdxHeads = 64;    // DeepSeek-V3.2's indexer heads: one warp's rows = one query's heads
-constexpr int kIdxDim = 128;     // indexer head dimension = the mma K extent, whole in shared memory
-constexpr int kIdxQueries = 2;   // queries per block
-constexpr int kIdxKeyTile = 128; // keys per pipeline stage
+constexpr int kIdxHeads = 64;                  // DeepSeek-V3.2's indexer heads: one warp's rows = one query's heads
+constexpr int kIdxDim = 128;                   // indexer head dimension = the mma K extent, whole in shared memory
+constexpr int kIdxQueries = 2;                 // queries per block
+constexpr int kIdxKeyTile = 128;               // keys per pipeline stage
 constexpr int kIdxWarpKeys = kIdxKeyTile / 4;  // keys per warp: 4 warps per query
 constexpr int kIdxThreads = 32 * kIdxQueries * 4;
 constexpr int kChunksPerRow = kIdxDim * 2 / 16;  // 16-byte chunks in one 256-byte row
@@ -60,8 +60,8 @@ __global__ void __launch_bounds__(kIdxThreads, 2)
   const i64 q0 = static_cast<i64>(gridDim.x - 1 - blockIdx.x) * kIdxQueries;
   const i64 block_queries = queries - q0 < kIdxQueries ? queries - q0 : kIdxQueries;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int wq = warp / 4;                       // the warp's query within the block
-  const int wk = (warp % 4) * kIdxWarpKeys;      // the warp's first key within a tile
+  const int wq = warp / 4;                   // the warp's query within the block
+  const int wk = (warp % 4) * kIdxWarpKeys;  // the warp's first key within a tile
   const i64 qi = q0 + wq;
   const bool query_valid = wq < block_queries;
 

@@ -47,8 +47,8 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_attention_kernel(Atten
   const int* index = a.key_index + query_row * a.keys_per_query;
   const bf16* kbase = static_cast<const bf16*>(a.k) + b * a.kv_batch_rows * a.k_row_stride;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int group = warp % 4;      // heads h0 + 16·group …
-  const int v_half = warp / 4;     // value dims 256·v_half …
+  const int group = warp % 4;   // heads h0 + 16·group …
+  const int v_half = warp / 4;  // value dims 256·v_half …
 
   // q rows of the block's heads.
   const bf16* qbase = static_cast<const bf16*>(a.q) + query_row * a.q_row_stride + h0 * kDimQk;
@@ -186,9 +186,8 @@ bool sparse_mla_attention_takes(const AttentionArgs& a) {
   const auto aligned = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; };
   return a.key_index != nullptr && a.keys_per_query > 0 && a.kv_heads == 1 && a.head_dim_qk == kDimQk &&
          a.head_dim_v == kDimV && a.heads % kHeadsPerBlock == 0 && a.heads > 0 && a.v == a.k &&
-         a.v_row_stride == a.k_row_stride && a.out_f32 == nullptr && a.lse == nullptr && aligned(a.q) &&
-         aligned(a.k) && aligned(a.out) && a.q_row_stride % 8 == 0 && a.k_row_stride % 8 == 0 &&
-         a.out_row_stride % 8 == 0;
+         a.v_row_stride == a.k_row_stride && a.out_f32 == nullptr && a.lse == nullptr && aligned(a.q) && aligned(a.k) &&
+         aligned(a.out) && a.q_row_stride % 8 == 0 && a.k_row_stride % 8 == 0 && a.out_row_stride % 8 == 0;
 }
 
 void launch_sparse_mla_attention(const AttentionArgs& a, cudaStream_t stream) {

@@ -1,8 +1,8 @@
-// DeepSeek-V3.2's DSA kernels (dsa_kernels.cu, sparse_mla_attention.cu) against references on fresh random inputs with poisoned
-// outputs: the indexer's scores (tensor-core path at 64 heads × 128 and the general path) against a double-precision
-// sum, on ragged shapes (keys not a multiple of the key tile, an odd query count, offset and strided query positions,
-// causal and not); the top-k's selected values against a host sort, with ties and rows of fewer than k candidates; the
-// index-sparse MLA attention against the reference attention kernel.
+// DeepSeek-V3.2's DSA kernels (dsa_kernels.cu, sparse_mla_attention.cu) against references on fresh random inputs with
+// poisoned outputs: the indexer's scores (tensor-core path at 64 heads × 128 and the general path) against a
+// double-precision sum, on ragged shapes (keys not a multiple of the key tile, an odd query count, offset and strided
+// query positions, causal and not); the top-k's selected values against a host sort, with ties and rows of fewer than k
+// candidates; the index-sparse MLA attention against the reference attention kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
