@@ -1,7 +1,8 @@
 // Index-sparse MLA attention on the tensor cores (sparse_mla_attention.hpp). One block = one query's 64 heads; its
-// 8 warps split them into 4 groups of 16 heads × 2 halves of the 512 value dims. Both warps of a head group compute
-// the same 16 × 32 score tile (the score GEMM is 53 % of the work; sharing it would cost a shared-memory round trip
-// per tile), keep the softmax state in registers, and turn the scores straight into the A operand of P·V.
+// 8 warps split them into 4 groups of 16 heads × 2 halves of the 512 value dims. The two warps of a head group (a
+// "pair") each compute half of the group's 16 × 32 score tile (16 keys), exchange their row maxima and their P
+// fragments (bf16, already in the A-operand layout of P·V) through shared memory under a pair barrier, and keep the
+// softmax state in registers.
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -33,9 +34,17 @@ __device__ inline unsigned swizzled(int row, int chunk) {
   return static_cast<unsigned>(row * (kDimQk * 2) + ((chunk ^ (row & 7)) * 16));
 }
 
+// Synchronizes the two warps of head group `group` (named barriers 1–4; 0 is __syncthreads).
+__device__ inline void pair_barrier(int group) {
+  asm volatile("bar.sync %0, 64;\n" ::"r"(group + 1) : "memory");
+}
+
 __global__ void __launch_bounds__(kThreads, 1) sparse_mla_attention_kernel(AttentionArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int key_valid[2][kKeyTile];
+  __shared__ float pair_max[4][2][16];      // [head group][warp of the pair][row]
+  __shared__ unsigned pair_p[4][2][4][32];  // [head group][warp of the pair][A register][lane]
+  __shared__ float pair_sum[4][2][16];
   const unsigned q_smem = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   const unsigned kv_smem = q_smem + kQBytes;
 
@@ -91,52 +100,62 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_attention_kernel(Atten
     const int stage = static_cast<int>(t & 1);
     const unsigned kt = kv_smem + static_cast<unsigned>(stage * kTileBytes);
 
-    // S = q · kᵀ for 16 heads × 32 keys.
-    float s[4][4] = {};
+    // This warp's half of S = q · kᵀ: 16 heads × keys 16·v_half … (one ldmatrix.x4 = two n-tiles of 8 keys).
+    float s[2][4] = {};
 #pragma unroll 4
     for (int ks = 0; ks < kDimQk / 16; ++ks) {
       unsigned qa[4];
       ldmatrix_x4(q_smem + swizzled(group * 16 + lane % 16, ks * 2 + lane / 16), qa[0], qa[1], qa[2], qa[3]);
-#pragma unroll
-      for (int np = 0; np < 2; ++np) {
-        unsigned b0, b1, b2, b3;
-        ldmatrix_x4(kt + swizzled(np * 16 + (lane / 16) * 8 + lane % 8, ks * 2 + (lane / 8) % 2), b0, b1, b2, b3);
-        mma_bf16(s[np * 2], qa, b0, b1);
-        mma_bf16(s[np * 2 + 1], qa, b2, b3);
-      }
+      unsigned b0, b1, b2, b3;
+      ldmatrix_x4(kt + swizzled(v_half * 16 + (lane / 16) * 8 + lane % 8, ks * 2 + (lane / 8) % 2), b0, b1, b2, b3);
+      mma_bf16(s[0], qa, b0, b1);
+      mma_bf16(s[1], qa, b2, b3);
     }
 
-    // Online softmax in base 2; this thread's columns are 8·nt + 2·(lane % 4) + {0, 1}.
+    // Online softmax in base 2; this thread's keys are 16·v_half + 8·nt + 2·(lane % 4) + {0, 1}, its rows lane / 4
+    // (fragments 0, 1) and lane / 4 + 8 (2, 3).
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
+    for (int nt = 0; nt < 2; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int key = nt * 8 + 2 * (lane % 4) + (e & 1);
+        const int key = v_half * 16 + nt * 8 + 2 * (lane % 4) + (e & 1);
         s[nt][e] = key_valid[stage][key] != 0 ? s[nt][e] * scale_log2 : -INFINITY;
         tile_max[e / 2] = fmaxf(tile_max[e / 2], s[nt][e]);
       }
     }
-    float corr[2], base[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      if (lane % 4 == 0) pair_max[group][v_half][lane / 4 + 8 * r] = tile_max[r];
+    }
+    pair_barrier(group);
+    float corr[2], base[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], pair_max[group][1 - v_half][lane / 4 + 8 * r]);
       const float new_max = fmaxf(row_max[r], tile_max[r]);
       base[r] = new_max == -INFINITY ? 0.0f : new_max;  // no key seen yet: every p is 0
       corr[r] = exp2f(row_max[r] - base[r]);
       row_max[r] = new_max;
       row_sum[r] *= corr[r];
     }
-    unsigned p[2][4];  // A operands of P·V: keys 16·kk …
+    unsigned p[2][4];  // A operands of P·V: keys 16·kk …, this warp's at kk = v_half, the partner's at 1 − v_half
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
+    for (int nt = 0; nt < 2; ++nt) {
       const float p0 = exp2f(s[nt][0] - base[0]), p1 = exp2f(s[nt][1] - base[0]);
       const float p2 = exp2f(s[nt][2] - base[1]), p3 = exp2f(s[nt][3] - base[1]);
       row_sum[0] += p0 + p1;
       row_sum[1] += p2 + p3;
-      p[nt / 2][(nt % 2) * 2] = pack_bf16(p0, p1);
-      p[nt / 2][(nt % 2) * 2 + 1] = pack_bf16(p2, p3);
+      pair_p[group][v_half][nt * 2][lane] = pack_bf16(p0, p1);
+      pair_p[group][v_half][nt * 2 + 1][lane] = pack_bf16(p2, p3);
+    }
+    pair_barrier(group);
+#pragma unroll
+    for (int kk = 0; kk < 2; ++kk) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) p[kk][i] = pair_p[group][kk][i][lane];
     }
 #pragma unroll
     for (int nt = 0; nt < 32; ++nt) {
@@ -161,12 +180,19 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_attention_kernel(Atten
     __syncthreads();  // the stage just read is refilled by the next iteration's gather
   }
 
+  // Each warp summed the probabilities of its own keys: add the partner's.
   float inv[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
     row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-    inv[r] = row_sum[r] > 0.0f ? 1.0f / row_sum[r] : 0.0f;
+    if (lane % 4 == 0) pair_sum[group][v_half][lane / 4 + 8 * r] = row_sum[r];
+  }
+  pair_barrier(group);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float total = row_sum[r] + pair_sum[group][1 - v_half][lane / 4 + 8 * r];
+    inv[r] = total > 0.0f ? 1.0f / total : 0.0f;
   }
   bf16* out = static_cast<bf16*>(a.out) + query_row * a.out_row_stride + (h0 + group * 16) * kDimV;
 #pragma unroll
