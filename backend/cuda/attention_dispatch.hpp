@@ -1,7 +1,8 @@
 #pragma once
 /// Picks the kernel of one attention call: cuDNN's fused flash attention (attention_cudnn.hpp) when it computes the
-/// call exactly, else the unfused tensor-core attention (attention_gemm.hpp), else (index-sparse attention, or no
-/// workspace) the backend's reference kernel (launch_attention). All three give the same results.
+/// call exactly, else the unfused tensor-core attention (attention_gemm.hpp); index-sparse attention in MLA's absorbed
+/// form runs on sparse_mla_attention.hpp's kernel; anything else (or no workspace) on the backend's reference kernel
+/// (launch_attention). All give the same results.
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -15,10 +16,10 @@
 
 namespace paratwin::cuda {
 
-enum class AttentionPath : int { kCudnnFused = 0, kCublas = 1, kReference = 2 };
-inline constexpr std::size_t kAttentionPathCount = 3;
+enum class AttentionPath : int { kCudnnFused = 0, kCublas = 1, kReference = 2, kSparseMla = 3 };
+inline constexpr std::size_t kAttentionPathCount = 4;
 
-/// "cuDNN fused", "cuBLAS unfused", "reference kernel".
+/// "cuDNN fused", "cuBLAS unfused", "reference kernel", "sparse MLA".
 [[nodiscard]] const char* to_string(AttentionPath path);
 
 /// Calls per path (indexed by AttentionPath), so a run can say which kernels its attention ran on.

@@ -65,8 +65,9 @@ struct CudaRunStats {
   std::int64_t device_bytes_per_rank = 0;  ///< largest device memory the engine allocated on one rank
   std::vector<std::string> generic_ops;    ///< rank 0's ops run on scratch buffers (no real data flow)
   /// Rank 0's attention calls of one step by kernel: cuDNN's fused flash attention, the unfused cuBLAS path, the
-  /// reference kernel (index-sparse attention).
-  std::int64_t attention_calls_cudnn = 0, attention_calls_cublas = 0, attention_calls_reference = 0;
+  /// index-sparse MLA kernel on the tensor cores, the reference kernel (other index-sparse attention).
+  std::int64_t attention_calls_cudnn = 0, attention_calls_cublas = 0, attention_calls_sparse_mla = 0,
+               attention_calls_reference = 0;
 };
 
 struct CudaRunResult {
@@ -93,7 +94,7 @@ struct CudaCheckResult {
 /// Local GPUs visible, and the CUDA/NCCL/cuDNN versions ("cuda runtime 13.0, driver 13.0, nccl 2.28.3, cudnn 9.14.0").
 [[nodiscard]] int cuda_device_count();
 [[nodiscard]] std::string cuda_versions();
-/// "64 cuDNN fused, 0 cuBLAS unfused, 0 reference kernel": the attention calls of `stats` by kernel path.
+/// "64 cuDNN fused, 0 cuBLAS unfused, 0 sparse MLA, 0 reference kernel": the attention calls of `stats` by kernel path.
 [[nodiscard]] std::string attention_paths_summary(const CudaRunStats& stats);
 
 /// A Backend running `run_cuda` with `options`.

@@ -732,6 +732,7 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDev
   if (calls.size() == cuda::kAttentionPathCount) {
     stats.attention_calls_cudnn = calls[static_cast<std::size_t>(cuda::AttentionPath::kCudnnFused)];
     stats.attention_calls_cublas = calls[static_cast<std::size_t>(cuda::AttentionPath::kCublas)];
+    stats.attention_calls_sparse_mla = calls[static_cast<std::size_t>(cuda::AttentionPath::kSparseMla)];
     stats.attention_calls_reference = calls[static_cast<std::size_t>(cuda::AttentionPath::kReference)];
   }
 
@@ -839,9 +840,11 @@ std::string cuda_versions() {
 }
 
 std::string attention_paths_summary(const CudaRunStats& stats) {
-  return fmt::format("{} {}, {} {}, {} {}", stats.attention_calls_cudnn, to_string(cuda::AttentionPath::kCudnnFused),
-                     stats.attention_calls_cublas, to_string(cuda::AttentionPath::kCublas),
-                     stats.attention_calls_reference, to_string(cuda::AttentionPath::kReference));
+  return fmt::format("{} {}, {} {}, {} {}, {} {}", stats.attention_calls_cudnn,
+                     to_string(cuda::AttentionPath::kCudnnFused), stats.attention_calls_cublas,
+                     to_string(cuda::AttentionPath::kCublas), stats.attention_calls_sparse_mla,
+                     to_string(cuda::AttentionPath::kSparseMla), stats.attention_calls_reference,
+                     to_string(cuda::AttentionPath::kReference));
 }
 
 CudaRunResult run_cuda(const Schedule& schedule, const Placement& placement, const CudaOptions& options) {

@@ -315,70 +315,6 @@ __global__ void moe_route_fixed_kernel(const float* logits, const int* ids, floa
   for (i64 k = 0; k < topk; ++k) weights[t * topk + k] = __expf(row[id[k]] - mx) / denom;
 }
 
-__global__ void indexer_score_kernel(const bf16* q, const bf16* k, const bf16* w, float* out, i64 queries, i64 keys,
-                                     i64 heads, i64 dim, i64 q_start, i64 q_stride, bool causal) {
-  const i64 total = queries * keys;
-  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<i64>(gridDim.x) * blockDim.x) {
-    const i64 qi = i / keys, j = i % keys;
-    if (causal && j > q_start + qi * q_stride) {
-      out[i] = -FLT_MAX;
-      continue;
-    }
-    float s = 0.0f;
-    for (i64 h = 0; h < heads; ++h) {
-      float dot = 0.0f;
-      const bf16* qh = q + (qi * heads + h) * dim;
-      for (i64 d = 0; d < dim; ++d) dot += to_f(qh[d]) * to_f(k[j * dim + d]);
-      s += to_f(w[qi * heads + h]) * fmaxf(dot, 0.0f);
-    }
-    out[i] = s;
-  }
-}
-
-// Order-preserving map of a float to an unsigned key.
-__device__ inline unsigned float_key(float f) {
-  const unsigned u = __float_as_uint(f);
-  return (u & 0x80000000u) != 0 ? ~u : u | 0x80000000u;
-}
-
-// One block per row: finds the largest key threshold T with count(key ≥ T) ≥ k bit by bit, then writes the
-// indices above T and fills the rest with indices equal to T.
-__global__ void topk_kernel(const float* in, int* indices, i64 n, i64 k) {
-  __shared__ unsigned long long count;
-  __shared__ int written;
-  const float* row = in + blockIdx.x * n;
-  int* out = indices + blockIdx.x * k;
-  const unsigned floor_key = float_key(-FLT_MAX);
-  unsigned threshold = 0;
-  for (int bit = 31; bit >= 0; --bit) {
-    const unsigned candidate = threshold | (1u << bit);
-    if (threadIdx.x == 0) count = 0;
-    __syncthreads();
-    unsigned long long local = 0;
-    for (i64 j = threadIdx.x; j < n; j += blockDim.x) local += float_key(row[j]) >= candidate ? 1 : 0;
-    atomicAdd(&count, local);
-    __syncthreads();
-    if (count >= static_cast<unsigned long long>(k)) threshold = candidate;
-    __syncthreads();
-  }
-  if (threshold <= floor_key) threshold = floor_key + 1;  // masked (−FLT_MAX) values are never selected
-  if (threadIdx.x == 0) written = 0;
-  __syncthreads();
-  for (i64 j = threadIdx.x; j < n; j += blockDim.x) {
-    if (float_key(row[j]) > threshold) out[atomicAdd(&written, 1)] = static_cast<int>(j);
-  }
-  __syncthreads();
-  for (i64 j = threadIdx.x; j < n; j += blockDim.x) {
-    if (float_key(row[j]) == threshold) {
-      const int slot = atomicAdd(&written, 1);
-      if (slot < k) out[slot] = static_cast<int>(j);
-    }
-  }
-  __syncthreads();
-  for (i64 s = written + threadIdx.x; s < k; s += blockDim.x) out[s] = -1;
-}
-
 }  // namespace
 
 void launch_fill_random(void* dst, bool fp32, i64 rows, i64 cols, i64 row_offset, const int* col_map, i64 full_cols,
@@ -460,17 +396,6 @@ void launch_moe_route_fixed(const float* logits, const int* ids, float* weights,
                                                                       renormalize);
 }
 
-void launch_indexer_score(const void* q, const void* k, const void* w, float* out, i64 queries, i64 keys, i64 heads,
-                          i64 dim, i64 q_start, i64 q_stride, bool causal, cudaStream_t stream) {
-  if (queries * keys == 0) return;
-  indexer_score_kernel<<<blocks_for(queries * keys), kBlock, 0, stream>>>(
-      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(w), out, queries, keys, heads,
-      dim, q_start, q_stride, causal);
-}
-
-void launch_topk(const float* in, int* indices, i64 rows, i64 n, i64 k, cudaStream_t stream) {
-  if (rows == 0 || k == 0) return;
-  topk_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(in, indices, n, k);
 }
 
 }  // namespace paratwin::cuda

@@ -10,6 +10,7 @@
 
 #include "backend/cuda/attention_gemm.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/sparse_mla_attention.hpp"
 
 namespace paratwin::bench {
 
@@ -185,12 +186,12 @@ void KernelBench::attention(const ModelSpec& m, i64 tokens) {
 }
 
 // DeepSeek-V3.2's DSA: indexer scores and top-k over a 16K context, and sparse attention (MQA over the 576-dim latent,
-// 2048 keys per query) on the reference kernels. Issue 6: the indexer at ≥ 60 % of the GEMM rate.
+// 2048 keys per query: the reference kernel and the tensor-core one). Issue 6: the indexer at ≥ 60 % of the GEMM rate.
 void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
   if (!m.indexer || !m.mla) return;
   const i64 heads = m.indexer->heads, dim = m.indexer->head_dim, topk = m.indexer->topk;
   {
-    const i64 queries = 512;
+    const i64 queries = tokens;  // the whole prompt: the indexer runs on the tensor cores
     DeviceBuffer q(queries * heads * dim * 2), k(tokens * dim * 2), w(queries * heads * 2), out(queries * tokens * 4);
     fill_random(q, queries * heads * dim, seed(), stream_);
     fill_random(k, tokens * dim, seed(), stream_);
@@ -202,11 +203,11 @@ void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
         },
         10, 1);
     const double pairs = static_cast<double>(queries) * static_cast<double>(2 * tokens - queries + 1) / 2.0;
-    add_flops("indexer_score", m, fmt::format("last {} q x {} keys, {} heads x {}", queries, tokens, heads, dim), s,
+    add_flops("indexer_score", m, fmt::format("{} q x {} keys causal, {} heads x {}", queries, tokens, heads, dim), s,
               2.0 * static_cast<double>(heads * dim) * pairs, "issue 6 >= 60% of GEMM", 0.6);
   }
   {
-    const i64 rows = 4096;
+    const i64 rows = tokens;  // one row per query of the prompt
     DeviceBuffer scores(rows * tokens * 4), idx(rows * topk * 4);
     fill_random(scores, rows * tokens, seed(), stream_, true);
     const double s = time([&] { cuda::launch_topk(scores.as<float>(), idx.as<int>(), rows, tokens, topk, stream_); });
@@ -250,6 +251,10 @@ void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
     const double s = time([&] { cuda::launch_attention(a, stream_); }, 10, 1);
     add_flops("attention sparse (reference)", m,
               fmt::format("last {} q of {}, {} keys, {} heads, d {}/{}", queries, tokens, topk, heads_q, dqk, dv), s,
+              2.0 * static_cast<double>(queries * topk * heads_q * (dqk + dv)), "FlashMLA 640 (H800)");
+    const double tc = time([&] { cuda::launch_sparse_mla_attention(a, stream_); });
+    add_flops("attention sparse (tensor cores)", m,
+              fmt::format("last {} q of {}, {} keys, {} heads, d {}/{}", queries, tokens, topk, heads_q, dqk, dv), tc,
               2.0 * static_cast<double>(queries * topk * heads_q * (dqk + dv)), "FlashMLA 640 (H800)");
   }
 }

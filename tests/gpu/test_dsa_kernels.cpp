@@ -1,0 +1,320 @@
+// DeepSeek-V3.2's DSA kernels (dsa_kernels.cu, sparse_mla_attention.cu) against references on fresh random inputs with
+// poisoned outputs: the indexer's scores (tensor-core path at 64 heads × 128 and the general path) against a
+// double-precision sum, on ragged shapes (keys not a multiple of the key tile, an odd query count, offset and strided
+// query positions, causal and not); the top-k's selected values against a host sort, with ties and rows of fewer than k
+// candidates; the index-sparse MLA attention against the reference attention kernel.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "backend/cuda/attention_dispatch.hpp"
+#include "backend/cuda/kernels.hpp"
+#include "backend/cuda/sparse_mla_attention.hpp"
+
+using namespace paratwin::cuda;
+
+namespace {
+
+struct Device {
+  void* ptr = nullptr;
+  explicit Device(std::size_t bytes) { REQUIRE(cudaMalloc(&ptr, bytes) == cudaSuccess); }
+  ~Device() { cudaFree(ptr); }
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+};
+
+// Random bf16 values in [−1, 1): the bits to upload and the floats they stand for.
+struct Bf16Data {
+  std::vector<std::uint16_t> bits;
+  std::vector<float> values;
+};
+Bf16Data random_bf16(std::size_t count, std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  Bf16Data d;
+  d.bits.resize(count);
+  d.values.resize(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    const float f = dist(rng);
+    std::uint32_t u = 0;
+    std::memcpy(&u, &f, 4);
+    d.bits[i] = static_cast<std::uint16_t>(u >> 16);  // truncation: any bf16 will do
+    const std::uint32_t back = static_cast<std::uint32_t>(d.bits[i]) << 16;
+    std::memcpy(&d.values[i], &back, 4);
+  }
+  return d;
+}
+
+std::unique_ptr<Device> upload(const std::vector<std::uint16_t>& bits) {
+  auto d = std::make_unique<Device>(bits.size() * 2);
+  REQUIRE(cudaMemcpy(d->ptr, bits.data(), bits.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
+  return d;
+}
+
+struct IndexerShape {
+  const char* what;
+  std::int64_t queries, keys, heads, dim, q_start, q_stride;
+  bool causal;
+};
+
+void check_indexer(const IndexerShape& s, std::uint32_t seed) {
+  INFO(s.what);
+  std::mt19937 rng(seed);
+  const auto q = random_bf16(static_cast<std::size_t>(s.queries * s.heads * s.dim), rng);
+  const auto k = random_bf16(static_cast<std::size_t>(s.keys * s.dim), rng);
+  const auto w = random_bf16(static_cast<std::size_t>(s.queries * s.heads), rng);
+  const auto dq = upload(q.bits), dk = upload(k.bits), dw = upload(w.bits);
+  const std::size_t out_count = static_cast<std::size_t>(s.queries * s.keys);
+  Device out(out_count * 4);
+  REQUIRE(cudaMemset(out.ptr, 0xFF, out_count * 4) == cudaSuccess);  // NaN: an element never written fails
+  launch_indexer_score(dq->ptr, dk->ptr, dw->ptr, static_cast<float*>(out.ptr), s.queries, s.keys, s.heads, s.dim,
+                       s.q_start, s.q_stride, s.causal, nullptr);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  std::vector<float> got(out_count);
+  REQUIRE(cudaMemcpy(got.data(), out.ptr, out_count * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+
+  std::int64_t bad = 0, masked = 0;
+  for (std::int64_t i = 0; i < s.queries; ++i) {
+    const std::int64_t pos = s.q_start + i * s.q_stride;
+    for (std::int64_t j = 0; j < s.keys; ++j) {
+      const float g = got[static_cast<std::size_t>(i * s.keys + j)];
+      if (s.causal && j > pos) {
+        ++masked;
+        if (g != -FLT_MAX) ++bad;
+        continue;
+      }
+      double sum = 0.0, magnitude = 0.0;
+      for (std::int64_t h = 0; h < s.heads; ++h) {
+        double dot = 0.0;
+        for (std::int64_t d = 0; d < s.dim; ++d) {
+          dot += static_cast<double>(q.values[static_cast<std::size_t>((i * s.heads + h) * s.dim + d)]) *
+                 static_cast<double>(k.values[static_cast<std::size_t>(j * s.dim + d)]);
+        }
+        const double wh = w.values[static_cast<std::size_t>(i * s.heads + h)];
+        sum += wh * std::max(dot, 0.0);
+        magnitude += std::fabs(wh) * std::fabs(dot);
+      }
+      if (!(std::fabs(static_cast<double>(g) - sum) <= 1e-4 * magnitude + 1e-5)) ++bad;
+    }
+  }
+  if (s.causal) CHECK(masked > 0);
+  CHECK(bad == 0);
+}
+
+// Checks one top-k result row: distinct in-range indices, then −1 padding, whose values are the k largest candidates
+// (values above −FLT_MAX) of the row as a host sort finds them.
+void check_topk_row(const std::vector<float>& row, const int* idx, std::int64_t k) {
+  std::vector<float> candidates;
+  for (const float v : row) {
+    if (v > -FLT_MAX) candidates.push_back(v);
+  }
+  std::sort(candidates.begin(), candidates.end(), std::greater<>());
+  const auto expect_count = std::min<std::int64_t>(k, static_cast<std::int64_t>(candidates.size()));
+  std::vector<float> selected;
+  std::vector<int> seen;
+  for (std::int64_t s = 0; s < k; ++s) {
+    const int i = idx[s];
+    if (s >= expect_count) {
+      CHECK(i == -1);
+      continue;
+    }
+    REQUIRE(i >= 0);
+    REQUIRE(i < static_cast<int>(row.size()));
+    selected.push_back(row[static_cast<std::size_t>(i)]);
+    seen.push_back(i);
+  }
+  std::sort(seen.begin(), seen.end());
+  CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end());
+  std::sort(selected.begin(), selected.end(), std::greater<>());
+  candidates.resize(static_cast<std::size_t>(expect_count));
+  CHECK(selected == candidates);
+}
+
+void check_topk(std::int64_t rows, std::int64_t n, std::int64_t k, std::uint32_t seed) {
+  INFO("rows " << rows << ", n " << n << ", k " << k);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> small(-3, 3);
+  std::vector<float> in(static_cast<std::size_t>(rows * n));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    // Row kinds: distinct normals; 7 distinct values (ties at the threshold); a causal prefix of candidates (−FLT_MAX
+    // after it, as the indexer writes); fewer candidates than k; none at all; ±inf and a negative zero among normals.
+    const auto kind = r % 6;
+    const std::int64_t visible = kind == 2 ? n / 2 + r : (kind == 3 ? k / 3 : (kind == 4 ? 0 : n));
+    for (std::int64_t j = 0; j < n; ++j) {
+      float v = kind == 1 ? static_cast<float>(small(rng)) : normal(rng);
+      if (kind == 5 && j % 97 == 0) v = j % 2 == 0 ? INFINITY : -INFINITY;
+      if (kind == 5 && j % 89 == 0) v = -0.0f;
+      in[static_cast<std::size_t>(r * n + j)] = j < visible ? v : -FLT_MAX;
+    }
+  }
+  Device din(in.size() * 4), dout(static_cast<std::size_t>(rows * k * 4));
+  REQUIRE(cudaMemcpy(din.ptr, in.data(), in.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemset(dout.ptr, 0x7F, static_cast<std::size_t>(rows * k * 4)) == cudaSuccess);  // out-of-range index
+  launch_topk(static_cast<const float*>(din.ptr), static_cast<int*>(dout.ptr), rows, n, k, nullptr);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  std::vector<int> idx(static_cast<std::size_t>(rows * k));
+  REQUIRE(cudaMemcpy(idx.data(), dout.ptr, idx.size() * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    INFO("row " << r);
+    const std::vector<float> row(in.begin() + r * n, in.begin() + (r + 1) * n);
+    check_topk_row(row, idx.data() + r * k, k);
+  }
+}
+
+struct SparseShape {
+  const char* what;
+  std::int64_t batch, q_tokens, kv_tokens, heads, keys_per_query, q_start, q_stride;
+  bool causal;
+};
+
+// Index-sparse attention in MLA's absorbed form (one 576-wide latent row per key, values = its first 512 dims) by the
+// tensor-core kernel and by the reference kernel, on the same random q, latent rows and key indices (−1 entries,
+// indices past the keys, repeated indices, keys after the query under causality; one query of each request selects
+// nothing valid). Outputs poisoned with NaN.
+void check_sparse_mla(const SparseShape& s, std::uint32_t seed) {
+  INFO(s.what);
+  const std::int64_t q_rows = s.batch * s.q_tokens, kv_rows = s.batch * s.kv_tokens;
+  const std::int64_t dqk = 576, dv = 512;
+  Device q(static_cast<std::size_t>(q_rows * s.heads * dqk * 2)), kv(static_cast<std::size_t>(kv_rows * dqk * 2));
+  launch_fill_random(q.ptr, false, q_rows, s.heads * dqk, 0, nullptr, s.heads * dqk, seed, 1.0f, 0.0f, nullptr);
+  launch_fill_random(kv.ptr, false, kv_rows, dqk, 0, nullptr, dqk, seed + 1, 1.0f, 0.0f, nullptr);
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> pick(-2, static_cast<int>(s.kv_tokens) + 2);
+  std::vector<int> index(static_cast<std::size_t>(q_rows * s.keys_per_query));
+  for (std::int64_t r = 0; r < q_rows; ++r) {
+    for (std::int64_t t = 0; t < s.keys_per_query; ++t) {
+      index[static_cast<std::size_t>(r * s.keys_per_query + t)] = r % s.q_tokens == 1 ? -1 : pick(rng);
+    }
+  }
+  Device dindex(index.size() * 4);
+  REQUIRE(cudaMemcpy(dindex.ptr, index.data(), index.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+  const std::size_t out_count = static_cast<std::size_t>(q_rows * s.heads * dv);
+  Device ref_out(out_count * 2), got_out(out_count * 2);
+  for (void* p : {ref_out.ptr, got_out.ptr}) REQUIRE(cudaMemset(p, 0xFF, out_count * 2) == cudaSuccess);
+
+  AttentionArgs a;
+  a.q = q.ptr;
+  a.k = kv.ptr;
+  a.v = kv.ptr;
+  a.q_row_stride = s.heads * dqk;
+  a.k_row_stride = dqk;
+  a.v_row_stride = dqk;
+  a.out_row_stride = s.heads * dv;
+  a.batch = s.batch;
+  a.q_tokens = s.q_tokens;
+  a.kv_tokens = s.kv_tokens;
+  a.kv_batch_rows = s.kv_tokens;
+  a.heads = s.heads;
+  a.kv_heads = 1;
+  a.head_dim_qk = dqk;
+  a.head_dim_v = dv;
+  a.q_start = s.q_start;
+  a.q_stride = s.q_stride;
+  a.causal = s.causal;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(dqk));
+  a.key_index = static_cast<const int*>(dindex.ptr);
+  a.keys_per_query = s.keys_per_query;
+  auto ref = a, got = a;
+  ref.out = ref_out.ptr;
+  got.out = got_out.ptr;
+  REQUIRE(sparse_mla_attention_takes(got));
+  launch_attention(ref, nullptr);
+  CHECK(dispatch_attention(got, AttentionResources{}, nullptr) == AttentionPath::kSparseMla);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+
+  std::vector<std::uint16_t> rb(out_count), gb(out_count);
+  REQUIRE(cudaMemcpy(rb.data(), ref_out.ptr, out_count * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
+  REQUIRE(cudaMemcpy(gb.data(), got_out.ptr, out_count * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
+  const auto to_float = [](std::uint16_t b) {
+    const std::uint32_t bits = static_cast<std::uint32_t>(b) << 16;
+    float f = 0;
+    std::memcpy(&f, &bits, 4);
+    return f;
+  };
+  double diff = 0, norm = 0;
+  std::int64_t not_finite = 0, zero_rows_wrong = 0;
+  for (std::size_t i = 0; i < out_count; ++i) {
+    const float r = to_float(rb[i]), g = to_float(gb[i]);
+    if (!std::isfinite(g)) ++not_finite;
+    const auto query = static_cast<std::int64_t>(i) / (s.heads * dv);
+    if (query % s.q_tokens == 1 && g != 0.0f) ++zero_rows_wrong;  // a query with no valid key: zeros
+    diff += (static_cast<double>(g) - r) * (static_cast<double>(g) - r);
+    norm += static_cast<double>(r) * r;
+  }
+  CHECK(not_finite == 0);
+  CHECK(zero_rows_wrong == 0);
+  const double rel_l2 = std::sqrt(diff / norm);
+  INFO("relative L2 " << rel_l2);
+  CHECK(rel_l2 < 1e-2);
+}
+
+}  // namespace
+
+TEST_CASE("the DSA indexer's scores equal a double-precision host sum on ragged shapes", "[gpu]") {
+  int devices = 0;
+  REQUIRE(cudaGetDeviceCount(&devices) == cudaSuccess);
+  REQUIRE(devices > 0);
+  const IndexerShape shapes[] = {
+      {"tensor cores, causal, last queries of the context", 37, 300, 64, 128, 263, 1, true},
+      {"tensor cores, causal, zigzag-strided positions", 21, 517, 64, 128, 5, 23, true},
+      {"tensor cores, not causal, keys one past a tile", 6, 129, 64, 128, 0, 1, false},
+      {"tensor cores, causal, odd key count, positions past the keys", 9, 255, 64, 128, 250, 3, true},
+      {"general path, 8 heads x 32", 13, 70, 8, 32, 57, 1, true},
+  };
+  std::uint32_t seed = 11;
+  for (const auto& s : shapes) check_indexer(s, seed++);
+}
+
+TEST_CASE("the DSA top-k selects the k largest candidates of every row, ties and short rows included", "[gpu]") {
+  check_topk(12, 20000, 2048, 1);  // DeepSeek-V3.2's k over a ragged context (float4 loads)
+  check_topk(12, 4099, 2048, 2);   // a row length that is not a multiple of 4 (scalar loads)
+  check_topk(6, 100, 7, 3);
+  check_topk(6, 64, 64, 4);  // k = n
+}
+
+TEST_CASE("index-sparse MLA attention on the tensor cores equals the reference kernel", "[gpu]") {
+  const SparseShape shapes[] = {
+      {"128 heads, causal, 100 keys per query (not a multiple of the key tile)", 2, 5, 300, 128, 100, 295, 1, true},
+      {"64 heads, not causal, 64 keys per query", 1, 4, 90, 64, 64, 0, 1, false},
+      {"128 heads, causal, strided positions, 2048 keys per query", 1, 3, 2500, 128, 2048, 100, 1000, true},
+  };
+  std::uint32_t seed = 31;
+  for (const auto& s : shapes) check_sparse_mla(s, seed++);
+}
+
+TEST_CASE("index-sparse attention outside MLA's absorbed form stays on the reference kernel", "[gpu]") {
+  AttentionArgs a;
+  int dummy_index = 0;
+  alignas(16) static char dummy[16];
+  a.q = a.k = a.v = a.out = dummy;
+  a.key_index = &dummy_index;
+  a.keys_per_query = 1;
+  a.heads = 128;
+  a.kv_heads = 1;
+  a.head_dim_qk = 576;
+  a.head_dim_v = 512;
+  a.q_row_stride = 128 * 576;
+  a.k_row_stride = a.v_row_stride = 576;
+  a.out_row_stride = 128 * 512;
+  CHECK(sparse_mla_attention_takes(a));
+  auto other = a;
+  other.head_dim_qk = 192;  // not the 576-wide latent
+  CHECK_FALSE(sparse_mla_attention_takes(other));
+  other = a;
+  other.heads = 96;  // not a multiple of 64 heads
+  CHECK_FALSE(sparse_mla_attention_takes(other));
+  other = a;
+  other.v = dummy + 8;  // values not the latent rows themselves
+  CHECK_FALSE(sparse_mla_attention_takes(other));
+  other = a;
+  other.lse = reinterpret_cast<float*>(dummy);  // the partial form (ring CP)
+  CHECK_FALSE(sparse_mla_attention_takes(other));
+}
