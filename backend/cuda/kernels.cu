@@ -396,6 +396,4 @@ void launch_moe_route_fixed(const float* logits, const int* ids, float* weights,
                                                                       renormalize);
 }
 
-}
-
 }  // namespace paratwin::cuda
