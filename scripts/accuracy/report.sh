@@ -10,9 +10,12 @@ P=${PARATWIN:-build/cli/paratwin}
 mkdir -p "$W"
 
 # Calibration: fitted on the two bench sweeps, hold-out error on every other size.
-"$P" calibrate "$M/bench2.json" "$M/bench4.json" -o "$W/calibration.yaml" --holdout > "$W/calibrate.txt"
+# (bench2 + bench4 from measure-accuracy.sh; bench8 too from measure-x8.sh when an 8-GPU machine ran it.)
+benches=()
+for n in 2 4 8; do [ -f "$M/bench$n.json" ] && benches+=("$M/bench$n.json"); done
+"$P" calibrate "${benches[@]}" -o "$W/calibration.yaml" --holdout > "$W/calibrate.txt"
 
-# Each measured trace with the flags that made it (scripts/device/measure-accuracy.sh).
+# Each measured trace with the flags that made it (scripts/device/measure-accuracy.sh, measure-x8.sh).
 declare -A RUNS=(
   [bench2]="bench --gpus 2"
   [bench4]="bench --gpus 4"
@@ -23,6 +26,12 @@ declare -A RUNS=(
   [llama8b_32k_cp2_ring]="sim --model llama-3.1-8b --layers 2 --prompt-len 32768 --tp-size 2 --attn-cp-size 2 --cp-algo ring --cp-split zigzag"
   [llama8b_32k_cp2_ulysses]="sim --model llama-3.1-8b --layers 2 --prompt-len 32768 --tp-size 2 --attn-cp-size 2 --cp-algo ulysses --cp-split zigzag"
   [ds_cp2_l2]="sim --model deepseek-v3.2 --layers 2 --prompt-len 8192 --tp-size 2 --attn-cp-size 2"
+  [bench8]="bench --gpus 8"
+  [llama8b_32k_cp8]="sim --model llama-3.1-8b --layers 2 --prompt-len 32768 --tp-size 8 --attn-cp-size 8"
+  [ds_tp8_cp8]="sim --model deepseek-v3.2 --layers 2 --prompt-len 16384 --tp-size 8 --attn-cp-size 8"
+  [ds_tp8_dp2_cp4]="sim --model deepseek-v3.2 --layers 2 --prompt-len 16384 --tp-size 8 --dp-size 2 --enable-dp-attention --attn-cp-size 4 --batch 2"
+  [ds_ep8_a2a]="sim --model deepseek-v3.2 --layers 2 --prompt-len 16384 --tp-size 8 --attn-cp-size 8 --ep-size 8 --moe-mode a2a"
+  [ds_ep8_gather]="sim --model deepseek-v3.2 --layers 2 --prompt-len 16384 --tp-size 8 --attn-cp-size 8 --moe-mode gather"
 )
 for name in $(printf '%s\n' "${!RUNS[@]}" | sort); do
   [ -f "$M/$name.json" ] || continue
