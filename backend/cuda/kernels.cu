@@ -64,15 +64,17 @@ __global__ void fill_random_fp8_kernel(__nv_fp8_e4m3* dst, i64 count, std::uint6
   }
 }
 
-__global__ void scatter_kv_kernel(const bf16* qkv, bf16* dst, i64 tokens, i64 q_heads, i64 kv_heads, i64 head_dim,
+// Per token t, copies the kv_row elements at kv_offset of its QKV row (its K heads, then its V heads) into row
+// dst_rows[t] of dst. T is one bf16, or a 16-byte pack of 8 when every row start is 16-byte aligned (counts then in
+// packs): RoPE's op writes the KV cache with it, so it must move its bytes at copy speed.
+template <typename T>
+__global__ void scatter_kv_kernel(const T* qkv, T* dst, i64 tokens, i64 qkv_row, i64 kv_offset, i64 kv_row,
                                   const int* dst_rows) {
-  const i64 row = 2 * kv_heads * head_dim;
-  const i64 qkv_row = (q_heads + 2 * kv_heads) * head_dim;
-  const i64 total = tokens * row;
+  const i64 total = tokens * kv_row;
   for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<i64>(gridDim.x) * blockDim.x) {
-    const i64 t = i / row, j = i % row;
-    dst[static_cast<i64>(dst_rows[t]) * row + j] = qkv[t * qkv_row + q_heads * head_dim + j];
+    const i64 t = i / kv_row, j = i - t * kv_row;
+    dst[static_cast<i64>(dst_rows[t]) * kv_row + j] = qkv[t * qkv_row + kv_offset + j];
   }
 }
 
@@ -144,8 +146,8 @@ __global__ void attention_kernel(AttentionArgs a) {
 }
 
 // One block per row: max, then sum of exponentials, then the normalized probabilities.
-__global__ void masked_softmax_kernel(const float* scores, bf16* probs, i64 q_rows, i64 kv_len, i64 ld, i64 h0,
-                                      i64 q0, i64 batch_index, AttentionArgs a) {
+__global__ void masked_softmax_kernel(const float* scores, bf16* probs, i64 q_rows, i64 kv_len, i64 ld, i64 h0, i64 q0,
+                                      i64 batch_index, AttentionArgs a) {
   const i64 r = blockIdx.x;
   const i64 head = h0 + r / q_rows;
   const i64 query = q0 + r % q_rows;
@@ -332,10 +334,21 @@ void launch_fill_random_fp8(void* dst, i64 count, std::uint64_t seed, float scal
 
 void launch_scatter_kv(const void* qkv, void* dst, i64 tokens, i64 q_heads, i64 kv_heads, i64 head_dim,
                        const int* dst_rows, cudaStream_t stream) {
-  const i64 total = tokens * 2 * kv_heads * head_dim;
-  if (total == 0) return;
-  scatter_kv_kernel<<<blocks_for(total), kBlock, 0, stream>>>(static_cast<const bf16*>(qkv), static_cast<bf16*>(dst),
-                                                              tokens, q_heads, kv_heads, head_dim, dst_rows);
+  const i64 kv_row = 2 * kv_heads * head_dim, qkv_row = (q_heads + 2 * kv_heads) * head_dim;
+  const i64 kv_offset = q_heads * head_dim;
+  if (tokens * kv_row == 0) return;
+  constexpr i64 kPack = 8;  // bf16 per uint4
+  const bool packed = kv_row % kPack == 0 && qkv_row % kPack == 0 && kv_offset % kPack == 0 &&
+                      reinterpret_cast<std::uintptr_t>(qkv) % 16 == 0 &&
+                      reinterpret_cast<std::uintptr_t>(dst) % 16 == 0;
+  if (packed) {
+    scatter_kv_kernel<<<blocks_for(tokens * kv_row / kPack), kBlock, 0, stream>>>(
+        static_cast<const uint4*>(qkv), static_cast<uint4*>(dst), tokens, qkv_row / kPack, kv_offset / kPack,
+        kv_row / kPack, dst_rows);
+  } else {
+    scatter_kv_kernel<<<blocks_for(tokens * kv_row), kBlock, 0, stream>>>(
+        static_cast<const bf16*>(qkv), static_cast<bf16*>(dst), tokens, qkv_row, kv_offset, kv_row, dst_rows);
+  }
 }
 
 void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
@@ -344,11 +357,11 @@ void launch_attention(const AttentionArgs& a, cudaStream_t stream) {
   attention_kernel<<<blocks_for(warps * 32, 128), 128, 0, stream>>>(a);
 }
 
-void launch_masked_softmax(const float* scores, void* probs, i64 rows, i64 q_rows, i64 kv_len, i64 ld, i64 h0,
-                           i64 q0, i64 batch_index, const AttentionArgs& a, cudaStream_t stream) {
+void launch_masked_softmax(const float* scores, void* probs, i64 rows, i64 q_rows, i64 kv_len, i64 ld, i64 h0, i64 q0,
+                           i64 batch_index, const AttentionArgs& a, cudaStream_t stream) {
   if (rows == 0 || kv_len == 0) return;
   masked_softmax_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(scores, static_cast<bf16*>(probs), q_rows,
-                                                                          kv_len, ld, h0, q0, batch_index, a);
+                                                                         kv_len, ld, h0, q0, batch_index, a);
 }
 
 void launch_attention_merge(float* running_out, float* running_lse, const float* part_out, const float* part_lse,
