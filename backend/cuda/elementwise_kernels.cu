@@ -88,8 +88,10 @@ struct NormRows {
   __device__ bf16* dst(i64 r, const bf16* x) const { return out == in ? const_cast<bf16*>(x) : out + r * n; }
 };
 
-__device__ float block_sum_f32(float v) {
-  __shared__ float partial[32];
+// The sum of v over the block, in every thread. `partial`: 32 floats of shared memory. A kernel that reduces several
+// times alternates two such buffers: the barrier inside one call orders every thread's reads of the other buffer (in
+// the call before) before anyone's writes to it (in the call after), so one barrier per call is enough.
+__device__ float block_sum_f32(float v, float* partial) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
@@ -99,23 +101,26 @@ __device__ float block_sum_f32(float v) {
   v = lane < warps ? partial[lane] : 0.0f;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;  // every warp reduced the same partials; no second barrier: each kernel calls this once per block
+  return v;
 }
 
-// Sum of squares of the packs a thread holds, then the scaled write: the row is read from memory once. Packs
-// first, first + step, ... of a row of `packs` (≤ kVecs · 1024, so int indices). The weight is read after the
-// reduction: a variant that loaded it with the row, at 2 row packs per thread, held half the row bytes in flight per
-// SM and measured 5–20 % slower on H200 (docs/performance.md).
+// The packs first, first + step, ... of a row of `packs` (≤ kVecs · 1024, so int indices) held in registers: the row
+// is read from memory once. load() only issues the loads; sum_squares() is their first use, so a kernel can put
+// other work (the previous row's reduction and write) between the two. The weight is read in store(), after the
+// reduction (a variant that loaded it with the row, at 2 row packs per thread, held half the row bytes in flight per
+// SM and measured 5–20 % slower on H200, docs/performance.md); it is the same for every row, so it comes from L1/L2.
 template <int kElems, int kVecs>
 struct RowSlice {
   Pack<kElems> x[kVecs];
-  __device__ float load(const bf16* row, int first, int step, int packs) {
-    float ss = 0.0f;
+  __device__ void load(const bf16* row, int first, int step, int packs) {
 #pragma unroll
     for (int k = 0; k < kVecs; ++k) {
       const int j = first + k * step;
       if (j < packs) x[k].load(row + j * kElems);
     }
+  }
+  __device__ float sum_squares(int first, int step, int packs) const {
+    float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < kVecs; ++k) {
       if (first + k * step < packs) {
@@ -155,7 +160,11 @@ __global__ void rmsnorm_rows_in_warp_kernel(NormRows a, const bf16* weight, i64 
   const int packs = static_cast<int>(a.n / kVecElems);
   const bf16* x = valid ? a.src(r) : nullptr;
   RowSlice<kVecElems, kVecs> slice;
-  float ss = valid ? slice.load(x, lane, kLanes, packs) : 0.0f;
+  float ss = 0.0f;
+  if (valid) {
+    slice.load(x, lane, kLanes, packs);
+    ss = slice.sum_squares(lane, kLanes, packs);
+  }
 #pragma unroll
   for (int o = kLanes / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
   if (!valid) return;
@@ -163,20 +172,33 @@ __global__ void rmsnorm_rows_in_warp_kernel(NormRows a, const bf16* weight, i64 
   slice.store(a.dst(r, x), weight, inv, lane, kLanes, packs);
 }
 
-// Long rows: one block per row, each thread holding up to kVecs packs.
-constexpr int kMaxNormThreads = 1024;  // the row-per-block launch picks up to this many threads
+// Long rows: one row at a time per block, each thread holding up to kVecs packs of it. The grid is the blocks that
+// stay resident on the GPU (launch_rows_per_block), each looping over rows blockIdx.x, + gridDim.x, ...; it issues
+// the loads of its next row before reducing and writing the current one, so the SM's loads do not stop at the
+// reduction's barrier, and no block is launched per row (at hidden 4096 a row is only 8 KiB).
+constexpr int kMaxNormThreads = 1024;  // the rows-per-block launch picks up to this many threads
 
 template <int kElems, int kVecs>
 __global__ void __launch_bounds__(kMaxNormThreads)
-    rmsnorm_row_per_block_kernel(NormRows a, const bf16* weight, float eps) {
-  const i64 r = blockIdx.x;
+    rmsnorm_rows_per_block_kernel(NormRows a, const bf16* weight, i64 rows, float eps) {
+  __shared__ float partial[2][32];  // alternated between rows (block_sum_f32)
   const int packs = static_cast<int>(a.n / kElems);
   const int first = static_cast<int>(threadIdx.x), step = static_cast<int>(blockDim.x);
+  i64 r = blockIdx.x;  // the grid has at most `rows` blocks
   const bf16* x = a.src(r);
   RowSlice<kElems, kVecs> slice;
-  const float ss = block_sum_f32(slice.load(x, first, step, packs));
-  const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
-  slice.store(a.dst(r, x), weight, inv, first, step, packs);
+  slice.load(x, first, step, packs);
+  for (int parity = 0; r < rows; r += gridDim.x, parity ^= 1) {
+    const i64 next_r = r + gridDim.x;
+    const bf16* next_x = next_r < rows ? a.src(next_r) : nullptr;
+    RowSlice<kElems, kVecs> next;
+    if (next_x != nullptr) next.load(next_x, first, step, packs);
+    const float ss = block_sum_f32(slice.sum_squares(first, step, packs), partial[parity]);
+    const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
+    slice.store(a.dst(r, x), weight, inv, first, step, packs);
+    slice = next;
+    x = next_x;
+  }
 }
 
 // Rows too long for registers (> 8192 ragged or > 32768 aligned elements: 8 packs per thread would spill at 1024
@@ -185,12 +207,13 @@ __global__ void rmsnorm_streaming_kernel(NormRows a, const bf16* weight, float e
   const i64 r = blockIdx.x;
   const bf16* x = a.src(r);
   bf16* y = a.dst(r, x);
+  __shared__ float partial[32];
   float ss = 0;
   for (i64 j = threadIdx.x; j < a.n; j += blockDim.x) {
     const float v = __bfloat162float(x[j]);
     ss += v * v;
   }
-  const float inv = rsqrtf(block_sum_f32(ss) / static_cast<float>(a.n) + eps);
+  const float inv = rsqrtf(block_sum_f32(ss, partial) / static_cast<float>(a.n) + eps);
   for (i64 j = threadIdx.x; j < a.n; j += blockDim.x) {
     y[j] = __float2bfloat16(__bfloat162float(x[j]) * inv * __bfloat162float(weight[j]));
   }
@@ -202,17 +225,34 @@ void launch_rows_in_warp(const NormRows& a, const bf16* weight, i64 rows, float 
       <<<grid_for(rows, kBlock / kLanes), kBlock, 0, stream>>>(a, weight, rows, eps);
 }
 
+// Blocks of `threads` of `kernel` that the current GPU holds at once; `fallback` if the runtime cannot tell (these
+// launchers report errors through the stream, like every kernel launch, not by throwing).
+template <typename Kernel>
+i64 resident_blocks(Kernel kernel, unsigned threads, i64 fallback) {
+  int device = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, static_cast<int>(threads), 0) != cudaSuccess ||
+      sms * per_sm == 0) {
+    return fallback;
+  }
+  return i64{sms} * per_sm;
+}
+
 template <int kElems, int kVecs>
-void launch_row_per_block(const NormRows& a, const bf16* weight, i64 rows, float eps, cudaStream_t stream) {
+void launch_rows_per_block(const NormRows& a, const bf16* weight, i64 rows, float eps, cudaStream_t stream) {
   const i64 threads_needed = (a.n / kElems + kVecs - 1) / kVecs;
   const unsigned threads = static_cast<unsigned>(std::max<i64>((threads_needed + 31) / 32 * 32, 32));
-  rmsnorm_row_per_block_kernel<kElems, kVecs><<<static_cast<unsigned>(rows), threads, 0, stream>>>(a, weight, eps);
+  const auto kernel = rmsnorm_rows_per_block_kernel<kElems, kVecs>;
+  const i64 blocks = std::min(rows, resident_blocks(kernel, threads, rows));  // fallback: a block per row
+  kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(a, weight, rows, eps);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // RoPE
 
-// Heads of one token a thread rotates with the same angles: the sines and cosines are computed once per 8 heads.
+// Heads of one token a thread rotates with the same angles (the sines and cosines are computed once for them): 8, or
+// 4 where that fills the GPU's last wave of blocks better (launch_rope_packs).
 constexpr i64 kRopeHeadsPerThread = 8;
 // Heads whose loads are issued together; with 3 blocks of 256 per SM (80 registers, no spills) that is 96 KiB in
 // flight per SM.
@@ -273,13 +313,31 @@ __global__ void __launch_bounds__(kBlock, 3) rope_kernel(bf16* x, i64 tokens, i6
   }
 }
 
+// Fraction of the last wave's block slots that `blocks` fill when `resident` blocks run at once, counted over the
+// whole launch: blocks / (waves · resident). At 8K tokens of DeepSeek-V3.2 (128 heads of 64) 8 heads per thread make
+// 2,048 blocks, 5.2 waves on an H200: the sixth wave runs a sixth full, and the launch takes 6 waves' time for 5.2.
+double wave_fill(i64 blocks, i64 resident) {
+  const i64 waves = (blocks + resident - 1) / resident;
+  return static_cast<double>(blocks) / static_cast<double>(waves * resident);
+}
+
 template <int kElems>
 void launch_rope_packs(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions, float theta,
                        cudaStream_t stream) {
-  const i64 groups = (heads + kRopeHeadsPerThread - 1) / kRopeHeadsPerThread;
-  const i64 threads = tokens * groups * (head_dim / 2 / kElems);
-  rope_kernel<kElems><<<grid_for(threads, kBlock), kBlock, 0, stream>>>(x, tokens, heads, head_dim, row_stride,
-                                                                        positions, theta, groups);
+  const i64 chunks = head_dim / 2 / kElems;
+  const auto blocks_for = [&](i64 heads_per_thread) {
+    return static_cast<i64>(grid_for(tokens * ((heads + heads_per_thread - 1) / heads_per_thread) * chunks, kBlock));
+  };
+  // Half the heads per thread doubles the blocks (and the angle computations, which stay hidden behind the memory
+  // traffic): taken when that fills the waves better by more than a few percent.
+  const i64 resident = resident_blocks(rope_kernel<kElems>, kBlock, blocks_for(kRopeHeadsPerThread));
+  const i64 fewer_heads = kRopeHeadsPerThread / 2;
+  const double fill_default = wave_fill(blocks_for(kRopeHeadsPerThread), resident);
+  const bool split = heads > fewer_heads && wave_fill(blocks_for(fewer_heads), resident) > fill_default + 0.03;
+  const i64 per_thread = split ? fewer_heads : kRopeHeadsPerThread;
+  const i64 groups = (heads + per_thread - 1) / per_thread;
+  rope_kernel<kElems><<<static_cast<unsigned>(blocks_for(per_thread)), kBlock, 0, stream>>>(
+      x, tokens, heads, head_dim, row_stride, positions, theta, groups);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -434,9 +492,9 @@ void launch_rmsnorm(const void* in, void* out, const void* weight, i64 rows, i64
   } else if (vectors && packs <= 128) {
     launch_rows_in_warp<32, 4>(a, w, rows, eps, stream);
   } else if (vectors && packs <= kMaxNormThreads * 4) {
-    launch_row_per_block<kVecElems, 4>(a, w, rows, eps, stream);
+    launch_rows_per_block<kVecElems, 4>(a, w, rows, eps, stream);
   } else if (!vectors && n <= kMaxNormThreads * 8) {
-    launch_row_per_block<1, 8>(a, w, rows, eps, stream);
+    launch_rows_per_block<1, 8>(a, w, rows, eps, stream);
   } else {
     rmsnorm_streaming_kernel<<<static_cast<unsigned>(rows), kBlock, 0, stream>>>(a, w, eps);
   }
