@@ -88,10 +88,8 @@ struct NormRows {
   __device__ bf16* dst(i64 r, const bf16* x) const { return out == in ? const_cast<bf16*>(x) : out + r * n; }
 };
 
-// The sum of v over the block, in every thread. `partial`: 32 floats of shared memory. A kernel that reduces several
-// times alternates two such buffers: the barrier inside one call orders every thread's reads of the other buffer (in
-// the call before) before anyone's writes to it (in the call after), so one barrier per call is enough.
-__device__ float block_sum_f32(float v, float* partial) {
+__device__ float block_sum_f32(float v) {
+  __shared__ float partial[32];
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
@@ -101,26 +99,23 @@ __device__ float block_sum_f32(float v, float* partial) {
   v = lane < warps ? partial[lane] : 0.0f;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
+  return v;  // every warp reduced the same partials; no second barrier: each kernel calls this once per block
 }
 
-// The packs first, first + step, ... of a row of `packs` (≤ kVecs · 1024, so int indices) held in registers: the row
-// is read from memory once. load() only issues the loads; sum_squares() is their first use, so a kernel can put
-// other work (the previous row's reduction and write) between the two. The weight is read in store(), after the
-// reduction (a variant that loaded it with the row, at 2 row packs per thread, held half the row bytes in flight per
-// SM and measured 5–20 % slower on H200, docs/performance.md); it is the same for every row, so it comes from L1/L2.
+// Sum of squares of the packs a thread holds, then the scaled write: the row is read from memory once. Packs
+// first, first + step, ... of a row of `packs` (≤ kVecs · 1024, so int indices). The weight is read after the
+// reduction: a variant that loaded it with the row, at 2 row packs per thread, held half the row bytes in flight per
+// SM and measured 5–20 % slower on H200 (docs/performance.md).
 template <int kElems, int kVecs>
 struct RowSlice {
   Pack<kElems> x[kVecs];
-  __device__ void load(const bf16* row, int first, int step, int packs) {
+  __device__ float load(const bf16* row, int first, int step, int packs) {
+    float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < kVecs; ++k) {
       const int j = first + k * step;
       if (j < packs) x[k].load(row + j * kElems);
     }
-  }
-  __device__ float sum_squares(int first, int step, int packs) const {
-    float ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < kVecs; ++k) {
       if (first + k * step < packs) {
@@ -160,11 +155,7 @@ __global__ void rmsnorm_rows_in_warp_kernel(NormRows a, const bf16* weight, i64 
   const int packs = static_cast<int>(a.n / kVecElems);
   const bf16* x = valid ? a.src(r) : nullptr;
   RowSlice<kVecElems, kVecs> slice;
-  float ss = 0.0f;
-  if (valid) {
-    slice.load(x, lane, kLanes, packs);
-    ss = slice.sum_squares(lane, kLanes, packs);
-  }
+  float ss = valid ? slice.load(x, lane, kLanes, packs) : 0.0f;
 #pragma unroll
   for (int o = kLanes / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
   if (!valid) return;
@@ -172,33 +163,20 @@ __global__ void rmsnorm_rows_in_warp_kernel(NormRows a, const bf16* weight, i64 
   slice.store(a.dst(r, x), weight, inv, lane, kLanes, packs);
 }
 
-// Long rows: one row at a time per block, each thread holding up to kVecs packs of it. The grid is the blocks that
-// stay resident on the GPU (launch_rows_per_block), each looping over rows blockIdx.x, + gridDim.x, ...; it issues
-// the loads of its next row before reducing and writing the current one, so the SM's loads do not stop at the
-// reduction's barrier, and no block is launched per row (at hidden 4096 a row is only 8 KiB).
-constexpr int kMaxNormThreads = 1024;  // the rows-per-block launch picks up to this many threads
+// Long rows: one block per row, each thread holding up to kVecs packs.
+constexpr int kMaxNormThreads = 1024;  // the row-per-block launch picks up to this many threads
 
 template <int kElems, int kVecs>
 __global__ void __launch_bounds__(kMaxNormThreads)
-    rmsnorm_rows_per_block_kernel(NormRows a, const bf16* weight, i64 rows, float eps) {
-  __shared__ float partial[2][32];  // alternated between rows (block_sum_f32)
+    rmsnorm_row_per_block_kernel(NormRows a, const bf16* weight, float eps) {
+  const i64 r = blockIdx.x;
   const int packs = static_cast<int>(a.n / kElems);
   const int first = static_cast<int>(threadIdx.x), step = static_cast<int>(blockDim.x);
-  i64 r = blockIdx.x;  // the grid has at most `rows` blocks
   const bf16* x = a.src(r);
   RowSlice<kElems, kVecs> slice;
-  slice.load(x, first, step, packs);
-  for (int parity = 0; r < rows; r += gridDim.x, parity ^= 1) {
-    const i64 next_r = r + gridDim.x;
-    const bf16* next_x = next_r < rows ? a.src(next_r) : nullptr;
-    RowSlice<kElems, kVecs> next;
-    if (next_x != nullptr) next.load(next_x, first, step, packs);
-    const float ss = block_sum_f32(slice.sum_squares(first, step, packs), partial[parity]);
-    const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
-    slice.store(a.dst(r, x), weight, inv, first, step, packs);
-    slice = next;
-    x = next_x;
-  }
+  const float ss = block_sum_f32(slice.load(x, first, step, packs));
+  const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
+  slice.store(a.dst(r, x), weight, inv, first, step, packs);
 }
 
 // Rows too long for registers (> 8192 ragged or > 32768 aligned elements: 8 packs per thread would spill at 1024
@@ -207,13 +185,12 @@ __global__ void rmsnorm_streaming_kernel(NormRows a, const bf16* weight, float e
   const i64 r = blockIdx.x;
   const bf16* x = a.src(r);
   bf16* y = a.dst(r, x);
-  __shared__ float partial[32];
   float ss = 0;
   for (i64 j = threadIdx.x; j < a.n; j += blockDim.x) {
     const float v = __bfloat162float(x[j]);
     ss += v * v;
   }
-  const float inv = rsqrtf(block_sum_f32(ss, partial) / static_cast<float>(a.n) + eps);
+  const float inv = rsqrtf(block_sum_f32(ss) / static_cast<float>(a.n) + eps);
   for (i64 j = threadIdx.x; j < a.n; j += blockDim.x) {
     y[j] = __float2bfloat16(__bfloat162float(x[j]) * inv * __bfloat162float(weight[j]));
   }
@@ -224,6 +201,16 @@ void launch_rows_in_warp(const NormRows& a, const bf16* weight, i64 rows, float 
   rmsnorm_rows_in_warp_kernel<kLanes, kVecs>
       <<<grid_for(rows, kBlock / kLanes), kBlock, 0, stream>>>(a, weight, rows, eps);
 }
+
+template <int kElems, int kVecs>
+void launch_row_per_block(const NormRows& a, const bf16* weight, i64 rows, float eps, cudaStream_t stream) {
+  const i64 threads_needed = (a.n / kElems + kVecs - 1) / kVecs;
+  const unsigned threads = static_cast<unsigned>(std::max<i64>((threads_needed + 31) / 32 * 32, 32));
+  rmsnorm_row_per_block_kernel<kElems, kVecs><<<static_cast<unsigned>(rows), threads, 0, stream>>>(a, weight, eps);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// RoPE
 
 // Blocks of `threads` of `kernel` that the current GPU holds at once; `fallback` if the runtime cannot tell (these
 // launchers report errors through the stream, like every kernel launch, not by throwing).
@@ -238,18 +225,6 @@ i64 resident_blocks(Kernel kernel, unsigned threads, i64 fallback) {
   }
   return i64{sms} * per_sm;
 }
-
-template <int kElems, int kVecs>
-void launch_rows_per_block(const NormRows& a, const bf16* weight, i64 rows, float eps, cudaStream_t stream) {
-  const i64 threads_needed = (a.n / kElems + kVecs - 1) / kVecs;
-  const unsigned threads = static_cast<unsigned>(std::max<i64>((threads_needed + 31) / 32 * 32, 32));
-  const auto kernel = rmsnorm_rows_per_block_kernel<kElems, kVecs>;
-  const i64 blocks = std::min(rows, resident_blocks(kernel, threads, rows));  // fallback: a block per row
-  kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(a, weight, rows, eps);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// RoPE
 
 // Heads of one token a thread rotates with the same angles (the sines and cosines are computed once for them): 8, or
 // 4 where that fills the GPU's last wave of blocks better (launch_rope_packs).
@@ -492,9 +467,9 @@ void launch_rmsnorm(const void* in, void* out, const void* weight, i64 rows, i64
   } else if (vectors && packs <= 128) {
     launch_rows_in_warp<32, 4>(a, w, rows, eps, stream);
   } else if (vectors && packs <= kMaxNormThreads * 4) {
-    launch_rows_per_block<kVecElems, 4>(a, w, rows, eps, stream);
+    launch_row_per_block<kVecElems, 4>(a, w, rows, eps, stream);
   } else if (!vectors && n <= kMaxNormThreads * 8) {
-    launch_rows_per_block<1, 8>(a, w, rows, eps, stream);
+    launch_row_per_block<1, 8>(a, w, rows, eps, stream);
   } else {
     rmsnorm_streaming_kernel<<<static_cast<unsigned>(rows), kBlock, 0, stream>>>(a, w, eps);
   }
