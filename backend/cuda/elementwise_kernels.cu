@@ -104,8 +104,8 @@ __device__ float block_sum_f32(float v) {
 
 // Sum of squares of the packs a thread holds, then the scaled write: the row is read from memory once. Packs
 // first, first + step, ... of a row of `packs` (≤ kVecs · 1024, so int indices). The weight is read after the
-// reduction: a variant that loaded it with the row, at 2 row packs per thread, held half the row bytes in flight per
-// SM and measured 5–20 % slower on H200 (docs/performance.md).
+// reduction: variants that loaded it with the row measured 5–20 % slower on H200 at 2 row packs per thread, and
+// 0.58–0.70 of copy against 0.70–0.90 at 4 (docs/performance.md).
 template <int kElems, int kVecs>
 struct RowSlice {
   Pack<kElems> x[kVecs];
@@ -163,7 +163,9 @@ __global__ void rmsnorm_rows_in_warp_kernel(NormRows a, const bf16* weight, i64 
   slice.store(a.dst(r, x), weight, inv, lane, kLanes, packs);
 }
 
-// Long rows: one block per row, each thread holding up to kVecs packs.
+// Long rows: one block per row, each thread holding up to kVecs packs. Measured no faster on H200
+// (docs/performance.md): 2 packs per thread (within noise) and blocks that loop over rows with the next row's loads in
+// flight during the current row's reduction (0.03–0.09 of copy slower).
 constexpr int kMaxNormThreads = 1024;  // the row-per-block launch picks up to this many threads
 
 template <int kElems, int kVecs>
