@@ -104,8 +104,8 @@ __device__ float block_sum_f32(float v) {
 
 // Sum of squares of the packs a thread holds, then the scaled write: the row is read from memory once. Packs
 // first, first + step, ... of a row of `packs` (≤ kVecs · 1024, so int indices). The weight is read after the
-// reduction: a variant that loaded it with the row, at 2 row packs per thread, held half the row bytes in flight per
-// SM and measured 5–20 % slower on H200 (docs/performance.md).
+// reduction: variants that loaded it with the row measured 5–20 % slower on H200 at 2 row packs per thread, and
+// 0.58–0.70 of copy against 0.70–0.90 at 4 (docs/performance.md).
 template <int kElems, int kVecs>
 struct RowSlice {
   Pack<kElems> x[kVecs];
@@ -163,7 +163,9 @@ __global__ void rmsnorm_rows_in_warp_kernel(NormRows a, const bf16* weight, i64 
   slice.store(a.dst(r, x), weight, inv, lane, kLanes, packs);
 }
 
-// Long rows: one block per row, each thread holding up to kVecs packs.
+// Long rows: one block per row, each thread holding up to kVecs packs. Measured no faster on H200
+// (docs/performance.md): 2 packs per thread (within noise) and blocks that loop over rows with the next row's loads in
+// flight during the current row's reduction (0.03–0.09 of copy slower).
 constexpr int kMaxNormThreads = 1024;  // the row-per-block launch picks up to this many threads
 
 template <int kElems, int kVecs>
@@ -212,7 +214,22 @@ void launch_row_per_block(const NormRows& a, const bf16* weight, i64 rows, float
 // ---------------------------------------------------------------------------------------------------------------
 // RoPE
 
-// Heads of one token a thread rotates with the same angles: the sines and cosines are computed once per 8 heads.
+// Blocks of `threads` of `kernel` that the current GPU holds at once; `fallback` if the runtime cannot tell (these
+// launchers report errors through the stream, like every kernel launch, not by throwing).
+template <typename Kernel>
+i64 resident_blocks(Kernel kernel, unsigned threads, i64 fallback) {
+  int device = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, static_cast<int>(threads), 0) != cudaSuccess ||
+      sms * per_sm == 0) {
+    return fallback;
+  }
+  return i64{sms} * per_sm;
+}
+
+// Heads of one token a thread rotates with the same angles (the sines and cosines are computed once for them): 8, or
+// 4 where that fills the GPU's last wave of blocks better (launch_rope_packs).
 constexpr i64 kRopeHeadsPerThread = 8;
 // Heads whose loads are issued together; with 3 blocks of 256 per SM (80 registers, no spills) that is 96 KiB in
 // flight per SM.
@@ -273,13 +290,31 @@ __global__ void __launch_bounds__(kBlock, 3) rope_kernel(bf16* x, i64 tokens, i6
   }
 }
 
+// Fraction of the last wave's block slots that `blocks` fill when `resident` blocks run at once, counted over the
+// whole launch: blocks / (waves · resident). At 8K tokens of DeepSeek-V3.2 (128 heads of 64) 8 heads per thread make
+// 2,048 blocks, 5.2 waves on an H200: the sixth wave runs a sixth full, and the launch takes 6 waves' time for 5.2.
+double wave_fill(i64 blocks, i64 resident) {
+  const i64 waves = (blocks + resident - 1) / resident;
+  return static_cast<double>(blocks) / static_cast<double>(waves * resident);
+}
+
 template <int kElems>
 void launch_rope_packs(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions, float theta,
                        cudaStream_t stream) {
-  const i64 groups = (heads + kRopeHeadsPerThread - 1) / kRopeHeadsPerThread;
-  const i64 threads = tokens * groups * (head_dim / 2 / kElems);
-  rope_kernel<kElems><<<grid_for(threads, kBlock), kBlock, 0, stream>>>(x, tokens, heads, head_dim, row_stride,
-                                                                        positions, theta, groups);
+  const i64 chunks = head_dim / 2 / kElems;
+  const auto blocks_for = [&](i64 heads_per_thread) {
+    return static_cast<i64>(grid_for(tokens * ((heads + heads_per_thread - 1) / heads_per_thread) * chunks, kBlock));
+  };
+  // Half the heads per thread doubles the blocks (and the angle computations, which stay hidden behind the memory
+  // traffic): taken when that fills the waves better by more than a few percent.
+  const i64 resident = resident_blocks(rope_kernel<kElems>, kBlock, blocks_for(kRopeHeadsPerThread));
+  const i64 fewer_heads = kRopeHeadsPerThread / 2;
+  const double fill_default = wave_fill(blocks_for(kRopeHeadsPerThread), resident);
+  const bool split = heads > fewer_heads && wave_fill(blocks_for(fewer_heads), resident) > fill_default + 0.03;
+  const i64 per_thread = split ? fewer_heads : kRopeHeadsPerThread;
+  const i64 groups = (heads + per_thread - 1) / per_thread;
+  rope_kernel<kElems><<<static_cast<unsigned>(blocks_for(per_thread)), kBlock, 0, stream>>>(
+      x, tokens, heads, head_dim, row_stride, positions, theta, groups);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

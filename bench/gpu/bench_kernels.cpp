@@ -3,6 +3,8 @@
 // ceilings measured in the same run (device-to-device copy bandwidth, a bf16 cuBLAS GEMM of 8192³) and the published
 // anchors / issue 6's targets. Time = median of 10 CUDA-event runs after warm-up, on fresh seeded random data; a
 // kernel below its target is printed as such. Cases: kernel_cases.hpp. Usage: bench_kernels [--csv FILE]
+// [--memory-only] (only the memory-bound layer kernels: rmsnorm, add, rope, silu_mul; a few seconds, for comparing
+// variants of them; the full table runs them between GEMMs, which leave the GPU's clock lower).
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -73,15 +75,19 @@ void write_csv(const KernelBench& b, const std::string& path) {
 
 int main(int argc, char** argv) {
   std::string csv;
+  bool memory_only = false;
+  const char* usage = "usage: bench_kernels [--csv FILE] [--memory-only]";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--csv" && i + 1 < argc) {
       csv = argv[++i];
+    } else if (a == "--memory-only") {
+      memory_only = true;
     } else if (a == "--help" || a == "-h") {
-      fmt::print("usage: bench_kernels [--csv FILE]\n");
+      fmt::print("{}\n", usage);
       return 0;
     } else {
-      fmt::print(stderr, "bench_kernels: unknown or incomplete argument '{}' (usage: bench_kernels [--csv FILE])\n", a);
+      fmt::print(stderr, "bench_kernels: unknown or incomplete argument '{}' ({})\n", a, usage);
       return 2;
     }
   }
@@ -100,6 +106,10 @@ int main(int argc, char** argv) {
     KernelBench b;
     for (const char* name : {"deepseek-v3.2", "llama-3.1-70b", "qwen3-235b-a22b"}) {
       const auto m = paratwin::load_model(name);
+      if (memory_only) {
+        for (const i64 tokens : {i64{8192}, i64{16384}}) b.memory_kernels(m, tokens);
+        continue;
+      }
       for (const i64 tokens : {i64{8192}, i64{16384}}) {
         b.memory_kernels(m, tokens);
         b.moe_kernels(m, tokens);
