@@ -19,8 +19,12 @@ const char* scaling_name(Fp8Scaling scaling) {
 
 }  // namespace
 
+i64 fp8_padded_rows(Fp8Scaling scaling, i64 m) {
+  return scaling == Fp8Scaling::kBlock ? ceil_div(m, 4) * 4 : m;
+}
+
 i64 fp8_activation_scale_count(Fp8Scaling scaling, i64 m, i64 k) {
-  return scaling == Fp8Scaling::kBlock ? m * ceil_div(k, kFp8ScaleBlock) : 1;
+  return scaling == Fp8Scaling::kBlock ? fp8_padded_rows(scaling, m) * ceil_div(k, kFp8ScaleBlock) : 1;
 }
 
 i64 fp8_weight_scale_count(Fp8Scaling scaling, i64 n, i64 k) {
@@ -120,7 +124,7 @@ Fp8Gemm::Plan& Fp8Gemm::plan(const Fp8GemmLaunch& launch, const Fp8GemmOperands&
 void Fp8Gemm::run(const Fp8GemmLaunch& launch, const Fp8GemmOperands& o, i64 m) {
   if (m == 0) return;
   PARATWIN_ASSERT(m > 0 && m <= INT32_MAX, "fp8 GEMM with m = {}", m);
-  const Plan& p = plan(launch, o, m);
+  const Plan& p = plan(launch, o, fp8_padded_rows(scaling_, m));
   p.set_scales(o);
   const float alpha = 1.0f, beta = 0.0f;
   PARATWIN_CUBLAS_CHECK(cublasLtMatmul(launch.lt, p.op, &alpha, o.w, p.a, o.x, p.b, &beta, o.y, p.d, o.y, p.d, &p.algo,

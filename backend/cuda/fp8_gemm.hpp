@@ -8,10 +8,14 @@
 /// - kBlock: DeepSeek-V3's block quantisation: one scale per 1×128 group of X (VEC128_32F) and one per 128×128 block
 ///   of W (BLK128x128_32F); cuBLAS ≥ 12.9 on Hopper (sm_90) only, k a multiple of 128, no fast accumulation.
 ///
-/// Scale layouts of kBlock (cuBLASLt's, checked against a host reference in tests/gpu/test_fp8_gemm.cpp):
-/// - X's scale of row r and k-group j is at index j·m + r (rows fastest: each k-group is one contiguous column of m
-///   scales). A block of rows [r0, r0 + rows) run as its own GEMM (an expert's rows) therefore needs its own
-///   [rows × k/128] scale block: fp8_activation_scale_count(rows, k) floats.
+/// Scale layouts and row padding of kBlock (cuBLASLt's, checked against a host reference in
+/// tests/gpu/test_fp8_gemm.cpp):
+/// - cuBLASLt's 1×128 mode takes only row counts that are a multiple of 4 (on an H200 with cuBLAS 13.1 it finds no
+///   algorithm for m = 55 or 77, and runs m = 256): X's scales are stored k-group by k-group, each group a column of
+///   one scale per row, 16-byte aligned. A call of m rows therefore runs on m4 = fp8_padded_rows(m) = m rounded up to
+///   4: X and Y must hold m4 rows (the rows past m are read and written; their values mean nothing).
+/// - X's scale of row r and k-group j is at index j·m4 + r. A block of rows run as its own GEMM (an expert's rows)
+///   needs its own [m4 × k/128] scale block: fp8_activation_scale_count(rows, k) floats.
 /// - W's scale of n-block i and k-block j is at index i·ldk + j, ldk = k/128 rounded up to a multiple of 4 (k-blocks
 ///   fastest, each row of scales 16-byte aligned); n need not be a multiple of 128 (the last block is partial).
 ///
@@ -34,7 +38,9 @@ enum class Fp8Scaling { kPerTensor, kBlock };
 /// Rows and columns of one scale group / block of kBlock scaling.
 inline constexpr std::int64_t kFp8ScaleBlock = 128;
 
-/// fp32 scales X [m × k] needs: 1 (kPerTensor) or m · k/128 (kBlock).
+/// Rows a call of m rows reads from X and writes to Y: m (kPerTensor) or m rounded up to a multiple of 4 (kBlock).
+[[nodiscard]] std::int64_t fp8_padded_rows(Fp8Scaling scaling, std::int64_t m);
+/// fp32 scales X [m × k] needs: 1 (kPerTensor) or fp8_padded_rows(m) · k/128 (kBlock).
 [[nodiscard]] std::int64_t fp8_activation_scale_count(Fp8Scaling scaling, std::int64_t m, std::int64_t k);
 /// fp32 scales W [n × k] needs: 1 (kPerTensor) or ceil(n/128) · round_up(k/128, 4) (kBlock).
 [[nodiscard]] std::int64_t fp8_weight_scale_count(Fp8Scaling scaling, std::int64_t n, std::int64_t k);
@@ -65,9 +71,10 @@ class Fp8Gemm {
   Fp8Gemm(const Fp8Gemm&) = delete;
   Fp8Gemm& operator=(const Fp8Gemm&) = delete;
 
-  /// Enqueues Y = X · Wᵀ for m rows (m = 0: nothing). The first call with an m picks cuBLASLt's algorithm for it (with
-  /// launch.workspace_bytes as the limit); cuBLASLt finding none (e.g. a cuBLAS older than 12.9 for kBlock, or a
-  /// GPU other than Hopper) throws paratwin::Error naming the shape and the scaling; so does any cuBLAS error.
+  /// Enqueues Y = X · Wᵀ for m rows (m = 0: nothing); X and Y hold fp8_padded_rows(scaling, m) rows. The first call
+  /// with an m picks cuBLASLt's algorithm for it (with launch.workspace_bytes as the limit); cuBLASLt finding none
+  /// (e.g. a cuBLAS older than 12.9 for kBlock, or a GPU other than Hopper) throws paratwin::Error naming the shape and
+  /// the scaling; so does any cuBLAS error.
   void run(const Fp8GemmLaunch& launch, const Fp8GemmOperands& operands, std::int64_t m);
 
   [[nodiscard]] Fp8Scaling scaling() const { return scaling_; }

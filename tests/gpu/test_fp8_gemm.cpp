@@ -1,7 +1,8 @@
 // The fp8 GEMM (fp8_gemm.hpp) against a double-precision host reference that dequantises the same fp8 values with
 // the same scales: block scaling (1×128 activation groups, 128×128 weight blocks, in cuBLASLt's scale layouts) and
 // per-tensor scaling, on fresh random fp8 operands and random positive scales, into a poisoned output; shapes with m
-// not a multiple of 16 or 128, n not a multiple of 128, and k/128 not a multiple of 4 (the padded weight-scale rows).
+// not a multiple of 4, 16 or 128 (block scaling runs m rounded up to 4 rows), n not a multiple of 128, and k/128 not a
+// multiple of 4 (the padded weight-scale rows).
 // Plus the errors for a k the scaling cannot take.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
@@ -84,7 +85,8 @@ struct Lt {
 void check_fp8_gemm(Fp8Scaling scaling, i64 m, i64 n, i64 k, std::uint64_t seed) {
   CAPTURE(m, n, k, scaling == Fp8Scaling::kBlock);
   std::mt19937_64 rng(seed);
-  const auto x = random_fp8(m * k, rng);
+  const i64 rows = fp8_padded_rows(scaling, m);  // what the GEMM reads and writes (block scaling: m rounded up to 4)
+  const auto x = random_fp8(rows * k, rng);
   const auto w = random_fp8(n * k, rng);
   const auto x_scale = random_scales(fp8_activation_scale_count(scaling, m, k), rng);
   const auto w_scale = random_scales(fp8_weight_scale_count(scaling, n, k), rng);
@@ -92,7 +94,8 @@ void check_fp8_gemm(Fp8Scaling scaling, i64 m, i64 n, i64 k, std::uint64_t seed)
   const i64 k_groups = k / kFp8ScaleBlock;
   const i64 w_ld = (k_groups + 3) / 4 * 4;  // the weight scales' row length (k-blocks, padded to 4)
   const auto xs = [&](i64 row, i64 col) {
-    return static_cast<double>(block ? x_scale[static_cast<std::size_t>(col / kFp8ScaleBlock * m + row)] : x_scale[0]);
+    return static_cast<double>(block ? x_scale[static_cast<std::size_t>(col / kFp8ScaleBlock * rows + row)]
+                                     : x_scale[0]);
   };
   const auto ws = [&](i64 row, i64 col) {
     return static_cast<double>(
@@ -104,7 +107,7 @@ void check_fp8_gemm(Fp8Scaling scaling, i64 m, i64 n, i64 k, std::uint64_t seed)
   void* dxs = upload(x_scale);
   void* dws = upload(w_scale);
   void* dy = nullptr;
-  const auto y_bytes = static_cast<std::size_t>(m * n * 2);
+  const auto y_bytes = static_cast<std::size_t>(rows * n * 2);
   REQUIRE(cudaMalloc(&dy, y_bytes) == cudaSuccess);
   // Poison: 0xFF bytes are NaN in bf16, so an unwritten output element fails the comparison.
   REQUIRE(cudaMemset(dy, 0xFF, y_bytes) == cudaSuccess);
@@ -117,7 +120,7 @@ void check_fp8_gemm(Fp8Scaling scaling, i64 m, i64 n, i64 k, std::uint64_t seed)
   gemm.run(launch, operands, m);  // the second call reuses the first one's plan
   CHECK(gemm.cached_plans() == 1);
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-  std::vector<std::uint16_t> raw(static_cast<std::size_t>(m * n));
+  std::vector<std::uint16_t> raw(static_cast<std::size_t>(rows * n));
   REQUIRE(cudaMemcpy(raw.data(), dy, y_bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
 
   std::vector<double> xv(x.size()), wv(w.size());
