@@ -10,10 +10,11 @@
 ///
 /// Scale layouts and row padding of kBlock (cuBLASLt's, checked against a host reference in
 /// tests/gpu/test_fp8_gemm.cpp):
-/// - cuBLASLt's 1×128 mode takes only row counts that are a multiple of 4 (on an H200 with cuBLAS 13.1 it finds no
-///   algorithm for m = 55 or 77, and runs m = 256): X's scales are stored k-group by k-group, each group a column of
-///   one scale per row, 16-byte aligned. A call of m rows therefore runs on m4 = fp8_padded_rows(m) = m rounded up to
-///   4: X and Y must hold m4 rows (the rows past m are read and written; their values mean nothing).
+/// - cuBLASLt's 1×128 mode takes only row counts that are a multiple of 4 (on an H200 with cuBLAS 13.1 its heuristic
+///   finds algorithms for m = 4, 8, 12, 56, 80, 292 and none for 1–3, 5–7, 13, 55, 77, 291; likely because X's scales
+///   are stored k-group by k-group, one column of a scale per row each, whose starts must be 16-byte aligned). A call
+///   of m rows therefore runs on m4 = fp8_padded_rows(m) = m rounded up to 4: X and Y must hold m4 rows (the rows past
+///   m are read and written; their values mean nothing).
 /// - X's scale of row r and k-group j is at index j·m4 + r. A block of rows run as its own GEMM (an expert's rows)
 ///   needs its own [m4 × k/128] scale block: fp8_activation_scale_count(rows, k) floats.
 /// - W's scale of n-block i and k-block j is at index i·ldk + j, ldk = k/128 rounded up to a multiple of 4 (k-blocks
