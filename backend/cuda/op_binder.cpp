@@ -9,6 +9,7 @@
 
 #include "backend/cuda/attention_dispatch.hpp"
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/fp8_gemm.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "models/builders/moe_routing.hpp"
 #include "models/builders/op_emitter.hpp"
@@ -33,9 +34,12 @@ int BufferPool::find_or_add(const std::string& name) {
   return it->second;
 }
 
-int BufferPool::request(const std::string& name, std::int64_t bytes) {
+int BufferPool::request(const std::string& name, std::int64_t bytes, Fill fill) {
+  const bool is_new = by_name_.count(name) == 0;
   const int id = find_or_add(name);
   auto& e = entries_[static_cast<std::size_t>(id)];
+  PARATWIN_ASSERT(is_new || e.fill == fill, "scratch buffer {} requested with two fills", name);
+  e.fill = fill;
   e.bytes = std::max(e.bytes, bytes);
   return id;
 }
@@ -102,13 +106,23 @@ void BufferPool::allocate(cudaStream_t stream) {
     auto& table = tables_.emplace_back();
     for (const auto& a : addresses) table.push_back(static_cast<char*>(ptr(a.buffer)) + a.offset_bytes);
   }
-  // Activations and scratch start as seeded random bf16 in [−1, 1), never zeros (zeros make GEMMs faster than real
-  // data); index tables and seeded tensors are written below.
+  // Activations and scratch start as seeded random bf16 (or fp8, or positive fp32 scales), never zeros (zeros make
+  // GEMMs faster than real data); index tables and seeded tensors are written below.
   std::uint64_t k = 0x5eed;
   for (auto& e : entries_) {
     ++k;
     if (e.is_random || !e.host_ints.empty() || e.bytes < 2) continue;
-    launch_fill_random(e.ptr, false, 1, e.bytes / 2, 0, nullptr, e.bytes / 2, k, 1.0f, 0.0f, stream);
+    switch (e.fill) {
+      case Fill::kBf16:
+        launch_fill_random(e.ptr, false, 1, e.bytes / 2, 0, nullptr, e.bytes / 2, k, 1.0f, 0.0f, stream);
+        break;
+      case Fill::kFp8:
+        launch_fill_random_fp8(e.ptr, e.bytes, k, 1.0f, stream);
+        break;
+      case Fill::kScaleFp32:
+        launch_fill_random(e.ptr, true, 1, e.bytes / 4, 0, nullptr, e.bytes / 4, k, 0.5f, 1.0f, stream);
+        break;
+    }
   }
   for (auto& e : entries_) {
     if (!e.is_random) continue;
@@ -147,38 +161,6 @@ void gemm(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 
                                      static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-// Row-major Y[m × n] (bf16) = X[m × k] (fp8 e4m3) · W with W stored as [n × k] fp8 (the layout FP8 tensor cores
-// need: cuBLASLt's "TN"), fp32 accumulation, per-tensor scales of 1. DeepSeek's 1×128 / 128×128 block scales are not
-// applied: the GEMM moves and multiplies the same fp8 bytes, without the scale epilogue.
-void gemm_fp8(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 n, i64 k) {
-  if (m == 0 || n == 0) return;
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  PARATWIN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t transa = CUBLAS_OP_T, transb = CUBLAS_OP_N;
-  PARATWIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)));
-  PARATWIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof(transb)));
-  const auto u = [](i64 v) { return static_cast<std::uint64_t>(v); };
-  PARATWIN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a, CUDA_R_8F_E4M3, u(k), u(n), k));
-  PARATWIN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b, CUDA_R_8F_E4M3, u(k), u(m), k));
-  PARATWIN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d, CUDA_R_16BF, u(n), u(m), n));
-  cublasLtMatmulPreference_t pref = nullptr;
-  PARATWIN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  PARATWIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                             &ctx.lt_workspace_bytes, sizeof(ctx.lt_workspace_bytes)));
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  PARATWIN_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.blas_lt, op, a, b, d, d, pref, 1, &heuristic, &found));
-  if (found == 0) fail("cuBLASLt has no fp8 GEMM for m {} n {} k {} (k must be a multiple of 16)", m, n, k);
-  const float alpha = 1.0f, beta = 0.0f;
-  PARATWIN_CUBLAS_CHECK(cublasLtMatmul(ctx.blas_lt, op, &alpha, w, a, x, b, &beta, y, d, y, d, &heuristic.algo,
-                                       ctx.lt_workspace, ctx.lt_workspace_bytes, ctx.stream));
-  cublasLtMatmulPreferenceDestroy(pref);
-  cublasLtMatrixLayoutDestroy(a);
-  cublasLtMatrixLayoutDestroy(b);
-  cublasLtMatrixLayoutDestroy(d);
-  cublasLtMatmulDescDestroy(op);
-}
 
 // The expert GEMMs' launch: concurrent cuBLAS GEMMs on the rank's side streams (grouped_gemm.hpp says why not the
 // grouped cuBLAS call), operand pointers resolved once when the pool is allocated.
@@ -352,6 +334,11 @@ class Binder {
   const MoeTables* moe_tables(int layer, int mb, const Runs& runs);
   bool bind_moe(const Op& op, BoundOp& b, const std::string& role, const Runs& runs, int x);
   void bind_generic(const Op& op, BoundOp& b);
+  // An fp8 GEMM (or grouped GEMM: one cuBLASLt call per group's rows) of the timing path, block-scaled as DeepSeek-V3
+  // quantises: fp8 weights with 128×128 block scales, activations with 1×128 group scales (the bytes the schedule
+  // counts); every tensor and scale seeded random, scales positive.
+  std::function<void(const ExecCtx&)> bind_fp8_gemm(const Op& op, const std::vector<i64>& group_rows, i64 n, i64 k,
+                                                    int y);
   void bind_comm(const Op& op, BoundOp& b, int send, int recv);
 
   const Schedule& s_;
@@ -1409,6 +1396,64 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
   return false;  // moe.tp_all_reduce, shared experts: excluded above
 }
 
+std::function<void(const ExecCtx&)> Binder::bind_fp8_gemm(const Op& op, const std::vector<i64>& group_rows, i64 n,
+                                                          i64 k, int y) {
+  auto& pool = p_.pool;
+  if (k % kFp8ScaleBlock != 0) {
+    fail("op '{}': fp8 GEMM with k = {}: block scaling (1x128 activation groups, 128x128 weight blocks, as the fp8 "
+         "weights are quantised) needs k to be a multiple of 128",
+         op.name, k);
+  }
+  const auto gemm = std::make_shared<Fp8Gemm>(Fp8Scaling::kBlock, n, k);
+  const auto experts = static_cast<i64>(group_rows.size());
+  i64 rows = 0, scale_rows = 0;
+  for (const i64 r : group_rows) {
+    rows += r;
+    scale_rows += fp8_padded_rows(Fp8Scaling::kBlock, r);
+  }
+  const i64 k_groups = k / kFp8ScaleBlock;
+  const i64 w_scales = fp8_weight_scale_count(Fp8Scaling::kBlock, n, k);
+  // Activations are scratch shared by every fp8 GEMM of the rank (the largest one's size). Each group's rows are
+  // consecutive in X and Y, but a GEMM runs on its rows rounded up to 4 (fp8_gemm.hpp), reading and writing up to 3
+  // rows past them: the next group's (written before that group's own GEMM writes them, on the same stream), or for
+  // the last group 3 spare rows at the end. Each group has its own block of scales, in padded rows.
+  const int x = pool.request("g.a8", (rows + 3) * k, BufferPool::Fill::kFp8);
+  pool.grow(y, bf((rows + 3) * n));
+  const int x_scale = pool.request("g.a8.scale", scale_rows * k_groups * 4, BufferPool::Fill::kScaleFp32);
+  BufferPool::Random w_init;
+  w_init.rows = experts * n;
+  w_init.cols = k;
+  w_init.seed = name_seed(seed_, "w:" + op.name);
+  w_init.fp8 = true;
+  const int w = pool.random("w:" + op.name, w_init);
+  BufferPool::Random s_init;
+  s_init.rows = experts;
+  s_init.cols = w_scales;
+  s_init.full_cols = w_scales;
+  s_init.seed = name_seed(seed_, "w.scale:" + op.name);
+  s_init.scale = 0.5f;
+  s_init.bias = 1.0f;
+  s_init.fp32 = true;
+  const int w_scale = pool.random("w.scale:" + op.name, s_init);
+  return [=](const ExecCtx& e) {
+    const Fp8GemmLaunch launch{e.blas_lt, e.lt_workspace, e.lt_workspace_bytes, e.stream};
+    i64 row = 0, scale_row = 0;
+    for (std::size_t g = 0; g < group_rows.size(); ++g) {
+      const i64 r = group_rows[g];
+      const auto gi = static_cast<i64>(g);
+      Fp8GemmOperands o;
+      o.x = static_cast<const char*>(e.pool->ptr(x)) + row * k;
+      o.x_scale = static_cast<const float*>(e.pool->ptr(x_scale)) + scale_row * k_groups;
+      o.w = static_cast<const char*>(e.pool->ptr(w)) + gi * n * k;
+      o.w_scale = static_cast<const float*>(e.pool->ptr(w_scale)) + gi * w_scales;
+      o.y = static_cast<char*>(e.pool->ptr(y)) + row * n * 2;
+      gemm->run(launch, o, r);
+      row += r;
+      scale_row += fp8_padded_rows(Fp8Scaling::kBlock, r);
+    }
+  };
+}
+
 void Binder::bind_generic(const Op& op, BoundOp& b) {
   auto& pool = p_.pool;
   if (!std::holds_alternative<ComputeOp>(op.body)) {
@@ -1426,45 +1471,22 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
       const bool fp8 = c.dtype == DType::kFp8;
       const bool grouped = c.kind == ComputeKind::kGroupedGemm;
       const i64 experts = grouped ? static_cast<i64>(s.group_rows.size()) : 1;
-      const i64 in_bytes = fp8 ? 1 : 2;
-      const int a = pool.request(fp8 ? "g.a8" : "g.a", m * k * in_bytes);
+      const auto group_rows = grouped ? s.group_rows : std::vector<i64>{m};
       const int y = pool.request("g.y", bf(m * n));
-      int w = -1;
       if (fp8) {
-        if (k % 16 != 0) fail("op '{}': fp8 GEMM with k = {} (cuBLASLt needs a multiple of 16)", op.name, k);
-        BufferPool::Random r;
-        r.rows = experts * n;
-        r.cols = k;
-        r.seed = name_seed(seed_, "w:" + op.name);
-        r.scale = 1.0f;
-        r.fp8 = true;
-        w = pool.random("w:" + op.name, r);
-      } else {
-        w = weight("w:" + op.name, experts * k, n, 0, n, {}, std::sqrt(3.0f / static_cast<float>(std::max<i64>(k, 1))));
+        b.compute = bind_fp8_gemm(op, group_rows, n, k, y);
+        return;
       }
-      if (grouped && !fp8) {  // fp8: one cuBLASLt GEMM per expert below
+      const int a = pool.request("g.a", m * k * 2);
+      const int w =
+          weight("w:" + op.name, experts * k, n, 0, n, {}, std::sqrt(3.0f / static_cast<float>(std::max<i64>(k, 1))));
+      if (grouped) {
         GroupedGemm::Operands operands{a, y, {}};
         for (i64 g = 0; g < experts; ++g) operands.weights.push_back({w, g * k * n * 2});
         b.compute = grouped_gemm(pool, GroupedGemm(s.group_rows, n, k), operands);
         return;
       }
-      const auto group_rows = grouped ? s.group_rows : std::vector<i64>{m};
-      b.compute = [=](const ExecCtx& e) {
-        i64 row = 0;
-        for (std::size_t g = 0; g < group_rows.size(); ++g) {
-          const i64 r = group_rows[g];
-          if (r == 0) continue;
-          const auto* xa = static_cast<const char*>(e.pool->ptr(a)) + row * k * in_bytes;
-          const auto* wg = static_cast<const char*>(e.pool->ptr(w)) + static_cast<i64>(g) * k * n * in_bytes;
-          auto* yr = static_cast<char*>(e.pool->ptr(y)) + row * n * 2;
-          if (fp8) {
-            gemm_fp8(e, xa, wg, yr, r, n, k);
-          } else {
-            gemm(e, xa, wg, yr, r, n, k, false);
-          }
-          row += r;
-        }
-      };
+      b.compute = [=](const ExecCtx& e) { gemm(e, e.pool->ptr(a), e.pool->ptr(w), e.pool->ptr(y), m, n, k, false); };
       return;
     }
     case ComputeKind::kEmbedding:

@@ -35,13 +35,17 @@ class BufferPool {
     bool fp32 = false;
     bool fp8 = false;  ///< e4m3 elements (fp32 wins when both are set)
   };
+  /// What a scratch buffer holds at allocation: random bf16 in [−1, 1), random fp8 e4m3 in [−1, 1), or random fp32
+  /// scales in [0.5, 1.5) (quantisation scales: positive, never zero).
+  enum class Fill { kBf16, kFp8, kScaleFp32 };
   BufferPool() = default;
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
   ~BufferPool();
 
-  /// A scratch/activation buffer of at least `bytes` (seeded random bf16 at allocation, never zeros).
-  int request(const std::string& name, std::int64_t bytes);
+  /// A scratch/activation buffer of at least `bytes` (seeded random `fill` at allocation, never zeros); every request
+  /// of one name asks for the same fill.
+  int request(const std::string& name, std::int64_t bytes, Fill fill = Fill::kBf16);
   /// Makes buffer `id` at least `bytes` large.
   void grow(int id, std::int64_t bytes);
   /// A seeded random tensor (weights, or data that must look real).
@@ -66,6 +70,7 @@ class BufferPool {
     std::string name;
     std::int64_t bytes = 0;
     bool is_random = false;
+    Fill fill = Fill::kBf16;  ///< scratch buffers (not random, not ints)
     Random init;
     std::vector<int> host_ints;
     void* ptr = nullptr;

@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
       }
       b.dsa(m, 16384);
       b.dense_gemms(m, 16384);
+      b.fp8_gemms(m, 16384);
       for (const i64 tokens : {i64{8192}, i64{32768}}) {
         for (const int ep : {1, 8}) b.grouped_gemms(m, tokens, ep);
       }

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <random>
 #include <tuple>
 #include <utility>
 
 #include "backend/cuda/attention_gemm.hpp"
+#include "backend/cuda/fp8_gemm.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/sparse_mla_attention.hpp"
 
@@ -277,6 +279,51 @@ void KernelBench::dense_gemms(const ModelSpec& m, i64 tokens) {
     const double s = time([&] { dense_gemm(blas_, x.get(), w.get(), y.get(), tokens, n, k); });
     add_flops("GEMM " + name, m, fmt::format("{} x {} x {}", tokens, n, k), s,
               2.0 * static_cast<double>(tokens) * static_cast<double>(n * k), "");
+  }
+}
+
+// DeepSeek-V3.2's fp8 projections at TP 1 through fp8_gemm.hpp, per-tensor and block-scaled (what the backend runs),
+// with the bf16 GEMM of the same shape. Fractions are of the bf16 GEMM ceiling: H200's dense fp8 peak is twice its
+// bf16 peak, so an fp8 GEMM can reach ~2.
+void KernelBench::fp8_gemms(const ModelSpec& m, i64 tokens) {
+  if (m.weight_dtype != DType::kFp8 || !m.mla) return;
+  cublasLtHandle_t lt = nullptr;
+  PARATWIN_CUBLAS_CHECK(cublasLtCreate(&lt));
+  const std::unique_ptr<cublasLtContext, decltype(&cublasLtDestroy)> lt_owner(lt, &cublasLtDestroy);
+  constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;  // the engine's cuBLASLt workspace
+  DeviceBuffer workspace(static_cast<i64>(kWorkspaceBytes));
+  const cuda::Fp8GemmLaunch launch{lt, workspace.get(), kWorkspaceBytes, stream_};
+  const std::tuple<const char*, i64, i64> shapes[] = {
+      {"q_b_proj", m.num_attention_heads * m.qk_head_dim(), m.mla->q_lora_rank},
+      {"o_proj", m.hidden_size, m.num_attention_heads * m.mla->v_head_dim},
+  };
+  for (const auto& [name, n, k] : shapes) {
+    const std::string shape = fmt::format("{} x {} x {}", tokens, n, k);
+    const double flops = 2.0 * static_cast<double>(tokens) * static_cast<double>(n * k);
+    {
+      DeviceBuffer x(tokens * k * 2), w(k * n * 2), y(tokens * n * 2);
+      fill_random(x, tokens * k, seed(), stream_);
+      fill_random(w, k * n, seed(), stream_, false, 1.0f / std::sqrt(static_cast<float>(k)));
+      const double s = time([&] { dense_gemm(blas_, x.get(), w.get(), y.get(), tokens, n, k); });
+      add_flops(fmt::format("GEMM {} bf16", name), m, shape, s, flops, "");
+    }
+    DeviceBuffer x(tokens * k), w(n * k), y(tokens * n * 2);
+    cuda::launch_fill_random_fp8(x.get(), tokens * k, seed(), 1.0f, stream_);
+    cuda::launch_fill_random_fp8(w.get(), n * k, seed(), 1.0f, stream_);
+    for (const auto scaling : {cuda::Fp8Scaling::kPerTensor, cuda::Fp8Scaling::kBlock}) {
+      const i64 xs_count = cuda::fp8_activation_scale_count(scaling, tokens, k);
+      const i64 ws_count = cuda::fp8_weight_scale_count(scaling, n, k);
+      DeviceBuffer xs(xs_count * 4), ws(ws_count * 4);
+      // Positive scales in [0.5, 1.5), never zero.
+      cuda::launch_fill_random(xs.get(), true, 1, xs_count, 0, nullptr, xs_count, seed(), 0.5f, 1.0f, stream_);
+      cuda::launch_fill_random(ws.get(), true, 1, ws_count, 0, nullptr, ws_count, seed(), 0.5f, 1.0f, stream_);
+      cuda::Fp8Gemm gemm(scaling, n, k);
+      const cuda::Fp8GemmOperands operands{x.get(), xs.as<float>(), w.get(), ws.as<float>(), y.get()};
+      const double s = time([&] { gemm.run(launch, operands, tokens); });
+      const bool block = scaling == cuda::Fp8Scaling::kBlock;
+      add_flops(fmt::format("GEMM {} fp8 {}", name, block ? "block-scaled" : "per-tensor"), m, shape, s, flops,
+                block ? "1x128 act, 128x128 weight scales (backend)" : "one scale per tensor");
+    }
   }
 }
 

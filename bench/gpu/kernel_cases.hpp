@@ -44,6 +44,7 @@ class KernelBench {
   void attention(const ModelSpec& m, std::int64_t tokens);       ///< attention_gemm and the reference kernel
   void dsa(const ModelSpec& m, std::int64_t tokens);             ///< indexer, top-k, sparse attention (DSA models)
   void dense_gemms(const ModelSpec& m, std::int64_t tokens);     ///< the dense projections of one layer
+  void fp8_gemms(const ModelSpec& m, std::int64_t tokens);       ///< fp8 projections (fp8 models), both scalings
   void grouped_gemms(const ModelSpec& m, std::int64_t tokens, int ep);  ///< the MoE expert GEMMs
 
   [[nodiscard]] const std::vector<KernelRow>& rows() const { return rows_; }

@@ -40,11 +40,52 @@ inline const char* const kCudaTinyQwenMoe = R"({
   "vocab_size": 1024
 })";
 
+/// DeepSeek-V3-like with fp8 weights in 128×128 blocks (MLA, one dense and one MoE layer with a shared expert): every
+/// fp8 GEMM's k is a multiple of 128 and some widths are not (qkv_a_proj: 416).
+inline const char* const kCudaTinyDeepseekFp8 = R"({
+  "architectures": ["DeepseekV3ForCausalLM"],
+  "first_k_dense_replace": 1,
+  "hidden_act": "silu",
+  "hidden_size": 256,
+  "intermediate_size": 512,
+  "kv_lora_rank": 128,
+  "max_position_embeddings": 4096,
+  "model_type": "deepseek_v3",
+  "moe_intermediate_size": 128,
+  "moe_layer_freq": 1,
+  "n_group": 1,
+  "n_routed_experts": 8,
+  "n_shared_experts": 1,
+  "norm_topk_prob": true,
+  "num_attention_heads": 4,
+  "num_experts_per_tok": 2,
+  "num_hidden_layers": 2,
+  "num_key_value_heads": 4,
+  "num_nextn_predict_layers": 0,
+  "q_lora_rank": 256,
+  "qk_nope_head_dim": 64,
+  "qk_rope_head_dim": 32,
+  "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                          "weight_block_size": [128, 128]},
+  "routed_scaling_factor": 2.5,
+  "scoring_func": "sigmoid",
+  "tie_word_embeddings": false,
+  "topk_group": 1,
+  "topk_method": "noaux_tc",
+  "torch_dtype": "bfloat16",
+  "v_head_dim": 64,
+  "vocab_size": 1024
+})";
+
 inline ModelSpec tiny_llama() {
   return parse_model_config(kCudaTinyLlama, "tiny-llama");
 }
 inline ModelSpec tiny_qwen_moe() {
   return parse_model_config(kCudaTinyQwenMoe, "tiny-qwen3-moe");
+}
+
+inline ModelSpec tiny_deepseek_fp8() {
+  return parse_model_config(kCudaTinyDeepseekFp8, "tiny-deepseek-v3-fp8");
 }
 
 inline ParallelConfig parallel(int tp, int attn_cp = 1, int pp = 1, int ep = 1) {

@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 #include <iostream>
 #include <set>
+#include <string>
+#include <variant>
 
 #include "backend/cuda/cuda_backend.hpp"
 #include "models/schedule_builder.hpp"
@@ -290,6 +292,33 @@ TEST_CASE("the watchdog aborts a run whose receive never gets a send and names r
     CHECK(msg.find("pp_recv") != std::string::npos);
     CHECK(msg.find("aborted") != std::string::npos);
   }
+}
+
+TEST_CASE("fp8 GEMMs of a DeepSeek-style model run block-scaled, and a k off the 128 grid names the op", "[gpu]") {
+  require_gpus(1);
+  const auto model = tiny_deepseek_fp8();
+  REQUIRE(model.weight_dtype == DType::kFp8);
+  const auto schedule = build_schedule(model, ParallelConfig{}, prefill(256));
+  std::size_t fp8_gemms = 0;
+  for (const auto& op : schedule.ranks[0]) {
+    const auto* c = std::get_if<ComputeOp>(&op.body);
+    if (c != nullptr && c->dtype == DType::kFp8 &&
+        (c->kind == ComputeKind::kGemm || c->kind == ComputeKind::kGroupedGemm)) {
+      ++fp8_gemms;
+    }
+  }
+  REQUIRE(fp8_gemms >= 10);  // the projections, the dense MLP, the experts and the shared expert
+  const auto result = run_cuda(schedule, placement_for(ParallelConfig{}), options_for(model));
+  CHECK(result.trace.events.size() == schedule.ranks[0].size());
+
+  // An expert width of 192 makes the down projections' k = 192: block scales need a multiple of 128.
+  std::string config = kCudaTinyDeepseekFp8;
+  const std::string width = "\"moe_intermediate_size\": 128";
+  config.replace(config.find(width), width.size(), "\"moe_intermediate_size\": 192");
+  const auto odd = parse_model_config(config, "tiny-deepseek-v3-fp8-k192");
+  const auto odd_schedule = build_schedule(odd, ParallelConfig{}, prefill(256));
+  CHECK_THROWS_WITH(run_cuda(odd_schedule, placement_for(ParallelConfig{}), options_for(odd)),
+                    Catch::Contains("down") && Catch::Contains("k = 192") && Catch::Contains("multiple of 128"));
 }
 
 TEST_CASE("more ranks than GPUs and a memory shortfall are clear errors before launch", "[gpu]") {

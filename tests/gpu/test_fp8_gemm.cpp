@@ -1,0 +1,178 @@
+// The fp8 GEMM (fp8_gemm.hpp) against a double-precision host reference that dequantises the same fp8 values with
+// the same scales: block scaling (1×128 activation groups, 128×128 weight blocks, in cuBLASLt's scale layouts) and
+// per-tensor scaling, on fresh random fp8 operands and random positive scales, into a poisoned output; shapes with m
+// not a multiple of 4, 16 or 128 (block scaling runs m rounded up to 4 rows), n not a multiple of 128, and k/128 not a
+// multiple of 4 (the padded weight-scale rows).
+// Plus the errors for a k the scaling cannot take.
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "backend/cuda/fp8_gemm.hpp"
+#include "topology/error.hpp"
+
+using namespace paratwin;
+using namespace paratwin::cuda;
+
+namespace {
+
+using i64 = std::int64_t;
+
+// e4m3 (bias 7, no infinities, S.1111.111 is NaN) to its exact value.
+double e4m3_value(std::uint8_t bits) {
+  const int exponent = (bits >> 3) & 0xF;
+  const int mantissa = bits & 0x7;
+  const double magnitude =
+      exponent == 0 ? std::ldexp(mantissa / 8.0, -6) : std::ldexp(1.0 + mantissa / 8.0, exponent - 7);
+  return (bits & 0x80) != 0 ? -magnitude : magnitude;
+}
+
+// Random e4m3 values of magnitude 2^-4 … 2^1 with either sign (never NaN).
+std::vector<std::uint8_t> random_fp8(i64 count, std::mt19937_64& rng) {
+  std::uniform_int_distribution<int> exponent(3, 8), mantissa(0, 7), sign(0, 1);
+  std::vector<std::uint8_t> v(static_cast<std::size_t>(count));
+  for (auto& b : v) b = static_cast<std::uint8_t>(sign(rng) << 7 | exponent(rng) << 3 | mantissa(rng));
+  return v;
+}
+
+std::vector<float> random_scales(i64 count, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> scale(0.25f, 4.0f);
+  std::vector<float> v(static_cast<std::size_t>(count));
+  for (auto& s : v) s = scale(rng);
+  return v;
+}
+
+float bf16_value(std::uint16_t raw) {
+  const std::uint32_t bits = static_cast<std::uint32_t>(raw) << 16;
+  float f = 0;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+template <typename T>
+void* upload(const std::vector<T>& host) {
+  void* p = nullptr;
+  REQUIRE(cudaMalloc(&p, std::max<std::size_t>(host.size() * sizeof(T), 16)) == cudaSuccess);
+  REQUIRE(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess);
+  return p;
+}
+
+struct Lt {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  static constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;
+  Lt() {
+    REQUIRE(cublasLtCreate(&handle) == CUBLAS_STATUS_SUCCESS);
+    REQUIRE(cudaMalloc(&workspace, kWorkspaceBytes) == cudaSuccess);
+  }
+  ~Lt() {
+    cudaFree(workspace);
+    cublasLtDestroy(handle);
+  }
+  Lt(const Lt&) = delete;
+  Lt& operator=(const Lt&) = delete;
+};
+
+// Runs Y = X·Wᵀ on fresh random operands and compares every element with the host's dequantised product:
+// |y − ref| ≤ 1e-2·|ref| + 2e-3·Σ|terms| (bf16 output rounding plus fp32 accumulation), and the relative L2 error of
+// the whole output ≤ 1e-2. Scales in [0.25, 4] make a scale applied to the wrong block miss both by far.
+void check_fp8_gemm(Fp8Scaling scaling, i64 m, i64 n, i64 k, std::uint64_t seed) {
+  CAPTURE(m, n, k, scaling == Fp8Scaling::kBlock);
+  std::mt19937_64 rng(seed);
+  const i64 rows = fp8_padded_rows(scaling, m);  // what the GEMM reads and writes (block scaling: m rounded up to 4)
+  const auto x = random_fp8(rows * k, rng);
+  const auto w = random_fp8(n * k, rng);
+  const auto x_scale = random_scales(fp8_activation_scale_count(scaling, m, k), rng);
+  const auto w_scale = random_scales(fp8_weight_scale_count(scaling, n, k), rng);
+  const bool block = scaling == Fp8Scaling::kBlock;
+  const i64 k_groups = k / kFp8ScaleBlock;
+  const i64 w_ld = (k_groups + 3) / 4 * 4;  // the weight scales' row length (k-blocks, padded to 4)
+  const auto xs = [&](i64 row, i64 col) {
+    return static_cast<double>(block ? x_scale[static_cast<std::size_t>(col / kFp8ScaleBlock * rows + row)]
+                                     : x_scale[0]);
+  };
+  const auto ws = [&](i64 row, i64 col) {
+    return static_cast<double>(
+        block ? w_scale[static_cast<std::size_t>(row / kFp8ScaleBlock * w_ld + col / kFp8ScaleBlock)] : w_scale[0]);
+  };
+
+  void* dx = upload(x);
+  void* dw = upload(w);
+  void* dxs = upload(x_scale);
+  void* dws = upload(w_scale);
+  void* dy = nullptr;
+  const auto y_bytes = static_cast<std::size_t>(rows * n * 2);
+  REQUIRE(cudaMalloc(&dy, y_bytes) == cudaSuccess);
+  // Poison: 0xFF bytes are NaN in bf16, so an unwritten output element fails the comparison.
+  REQUIRE(cudaMemset(dy, 0xFF, y_bytes) == cudaSuccess);
+
+  Lt lt;
+  Fp8Gemm gemm(scaling, n, k);
+  const Fp8GemmLaunch launch{lt.handle, lt.workspace, Lt::kWorkspaceBytes, nullptr};
+  const Fp8GemmOperands operands{dx, static_cast<const float*>(dxs), dw, static_cast<const float*>(dws), dy};
+  gemm.run(launch, operands, m);
+  gemm.run(launch, operands, m);  // the second call reuses the first one's plan
+  CHECK(gemm.cached_plans() == 1);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  std::vector<std::uint16_t> raw(static_cast<std::size_t>(rows * n));
+  REQUIRE(cudaMemcpy(raw.data(), dy, y_bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+
+  std::vector<double> xv(x.size()), wv(w.size());
+  for (std::size_t i = 0; i < x.size(); ++i) xv[i] = e4m3_value(x[i]);
+  for (std::size_t i = 0; i < w.size(); ++i) wv[i] = e4m3_value(w[i]);
+  double err2 = 0, ref2 = 0;
+  i64 bad = 0;
+  for (i64 r = 0; r < m; ++r) {
+    for (i64 c = 0; c < n; ++c) {
+      double ref = 0, magnitude = 0;
+      for (i64 j = 0; j < k; ++j) {
+        const double term =
+            xv[static_cast<std::size_t>(r * k + j)] * xs(r, j) * wv[static_cast<std::size_t>(c * k + j)] * ws(c, j);
+        ref += term;
+        magnitude += std::abs(term);
+      }
+      const double got = bf16_value(raw[static_cast<std::size_t>(r * n + c)]);
+      const double err = std::abs(got - ref);
+      if (!(err <= 1e-2 * std::abs(ref) + 2e-3 * magnitude)) {
+        if (bad < 5) UNSCOPED_INFO("y[" << r << "][" << c << "] = " << got << ", reference " << ref);
+        ++bad;
+      }
+      err2 += (got - ref) * (got - ref);
+      ref2 += ref * ref;
+    }
+  }
+  const double relative_l2 = std::sqrt(err2 / ref2);
+  CAPTURE(relative_l2);
+  CHECK(bad == 0);
+  CHECK(relative_l2 <= 1e-2);
+  for (void* p : {dx, dw, dxs, dws, dy}) cudaFree(p);
+}
+
+}  // namespace
+
+TEST_CASE("fp8 GEMM with block scales equals the dequantised host product", "[gpu][fp8]") {
+  check_fp8_gemm(Fp8Scaling::kBlock, 256, 256, 384, 11);   // k/128 = 3: weight-scale rows padded to 4
+  check_fp8_gemm(Fp8Scaling::kBlock, 77, 576, 512, 12);    // m not a multiple of 16, n not a multiple of 128
+  check_fp8_gemm(Fp8Scaling::kBlock, 13, 128, 128, 13);    // one k-block, fewer rows than a tile
+  check_fp8_gemm(Fp8Scaling::kBlock, 300, 2112, 640, 14);  // DeepSeek-V3.2's qkv_a_proj width (16.5 blocks), k/128 = 5
+}
+
+TEST_CASE("fp8 GEMM with per-tensor scales equals the dequantised host product", "[gpu][fp8]") {
+  check_fp8_gemm(Fp8Scaling::kPerTensor, 77, 256, 144, 21);  // k a multiple of 16, not of 128
+  check_fp8_gemm(Fp8Scaling::kPerTensor, 300, 640, 512, 22);
+}
+
+TEST_CASE("fp8 GEMM refuses a k its scaling cannot take", "[gpu][fp8]") {
+  CHECK_THROWS_WITH(Fp8Gemm(Fp8Scaling::kBlock, 256, 200),
+                    Catch::Contains("k = 200") && Catch::Contains("multiple of 128"));
+  CHECK_THROWS_WITH(Fp8Gemm(Fp8Scaling::kBlock, 256, 144), Catch::Contains("multiple of 128"));
+  CHECK_THROWS_WITH(Fp8Gemm(Fp8Scaling::kPerTensor, 256, 100),
+                    Catch::Contains("k = 100") && Catch::Contains("multiple of 16"));
+  CHECK_THROWS_AS(Fp8Gemm(Fp8Scaling::kBlock, 0, 128), Error);
+}
