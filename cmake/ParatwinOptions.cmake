@@ -12,12 +12,10 @@ endif()
 
 if(PARATWIN_SANITIZE)
   set(_paratwin_san -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-  # -O1 whatever the build type: the property tests sweep every configuration, and at -O0 under ASan they take
-  # minutes. GCC 12's -Wmaybe-uninitialized misfires under ASan + optimisation inside libstdc++ (<regex>, via
-  # Catch2); the Release build keeps that warning.
-  target_compile_options(paratwin_options INTERFACE
-                         "$<$<COMPILE_LANGUAGE:CXX>:${_paratwin_san};-O1;-Wno-maybe-uninitialized>")
+  target_compile_options(paratwin_options INTERFACE "$<$<COMPILE_LANGUAGE:CXX>:${_paratwin_san}>")
   target_link_options(paratwin_options INTERFACE ${_paratwin_san})
+  # Tests shorten their exhaustive sweeps under the sanitizers (tests/test_sweep.hpp).
+  target_compile_definitions(paratwin_options INTERFACE PARATWIN_SANITIZED=1)
 endif()
 
 # Adds a paratwin library `paratwin_<name>` with the alias `paratwin::<name>` from an explicit file list.

@@ -8,6 +8,7 @@
 
 #include "cli/command.hpp"
 #include "tests/cli/cli_test_util.hpp"
+#include "tests/test_sweep.hpp"
 #include "topology/cluster.hpp"
 
 using namespace paratwin;
@@ -27,7 +28,7 @@ const std::vector<std::string> kValues = {"1",     "2",          "3",   "4", "8"
 TEST_CASE("random flag sets end in a layout or one clear error", "[cli][random]") {
   std::mt19937 rng(20261128);
   int accepted = 0;
-  for (int trial = 0; trial < 3000; ++trial) {
+  for (int trial = 0; trial < 3000 / test::kSweepStride; ++trial) {
     std::vector<std::string> args = {"layout"};
     const int flags = std::uniform_int_distribution<int>(0, 6)(rng);
     for (int f = 0; f < flags; ++f) {
@@ -52,7 +53,7 @@ TEST_CASE("random flag sets end in a layout or one clear error", "[cli][random]"
       REQUIRE_FALSE(r.err.empty());
     }
   }
-  CHECK(accepted > 100);  // the generator does reach valid layouts
+  CHECK(accepted > 100 / test::kSweepStride);  // the generator does reach valid layouts
 }
 
 TEST_CASE("random cluster files end in a layout or one clear error", "[cli][random]") {
@@ -63,7 +64,7 @@ TEST_CASE("random cluster files end in a layout or one clear error", "[cli][rand
   std::mt19937 rng(7);
   const std::string junk = "-0.5e9: []{}#\"'\n\tx";
   int accepted = 0;
-  for (int trial = 0; trial < 1000; ++trial) {
+  for (int trial = 0; trial < 1000 / test::kSweepStride; ++trial) {
     std::string text = base;
     const int edits = std::uniform_int_distribution<int>(0, 4)(rng);
     for (int e = 0; e < edits && !text.empty(); ++e) {
