@@ -96,10 +96,10 @@ CudaCheckResult check_cuda(const Schedule& schedule, const Schedule& reference, 
   o.measured_steps = 1;
   const int world = static_cast<int>(schedule.ranks.size());
   const bool several = o.processes != nullptr && o.processes->process_count() > 1;
+  // One process: rank r on GPU r. Several (one per node or per GPU): the node's GPUs in rank order.
+  const int devices = several ? std::max(1, cuda_device_count()) : 1;
   RankDevices d;
   for (int r = 0; r < world; ++r) {
-    // One process: rank r on GPU r. Several (one per node or per GPU): the node's GPUs in rank order.
-    const int devices = std::max(1, cuda_device_count());
     d.gpu.push_back(!o.gpus.empty() ? o.gpus.at(static_cast<std::size_t>(r)) : several ? r % devices : r);
     d.node.push_back(0);
   }

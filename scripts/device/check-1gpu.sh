@@ -3,12 +3,8 @@
 # one-GPU runs of a Llama-3.1-8B 32K and a DeepSeek-V3.2 16K prefill layer with the production kernels.
 # Usage (repository root, binaries in $BIN): BIN=.gpucarry OUT=/tmp/out scripts/device/check-1gpu.sh
 set -u
-BIN=${BIN:-.gpucarry}
-FINAL=${OUT:?set OUT to the output folder}
-OUT=$FINAL/results  # the device tool brings back a few files only: everything is packed at the end
-mkdir -p "$OUT"
 . "$(dirname "$0")/lib.sh"
-export LD_LIBRARY_PATH=$PWD/$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+packed_results
 { nvidia-smi -L; ldd "$BIN/paratwin" | grep -E "cudnn|nccl|mpi|not found"; } >"$OUT/machine.txt" 2>&1
 one_gpu="a GPU is visible*,more ranks than GPUs*,attention*,fused cuDNN*,grouped GEMM*,RMSNorm*,RoPE*,residual add*"
 one_gpu+=",MoE unpermute*,the DSA*,index-sparse*,the KV-cache write*,fp8*"
@@ -19,5 +15,5 @@ step llama8b_32k_cp1 90 "$BIN/paratwin" $RUN --model llama-3.1-8b --prompt-len 3
   --trace "$OUT/llama8b_32k_cp1.json"
 step ds_16k_cp1 90 "$BIN/paratwin" $RUN --model deepseek-v3.2 --prompt-len 16384 --layers 1 \
   --trace "$OUT/ds_16k_cp1.json"
-tar czf "$FINAL/results.tgz" -C "$FINAL" results && rm -rf "$OUT"
+pack_results
 exit 0

@@ -3,12 +3,8 @@
 # process (tests/gpu/mpi_run_check.sh), an mpirun launch that must fail fast with a clear error, and the backend
 # benchmark. Usage (repository root, binaries in $BIN): BIN=.gpucarry OUT=/tmp/out scripts/device/check-x2.sh
 set -u
-BIN=${BIN:-.gpucarry}
-FINAL=${OUT:?set OUT to the output folder}
-OUT=$FINAL/results  # the device tool brings back a few files only: everything is packed at the end
-mkdir -p "$OUT"
 . "$(dirname "$0")/lib.sh"
-export LD_LIBRARY_PATH=$PWD/$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+packed_results
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 { nvidia-smi -L; mpirun --version | head -1; ldd "$BIN/paratwin" | grep -E "mpi|nccl|cudnn|not found"; } \
   >"$OUT/machine.txt" 2>&1
@@ -19,5 +15,5 @@ step mpi_too_few_gpus 60 mpirun --oversubscribe -np 2 "$BIN/paratwin" run --mode
 step gpu_tests 300 "$BIN/gpu_tests" --durations yes "~numerical check: CP=4 ring and Ulysses*" \
   "~numerical check fails when the MoE groups run into the next pipeline stage"
 step bench_cuda_backend 150 "$BIN/bench_cuda_backend"
-tar czf "$FINAL/results.tgz" -C "$FINAL" results && rm -rf "$OUT"
+pack_results
 exit 0

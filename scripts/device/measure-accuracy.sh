@@ -3,15 +3,11 @@
 # 2, 4 (all three CP algorithms at CP = 2) and DeepSeek-V3.2 CP = 2: the measured traces of docs/accuracy.md.
 # Usage (repository root, binaries in $BIN): BIN=.gpucarry OUT=/tmp/out scripts/device/measure-accuracy.sh
 set -u
-BIN=${BIN:-.gpucarry}
-FINAL=${OUT:?set OUT to the output folder}
-OUT=$FINAL/results  # the device tool brings back a few files only: one folder, packed at the end
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. "$(dirname "$0")/lib.sh"
+packed_results
 P="$BIN/paratwin"
 GPUS=$(nvidia-smi -L | wc -l)
 nvidia-smi -L > "$OUT/gpus.txt"
-. "$(dirname "$0")/lib.sh"
 step gpu_tests 240 "$BIN/gpu_tests" --durations yes
 step bench2 90 "$P" bench --gpus 2 --out "$OUT/bench2.json"
 [ "$GPUS" -ge 4 ] && step bench4 120 "$P" bench --gpus 4 --out "$OUT/bench4.json"
@@ -28,5 +24,5 @@ for algo in ring ulysses; do
 done
 step ds_cp2_l2 90 "$P" run --instrumentation per-op --warmup 1 --steps 3 --model deepseek-v3.2 --prompt-len 8192 \
   --layers 2 --tp-size 2 --attn-cp-size 2 --trace "$OUT/ds_cp2_l2.json"
-tar czf "$FINAL/results.tgz" -C "$FINAL" results && rm -rf "$OUT"
+pack_results
 exit 0

@@ -9,7 +9,6 @@ BIN=${BIN:-.carry-fp8}
 OUT=${OUT:?set OUT to the output folder}
 mkdir -p "$OUT"
 . "$(dirname "$0")/lib.sh"
-export LD_LIBRARY_PATH=$PWD/$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 { nvidia-smi -L; ldd "$BIN/paratwin" | grep -E "cublas|cudnn|nccl|not found"; } >"$OUT/machine.txt" 2>&1
 step gpu_tests_fp8 30 "$BIN/gpu_tests" --durations yes "fp8*,a GPU is visible*"
 step ds_8k_cp1 50 "$BIN/paratwin" run --warmup 1 --steps 3 --model deepseek-v3.2 --prompt-len 8192 --layers 1 \

@@ -3,17 +3,12 @@
 # bench sweep on 2 and 4 GPUs, and measured traces of the runs that docs/accuracy.md compares with the simulator.
 # Usage (from the repository root, with the binaries in $BIN): BIN=.gpucarry OUT=/tmp/out scripts/device/measure-x4.sh
 set -u
-BIN=${BIN:-.gpucarry}
-FINAL=${OUT:?set OUT to the output folder}
-# The device tool brings back a few files only: everything goes into one folder, packed at the end.
-OUT=$FINAL/results
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. "$(dirname "$0")/lib.sh"
+packed_results
 P="$BIN/paratwin"
 GPUS=$(nvidia-smi -L | wc -l)
 nvidia-smi -L > "$OUT/gpus.txt"
 echo "NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-unset}" >> "$OUT/gpus.txt"
-. "$(dirname "$0")/lib.sh"
 step gpu_tests 240 "$BIN/gpu_tests" --durations yes
 step bench2 90 "$P" bench --gpus 2 --out "$OUT/bench2.json"
 [ "$GPUS" -ge 4 ] && step bench4 120 "$P" bench --gpus 4 --out "$OUT/bench4.json"
@@ -40,5 +35,5 @@ if [ "$GPUS" -ge 4 ]; then
   done
 fi
 step bench_cuda_backend 150 "$BIN/bench_cuda_backend"
-tar czf "$FINAL/results.tgz" -C "$FINAL" results && rm -rf "$OUT"
+pack_results
 exit 0

@@ -6,12 +6,8 @@
 # scripts/accuracy/report.sh on the unpacked results (sim of every run, calibrate --holdout, compare).
 # Usage (repository root, binaries in $BIN): BIN=.gpucarry OUT=/tmp/out scripts/device/measure-x8.sh
 set -u
-BIN=${BIN:-.gpucarry}
-FINAL=${OUT:?set OUT to the output folder}
-OUT=$FINAL/results  # the device tool brings back a few files only: everything is packed at the end
-mkdir -p "$OUT"
 . "$(dirname "$0")/lib.sh"
-export LD_LIBRARY_PATH=$PWD/$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+packed_results
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 P="$BIN/paratwin"
 GPUS=$(nvidia-smi -L | wc -l)
@@ -50,5 +46,5 @@ for cp in 1 2 4 8; do
     --model llama-3.1-8b --layers 2 --prompt-len 32768 --tp-size $cp --attn-cp-size $cp \
     --trace "$OUT/llama8b_32k_cp$cp.json"
 done
-tar czf "$FINAL/results.tgz" -C "$FINAL" results && rm -rf "$OUT"
+pack_results
 exit 0

@@ -14,7 +14,6 @@ BIN=${BIN:-.gpucarry}
 TOOLS=${TOOLS:-memcheck racecheck initcheck}
 LIMIT_S=${LIMIT_S:-120}
 . "$(dirname "$0")/lib.sh"
-export LD_LIBRARY_PATH=$PWD/$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PATH=$PATH:/usr/local/cuda/bin
 if ! command -v compute-sanitizer >/dev/null; then
   echo "sanitize-kernels.sh: compute-sanitizer not found (PATH, /usr/local/cuda/bin)" | tee "$OUT/summary.txt"
