@@ -2,6 +2,7 @@
 // single-GPU run of the same code, token by token; under mpirun process 0 runs the reference and shares the verdict.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <sstream>
