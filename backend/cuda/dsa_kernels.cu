@@ -1,10 +1,13 @@
-// DeepSeek-V3.2's sparse attention (DSA) selection kernels: the indexer's scores on the tensor cores and the per-row
-// top-k by radix selection. Declared in kernels.hpp (launch_indexer_score, launch_topk) with the other backend kernels.
+// DeepSeek-V3.2's sparse attention (DSA) selection kernels: the indexer's scores on the tensor cores (mma.sync; the
+// Hopper wgmma kernel is indexer_wgmma.cu, tried first) and the per-row top-k by radix selection. Declared in
+// kernels.hpp (launch_indexer_score, launch_topk) with the other backend kernels; indexer_score.hpp picks among the
+// indexer's kernels.
 #include <cuda_bf16.h>
 
 #include <cfloat>
 #include <cstdint>
 
+#include "backend/cuda/indexer_score.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/tensor_core_ops.cuh"
 
@@ -310,28 +313,78 @@ __global__ void __launch_bounds__(kTopkThreads) topk_radix_kernel(const float* i
 
 }  // namespace
 
-void launch_indexer_score(const void* q, const void* k, const void* w, float* out, i64 queries, i64 keys, i64 heads,
-                          i64 dim, i64 q_start, i64 q_stride, bool causal, cudaStream_t stream) {
-  if (queries * keys == 0) return;
-  const auto aligned = [](const void* p, std::uintptr_t bytes) {
-    return (reinterpret_cast<std::uintptr_t>(p) & (bytes - 1)) == 0;
-  };
+namespace {
+
+bool aligned(const void* p, std::uintptr_t bytes) {
+  return (reinterpret_cast<std::uintptr_t>(p) & (bytes - 1)) == 0;
+}
+
+bool indexer_mma_sync_takes(const void* q, const void* k, i64 heads, i64 dim) {
+  return heads == kIdxHeads && dim == kIdxDim && aligned(q, 16) && aligned(k, 16);
+}
+
+}  // namespace
+
+const char* to_string(IndexerKernel kernel) {
+  switch (kernel) {
+    case IndexerKernel::kWgmma:
+      return "wgmma";
+    case IndexerKernel::kMmaSync:
+      return "mma.sync";
+    case IndexerKernel::kReference:
+      return "reference";
+  }
+  return "?";
+}
+
+IndexerKernel indexer_kernel_for(const void* q, const void* k, i64 queries, i64 keys, i64 heads, i64 dim) {
+  if (indexer_wgmma_takes(q, k, queries, keys, heads, dim)) return IndexerKernel::kWgmma;
+  if (indexer_mma_sync_takes(q, k, heads, dim)) return IndexerKernel::kMmaSync;
+  return IndexerKernel::kReference;
+}
+
+bool launch_indexer_score_on(IndexerKernel kernel, const void* q, const void* k, const void* w, float* out,
+                             i64 queries, i64 keys, i64 heads, i64 dim, i64 q_start, i64 q_stride, bool causal,
+                             cudaStream_t stream) {
+  if (queries * keys == 0) return true;
   const auto* qb = static_cast<const bf16*>(q);
   const auto* kb = static_cast<const bf16*>(k);
   const auto* wb = static_cast<const bf16*>(w);
-  if (heads == kIdxHeads && dim == kIdxDim && aligned(q, 16) && aligned(k, 16)) {
-    // Per device (the engine may drive several from one process) and cheap: set on every launch.
-    (void)cudaFuncSetAttribute(indexer_score_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kIdxSmemBytes);
-    const i64 blocks = (queries + kIdxQueries - 1) / kIdxQueries;
-    const bool pair_stores = keys % 2 == 0 && aligned(out, 8);
-    indexer_score_mma_kernel<<<static_cast<unsigned>(blocks), kIdxThreads, kIdxSmemBytes, stream>>>(
-        qb, kb, wb, out, queries, keys, q_start, q_stride, causal, pair_stores);
-    return;
+  switch (kernel) {
+    case IndexerKernel::kWgmma:
+      return indexer_wgmma_takes(q, k, queries, keys, heads, dim) &&
+             launch_indexer_score_wgmma(q, k, w, out, queries, keys, q_start, q_stride, causal, stream);
+    case IndexerKernel::kMmaSync: {
+      if (!indexer_mma_sync_takes(q, k, heads, dim)) return false;
+      // Per device (the engine may drive several from one process) and cheap: set on every launch.
+      (void)cudaFuncSetAttribute(indexer_score_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 kIdxSmemBytes);
+      const i64 blocks = (queries + kIdxQueries - 1) / kIdxQueries;
+      const bool pair_stores = keys % 2 == 0 && aligned(out, 8);
+      indexer_score_mma_kernel<<<static_cast<unsigned>(blocks), kIdxThreads, kIdxSmemBytes, stream>>>(
+          qb, kb, wb, out, queries, keys, q_start, q_stride, causal, pair_stores);
+      return true;
+    }
+    case IndexerKernel::kReference: {
+      constexpr int kBlock = 256;
+      const i64 blocks = (queries * keys + kBlock - 1) / kBlock;
+      indexer_score_reference_kernel<<<static_cast<unsigned>(blocks < 2147483647 ? blocks : 2147483647), kBlock, 0,
+                                       stream>>>(qb, kb, wb, out, queries, keys, heads, dim, q_start, q_stride,
+                                                 causal);
+      return true;
+    }
   }
-  constexpr int kBlock = 256;
-  const i64 blocks = (queries * keys + kBlock - 1) / kBlock;
-  indexer_score_reference_kernel<<<static_cast<unsigned>(blocks < 2147483647 ? blocks : 2147483647), kBlock, 0,
-                                   stream>>>(qb, kb, wb, out, queries, keys, heads, dim, q_start, q_stride, causal);
+  return false;
+}
+
+void launch_indexer_score(const void* q, const void* k, const void* w, float* out, i64 queries, i64 keys, i64 heads,
+                          i64 dim, i64 q_start, i64 q_stride, bool causal, cudaStream_t stream) {
+  // The first kernel that takes the arguments; the wgmma kernel may still decline at launch (tensor maps refused).
+  for (const auto kernel : {IndexerKernel::kWgmma, IndexerKernel::kMmaSync, IndexerKernel::kReference}) {
+    if (launch_indexer_score_on(kernel, q, k, w, out, queries, keys, heads, dim, q_start, q_stride, causal, stream)) {
+      return;
+    }
+  }
 }
 
 void launch_topk(const float* in, int* indices, i64 rows, i64 n, i64 k, cudaStream_t stream) {

@@ -4,7 +4,9 @@
 // anchors / issue 6's targets. Time = median of 10 CUDA-event runs after warm-up, on fresh seeded random data; a
 // kernel below its target is printed as such. Cases: kernel_cases.hpp. Usage: bench_kernels [--csv FILE]
 // [--memory-only] (only the memory-bound layer kernels: rmsnorm, add, rope, silu_mul; a few seconds, for comparing
-// variants of them; the full table runs them between GEMMs, which leave the GPU's clock lower).
+// variants of them; the full table runs them between GEMMs, which leave the GPU's clock lower) [--dsa-only] (only
+// DeepSeek-V3.2's DSA rows: indexer on each of its tensor-core kernels, top-k, sparse attention; against the same
+// ceilings, measured first as always).
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -75,14 +77,16 @@ void write_csv(const KernelBench& b, const std::string& path) {
 
 int main(int argc, char** argv) {
   std::string csv;
-  bool memory_only = false;
-  const char* usage = "usage: bench_kernels [--csv FILE] [--memory-only]";
+  bool memory_only = false, dsa_only = false;
+  const char* usage = "usage: bench_kernels [--csv FILE] [--memory-only | --dsa-only]";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--csv" && i + 1 < argc) {
       csv = argv[++i];
     } else if (a == "--memory-only") {
       memory_only = true;
+    } else if (a == "--dsa-only") {
+      dsa_only = true;
     } else if (a == "--help" || a == "-h") {
       fmt::print("{}\n", usage);
       return 0;
@@ -90,6 +94,10 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "bench_kernels: unknown or incomplete argument '{}' ({})\n", a, usage);
       return 2;
     }
+  }
+  if (memory_only && dsa_only) {
+    fmt::print(stderr, "bench_kernels: --memory-only and --dsa-only exclude each other ({})\n", usage);
+    return 2;
   }
   try {
     if (!csv.empty()) {  // a bad --csv path fails now, not after the whole run
@@ -108,6 +116,10 @@ int main(int argc, char** argv) {
       const auto m = paratwin::load_model(name);
       if (memory_only) {
         for (const i64 tokens : {i64{8192}, i64{16384}}) b.memory_kernels(m, tokens);
+        continue;
+      }
+      if (dsa_only) {
+        b.dsa(m, 16384);  // no rows for models without DSA
         continue;
       }
       for (const i64 tokens : {i64{8192}, i64{16384}}) {

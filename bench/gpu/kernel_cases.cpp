@@ -11,6 +11,7 @@
 
 #include "backend/cuda/attention_gemm.hpp"
 #include "backend/cuda/fp8_gemm.hpp"
+#include "backend/cuda/indexer_score.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/sparse_mla_attention.hpp"
 
@@ -198,15 +199,25 @@ void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
     fill_random(q, queries * heads * dim, seed(), stream_);
     fill_random(k, tokens * dim, seed(), stream_);
     fill_random(w, queries * heads, seed(), stream_);
-    const double s = time(
-        [&] {
-          cuda::launch_indexer_score(q.get(), k.get(), w.get(), out.as<float>(), queries, tokens, heads, dim,
-                                     tokens - queries, 1, true, stream_);
-        },
-        10, 1);
     const double pairs = static_cast<double>(queries) * static_cast<double>(2 * tokens - queries + 1) / 2.0;
-    add_flops("indexer_score", m, fmt::format("{} q x {} keys causal, {} heads x {}", queries, tokens, heads, dim), s,
-              2.0 * static_cast<double>(heads * dim) * pairs, "issue 6 >= 60% of GEMM", 0.6);
+    // The kernel launch_indexer_score picks (wgmma on Hopper), then the mma.sync kernel it falls back to.
+    std::vector<cuda::IndexerKernel> kernels = {cuda::indexer_kernel_for(q.get(), k.get(), queries, tokens, heads, dim)};
+    if (kernels.front() != cuda::IndexerKernel::kMmaSync) kernels.push_back(cuda::IndexerKernel::kMmaSync);
+    for (const auto kernel : kernels) {
+      bool launched = true;
+      const double s = time(
+          [&] {
+            launched = cuda::launch_indexer_score_on(kernel, q.get(), k.get(), w.get(), out.as<float>(), queries,
+                                                     tokens, heads, dim, tokens - queries, 1, true, stream_);
+          },
+          10, 1);
+      if (!launched) {
+        paratwin::fail("indexer_score: the {} kernel does not take the benchmark's shape", cuda::to_string(kernel));
+      }
+      add_flops(fmt::format("indexer_score ({})", cuda::to_string(kernel)), m,
+                fmt::format("{} q x {} keys causal, {} heads x {}", queries, tokens, heads, dim), s,
+                2.0 * static_cast<double>(heads * dim) * pairs, "issue 6 >= 60% of GEMM", 0.6);
+    }
   }
   {
     const i64 rows = tokens;  // one row per query of the prompt

@@ -1,8 +1,9 @@
-// DeepSeek-V3.2's DSA kernels (dsa_kernels.cu, sparse_mla_attention.cu) against references on fresh random inputs with
-// poisoned outputs: the indexer's scores (tensor-core path at 64 heads × 128 and the general path) against a
-// double-precision sum, on ragged shapes (keys not a multiple of the key tile, an odd query count, offset and strided
-// query positions, causal and not); the top-k's selected values against a host sort, with ties and rows of fewer than k
-// candidates; the index-sparse MLA attention against the reference attention kernel.
+// DeepSeek-V3.2's DSA kernels (dsa_kernels.cu, indexer_wgmma.cu, sparse_mla_attention.cu) against references on fresh
+// random inputs with poisoned outputs: the indexer's scores (each of its kernels: wgmma and mma.sync at 64 heads × 128,
+// the reference kernel at any shape) against a double-precision sum, on ragged shapes (keys and queries not multiples
+// of the kernels' tiles, the causal boundary inside a key tile, offset, strided, descending and negative query
+// positions, blocks that see no key, causal and not); the top-k's selected values against a host sort, with ties and
+// rows of fewer than k candidates; the index-sparse MLA attention against the reference attention kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -12,10 +13,13 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <string>
 #include <random>
 #include <vector>
 
 #include "backend/cuda/attention_dispatch.hpp"
+#include "backend/cuda/indexer_score.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/sparse_mla_attention.hpp"
 
@@ -64,8 +68,10 @@ struct IndexerShape {
   bool causal;
 };
 
-void check_indexer(const IndexerShape& s, std::uint32_t seed) {
-  INFO(s.what);
+// The scores of `kernel` (nullopt: whichever launch_indexer_score picks) against a double-precision host sum; every
+// element must be written (NaN-poisoned output), invisible keys as −FLT_MAX.
+void check_indexer(const IndexerShape& s, std::uint32_t seed, std::optional<IndexerKernel> kernel = std::nullopt) {
+  INFO(s.what << (kernel ? std::string(", kernel ") + to_string(*kernel) : std::string(", dispatched")));
   std::mt19937 rng(seed);
   const auto q = random_bf16(static_cast<std::size_t>(s.queries * s.heads * s.dim), rng);
   const auto k = random_bf16(static_cast<std::size_t>(s.keys * s.dim), rng);
@@ -74,8 +80,13 @@ void check_indexer(const IndexerShape& s, std::uint32_t seed) {
   const std::size_t out_count = static_cast<std::size_t>(s.queries * s.keys);
   Device out(out_count * 4);
   REQUIRE(cudaMemset(out.ptr, 0xFF, out_count * 4) == cudaSuccess);  // NaN: an element never written fails
-  launch_indexer_score(dq->ptr, dk->ptr, dw->ptr, static_cast<float*>(out.ptr), s.queries, s.keys, s.heads, s.dim,
-                       s.q_start, s.q_stride, s.causal, nullptr);
+  if (kernel) {
+    REQUIRE(launch_indexer_score_on(*kernel, dq->ptr, dk->ptr, dw->ptr, static_cast<float*>(out.ptr), s.queries,
+                                    s.keys, s.heads, s.dim, s.q_start, s.q_stride, s.causal, nullptr));
+  } else {
+    launch_indexer_score(dq->ptr, dk->ptr, dw->ptr, static_cast<float*>(out.ptr), s.queries, s.keys, s.heads, s.dim,
+                         s.q_start, s.q_stride, s.causal, nullptr);
+  }
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
   std::vector<float> got(out_count);
   REQUIRE(cudaMemcpy(got.data(), out.ptr, out_count * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
@@ -256,21 +267,63 @@ void check_sparse_mla(const SparseShape& s, std::uint32_t seed) {
   CHECK(rel_l2 < 1e-2);
 }
 
+// Shapes of 64 heads × 128 (the tensor-core kernels'). The wgmma kernel computes blocks of 8 queries against 64-key
+// tiles through a 4-stage ring; the mma.sync kernel blocks of 2 queries against 128-key tiles.
+const IndexerShape kTensorCoreShapes[] = {
+    {"causal, last queries of the context", 37, 300, 64, 128, 263, 1, true},
+    {"causal, zigzag-strided positions", 21, 517, 64, 128, 5, 23, true},
+    {"not causal, keys one past a tile", 6, 129, 64, 128, 0, 1, false},
+    {"causal, odd key count, positions past the keys", 9, 255, 64, 128, 250, 3, true},
+    {"causal, 13 queries (one block and a ragged one), boundary inside a 64-key tile", 13, 300, 64, 128, 287, 1, true},
+    {"not causal, one block of 8 queries, keys a multiple of the tile", 8, 128, 64, 128, 0, 1, false},
+    {"causal from position 0: keys past the block's last position masked without computing", 20, 200, 64, 128, 0, 1,
+     true},
+    {"causal, negative positions: a block that sees no key", 20, 70, 64, 128, -10, 1, true},
+    {"causal, descending positions (negative stride)", 11, 300, 64, 128, 290, -25, true},
+    {"causal, 16 key tiles: the k ring wraps 4 times", 9, 1000, 64, 128, 990, 1, true},
+    {"not causal, one key", 3, 1, 64, 128, 0, 1, false},
+};
+
 }  // namespace
 
 TEST_CASE("the DSA indexer's scores equal a double-precision host sum on ragged shapes", "[gpu]") {
   int devices = 0;
   REQUIRE(cudaGetDeviceCount(&devices) == cudaSuccess);
   REQUIRE(devices > 0);
-  const IndexerShape shapes[] = {
-      {"tensor cores, causal, last queries of the context", 37, 300, 64, 128, 263, 1, true},
-      {"tensor cores, causal, zigzag-strided positions", 21, 517, 64, 128, 5, 23, true},
-      {"tensor cores, not causal, keys one past a tile", 6, 129, 64, 128, 0, 1, false},
-      {"tensor cores, causal, odd key count, positions past the keys", 9, 255, 64, 128, 250, 3, true},
-      {"general path, 8 heads x 32", 13, 70, 8, 32, 57, 1, true},
-  };
   std::uint32_t seed = 11;
-  for (const auto& s : shapes) check_indexer(s, seed++);
+  for (const auto& s : kTensorCoreShapes) check_indexer(s, seed++);
+  check_indexer({"general path, 8 heads x 32", 13, 70, 8, 32, 57, 1, true}, seed++);
+}
+
+TEST_CASE("each DSA indexer kernel equals the double-precision host sum", "[gpu]") {
+  std::uint32_t seed = 101;
+  for (const auto kernel : {IndexerKernel::kWgmma, IndexerKernel::kMmaSync}) {
+    for (const auto& s : kTensorCoreShapes) check_indexer(s, seed++, kernel);
+  }
+  check_indexer({"64 heads x 128 on the reference kernel", 5, 90, 64, 128, 60, 7, true}, seed++,
+                IndexerKernel::kReference);
+  check_indexer({"general shape, not causal", 4, 33, 3, 20, 0, 1, false}, seed++, IndexerKernel::kReference);
+}
+
+TEST_CASE("the DSA indexer runs on wgmma on Hopper at 64 heads x 128 and falls back by shape", "[gpu]") {
+  int device = 0, major = 0;
+  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
+  alignas(16) static char operand[32];
+  const void* q = operand;
+  const void* k = operand + 16;
+  if (major == 9) CHECK(indexer_kernel_for(q, k, 16384, 16384, 64, 128) == IndexerKernel::kWgmma);
+  // q rows past the copy engine's 32-bit coordinates: the mma.sync kernel.
+  CHECK(indexer_kernel_for(q, k, std::int64_t{1} << 26, 16384, 64, 128) == IndexerKernel::kMmaSync);
+  CHECK(indexer_kernel_for(operand + 2, k, 16, 16, 64, 128) == IndexerKernel::kReference);  // unaligned q
+  CHECK(indexer_kernel_for(q, k, 16, 16, 32, 128) == IndexerKernel::kReference);            // other head count
+  CHECK(indexer_kernel_for(q, k, 16, 16, 64, 64) == IndexerKernel::kReference);             // other dimension
+  // A kernel that does not take the arguments launches nothing and says so.
+  CHECK_FALSE(launch_indexer_score_on(IndexerKernel::kWgmma, q, k, nullptr, nullptr, 16, 16, 64, 64, 0, 1, true,
+                                      nullptr));
+  CHECK_FALSE(launch_indexer_score_on(IndexerKernel::kMmaSync, q, k, nullptr, nullptr, 16, 16, 32, 128, 0, 1, true,
+                                      nullptr));
+  CHECK(std::string(to_string(IndexerKernel::kWgmma)) == "wgmma");
 }
 
 TEST_CASE("the DSA top-k selects the k largest candidates of every row, ties and short rows included", "[gpu]") {

@@ -1,0 +1,172 @@
+#pragma once
+// Hopper's (sm_90a) asynchronous building blocks, as small inline-PTX device helpers: mbarriers (arrive / expect a
+// byte count / wait on a phase), 2-D bulk tensor copies (TMA) into shared memory that complete on an mbarrier, named
+// barriers, register re-allocation between warpgroups, and the warpgroup MMA (wgmma) reading both operands from
+// shared memory through matrix descriptors. Used by indexer_wgmma.cu. Names follow the PTX instructions they wrap
+// (PTX ISA 8.x, "Asynchronous warpgroup level matrix multiply-accumulate" and "mbarrier").
+#include <cstdint>
+
+namespace paratwin::cuda::hopper {
+
+/// The shared-memory (state space) address of a generic pointer into shared memory, as the PTX below expects.
+__device__ inline unsigned smem_address(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// ---- mbarriers (64-bit barrier objects in shared memory) ------------------------------------------------------
+
+/// Initializes the barrier at `bar` to wait for `arrivals` arrivals per phase.
+__device__ inline void mbarrier_init(unsigned bar, unsigned arrivals) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(arrivals) : "memory");
+}
+/// Makes the initializations above visible to the other threads and to the copy engine (the async proxy) before they
+/// use the barriers; follow with a block barrier.
+__device__ inline void fence_mbarrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+/// One arrival.
+__device__ inline void mbarrier_arrive(unsigned bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+/// One arrival that also tells the barrier to wait for `bytes` more bytes of asynchronous copies (complete_tx).
+__device__ inline void mbarrier_arrive_expect_bytes(unsigned bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+/// Waits until the barrier's phase of parity `parity` has completed (phases alternate 0, 1, 0, ...; the first is 0).
+__device__ inline void mbarrier_wait(unsigned bar, unsigned parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "wait_again:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_again;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+// ---- bulk tensor copies (TMA) -----------------------------------------------------------------------------------
+
+/// Copies the box at element coordinates (x, y) of the 2-D tensor described by `tensor_map` (a CUtensorMap in
+/// parameter or global memory) to shared memory at `dst`, laid out and swizzled as the map says; the bytes count
+/// towards `bar`'s expected transaction bytes. Elements outside the tensor are written as zeros.
+__device__ inline void tma_load_2d(unsigned dst, const void* tensor_map, unsigned bar, int x, int y) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::
+          "r"(dst),
+      "l"(reinterpret_cast<std::uint64_t>(tensor_map)), "r"(x), "r"(y), "r"(bar)
+      : "memory");
+}
+
+// ---- named barriers and register re-allocation -------------------------------------------------------------------
+
+/// Waits at hardware barrier `id` (1..15; 0 is __syncthreads) until `threads` threads have arrived or waited there.
+__device__ inline void named_barrier_sync(unsigned id, unsigned threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+/// Arrives at hardware barrier `id` without waiting.
+__device__ inline void named_barrier_arrive(unsigned id, unsigned threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+/// The calling warpgroup gives registers back (down to kRegs per thread) / takes more (up to kRegs). Takes effect
+/// only in a kernel with a register cap at entry (__launch_bounds__(threads, 1)); all warps of the group execute it.
+template <unsigned kRegs>
+__device__ inline void warpgroup_release_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+template <unsigned kRegs>
+__device__ inline void warpgroup_claim_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+
+// ---- warpgroup MMA ----------------------------------------------------------------------------------------------
+
+/// Matrix descriptor of a K-major operand tile in shared memory written with the 128-byte swizzle (TMA's
+/// CU_TENSOR_MAP_SWIZZLE_128B): rows of 64 bf16 (128 bytes), 8-row groups 1024 bytes apart, the tile 1024-byte
+/// aligned. `start` may point 32·i bytes into the first row to select the i-th 16-element K slice. Bit fields: start
+/// address >> 4 (bits 0-13), leading byte offset >> 4 (16-29; unused by swizzled K-major tiles, 1 by convention),
+/// stride byte offset >> 4 (32-45: the 1024 bytes between 8-row groups), swizzle mode (62-63: 1 = 128 bytes).
+__device__ inline std::uint64_t smem_descriptor_k_major_sw128(unsigned start) {
+  constexpr std::uint64_t kLeadingByteOffset = 1;
+  constexpr std::uint64_t kStrideByteOffset = 1024 >> 4;
+  constexpr std::uint64_t kSwizzle128B = 1;
+  return static_cast<std::uint64_t>((start & 0x3FFFFu) >> 4) | kLeadingByteOffset << 16 | kStrideByteOffset << 32 |
+         kSwizzle128B << 62;
+}
+
+/// Orders this warpgroup's register accesses before the wgmma that follow (needed before the first wgmma of a
+/// group whose accumulators other instructions touched).
+__device__ inline void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+/// Closes the wgmma issued since the last commit into one group.
+__device__ inline void wgmma_commit_group() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+/// Waits until at most kPending of this warp's committed wgmma groups are still running.
+template <int kPending>
+__device__ inline void wgmma_wait_group() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+
+/// d (64 × 256, fp32) = a · bᵀ (+ d when `accumulate`): a 64 × 16 and b 256 × 16 bf16 tiles in shared memory, both
+/// K-major, given by descriptors. Asynchronous: d must not be touched until wgmma_wait_group says the group is done.
+/// Thread t of the warpgroup holds d[4c + 2h + e] = D[16·(t/32) + (t%32)/4 + 8h][8c + 2·(t%4) + e] (c < 64, h, e < 2).
+__device__ inline void wgmma_m64n256k16_bf16(float (&d)[128], std::uint64_t desc_a, std::uint64_t desc_b,
+                                             bool accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred accumulate;\n"
+      "setp.ne.b32 accumulate, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16\n"
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,\n"
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,\n"
+      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,\n"
+      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,\n"
+      " %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,\n"
+      " %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,\n"
+      " %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,\n"
+      " %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127},\n"
+      "%128, %129, accumulate, 1, 1, 0, 0;\n"
+      "}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0));
+}
+
+/// Keeps the compiler from moving reads or writes of the accumulators across an asynchronous wgmma (it cannot see
+/// that the tensor cores write them until wgmma_wait_group returns).
+__device__ inline void wgmma_fence_operands(float (&d)[128]) {
+  asm volatile("" : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]) :: "memory");
+  asm volatile("" : "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]) :: "memory");
+  asm volatile("" : "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]) :: "memory");
+  asm volatile("" : "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) :: "memory");
+  asm volatile("" : "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]) :: "memory");
+  asm volatile("" : "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]) :: "memory");
+  asm volatile("" : "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]) :: "memory");
+  asm volatile("" : "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) :: "memory");
+  asm volatile("" : "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]) :: "memory");
+  asm volatile("" : "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]) :: "memory");
+  asm volatile("" : "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]) :: "memory");
+  asm volatile("" : "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]) :: "memory");
+  asm volatile("" : "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]) :: "memory");
+  asm volatile("" : "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]) :: "memory");
+  asm volatile("" : "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]) :: "memory");
+  asm volatile("" : "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) :: "memory");
+}
+
+}  // namespace paratwin::cuda::hopper

@@ -1,0 +1,39 @@
+#pragma once
+/// The DSA indexer's kernels behind launch_indexer_score (kernels.hpp), for tests and benchmarks that compare them:
+/// the Hopper kernel (wgmma, TMA, warp-specialized; indexer_wgmma.cu), the mma.sync kernel it superseded (the fallback
+/// for shapes the Hopper kernel does not take) and the reference kernel (any head count and dimension; dsa_kernels.cu).
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace paratwin::cuda {
+
+enum class IndexerKernel : int { kWgmma = 0, kMmaSync = 1, kReference = 2 };
+
+/// "wgmma", "mma.sync", "reference".
+[[nodiscard]] const char* to_string(IndexerKernel kernel);
+
+/// The kernel launch_indexer_score runs for these arguments (the first of wgmma, mma.sync, reference that takes them).
+[[nodiscard]] IndexerKernel indexer_kernel_for(const void* q, const void* k, std::int64_t queries, std::int64_t keys,
+                                               std::int64_t heads, std::int64_t dim);
+
+/// launch_indexer_score's computation on the given kernel; returns false (and launches nothing) when that kernel does
+/// not take the arguments.
+[[nodiscard]] bool launch_indexer_score_on(IndexerKernel kernel, const void* q, const void* k, const void* w,
+                                           float* out, std::int64_t queries, std::int64_t keys, std::int64_t heads,
+                                           std::int64_t dim, std::int64_t q_start, std::int64_t q_stride, bool causal,
+                                           cudaStream_t stream);
+
+/// Whether the wgmma kernel takes these arguments: 64 heads × 128 dims, q and k 16-byte aligned, queries · 64 and keys
+/// below 2³¹ (the copy engine's coordinates are 32-bit), a Hopper GPU and a driver that encodes tensor maps.
+[[nodiscard]] bool indexer_wgmma_takes(const void* q, const void* k, std::int64_t queries, std::int64_t keys,
+                                       std::int64_t heads, std::int64_t dim);
+
+/// The wgmma kernel (indexer_wgmma.cu), for arguments indexer_wgmma_takes accepts; false (nothing launched) when the
+/// driver refuses the operands' tensor maps.
+[[nodiscard]] bool launch_indexer_score_wgmma(const void* q, const void* k, const void* w, float* out, std::int64_t queries,
+                                std::int64_t keys, std::int64_t q_start, std::int64_t q_stride, bool causal,
+                                cudaStream_t stream);
+
+}  // namespace paratwin::cuda

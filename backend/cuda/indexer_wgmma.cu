@@ -1,0 +1,283 @@
+// The DSA indexer's scores on Hopper's warpgroup MMA: out[i][j] = Σ_h w[i][h] · relu(q[i][h] · k[j]) for 64 heads of
+// 128 dims (launch_indexer_score's contract, kernels.hpp; dispatched from dsa_kernels.cu).
+//
+// Shape of the product. Keys are the MMA's M dimension and (query, head) pairs its N dimension: a 64-key tile of k is
+// A (64 × 128, K-major), four queries' 64 head rows of q are B (256 × 128, K-major), so one wgmma m64n256k16 chain of 8
+// K steps gives a thread two keys' dot products with 16 heads of each of the four queries. relu · w and the sum over
+// heads are then sums within the thread's own accumulators plus two quad shuffles; the [q·heads × keys] product never
+// leaves the registers.
+//
+// Block = 3 warpgroups (warp-specialized). Warpgroup 0 is the producer: one thread loads the block's q rows once and
+// streams k tiles through a 4-stage ring with the copy engine (TMA, 128-byte swizzle, completion on an mbarrier);
+// its other three warps write −FLT_MAX to the keys past the block's last visible position (never computed) meanwhile.
+// Warpgroups 1 and 2 are consumers, 4 queries each (8 per block), on the same k tiles: each runs the MMA of a tile,
+// then its epilogue, and the two take turns on the tensor cores (named barriers order their issues), so one's
+// epilogue overlaps the other's MMA. Both operands are read by the tensor cores from shared memory (no ldmatrix).
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+
+#include <cfloat>
+#include <cstdint>
+
+#include "backend/cuda/hopper_ops.cuh"
+#include "backend/cuda/indexer_score.hpp"
+
+namespace paratwin::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+using i64 = std::int64_t;
+namespace hw = hopper;
+
+constexpr int kHeads = 64;
+constexpr int kDim = 128;
+constexpr int kKeyTile = 64;                                   // keys per stage = the wgmma M extent
+constexpr int kGroupQueries = 4;                               // queries per consumer: N = 4 · 64 heads = 256
+constexpr int kConsumers = 2;                                  // consumer warpgroups
+constexpr int kBlockQueries = kGroupQueries * kConsumers;      // 8
+constexpr int kStages = 4;                                     // k tiles in flight
+constexpr int kThreads = 128 * (1 + kConsumers);               // producer warpgroup + consumers
+constexpr int kKSteps = kDim / 16;                             // wgmma K = 16
+constexpr unsigned kSwizzleRowBytes = 128;                     // 64 dims: one 128-byte swizzle row
+constexpr unsigned kQHalfBytes = kGroupQueries * kHeads * kSwizzleRowBytes;  // 256 rows × one 64-dim half: 32 KB
+constexpr unsigned kQGroupBytes = 2 * kQHalfBytes;                           // a consumer's B operand: 64 KB
+constexpr unsigned kKHalfBytes = kKeyTile * kSwizzleRowBytes;                // 8 KB
+constexpr unsigned kKStageBytes = 2 * kKHalfBytes;                           // one k tile: 16 KB
+constexpr unsigned kKOffset = kConsumers * kQGroupBytes;                     // q first, then the k ring
+constexpr unsigned kBarrierOffset = kKOffset + kStages * kKStageBytes;
+constexpr unsigned kBarrierCount = 2 * kStages + kConsumers;  // full[stage], empty[stage], q_full[consumer]
+constexpr unsigned kSmemBytes = kBarrierOffset + kBarrierCount * 8 + 1024;  // + room to align the base to 1024
+// Named barriers of the consumers' turns on the tensor cores (0 is __syncthreads).
+constexpr unsigned kTurnFirst = 1, kTurnSecond = 2;
+// Registers per thread after re-allocation: 128 accumulators + 64 head weights in each consumer thread.
+constexpr unsigned kProducerRegs = 40, kConsumerRegs = 232;
+static_assert(kProducerRegs * 128 + kConsumerRegs * 128 * kConsumers <= 65536, "register file");
+
+// Keys the block must compute: up to the largest visible position of its queries (all keys when not causal).
+__device__ inline i64 block_visible_keys(i64 q0, i64 block_queries, i64 keys, i64 q_start, i64 q_stride,
+                                         bool causal) {
+  if (!causal) return keys;
+  const i64 first = q_start + q0 * q_stride, last = q_start + (q0 + block_queries - 1) * q_stride;
+  const i64 max_pos = first > last ? first : last;
+  const i64 visible = max_pos + 1 < keys ? max_pos + 1 : keys;
+  return visible > 0 ? visible : 0;
+}
+
+// Warpgroup 0, warp 0, one thread: the block's q rows once, then the k tiles through the ring.
+__device__ void produce(const CUtensorMap* q_map, const CUtensorMap* k_map, unsigned smem, i64 q0, int tiles) {
+  const unsigned full = smem + kBarrierOffset, empty = full + 8 * kStages, q_full = empty + 8 * kStages;
+  for (int c = 0; c < kConsumers; ++c) {
+    const unsigned bar = q_full + 8 * static_cast<unsigned>(c);
+    const unsigned dst = smem + static_cast<unsigned>(c) * kQGroupBytes;
+    const int row = static_cast<int>((q0 + c * kGroupQueries) * kHeads);  // rows past the queries are zero-filled
+    hw::mbarrier_arrive_expect_bytes(bar, kQGroupBytes);
+    hw::tma_load_2d(dst, q_map, bar, 0, row);
+    hw::tma_load_2d(dst + kQHalfBytes, q_map, bar, kDim / 2, row);
+  }
+  for (int t = 0; t < tiles; ++t) {
+    const unsigned s = static_cast<unsigned>(t % kStages);
+    const unsigned round = static_cast<unsigned>(t / kStages);
+    if (round > 0) hw::mbarrier_wait(empty + 8 * s, (round - 1) & 1);  // the consumers released the stage's last use
+    const unsigned dst = smem + kKOffset + s * kKStageBytes;
+    hw::mbarrier_arrive_expect_bytes(full + 8 * s, kKStageBytes);
+    hw::tma_load_2d(dst, k_map, full + 8 * s, 0, t * kKeyTile);  // keys past the end are zero-filled
+    hw::tma_load_2d(dst + kKHalfBytes, k_map, full + 8 * s, kDim / 2, t * kKeyTile);
+  }
+}
+
+// Consumer warpgroup `group` (0 or 1): queries q0 + 4·group .. +3 against every computed key tile.
+__device__ void consume(const bf16* w, float* out, unsigned smem, int group, i64 q0, i64 queries, i64 keys,
+                        i64 q_start, i64 q_stride, bool causal, int tiles) {
+  const unsigned full = smem + kBarrierOffset, empty = full + 8 * kStages, q_full = empty + 8 * kStages;
+  const int thread = static_cast<int>(threadIdx.x) % 128;
+  const int warp = thread / 32, lane = thread % 32;
+  const i64 group_q0 = q0 + group * kGroupQueries;
+
+  // The head weights of this thread's accumulator columns: column block c (8 columns) is query c / 8, heads
+  // 8·(c % 8) + 2·(lane % 4) + e.
+  float head_w[32][2];
+#pragma unroll
+  for (int c = 0; c < 32; ++c) {
+    const i64 qi = group_q0 + c / 8;
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int h = 8 * (c % 8) + 2 * (lane % 4) + e;
+      head_w[c][e] = qi < queries ? __bfloat162float(w[qi * kHeads + h]) : 0.0f;
+    }
+  }
+  // After the quad's reduce-scatter this lane holds query 2·(lane & 1) + (lane >> 1 & 1) at keys row0 and row0 + 8.
+  const i64 out_q = group_q0 + 2 * (lane & 1) + ((lane >> 1) & 1);
+  const bool out_valid = out_q < queries;
+  const i64 out_pos = q_start + out_q * q_stride;
+  float* out_row = out + (out_valid ? out_q : 0) * keys;
+  const int row0 = 16 * warp + lane / 4;
+
+  if (tiles > 0) hw::mbarrier_wait(q_full + 8 * static_cast<unsigned>(group), 0);
+  const unsigned q_tile = smem + static_cast<unsigned>(group) * kQGroupBytes;
+  float acc[128];
+  for (int t = 0; t < tiles; ++t) {
+    const unsigned s = static_cast<unsigned>(t % kStages);
+    hw::mbarrier_wait(full + 8 * s, static_cast<unsigned>(t / kStages) & 1);
+    // Turns on the tensor cores: the first consumer issues tile t after the second issued tile t − 1, the second
+    // after the first issued tile t.
+    if (group == 0 && t > 0) hw::named_barrier_sync(kTurnFirst, 256);
+    if (group == 1) hw::named_barrier_sync(kTurnSecond, 256);
+    const unsigned k_tile = smem + kKOffset + s * kKStageBytes;
+    hw::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kKSteps; ++ks) {
+      // K step ks: 64-dim half ks / 4, 32 bytes (16 dims) per step inside the swizzled 128-byte rows.
+      const unsigned offset = static_cast<unsigned>(ks % 4) * 32;
+      const auto a = hw::smem_descriptor_k_major_sw128(k_tile + static_cast<unsigned>(ks / 4) * kKHalfBytes + offset);
+      const auto b = hw::smem_descriptor_k_major_sw128(q_tile + static_cast<unsigned>(ks / 4) * kQHalfBytes + offset);
+      hw::wgmma_m64n256k16_bf16(acc, a, b, ks > 0);
+    }
+    hw::wgmma_commit_group();
+    if (group == 0) hw::named_barrier_arrive(kTurnSecond, 256);
+    if (group == 1 && t + 1 < tiles) hw::named_barrier_arrive(kTurnFirst, 256);
+    hw::wgmma_wait_group<0>();
+    hw::wgmma_fence_operands(acc);
+    if (lane == 0) hw::mbarrier_arrive(empty + 8 * s);  // this warp's reads of the stage are done
+
+    // relu · w summed over the thread's 16 heads of each query, for its two key rows: v[2·query + row].
+    float v[8];
+#pragma unroll
+    for (int qq = 0; qq < kGroupQueries; ++qq) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int cc = 0; cc < 8; ++cc) {
+          const int c = qq * 8 + cc;
+          sum = fmaf(head_w[c][0], fmaxf(acc[4 * c + 2 * r], 0.0f), sum);
+          sum = fmaf(head_w[c][1], fmaxf(acc[4 * c + 2 * r + 1], 0.0f), sum);
+        }
+        v[2 * qq + r] = sum;
+      }
+    }
+    // Sum over the quad's 4 lanes (the rest of the 64 heads) as a reduce-scatter: each round keeps half the values
+    // and adds the partner's copy of them, so 6 shuffles leave each lane 2 finished values.
+    const bool odd = (lane & 1) != 0, high = (lane & 2) != 0;
+    float u[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float keep = odd ? v[i + 4] : v[i], send = odd ? v[i] : v[i + 4];
+      u[i] = keep + __shfl_xor_sync(0xffffffffu, send, 1);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float keep = high ? u[r + 2] : u[r], send = high ? u[r] : u[r + 2];
+      const float score = keep + __shfl_xor_sync(0xffffffffu, send, 2);
+      const i64 j = static_cast<i64>(t) * kKeyTile + row0 + 8 * r;
+      if (out_valid && j < keys) out_row[j] = causal && j > out_pos ? -FLT_MAX : score;
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kThreads, 1)
+    indexer_score_wgmma_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
+                               const bf16* w, float* out, i64 queries, i64 keys, i64 q_start, i64 q_stride,
+                               bool causal) {
+  extern __shared__ __align__(1024) unsigned char wgmma_smem[];
+  // The 128-byte swizzle pattern repeats every 1024 bytes: tiles must start on such a boundary.
+  const unsigned smem = (hw::smem_address(wgmma_smem) + 1023u) & ~1023u;
+  const unsigned full = smem + kBarrierOffset, empty = full + 8 * kStages, q_full = empty + 8 * kStages;
+
+  // The last blocks hold the latest queries, which see the most keys under causality: start them first.
+  const i64 q0 = static_cast<i64>(gridDim.x - 1 - blockIdx.x) * kBlockQueries;
+  const i64 block_queries = queries - q0 < kBlockQueries ? queries - q0 : kBlockQueries;
+  const i64 visible_keys = block_visible_keys(q0, block_queries, keys, q_start, q_stride, causal);
+  const int tiles = static_cast<int>((visible_keys + kKeyTile - 1) / kKeyTile);
+
+  if (threadIdx.x == 0) {
+    for (unsigned s = 0; s < kStages; ++s) {
+      hw::mbarrier_init(full + 8 * s, 1);                // the producer's arrive (plus the copy's bytes)
+      hw::mbarrier_init(empty + 8 * s, 4 * kConsumers);  // one arrive per consumer warp
+    }
+    for (unsigned c = 0; c < kConsumers; ++c) hw::mbarrier_init(q_full + 8 * c, 1);
+    hw::fence_mbarrier_init();
+  }
+  __syncthreads();
+
+  const int warpgroup = static_cast<int>(threadIdx.x) / 128;
+  if (warpgroup == 0) {
+    hw::warpgroup_release_registers<kProducerRegs>();
+    const int warp = static_cast<int>(threadIdx.x) / 32;
+    if (warp == 0) {
+      if (threadIdx.x == 0 && tiles > 0) produce(&q_map, &k_map, smem, q0, tiles);
+    } else {
+      // Keys past every visible position of the block: masked without computing, while the consumers compute.
+      const i64 masked0 = static_cast<i64>(tiles) * kKeyTile;
+      const int filler = static_cast<int>(threadIdx.x) - 32;
+      for (i64 r = 0; r < block_queries; ++r) {
+        float* row = out + (q0 + r) * keys;
+        for (i64 j = masked0 + filler; j < keys; j += 96) row[j] = -FLT_MAX;
+      }
+    }
+  } else {
+    hw::warpgroup_claim_registers<kConsumerRegs>();
+    consume(w, out, smem, warpgroup - 1, q0, queries, keys, q_start, q_stride, causal, tiles);
+  }
+}
+
+// cuTensorMapEncodeTiled from the driver, through the runtime (no link against libcuda); null when unavailable.
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const auto encode = []() -> PFN_cuTensorMapEncodeTiled_v12000 {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                                           &found);
+    if (e != cudaSuccess || found != cudaDriverEntryPointSuccess) return nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// A [rows × 128] bf16 matrix read in boxes of box_rows rows × 64 dims, 128-byte swizzled, zeros outside; false when
+// the driver refuses it.
+bool encode_rows_tensor_map(CUtensorMap& map, const void* base, i64 rows, unsigned box_rows) {
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(kDim), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t row_stride_bytes[1] = {static_cast<cuuint64_t>(kDim) * 2};
+  const cuuint32_t box[2] = {kDim / 2, box_rows};
+  const cuuint32_t element_strides[2] = {1, 1};
+  return tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(base), dims,
+                              row_stride_bytes, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                              CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+bool current_device_is_hopper() {
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) return false;
+  return major == 9 && minor == 0;  // the kernel is built for sm_90a only
+}
+
+}  // namespace
+
+bool indexer_wgmma_takes(const void* q, const void* k, i64 queries, i64 keys, i64 heads, i64 dim) {
+  const auto aligned16 = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; };
+  constexpr i64 kMaxCoordinate = 2147483647;
+  return heads == kHeads && dim == kDim && aligned16(q) && aligned16(k) && queries > 0 && keys > 0 &&
+         (queries + kBlockQueries) * kHeads <= kMaxCoordinate && keys + kKeyTile <= kMaxCoordinate &&
+         tensor_map_encoder() != nullptr && current_device_is_hopper();
+}
+
+bool launch_indexer_score_wgmma(const void* q, const void* k, const void* w, float* out, i64 queries, i64 keys,
+                                i64 q_start, i64 q_stride, bool causal, cudaStream_t stream) {
+  CUtensorMap q_map{}, k_map{};
+  if (!encode_rows_tensor_map(q_map, q, queries * kHeads, kGroupQueries * kHeads) ||
+      !encode_rows_tensor_map(k_map, k, keys, kKeyTile)) {
+    return false;
+  }
+  // Per device (the engine may drive several from one process) and cheap: set on every launch.
+  (void)cudaFuncSetAttribute(indexer_score_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+  const i64 blocks = (queries + kBlockQueries - 1) / kBlockQueries;
+  indexer_score_wgmma_kernel<<<static_cast<unsigned>(blocks), kThreads, kSmemBytes, stream>>>(
+      q_map, k_map, static_cast<const bf16*>(w), out, queries, keys, q_start, q_stride, causal);
+  return true;
+}
+
+}  // namespace paratwin::cuda
