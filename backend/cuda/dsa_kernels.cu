@@ -343,8 +343,8 @@ IndexerKernel indexer_kernel_for(const void* q, const void* k, i64 queries, i64 
   return IndexerKernel::kReference;
 }
 
-bool launch_indexer_score_on(IndexerKernel kernel, const void* q, const void* k, const void* w, float* out,
-                             i64 queries, i64 keys, i64 heads, i64 dim, i64 q_start, i64 q_stride, bool causal,
+bool launch_indexer_score_on(IndexerKernel kernel, const void* q, const void* k, const void* w, float* out, i64 queries,
+                             i64 keys, i64 heads, i64 dim, i64 q_start, i64 q_stride, bool causal,
                              cudaStream_t stream) {
   if (queries * keys == 0) return true;
   const auto* qb = static_cast<const bf16*>(q);
@@ -357,8 +357,7 @@ bool launch_indexer_score_on(IndexerKernel kernel, const void* q, const void* k,
     case IndexerKernel::kMmaSync: {
       if (!indexer_mma_sync_takes(q, k, heads, dim)) return false;
       // Per device (the engine may drive several from one process) and cheap: set on every launch.
-      (void)cudaFuncSetAttribute(indexer_score_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 kIdxSmemBytes);
+      (void)cudaFuncSetAttribute(indexer_score_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kIdxSmemBytes);
       const i64 blocks = (queries + kIdxQueries - 1) / kIdxQueries;
       const bool pair_stores = keys % 2 == 0 && aligned(out, 8);
       indexer_score_mma_kernel<<<static_cast<unsigned>(blocks), kIdxThreads, kIdxSmemBytes, stream>>>(
@@ -369,8 +368,7 @@ bool launch_indexer_score_on(IndexerKernel kernel, const void* q, const void* k,
       constexpr int kBlock = 256;
       const i64 blocks = (queries * keys + kBlock - 1) / kBlock;
       indexer_score_reference_kernel<<<static_cast<unsigned>(blocks < 2147483647 ? blocks : 2147483647), kBlock, 0,
-                                       stream>>>(qb, kb, wb, out, queries, keys, heads, dim, q_start, q_stride,
-                                                 causal);
+                                       stream>>>(qb, kb, wb, out, queries, keys, heads, dim, q_start, q_stride, causal);
       return true;
     }
   }

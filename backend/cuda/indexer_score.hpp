@@ -32,8 +32,8 @@ enum class IndexerKernel : int { kWgmma = 0, kMmaSync = 1, kReference = 2 };
 
 /// The wgmma kernel (indexer_wgmma.cu), for arguments indexer_wgmma_takes accepts; false (nothing launched) when the
 /// driver refuses the operands' tensor maps.
-[[nodiscard]] bool launch_indexer_score_wgmma(const void* q, const void* k, const void* w, float* out, std::int64_t queries,
-                                std::int64_t keys, std::int64_t q_start, std::int64_t q_stride, bool causal,
-                                cudaStream_t stream);
+[[nodiscard]] bool launch_indexer_score_wgmma(const void* q, const void* k, const void* w, float* out,
+                                              std::int64_t queries, std::int64_t keys, std::int64_t q_start,
+                                              std::int64_t q_stride, bool causal, cudaStream_t stream);
 
 }  // namespace paratwin::cuda

@@ -32,14 +32,14 @@ namespace hw = hopper;
 
 constexpr int kHeads = 64;
 constexpr int kDim = 128;
-constexpr int kKeyTile = 64;                                   // keys per stage = the wgmma M extent
-constexpr int kGroupQueries = 4;                               // queries per consumer: N = 4 · 64 heads = 256
-constexpr int kConsumers = 2;                                  // consumer warpgroups
-constexpr int kBlockQueries = kGroupQueries * kConsumers;      // 8
-constexpr int kStages = 4;                                     // k tiles in flight
-constexpr int kThreads = 128 * (1 + kConsumers);               // producer warpgroup + consumers
-constexpr int kKSteps = kDim / 16;                             // wgmma K = 16
-constexpr unsigned kSwizzleRowBytes = 128;                     // 64 dims: one 128-byte swizzle row
+constexpr int kKeyTile = 64;                               // keys per stage = the wgmma M extent
+constexpr int kGroupQueries = 4;                           // queries per consumer: N = 4 · 64 heads = 256
+constexpr int kConsumers = 2;                              // consumer warpgroups
+constexpr int kBlockQueries = kGroupQueries * kConsumers;  // 8
+constexpr int kStages = 4;                                 // k tiles in flight
+constexpr int kThreads = 128 * (1 + kConsumers);           // producer warpgroup + consumers
+constexpr int kKSteps = kDim / 16;                         // wgmma K = 16
+constexpr unsigned kSwizzleRowBytes = 128;                 // 64 dims: one 128-byte swizzle row
 constexpr unsigned kQHalfBytes = kGroupQueries * kHeads * kSwizzleRowBytes;  // 256 rows × one 64-dim half: 32 KB
 constexpr unsigned kQGroupBytes = 2 * kQHalfBytes;                           // a consumer's B operand: 64 KB
 constexpr unsigned kKHalfBytes = kKeyTile * kSwizzleRowBytes;                // 8 KB
@@ -55,8 +55,7 @@ constexpr unsigned kProducerRegs = 40, kConsumerRegs = 232;
 static_assert(kProducerRegs * 128 + kConsumerRegs * 128 * kConsumers <= 65536, "register file");
 
 // Keys the block must compute: up to the largest visible position of its queries (all keys when not causal).
-__device__ inline i64 block_visible_keys(i64 q0, i64 block_queries, i64 keys, i64 q_start, i64 q_stride,
-                                         bool causal) {
+__device__ inline i64 block_visible_keys(i64 q0, i64 block_queries, i64 keys, i64 q_start, i64 q_stride, bool causal) {
   if (!causal) return keys;
   const i64 first = q_start + q0 * q_stride, last = q_start + (q0 + block_queries - 1) * q_stride;
   const i64 max_pos = first > last ? first : last;
@@ -87,8 +86,8 @@ __device__ void produce(const CUtensorMap* q_map, const CUtensorMap* k_map, unsi
 }
 
 // Consumer warpgroup `group` (0 or 1): queries q0 + 4·group .. +3 against every computed key tile.
-__device__ void consume(const bf16* w, float* out, unsigned smem, int group, i64 q0, i64 queries, i64 keys,
-                        i64 q_start, i64 q_stride, bool causal, int tiles) {
+__device__ void consume(const bf16* w, float* out, unsigned smem, int group, i64 q0, i64 queries, i64 keys, i64 q_start,
+                        i64 q_stride, bool causal, int tiles) {
   const unsigned full = smem + kBarrierOffset, empty = full + 8 * kStages, q_full = empty + 8 * kStages;
   const int thread = static_cast<int>(threadIdx.x) % 128;
   const int warp = thread / 32, lane = thread % 32;
@@ -226,8 +225,8 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static const auto encode = []() -> PFN_cuTensorMapEncodeTiled_v12000 {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult found{};
-    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
-                                                           &found);
+    const cudaError_t e =
+        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
     if (e != cudaSuccess || found != cudaDriverEntryPointSuccess) return nullptr;
     return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
   }();

@@ -201,7 +201,8 @@ void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
     fill_random(w, queries * heads, seed(), stream_);
     const double pairs = static_cast<double>(queries) * static_cast<double>(2 * tokens - queries + 1) / 2.0;
     // The kernel launch_indexer_score picks (wgmma on Hopper), then the mma.sync kernel it falls back to.
-    std::vector<cuda::IndexerKernel> kernels = {cuda::indexer_kernel_for(q.get(), k.get(), queries, tokens, heads, dim)};
+    std::vector<cuda::IndexerKernel> kernels = {
+        cuda::indexer_kernel_for(q.get(), k.get(), queries, tokens, heads, dim)};
     if (kernels.front() != cuda::IndexerKernel::kMmaSync) kernels.push_back(cuda::IndexerKernel::kMmaSync);
     for (const auto kernel : kernels) {
       bool launched = true;

@@ -14,8 +14,8 @@
 #include <cstring>
 #include <memory>
 #include <optional>
-#include <string>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cuda/attention_dispatch.hpp"
@@ -81,8 +81,8 @@ void check_indexer(const IndexerShape& s, std::uint32_t seed, std::optional<Inde
   Device out(out_count * 4);
   REQUIRE(cudaMemset(out.ptr, 0xFF, out_count * 4) == cudaSuccess);  // NaN: an element never written fails
   if (kernel) {
-    REQUIRE(launch_indexer_score_on(*kernel, dq->ptr, dk->ptr, dw->ptr, static_cast<float*>(out.ptr), s.queries,
-                                    s.keys, s.heads, s.dim, s.q_start, s.q_stride, s.causal, nullptr));
+    REQUIRE(launch_indexer_score_on(*kernel, dq->ptr, dk->ptr, dw->ptr, static_cast<float*>(out.ptr), s.queries, s.keys,
+                                    s.heads, s.dim, s.q_start, s.q_stride, s.causal, nullptr));
   } else {
     launch_indexer_score(dq->ptr, dk->ptr, dw->ptr, static_cast<float*>(out.ptr), s.queries, s.keys, s.heads, s.dim,
                          s.q_start, s.q_stride, s.causal, nullptr);
@@ -295,7 +295,7 @@ TEST_CASE("the DSA indexer's scores equal a double-precision host sum on ragged 
   check_indexer({"general path, 8 heads x 32", 13, 70, 8, 32, 57, 1, true}, seed++);
 }
 
-TEST_CASE("each DSA indexer kernel equals the double-precision host sum", "[gpu]") {
+TEST_CASE("the DSA indexer's wgmma, mma.sync and reference kernels each equal a double-precision host sum", "[gpu]") {
   std::uint32_t seed = 101;
   for (const auto kernel : {IndexerKernel::kWgmma, IndexerKernel::kMmaSync}) {
     for (const auto& s : kTensorCoreShapes) check_indexer(s, seed++, kernel);
@@ -319,10 +319,10 @@ TEST_CASE("the DSA indexer runs on wgmma on Hopper at 64 heads x 128 and falls b
   CHECK(indexer_kernel_for(q, k, 16, 16, 32, 128) == IndexerKernel::kReference);            // other head count
   CHECK(indexer_kernel_for(q, k, 16, 16, 64, 64) == IndexerKernel::kReference);             // other dimension
   // A kernel that does not take the arguments launches nothing and says so.
-  CHECK_FALSE(launch_indexer_score_on(IndexerKernel::kWgmma, q, k, nullptr, nullptr, 16, 16, 64, 64, 0, 1, true,
-                                      nullptr));
-  CHECK_FALSE(launch_indexer_score_on(IndexerKernel::kMmaSync, q, k, nullptr, nullptr, 16, 16, 32, 128, 0, 1, true,
-                                      nullptr));
+  CHECK_FALSE(
+      launch_indexer_score_on(IndexerKernel::kWgmma, q, k, nullptr, nullptr, 16, 16, 64, 64, 0, 1, true, nullptr));
+  CHECK_FALSE(
+      launch_indexer_score_on(IndexerKernel::kMmaSync, q, k, nullptr, nullptr, 16, 16, 32, 128, 0, 1, true, nullptr));
   CHECK(std::string(to_string(IndexerKernel::kWgmma)) == "wgmma");
 }
 
