@@ -109,7 +109,9 @@ void launch_moe_combine(const void* rows, const int* row_map, const float* weigh
                         std::int64_t slots, std::int64_t n, cudaStream_t stream);
 
 /// DSA indexer logits: out[i][j] = Σ_h w[i][h] · relu(q[i][h] · k[j]) for key positions visible to query i
-/// (−inf otherwise); q [queries × heads × dim], k [keys × dim], w [queries × heads], all bf16; out fp32.
+/// (j ≤ q_start + i·q_stride when causal; −FLT_MAX otherwise, which launch_topk never selects); q [queries × heads ×
+/// dim], k [keys × dim], w [queries × heads], all bf16; out fp32. Runs on the first of the wgmma, mma.sync and
+/// reference kernels that takes the arguments (indexer_score.hpp).
 void launch_indexer_score(const void* q, const void* k, const void* w, float* out, std::int64_t queries,
                           std::int64_t keys, std::int64_t heads, std::int64_t dim, std::int64_t q_start,
                           std::int64_t q_stride, bool causal, cudaStream_t stream);
