@@ -203,6 +203,21 @@ int main(int argc, char** argv) {
     }
   }
   try {
+    // Bad arguments fail here, before the GPU is touched.
+    for (std::size_t from = 0; from <= kernels.size();) {
+      const std::size_t to = std::min(kernels.find(',', from), kernels.size());
+      const std::string k = kernels.substr(from, to - from);
+      if (k != "rmsnorm" && k != "add" && k != "rope" && k != "silu_mul") {
+        paratwin::fail("--kernels {}: '{}' is none of rmsnorm, add, rope, silu_mul", kernels, k);
+      }
+      from = to + 1;
+    }
+    if (!csv.empty()) {  // a bad --csv path fails now, not after the whole run
+      const std::string probe = csv + ".paratwin-tmp";
+      if (!std::ofstream(probe)) paratwin::fail("--csv {}: cannot create a file in that folder", csv);
+      std::filesystem::remove(probe);
+    }
+
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
       fmt::print(stderr, "bench_memory_launch: no CUDA GPU visible\n");
@@ -234,18 +249,6 @@ int main(int argc, char** argv) {
         paratwin::fail("--profile {}: no such case (KERNEL:MODEL:TOKENS, e.g. rmsnorm:qwen3-235b-a22b:8192)", profile);
       return 0;
     }
-    for (std::size_t from = 0; from <= kernels.size();) {
-      const std::size_t to = std::min(kernels.find(',', from), kernels.size());
-      const std::string k = kernels.substr(from, to - from);
-      if (k != "rmsnorm" && k != "add" && k != "rope" && k != "silu_mul") {
-        paratwin::fail("--kernels {}: '{}' is none of rmsnorm, add, rope, silu_mul", kernels, k);
-      }
-      from = to + 1;
-    }
-    if (!csv.empty() && !std::ofstream(csv + ".paratwin-tmp")) {
-      paratwin::fail("--csv {}: cannot create a file in that folder", csv);
-    }
-
     Timer timer(stream);
     const auto ceilings = paratwin::bench::measure_ceilings(blas, stream);
     const double ceiling = ceilings.copy_bytes_per_s;
