@@ -1,16 +1,14 @@
 // Where the memory-bound layer kernels' time goes (issue 6: rmsnorm, add, rope, silu_mul at the zoo models' 8K and 16K
 // prefill shapes). bench_kernels times each kernel as one launch between two events and holds it against a copy of
 // 2 GiB; this program adds, per kernel, the measurements that separate a fixed cost per launch from the kernel's own
-// bandwidth:
-// - the copy (cudaMemcpyAsync device to device) at the kernel's own byte count, timed the same three ways as the
-// kernel;
+// bandwidth. The kernel and a device-to-device copy (cudaMemcpyAsync) of the kernel's bytes are each timed as:
 // - "single": one launch between two events, as bench_kernels times (the host's launch latency included: the start
 //   event fires on an idle GPU before the launch reaches it);
 // - "queued": one launch between two events enqueued behind a spin kernel, so the launch is waiting when the start
 //   event fires (GPU-side start-up and drain included, host latency not);
 // - "batch": N back-to-back launches between two events (also queued), per launch;
-// - with --after-gemm, "single" again for the kernel and the copy right after 0.2 s of 8192³ bf16 GEMMs (the order of
-//   bench_kernels' full table, which runs each model's memory kernels after the previous model's GEMMs).
+// - with --after-gemm, "single" again right after 0.2 s of 8192³ bf16 GEMMs (the order of bench_kernels' full table,
+//   which runs each model's memory kernels after the previous model's GEMMs).
 // Medians of repeated runs on seeded random data. Fractions are of the 2 GiB copy (the ceiling issue 6 names).
 // Usage: bench_memory_launch [--after-gemm] [--csv FILE] [--kernels K1,K2,...] [--profile KERNEL:MODEL:TOKENS]
 // (--kernels keeps those of rmsnorm, add, rope, silu_mul; --profile only launches that kernel three times, for a
@@ -245,14 +243,15 @@ int main(int argc, char** argv) {
           }
         }
       }
-      if (!found)
+      if (!found) {
         paratwin::fail("--profile {}: no such case (KERNEL:MODEL:TOKENS, e.g. rmsnorm:qwen3-235b-a22b:8192)", profile);
+      }
       return 0;
     }
     Timer timer(stream);
     const auto ceilings = paratwin::bench::measure_ceilings(blas, stream);
     const double ceiling = ceilings.copy_bytes_per_s;
-    // What two events cost around any launch: a 16-byte memset (a kernel that moves nothing).
+    // What two events cost around any launch: a 16-byte memset (a launch that moves next to nothing).
     DeviceBuffer probe(16);
     const auto memset16 = [&] { PARATWIN_CUDA_CHECK(cudaMemsetAsync(probe.get(), 0, 16, stream)); };
     const double probe_single = timer.median_s(memset16, 1, false, 21);

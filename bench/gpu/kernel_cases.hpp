@@ -20,8 +20,9 @@ namespace paratwin::bench {
 // A kernel's result row. `work` is bytes (memory-bound kernels) or FLOPs; `target` a fraction of the ceiling (or of the
 // dense GEMM for grouped GEMMs) the issue asks for, `anchor` the published figure to compare with. The layer's
 // memory-bound kernels also carry `fraction_of_copy_at_size`: their rate over that of a device-to-device copy of the
-// same bytes, timed the same way. That copy pays the fixed cost of a launch that a 2 GiB copy spreads over 2 ms (about
-// 0.76 of the 2 GiB copy's rate at 134 MB: docs/performance.md); the target stays a fraction of the 2 GiB copy.
+// same bytes, timed the same way. That copy pays the fixed cost of a launch that the 2 GiB copy spreads over 2 ms
+// (at 134 MB it reaches 0.74–0.76 of the 2 GiB copy's rate: docs/performance.md); the target stays a fraction of the
+// 2 GiB copy.
 struct KernelRow {
   std::string kernel, model, shape;
   double seconds = 0;
