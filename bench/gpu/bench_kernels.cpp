@@ -2,7 +2,9 @@
 // Qwen3-235B-A22B; 8K and 16K tokens, the MoE GEMMs at 8K and 32K tokens and EP 1 and 8), in one run, against the
 // ceilings measured in the same run (device-to-device copy bandwidth, a bf16 cuBLAS GEMM of 8192³) and the published
 // anchors / issue 6's targets. Time = median of 10 CUDA-event runs after warm-up, on fresh seeded random data; a
-// kernel below its target is printed as such. Cases: kernel_cases.hpp. Usage: bench_kernels [--csv FILE]
+// kernel below its target is printed as such. The layer's memory-bound kernels also show their rate over that of a copy
+// of the same bytes timed the same way ("of copy@size": what a launch of that size can reach; bench_memory_launch
+// breaks the difference down). Cases: kernel_cases.hpp. Usage: bench_kernels [--csv FILE]
 // [--memory-only] (only the memory-bound layer kernels: rmsnorm, add, rope, silu_mul; a few seconds, for comparing
 // variants of them; the full table runs them between GEMMs, which leave the GPU's clock lower) [--dsa-only] (only
 // DeepSeek-V3.2's DSA rows: indexer on each of its tensor-core kernels, top-k, sparse attention; against the same
@@ -39,11 +41,12 @@ std::string rate(const KernelRow& r) {
 void print_table(const KernelBench& b) {
   fmt::print("\nceilings: device-to-device copy {:.0f} GB/s (read + write), bf16 cuBLAS GEMM 8192^3 {:.1f} TFLOP/s\n\n",
              b.ceilings().copy_bytes_per_s / 1e9, b.ceilings().gemm_flops_per_s / 1e12);
-  fmt::print("{:<30} {:<16} {:<62} {:>10} {:>16} {:>12}  {}\n", "kernel", "model", "shape", "time ms", "rate",
-             "fraction", "anchor / target");
+  fmt::print("{:<30} {:<16} {:<62} {:>10} {:>16} {:>12} {:>12}  {}\n", "kernel", "model", "shape", "time ms", "rate",
+             "fraction", "of copy@size", "anchor / target");
   for (const auto& r : b.rows()) {
-    fmt::print("{:<30} {:<16} {:<62} {:>10.3f} {:>16} {:>6.2f} {:<5}  {} {}\n", r.kernel, r.model, r.shape,
-               r.seconds * 1e3, rate(r), r.fraction, r.versus, r.anchor, status(r));
+    const std::string at_size = r.fraction_of_copy_at_size ? fmt::format("{:.2f}", *r.fraction_of_copy_at_size) : "";
+    fmt::print("{:<30} {:<16} {:<62} {:>10.3f} {:>16} {:>6.2f} {:<5} {:>12}  {} {}\n", r.kernel, r.model, r.shape,
+               r.seconds * 1e3, rate(r), r.fraction, r.versus, at_size, r.anchor, status(r));
   }
 }
 
@@ -59,15 +62,17 @@ void write_csv(const KernelBench& b, const std::string& path) {
   {
     std::ofstream f(tmp);
     if (!f) paratwin::fail("--csv {}: cannot open the file for writing", path);
-    f << "kernel,model,shape,time_s,work,unit,rate_per_s,fraction,versus,target,anchor,status\n";
+    f << "kernel,model,shape,time_s,work,unit,rate_per_s,fraction,versus,target,anchor,status,fraction_of_copy_at_"
+         "size\n";
     for (const auto& r : b.rows()) {
-      f << fmt::format("{},{},{},{:.9g},{:.6g},{},{:.6g},{:.4f},{},{},{},{}\n", csv_field(r.kernel), csv_field(r.model),
-                       csv_field(r.shape), r.seconds, r.work, r.flops ? "flop" : "byte", r.work / r.seconds, r.fraction,
-                       r.versus, r.target ? fmt::format("{:.3f}", *r.target) : "", csv_field(r.anchor),
-                       csv_field(status(r)));
+      f << fmt::format("{},{},{},{:.9g},{:.6g},{},{:.6g},{:.4f},{},{},{},{},{}\n", csv_field(r.kernel),
+                       csv_field(r.model), csv_field(r.shape), r.seconds, r.work, r.flops ? "flop" : "byte",
+                       r.work / r.seconds, r.fraction, r.versus, r.target ? fmt::format("{:.3f}", *r.target) : "",
+                       csv_field(r.anchor), csv_field(status(r)),
+                       r.fraction_of_copy_at_size ? fmt::format("{:.4f}", *r.fraction_of_copy_at_size) : "");
     }
-    f << fmt::format("\"ceiling copy\",,,,,byte,{:.6g},,,,,\n", b.ceilings().copy_bytes_per_s);
-    f << fmt::format("\"ceiling GEMM 8192^3\",,,,,flop,{:.6g},,,,,\n", b.ceilings().gemm_flops_per_s);
+    f << fmt::format("\"ceiling copy\",,,,,byte,{:.6g},,,,,,\n", b.ceilings().copy_bytes_per_s);
+    f << fmt::format("\"ceiling GEMM 8192^3\",,,,,flop,{:.6g},,,,,,\n", b.ceilings().gemm_flops_per_s);
     if (!f.flush()) paratwin::fail("--csv {}: writing the file failed", path);
   }
   std::filesystem::rename(tmp, path);
