@@ -1,14 +1,16 @@
 // Every compute kernel of the CUDA backend at the zoo models' prefill shapes (DeepSeek-V3.2, Llama-3.1-70B,
 // Qwen3-235B-A22B; 8K and 16K tokens, the MoE GEMMs at 8K and 32K tokens and EP 1 and 8), in one run, against the
 // ceilings measured in the same run (device-to-device copy bandwidth, a bf16 cuBLAS GEMM of 8192³) and the published
-// anchors / issue 6's targets. Time = median of 10 CUDA-event runs after warm-up, on fresh seeded random data; a
-// kernel below its target is printed as such. The layer's memory-bound kernels also show their rate over that of a copy
-// of the same bytes timed the same way ("of copy@size": what a launch of that size can reach; bench_memory_launch
-// breaks the difference down). Cases: kernel_cases.hpp. Usage: bench_kernels [--csv FILE]
-// [--memory-only] (only the memory-bound layer kernels: rmsnorm, add, rope, silu_mul; a few seconds, for comparing
-// variants of them; the full table runs them between GEMMs, which leave the GPU's clock lower) [--dsa-only] (only
-// DeepSeek-V3.2's DSA rows: indexer on each of its tensor-core kernels, top-k, sparse attention; against the same
-// ceilings, measured first as always).
+// anchors / issue 6's targets. Time = median of 10 CUDA-event runs after warm-up, each launch queued behind a spin
+// kernel as in a server's stream (kernel_timing.hpp), on fresh seeded random data; a kernel below its target is
+// printed as such. The layer's memory-bound kernels also show their rate over that of a copy of the same bytes timed
+// the same way ("of copy@size": what a launch of that size can reach; bench_memory_launch breaks the difference
+// down). Cases: kernel_cases.hpp.
+// Usage: bench_kernels [--csv FILE] [--memory-only] [--dsa-only]
+//   --memory-only  only the memory-bound layer kernels (rmsnorm, add, rope, silu_mul; a few seconds, for comparing
+//                  variants of them; the full table runs them between GEMMs, which leave the GPU's clock lower)
+//   --dsa-only     only DeepSeek-V3.2's DSA rows (the indexer on each of its tensor-core kernels, top-k, sparse
+//                  attention), against the same ceilings, measured first as always
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -63,16 +65,17 @@ void write_csv(const KernelBench& b, const std::string& path) {
     std::ofstream f(tmp);
     if (!f) paratwin::fail("--csv {}: cannot open the file for writing", path);
     f << "kernel,model,shape,time_s,work,unit,rate_per_s,fraction,versus,target,anchor,status,fraction_of_copy_at_"
-         "size\n";
+         "size,prompt_tokens\n";
     for (const auto& r : b.rows()) {
-      f << fmt::format("{},{},{},{:.9g},{:.6g},{},{:.6g},{:.4f},{},{},{},{},{}\n", csv_field(r.kernel),
+      f << fmt::format("{},{},{},{:.9g},{:.6g},{},{:.6g},{:.4f},{},{},{},{},{},{}\n", csv_field(r.kernel),
                        csv_field(r.model), csv_field(r.shape), r.seconds, r.work, r.flops ? "flop" : "byte",
                        r.work / r.seconds, r.fraction, r.versus, r.target ? fmt::format("{:.3f}", *r.target) : "",
                        csv_field(r.anchor), csv_field(status(r)),
-                       r.fraction_of_copy_at_size ? fmt::format("{:.4f}", *r.fraction_of_copy_at_size) : "");
+                       r.fraction_of_copy_at_size ? fmt::format("{:.4f}", *r.fraction_of_copy_at_size) : "",
+                       r.prompt_tokens);
     }
-    f << fmt::format("\"ceiling copy\",,,,,byte,{:.6g},,,,,,\n", b.ceilings().copy_bytes_per_s);
-    f << fmt::format("\"ceiling GEMM 8192^3\",,,,,flop,{:.6g},,,,,,\n", b.ceilings().gemm_flops_per_s);
+    f << fmt::format("\"ceiling copy\",,,,,byte,{:.6g},,,,,,,\n", b.ceilings().copy_bytes_per_s);
+    f << fmt::format("\"ceiling GEMM 8192^3\",,,,,flop,{:.6g},,,,,,,\n", b.ceilings().gemm_flops_per_s);
     if (!f.flush()) paratwin::fail("--csv {}: writing the file failed", path);
   }
   std::filesystem::rename(tmp, path);
@@ -120,14 +123,19 @@ int main(int argc, char** argv) {
     for (const char* name : {"deepseek-v3.2", "llama-3.1-70b", "qwen3-235b-a22b"}) {
       const auto m = paratwin::load_model(name);
       if (memory_only) {
-        for (const i64 tokens : {i64{8192}, i64{16384}}) b.memory_kernels(m, tokens);
+        for (const i64 tokens : {i64{8192}, i64{16384}}) {
+          b.set_prompt_tokens(tokens);
+          b.memory_kernels(m, tokens);
+        }
         continue;
       }
+      b.set_prompt_tokens(16384);
       if (dsa_only) {
         b.dsa(m, 16384);  // no rows for models without DSA
         continue;
       }
       for (const i64 tokens : {i64{8192}, i64{16384}}) {
+        b.set_prompt_tokens(tokens);
         b.memory_kernels(m, tokens);
         b.moe_kernels(m, tokens);
         b.attention(m, tokens);
@@ -136,6 +144,7 @@ int main(int argc, char** argv) {
       b.dense_gemms(m, 16384);
       b.fp8_gemms(m, 16384);
       for (const i64 tokens : {i64{8192}, i64{32768}}) {
+        b.set_prompt_tokens(tokens);
         for (const int ep : {1, 8}) b.grouped_gemms(m, tokens, ep);
       }
     }

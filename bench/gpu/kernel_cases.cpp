@@ -38,7 +38,7 @@ double KernelBench::time(const std::function<void()>& launch, int timed, int war
 void KernelBench::add_bytes(std::string kernel, const ModelSpec& m, std::string shape, double s, double bytes,
                             std::optional<double> target) {
   rows_.push_back({std::move(kernel), m.name, std::move(shape), s, bytes, false, bytes / s / ceilings_.copy_bytes_per_s,
-                   target, "copy", "", std::nullopt});
+                   target, "copy", "", std::nullopt, prompt_tokens_});
 }
 
 void KernelBench::add_layer_memory_kernel(std::string kernel, const ModelSpec& m, std::string shape, double s,
@@ -58,7 +58,7 @@ void KernelBench::add_layer_memory_kernel(std::string kernel, const ModelSpec& m
 void KernelBench::add_flops(std::string kernel, const ModelSpec& m, std::string shape, double s, double flops,
                             std::string anchor, std::optional<double> target) {
   rows_.push_back({std::move(kernel), m.name, std::move(shape), s, flops, true, flops / s / ceilings_.gemm_flops_per_s,
-                   target, "GEMM", std::move(anchor), std::nullopt});
+                   target, "GEMM", std::move(anchor), std::nullopt, prompt_tokens_});
 }
 
 std::vector<int> KernelBench::random_ints(i64 count, int bound) {
@@ -293,7 +293,10 @@ void KernelBench::dense_gemms(const ModelSpec& m, i64 tokens) {
   const i64 H = m.hidden_size;
   std::vector<std::pair<std::string, std::pair<i64, i64>>> shapes;  // name, (n, k)
   if (m.mla) {
-    shapes.push_back({"q_b_proj", {m.num_attention_heads * m.qk_head_dim(), m.mla->q_lora_rank}});
+    // fp8 models' q_b_proj is measured in bf16 by fp8_gemms, beside its fp8 forms.
+    if (m.weight_dtype != DType::kFp8) {
+      shapes.push_back({"q_b_proj", {m.num_attention_heads * m.qk_head_dim(), m.mla->q_lora_rank}});
+    }
   } else {
     shapes.push_back({"qkv_proj", {(m.num_attention_heads + 2 * m.num_kv_heads) * m.head_dim, H}});
   }
@@ -419,7 +422,8 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
       std::optional<double> target;
       if (v.backend) target = 0.8;
       rows_.push_back({fmt::format("grouped GEMM {} ({})", name, v.label), m.name, shape, s, flops, true, dense_s / s,
-                       target, "dense", as_asked ? dense_note : dense_note + " (fell back to 1 stream)", std::nullopt});
+                       target, "dense", as_asked ? dense_note : dense_note + " (fell back to 1 stream)", std::nullopt,
+                       prompt_tokens_});
     }
     add_flops(fmt::format("dense GEMM {} same size", name), m, fmt::format("{} x {} x {}", rows, n, k), dense_s, flops,
               "");

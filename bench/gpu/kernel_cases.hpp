@@ -33,6 +33,7 @@ struct KernelRow {
   std::string versus = "ceiling";  ///< what `fraction` divides by
   std::string anchor;
   std::optional<double> fraction_of_copy_at_size;
+  std::int64_t prompt_tokens = 0;  ///< the prompt length the case's shapes come from (set_prompt_tokens)
 };
 
 /// Runs the cases and collects one row each. Construction creates the stream and cuBLAS handle on the current device
@@ -53,6 +54,8 @@ class KernelBench {
   void grouped_gemms(const ModelSpec& m, std::int64_t tokens, int ep);  ///< the MoE expert GEMMs
 
   [[nodiscard]] const std::vector<KernelRow>& rows() const { return rows_; }
+  /// The prompt length that the rows added from now on are measured at (the CSV's prompt_tokens column).
+  void set_prompt_tokens(std::int64_t tokens) { prompt_tokens_ = tokens; }
   [[nodiscard]] const Ceilings& ceilings() const { return ceilings_; }
 
  private:
@@ -71,6 +74,7 @@ class KernelBench {
   cublasHandle_t blas_ = nullptr;
   Ceilings ceilings_;
   std::vector<KernelRow> rows_;
+  std::int64_t prompt_tokens_ = 0;
   std::uint64_t seed_ = 100;
   cuda::GemmStreams side4_{4}, side8_{8};  ///< the grouped GEMM's concurrent method at 4 (the backend's) and 8 streams
 };

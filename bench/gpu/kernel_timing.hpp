@@ -1,7 +1,8 @@
 #pragma once
 // What bench_kernels needs around the kernels: device buffers filled with seeded random data, CUDA-event timing (median
-// of timed runs after warm-up) and the two ceilings every kernel is held against (device-to-device copy bandwidth and
-// a large bf16 cuBLAS GEMM), measured in the same run. CUDA and cuBLAS errors throw paratwin::Error.
+// of timed runs after warm-up, each launch queued behind a spin kernel) and the two ceilings every kernel is held
+// against (device-to-device copy bandwidth and a large bf16 cuBLAS GEMM), measured in the same run. CUDA and cuBLAS
+// errors throw paratwin::Error.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -11,6 +12,7 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "bench/gpu/launch_spin.hpp"
 
 namespace paratwin::bench {
 
@@ -45,7 +47,15 @@ inline void upload(const DeviceBuffer& b, const std::vector<int>& values) {
   PARATWIN_CUDA_CHECK(cudaMemcpy(b.get(), values.data(), values.size() * sizeof(int), cudaMemcpyHostToDevice));
 }
 
-/// Median seconds of `timed` runs of `launch` on `stream`, each between two CUDA events, after `warmup` runs.
+/// How long the spin kernel ahead of each timed launch keeps the stream busy: longer than the host takes to enqueue the
+/// start event, the launch (a cuBLAS or cuDNN call included) and the stop event.
+inline constexpr std::int64_t kQueueAheadNs = 200'000;
+
+/// Median seconds of `timed` runs of `launch` on `stream`, each between two CUDA events, after `warmup` runs. Each timed
+/// run is queued behind a spin kernel (as nvbench does), so the start event fires with the launch already waiting, as
+/// in a server's stream where every kernel is queued behind the one before: a single launch timed on an idle stream
+/// would add the host's submission latency (~4 µs, measured with bench_memory_launch; docs/performance.md), which is
+/// 10 % of a 40 µs kernel and would say nothing about the kernel.
 template <typename Launch>
 double median_seconds(cudaStream_t stream, Launch&& launch, int timed = 10, int warmup = 2) {
   cudaEvent_t start = nullptr, stop = nullptr;
@@ -55,6 +65,7 @@ double median_seconds(cudaStream_t stream, Launch&& launch, int timed = 10, int 
   PARATWIN_CUDA_CHECK(cudaGetLastError());
   std::vector<double> seconds;
   for (int i = 0; i < timed; ++i) {
+    launch_spin(kQueueAheadNs, stream);
     PARATWIN_CUDA_CHECK(cudaEventRecord(start, stream));
     launch();
     PARATWIN_CUDA_CHECK(cudaEventRecord(stop, stream));

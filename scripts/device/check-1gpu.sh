@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call on one H200 (nvidia-h200): every GPU test that needs one GPU, the kernel table (bench_kernels) and
-# one-GPU runs of a Llama-3.1-8B 32K and a DeepSeek-V3.2 16K prefill layer with the production kernels.
+# one-GPU runs of a Llama-3.1-8B 32K and a DeepSeek-V3.2 16K and 64K prefill layer with the production kernels (64K on
+# one GPU is issue 6's CP = 1 baseline for CP = 2 on two).
 # Usage (repository root, binaries in $BIN): BIN=.gpucarry OUT=/tmp/out scripts/device/check-1gpu.sh
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -15,5 +16,7 @@ step llama8b_32k_cp1 90 "$BIN/paratwin" $RUN --model llama-3.1-8b --prompt-len 3
   --trace "$OUT/llama8b_32k_cp1.json"
 step ds_16k_cp1 90 "$BIN/paratwin" $RUN --model deepseek-v3.2 --prompt-len 16384 --layers 1 \
   --trace "$OUT/ds_16k_cp1.json"
+step ds_64k_cp1 120 "$BIN/paratwin" $RUN --model deepseek-v3.2 --prompt-len 65536 --layers 1 \
+  --trace "$OUT/ds_64k_cp1.json"
 pack_results
 exit 0
