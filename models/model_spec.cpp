@@ -310,6 +310,7 @@ ModelSpec parse_model_config(std::string_view json_text, std::string_view source
   model.num_kv_heads = f.positive_or("num_key_value_heads", model.num_attention_heads);
   model.max_position_embeddings = f.positive_or("max_position_embeddings", 0, std::numeric_limits<std::int32_t>::max());
   model.tie_word_embeddings = f.boolean_or("tie_word_embeddings", false);
+  model.rope_theta = f.number_or("rope_theta", 10000.0);
   model.attention_bias = f.boolean_or("attention_bias", false);
   model.param_dtype = parse_param_dtype(f, root);
 

@@ -92,6 +92,9 @@ struct ModelSpec {
   bool qk_norm = false;              ///< Qwen3: RMSNorm over each query and key head
   bool tie_word_embeddings = false;  ///< lm_head shares the embedding table
   std::int64_t max_position_embeddings = 0;
+  /// RoPE base frequency (rope_theta; Hugging Face's default 10000 when absent). rope_scaling is not read: it changes
+  /// the angles of long positions, not the cost of any op.
+  double rope_theta = 10000.0;
   int num_nextn_predict_layers = 0;  ///< DeepSeek MTP layers (not part of num_layers, not counted anywhere)
 
   std::optional<MlaSpec> mla;             ///< set iff attention_kind == kMla

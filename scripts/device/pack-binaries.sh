@@ -6,7 +6,8 @@
 set -euo pipefail
 build=${1:?usage: pack-binaries.sh BUILD_DIR [DEST]}
 dest=${2:-.gpucarry}
-binaries=(cli/paratwin tests/gpu_tests bench/bench_kernels bench/bench_cuda_backend bench/bench_attention)
+binaries=(cli/paratwin tests/gpu_tests bench/bench_kernels bench/bench_cuda_backend bench/bench_attention
+          bench/bench_memory_launch)
 # Shared libraries to carry: a dependency whose file name starts with one of these.
 carried_libraries='^lib(fmt|yaml-cpp)\.so'
 for b in "${binaries[@]}"; do

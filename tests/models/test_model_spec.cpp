@@ -104,6 +104,7 @@ TEST_CASE("dense and Qwen3 zoo models are read with their attention and MoE stru
   CHECK(llama.weight_dtype == DType::kBf16);
   CHECK(llama.num_moe_layers() == 0);
   CHECK(llama.max_position_embeddings == 131072);
+  CHECK(llama.rope_theta == 500000.0);
 
   const ModelSpec llama70 = load_model("llama-3.1-70b");
   CHECK(llama70.num_layers == 80);
@@ -127,6 +128,8 @@ TEST_CASE("dense and Qwen3 zoo models are read with their attention and MoE stru
   CHECK(big.num_layers == 94);
   CHECK(big.moe->expert_intermediate_size == 1536);
   CHECK(big.num_kv_heads == 4);
+  CHECK(big.rope_theta == 1000000.0);
+  CHECK(load_model("deepseek-v3.2").rope_theta == 10000.0);
 }
 
 TEST_CASE(
@@ -168,6 +171,7 @@ TEST_CASE("Mixtral and dense Qwen3 parse", "[models][parse]") {
   CHECK(qwen3.qk_norm);
   CHECK(qwen3.head_dim == 128);  // Qwen3Config's default head_dim
   CHECK_FALSE(qwen3.moe);
+  CHECK(qwen3.rope_theta == 10000.0);  // no rope_theta field: Hugging Face's default
 }
 
 TEST_CASE("parameter counts match the published totals", "[models][params]") {
@@ -286,6 +290,10 @@ TEST_CASE("bad config.json files throw one Error naming the file, the field and 
        "'tie_word_embeddings' must be true or false", "string"},
       {replaced(base, "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3"), "'num_key_value_heads' is 3",
        "multiple"},
+      {replaced(base, "\"vocab_size\": 1000", "\"vocab_size\": 1000, \"rope_theta\": 0"), "'rope_theta'",
+       "positive number, got 0"},
+      {replaced(base, "\"vocab_size\": 1000", "\"vocab_size\": 1000, \"rope_theta\": \"1e4\""), "'rope_theta'",
+       "must be a number"},
       {replaced(base, "\"torch_dtype\": \"bfloat16\"", "\"torch_dtype\": \"int4\""), "'torch_dtype'", "int4"},
       {replaced(base, "\"vocab_size\": 1000", "\"vocab_size\": 1000, \"quantization_config\": 7"),
        "'quantization_config' must be an object", "number"},

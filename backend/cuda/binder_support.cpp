@@ -1,0 +1,97 @@
+#include "backend/cuda/binder.hpp"
+
+#include <memory>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "models/builders/op_emitter.hpp"
+#include "models/builders/rank_tokens.hpp"
+#include "topology/error.hpp"
+
+namespace paratwin::cuda::binding {
+
+// Row-major Y[m × n] = X[m × k] · W[k × n] (bf16 in; bf16 or fp32 out; fp32 accumulation). Column-major cuBLAS
+// sees Yᵀ = Wᵀ · Xᵀ with no transposes.
+void gemm(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 n, i64 k, bool fp32_out) {
+  if (m == 0 || n == 0) return;
+  const float alpha = 1.0f, beta = 0.0f;
+  PARATWIN_CUBLAS_CHECK(cublasGemmEx(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                                     static_cast<int>(k), &alpha, w, CUDA_R_16BF, static_cast<int>(n), x, CUDA_R_16BF,
+                                     static_cast<int>(k), &beta, y, fp32_out ? CUDA_R_32F : CUDA_R_16BF,
+                                     static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// The expert GEMMs' launch: concurrent cuBLAS GEMMs on the rank's side streams (grouped_gemm.hpp says why not the
+// grouped cuBLAS call), operand pointers resolved once when the pool is allocated.
+std::function<void(const ExecCtx&)> grouped_gemm(BufferPool& pool, GroupedGemm gemm,
+                                                 const GroupedGemm::Operands& operands) {
+  const int table = pool.pointer_table(gemm.operand_addresses(operands));
+  auto plan = std::make_shared<const GroupedGemm>(std::move(gemm));
+  return [plan, table](const ExecCtx& e) {
+    GroupedGemm::Launch launch;
+    launch.blas = e.blas;
+    launch.stream = e.stream;
+    launch.side = e.gemm_streams;
+    launch.host_table = e.pool->pointers(table);
+    plan->run(launch, GroupedGemmMethod::kConcurrent);
+  };
+}
+
+// Dense attention fused (cuDNN) where it computes the call exactly, else on the tensor cores unfused (cuBLAS) when
+// the rank has the workspace; index-sparse attention (DSA) on the backend's own kernel. Counts the path taken.
+void run_attention(const ExecCtx& e, const AttentionArgs& args) {
+  const auto path = dispatch_attention(
+      args, {e.cudnn_attention, e.blas, e.attention_workspace, e.attention_workspace_bytes}, e.stream);
+  if (e.attention_paths != nullptr) ++(*e.attention_paths)[static_cast<std::size_t>(path)];
+}
+
+std::uint64_t name_seed(std::uint64_t seed, const std::string& name) {
+  std::uint64_t h = 1469598103934665603ULL ^ seed;
+  for (const char c : name) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+// Token id of (request, position): the same on every layout.
+int token_id(std::uint64_t seed, i64 request, i64 position, i64 vocab) {
+  std::uint64_t h = seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(request * 1000003 + position);
+  h ^= h >> 31;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 29;
+  return static_cast<int>(h % static_cast<std::uint64_t>(vocab));
+}
+
+// The role of an op: its name without the "L3." / "mb1." prefix.
+std::string role_of(const Op& op) {
+  const auto prefix = build::op_prefix(op.layer, op.micro_batch);
+  return op.name.rfind(prefix, 0) == 0 ? op.name.substr(prefix.size()) : op.name;
+}
+
+bool starts_with(const std::string& s, const char* p) {
+  return s.rfind(p, 0) == 0;
+}
+
+// The query runs of `rank` in each micro-batch, from the same token split the builder used (models/builders).
+std::map<int, Runs> runs_by_micro_batch(const Schedule& s, const RankLayout& layout, int rank) {
+  const auto& meta = s.meta;
+  ScheduleOptions options;
+  options.phase = meta.phase;
+  options.prompt_tokens = meta.prompt_tokens;
+  options.batch = meta.batch;
+  options.cp_algorithm = meta.cp_algorithm;
+  options.cp_split = meta.cp_split;
+  PARATWIN_ASSERT(meta.micro_batches > 0, "schedule meta without micro-batches");
+  const auto chunks = build::micro_batch_chunks(options, meta.micro_batches);
+  std::map<int, Runs> out;
+  for (std::size_t mb = 0; mb < chunks.size(); ++mb) {
+    const auto tokens = build::rank_tokens(meta.config, options, layout.coords(rank), chunks[mb]);
+    auto& r = out[static_cast<int>(mb)];
+    for (const auto& run : tokens.runs) r.runs.push_back({run.start, run.count, run.stride});
+    r.batch = tokens.requests;
+    r.context_end = tokens.context_end;
+  }
+  return out;
+}
+
+}  // namespace paratwin::cuda::binding

@@ -1,0 +1,135 @@
+#include "backend/cuda/buffer_pool.hpp"
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/kernels.hpp"
+#include "topology/error.hpp"
+
+namespace paratwin::cuda {
+
+BufferPool::~BufferPool() {
+  release();
+}
+
+int BufferPool::find_or_add(const std::string& name) {
+  const auto [it, inserted] = by_name_.try_emplace(name, static_cast<int>(entries_.size()));
+  if (inserted) {
+    Entry e;
+    e.name = name;
+    entries_.push_back(std::move(e));
+  }
+  return it->second;
+}
+
+int BufferPool::request(const std::string& name, std::int64_t bytes, Fill fill) {
+  const bool is_new = by_name_.count(name) == 0;
+  const int id = find_or_add(name);
+  auto& e = entries_[static_cast<std::size_t>(id)];
+  PARATWIN_ASSERT(is_new || e.fill == fill, "scratch buffer {} requested with two fills", name);
+  e.fill = fill;
+  e.bytes = std::max(e.bytes, bytes);
+  return id;
+}
+
+void BufferPool::grow(int id, std::int64_t bytes) {
+  auto& e = entries_[static_cast<std::size_t>(id)];
+  PARATWIN_ASSERT(!e.is_random || e.bytes >= bytes, "buffer {} of {} bytes is too small for {}", e.name, e.bytes,
+                  bytes);
+  e.bytes = std::max(e.bytes, bytes);
+}
+
+int BufferPool::random(const std::string& name, const Random& init) {
+  const int id = find_or_add(name);
+  auto& e = entries_[static_cast<std::size_t>(id)];
+  const std::int64_t bytes = init.rows * init.cols * (init.fp32 ? 4 : (init.fp8 ? 1 : 2));
+  if (e.is_random) {
+    PARATWIN_ASSERT(e.bytes == bytes, "random tensor {} requested with two sizes", name);
+    return id;
+  }
+  e.is_random = true;
+  e.init = init;
+  e.bytes = std::max(e.bytes, bytes);
+  return id;
+}
+
+int BufferPool::ints(const std::string& name, std::vector<int> values) {
+  const int id = find_or_add(name);
+  auto& e = entries_[static_cast<std::size_t>(id)];
+  if (!e.host_ints.empty()) {
+    PARATWIN_ASSERT(e.host_ints == values, "int table {} requested with two contents", name);
+    return id;
+  }
+  e.bytes = std::max(e.bytes, static_cast<std::int64_t>(values.size() * sizeof(int)));
+  e.host_ints = std::move(values);
+  return id;
+}
+
+int BufferPool::pointer_table(std::vector<GroupedGemm::Address> entries) {
+  table_addresses_.push_back(std::move(entries));
+  return static_cast<int>(table_addresses_.size()) - 1;
+}
+
+std::int64_t BufferPool::total_bytes() const {
+  std::int64_t total = 0;
+  for (const auto& e : entries_) total += (e.bytes + 255) / 256 * 256;
+  return total;
+}
+
+void BufferPool::allocate(cudaStream_t stream) {
+  for (auto& e : entries_) {
+    const auto bytes = static_cast<std::size_t>(std::max<std::int64_t>(e.bytes, 16));
+    const auto err = cudaMalloc(&e.ptr, bytes);
+    if (err != cudaSuccess) {
+      fail("cudaMalloc of {} bytes for buffer '{}' failed: {}", bytes, e.name, cudaGetErrorString(err));
+    }
+    PARATWIN_CUDA_CHECK(cudaMemsetAsync(e.ptr, 0, bytes, stream));
+    if (!e.host_ints.empty()) {
+      PARATWIN_CUDA_CHECK(
+          cudaMemcpyAsync(e.ptr, e.host_ints.data(), e.host_ints.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
+    }
+  }
+  tables_.clear();  // every buffer has its address now
+  for (const auto& addresses : table_addresses_) {
+    auto& table = tables_.emplace_back();
+    for (const auto& a : addresses) table.push_back(static_cast<char*>(ptr(a.buffer)) + a.offset_bytes);
+  }
+  // Activations and scratch start as seeded random bf16 (or fp8, or positive fp32 scales), never zeros (zeros make
+  // GEMMs faster than real data); index tables and seeded tensors are written below.
+  std::uint64_t k = 0x5eed;
+  for (auto& e : entries_) {
+    ++k;
+    if (e.is_random || !e.host_ints.empty() || e.bytes < 2) continue;
+    switch (e.fill) {
+      case Fill::kBf16:
+        launch_fill_random(e.ptr, false, 1, e.bytes / 2, 0, nullptr, e.bytes / 2, k, 1.0f, 0.0f, stream);
+        break;
+      case Fill::kFp8:
+        launch_fill_random_fp8(e.ptr, e.bytes, k, 1.0f, stream);
+        break;
+      case Fill::kScaleFp32:
+        launch_fill_random(e.ptr, true, 1, e.bytes / 4, 0, nullptr, e.bytes / 4, k, 0.5f, 1.0f, stream);
+        break;
+    }
+  }
+  for (auto& e : entries_) {
+    if (!e.is_random) continue;
+    const int* map = e.init.col_map >= 0 ? static_cast<const int*>(ptr(e.init.col_map)) : nullptr;
+    if (e.init.fp8 && !e.init.fp32) {
+      launch_fill_random_fp8(e.ptr, e.init.rows * e.init.cols, e.init.seed, e.init.scale, stream);
+      continue;
+    }
+    launch_fill_random(e.ptr, e.init.fp32, e.init.rows, e.init.cols, e.init.row_offset, map, e.init.full_cols,
+                       e.init.seed, e.init.scale, e.init.bias, stream);
+  }
+  PARATWIN_CUDA_CHECK(cudaGetLastError());
+  PARATWIN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  for (auto& e : entries_) std::vector<int>().swap(e.host_ints);
+}
+
+void BufferPool::release() {
+  for (auto& e : entries_) {
+    if (e.ptr != nullptr) cudaFree(e.ptr);
+    e.ptr = nullptr;
+  }
+}
+
+}  // namespace paratwin::cuda

@@ -1,0 +1,75 @@
+#pragma once
+/// The device memory of one rank's bound ops (op_binder.hpp): named buffers sized by their largest request, seeded
+/// random contents (weights, activations, scratch: never zeros), int tables and operand pointer tables, allocated
+/// once before the first step.
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/grouped_gemm.hpp"
+
+namespace paratwin::cuda {
+
+/// Device memory of one rank: named buffers, sized by the largest request, allocated once.
+class BufferPool {
+ public:
+  struct Random {
+    std::int64_t rows = 0, cols = 0, row_offset = 0, full_cols = 0;
+    int col_map = -1;  ///< buffer id of an int column map, -1: identity
+    std::uint64_t seed = 0;
+    float scale = 1, bias = 0;
+    bool fp32 = false;
+    bool fp8 = false;  ///< e4m3 elements (fp32 wins when both are set)
+  };
+  /// What a scratch buffer holds at allocation: random bf16 in [−1, 1), random fp8 e4m3 in [−1, 1), or random fp32
+  /// scales in [0.5, 1.5) (quantisation scales: positive, never zero).
+  enum class Fill { kBf16, kFp8, kScaleFp32 };
+  BufferPool() = default;
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+  ~BufferPool();
+
+  /// A scratch/activation buffer of at least `bytes` (seeded random `fill` at allocation, never zeros); every request
+  /// of one name asks for the same fill.
+  int request(const std::string& name, std::int64_t bytes, Fill fill = Fill::kBf16);
+  /// Makes buffer `id` at least `bytes` large.
+  void grow(int id, std::int64_t bytes);
+  /// A seeded random tensor (weights, or data that must look real).
+  int random(const std::string& name, const Random& init);
+  /// An int32 table uploaded from the host.
+  int ints(const std::string& name, std::vector<int> values);
+  /// A table of pointers into this pool's buffers (buffer id + byte offset each), resolved on the host when the
+  /// buffers are allocated: the expert GEMMs' operands, so that no launch computes them.
+  int pointer_table(std::vector<GroupedGemm::Address> entries);
+
+  [[nodiscard]] void* ptr(int id) const { return entries_[static_cast<std::size_t>(id)].ptr; }
+  [[nodiscard]] std::int64_t bytes(int id) const { return entries_[static_cast<std::size_t>(id)].bytes; }
+  /// Pointer table `table` (valid after allocate).
+  [[nodiscard]] void* const* pointers(int table) const { return tables_[static_cast<std::size_t>(table)].data(); }
+  [[nodiscard]] std::int64_t total_bytes() const;
+  /// Allocates and initialises every buffer (on the current device) on `stream`.
+  void allocate(cudaStream_t stream);
+  void release();
+
+ private:
+  struct Entry {
+    std::string name;
+    std::int64_t bytes = 0;
+    bool is_random = false;
+    Fill fill = Fill::kBf16;  ///< scratch buffers (not random, not ints)
+    Random init;
+    std::vector<int> host_ints;
+    void* ptr = nullptr;
+  };
+  int find_or_add(const std::string& name);
+  std::vector<Entry> entries_;
+  std::map<std::string, int> by_name_;
+  std::vector<std::vector<GroupedGemm::Address>> table_addresses_;
+  std::vector<std::vector<void*>> tables_;  ///< table_addresses_ resolved by allocate
+};
+
+}  // namespace paratwin::cuda
