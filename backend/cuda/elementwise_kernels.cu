@@ -159,8 +159,10 @@ struct NormRows {
   __device__ bf16* dst(i64 r, const bf16* x) const { return out == in ? const_cast<bf16*>(x) : out + r * n; }
 };
 
-__device__ float block_sum_f32(float v) {
-  __shared__ float partial[32];
+// The sum of v over the block, in every thread, through `partial` (32 floats of shared memory). A kernel that reduces
+// several times alternates two such buffers: the barrier inside one call orders every thread's reads of the other
+// buffer (in the call before) before anyone's writes to it (in the call after), so one barrier per call is enough.
+__device__ float block_sum_f32(float v, float* partial) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
@@ -170,7 +172,12 @@ __device__ float block_sum_f32(float v) {
   v = lane < warps ? partial[lane] : 0.0f;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;  // every warp reduced the same partials; no second barrier: each kernel calls this once per block
+  return v;  // every warp reduced the same partials
+}
+
+__device__ float block_sum_f32(float v) {  // once per block: no second barrier needed
+  __shared__ float partial[32];
+  return block_sum_f32(v, partial);
 }
 
 // Sum of squares of the packs a thread holds, then the scaled write: the row is read from memory once. Packs
@@ -240,8 +247,7 @@ __global__ void rmsnorm_rows_in_warp_kernel(NormRows a, const bf16* weight, i64 
 constexpr int kMaxNormThreads = 1024;  // the row-per-block launch picks up to this many threads
 
 template <int kElems, int kVecs>
-__global__ void __launch_bounds__(kMaxNormThreads)
-    rmsnorm_row_per_block_kernel(NormRows a, const bf16* weight, float eps) {
+__device__ void rmsnorm_row_of_block(const NormRows& a, const bf16* weight, float eps) {
   const i64 r = blockIdx.x;
   const int packs = static_cast<int>(a.n / kElems);
   const int first = static_cast<int>(threadIdx.x), step = static_cast<int>(blockDim.x);
@@ -250,6 +256,28 @@ __global__ void __launch_bounds__(kMaxNormThreads)
   const float ss = block_sum_f32(slice.load(x, first, step, packs));
   const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
   slice.store(a.dst(r, x), weight, inv, first, step, packs);
+}
+
+template <int kElems, int kVecs>
+__global__ void __launch_bounds__(kMaxNormThreads)
+    rmsnorm_row_per_block_kernel(NormRows a, const bf16* weight, float eps) {
+  rmsnorm_row_of_block<kElems, kVecs>(a, weight, eps);
+}
+
+// TEMPORARY variant: the same with registers capped so that kMinBlocks blocks of 256 threads fit an SM.
+template <int kMinBlocks>
+__global__ void __launch_bounds__(256, kMinBlocks)
+    rmsnorm_row_per_block_capped_kernel(NormRows a, const bf16* weight, float eps) {
+  rmsnorm_row_of_block<kVecElems, 4>(a, weight, eps);
+}
+
+template <int kMinBlocks>
+bool launch_row_per_block_capped(const NormRows& a, const bf16* weight, i64 rows, float eps, cudaStream_t stream) {
+  const i64 threads = (a.n / kVecElems + 3) / 4;
+  if (threads > 256) return false;
+  rmsnorm_row_per_block_capped_kernel<kMinBlocks>
+      <<<static_cast<unsigned>(rows), static_cast<unsigned>((threads + 31) / 32 * 32), 0, stream>>>(a, weight, eps);
+  return true;
 }
 
 // Rows too long for registers (> 8192 ragged or > 32768 aligned elements: 8 packs per thread would spill at 1024
@@ -389,6 +417,101 @@ bool launch_rmsnorm_staged(const NormRows& a, const bf16* weight, i64 rows, floa
   return true;
 }
 
+// RMSNorm, block-staged: block b normalizes rows [b·R, (b + 1)·R) (R: rows per block, the same for every block, so
+// the grid ends in one wave: launch_rmsnorm_block_staged), each copied whole into shared memory `stages` rows ahead;
+// each thread reads kVecs packs of the staged row, the block sums their squares (one barrier per row, after which the
+// buffer is refilled), and the scaled row is written from registers with the weight, which each thread loads once.
+template <int kVecs>
+__global__ void __launch_bounds__(kStagedMaxThreads)
+    rmsnorm_block_staged_kernel(NormRows a, const bf16* weight, i64 rows, i64 rows_per_block, float eps, int stages) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ float partial[2][32];  // alternated between rows (block_sum_f32)
+  const int packs = static_cast<int>(a.n / kVecElems);
+  const unsigned row_bytes = static_cast<unsigned>(packs) * 16u;
+  const unsigned base = smem_address(smem);
+  const WarpStages ring{base, base + static_cast<unsigned>(round16(i64{stages} * 8)), row_bytes, stages};
+  const i64 first = i64{blockIdx.x} * rows_per_block;
+  const int count = static_cast<int>(std::min(rows_per_block, rows - first));  // ≥ 1: launch_rmsnorm_block_staged
+  const int tid = static_cast<int>(threadIdx.x), step = static_cast<int>(blockDim.x);
+  if (tid == 0) {
+    ring.init();
+    for (int i = 0; i < stages && i < count; ++i) ring.fill(i, a.src(first + i));
+  }
+  Pack<kVecElems> w[kVecs];
+#pragma unroll
+  for (int k = 0; k < kVecs; ++k) {
+    if (tid + k * step < packs) w[k].load(weight + (tid + k * step) * kVecElems);
+  }
+  __syncthreads();  // the barriers' initialization before any wait
+  for (int i = 0; i < count; ++i) {
+    const i64 r = first + i;
+    ring.wait(i);
+    const uint4* buf = shared_packs(smem, base, ring.buffer(i));
+    Pack<kVecElems> x[kVecs];
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kVecs; ++k) {
+      if (tid + k * step < packs) {
+        x[k].raw = buf[tid + k * step];
+        float v[kVecElems];
+        x[k].to_float(v);
+#pragma unroll
+        for (int e = 0; e < kVecElems; ++e) ss += v[e] * v[e];
+      }
+    }
+    ss = block_sum_f32(ss, partial[i & 1]);  // its barrier: every thread has read buffer i
+    if (tid == 0 && i + stages < count) {
+      fence_proxy_async_shared();
+      ring.fill(i + stages, a.src(r + stages));
+    }
+    const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
+    bf16* y = a.dst(r, a.src(r));
+#pragma unroll
+    for (int k = 0; k < kVecs; ++k) {
+      const int j = tid + k * step;
+      if (j >= packs) continue;
+      float v[kVecElems], wv[kVecElems];
+      x[k].to_float(v);
+      w[k].to_float(wv);
+#pragma unroll
+      for (int e = 0; e < kVecElems; ++e) v[e] = v[e] * inv * wv[e];
+      x[k].from_float(v);
+      x[k].store(y + j * kVecElems);
+    }
+  }
+}
+
+template <int kVecs>
+bool launch_rmsnorm_block_staged_with(const NormRows& a, const bf16* weight, i64 rows, float eps, int stages,
+                                      cudaStream_t stream) {
+  const i64 packs = a.n / kVecElems;
+  const i64 threads = (packs + kVecs - 1) / kVecs;
+  if (threads > kStagedMaxThreads) return false;
+  const i64 row_bytes = packs * 16;
+  while (stages > 0 && staged_smem_bytes(0, 1, stages, row_bytes) > kStagedSmemPerBlockMax) --stages;
+  if (stages == 0) return false;
+  const i64 smem = staged_smem_bytes(0, 1, stages, row_bytes);
+  const auto kernel = rmsnorm_block_staged_kernel<kVecs>;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) !=
+      cudaSuccess) {
+    return false;
+  }
+  const unsigned block = static_cast<unsigned>((threads + 31) / 32 * 32);
+  const i64 resident = std::max<i64>(1, resident_blocks(kernel, block, rows, smem));
+  const i64 rows_per_block = (rows + resident - 1) / resident;
+  const i64 blocks = (rows + rows_per_block - 1) / rows_per_block;
+  kernel<<<static_cast<unsigned>(blocks), block, static_cast<std::size_t>(smem), stream>>>(a, weight, rows,
+                                                                                           rows_per_block, eps, stages);
+  return true;
+}
+
+bool launch_rmsnorm_block_staged(const NormRows& a, const bf16* weight, i64 rows, float eps, int stages,
+                                 cudaStream_t stream, bool four_packs = false) {
+  return !four_packs && a.n / kVecElems <= 512
+             ? launch_rmsnorm_block_staged_with<2>(a, weight, rows, eps, stages, stream)
+             : launch_rmsnorm_block_staged_with<4>(a, weight, rows, eps, stages, stream);
+}
+
 // Heads of one token a thread rotates with the same angles (the sines and cosines are computed once for them): 8, or
 // 4 where that fills the GPU's last wave of blocks better (launch_rope_packs).
 constexpr i64 kRopeHeadsPerThread = 8;
@@ -398,9 +521,10 @@ constexpr int kRopeHeadsInFlight = 4;
 
 // Thread i handles dims [c·kElems, (c+1)·kElems) of the first half (and their partners in the second half) of heads
 // g, g + groups, ... of token t; consecutive threads take consecutive c, then g, so a warp reads whole head rows.
-template <int kElems>
-__global__ void __launch_bounds__(kBlock, 3) rope_kernel(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride,
-                                                         const int* positions, float theta, i64 groups) {
+template <int kElems, int kMinBlocks = 3>
+__global__ void __launch_bounds__(kBlock, kMinBlocks)
+    rope_kernel(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions, float theta,
+                i64 groups) {
   const i64 half = head_dim / 2;
   const i64 chunks = half / kElems;
   const i64 total = tokens * groups * chunks;
@@ -459,7 +583,7 @@ double wave_fill(i64 blocks, i64 resident) {
   return static_cast<double>(blocks) / static_cast<double>(waves * resident);
 }
 
-template <int kElems>
+template <int kElems, int kMinBlocks = 3>
 void launch_rope_packs(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions, float theta,
                        cudaStream_t stream) {
   const i64 chunks = head_dim / 2 / kElems;
@@ -468,13 +592,13 @@ void launch_rope_packs(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_str
   };
   // Half the heads per thread doubles the blocks (and the angle computations, which stay hidden behind the memory
   // traffic): taken when that fills the waves better by more than a few percent.
-  const i64 resident = resident_blocks(rope_kernel<kElems>, kBlock, blocks_for(kRopeHeadsPerThread));
+  const i64 resident = resident_blocks(rope_kernel<kElems, kMinBlocks>, kBlock, blocks_for(kRopeHeadsPerThread));
   const i64 fewer_heads = kRopeHeadsPerThread / 2;
   const double fill_default = wave_fill(blocks_for(kRopeHeadsPerThread), resident);
   const bool split = heads > fewer_heads && wave_fill(blocks_for(fewer_heads), resident) > fill_default + 0.03;
   const i64 per_thread = split ? fewer_heads : kRopeHeadsPerThread;
   const i64 groups = (heads + per_thread - 1) / per_thread;
-  rope_kernel<kElems><<<static_cast<unsigned>(blocks_for(per_thread)), kBlock, 0, stream>>>(
+  rope_kernel<kElems, kMinBlocks><<<static_cast<unsigned>(blocks_for(per_thread)), kBlock, 0, stream>>>(
       x, tokens, heads, head_dim, row_stride, positions, theta, groups);
 }
 
@@ -723,7 +847,16 @@ void launch_rmsnorm(const void* in, void* out, const void* weight, i64 rows, i64
     launch_rows_in_warp<32, 4>(a, w, rows, eps, stream);
   } else if (vectors && packs <= kMaxNormThreads * 4) {
     static const int variant = variant_from_env("PARATWIN_NORM_VARIANT");
-    if (variant != 0 && launch_rmsnorm_staged(a, w, rows, eps, staged_shape_for(variant), stream)) return;
+    if (variant >= 1 && variant <= 4 && launch_rmsnorm_staged(a, w, rows, eps, staged_shape_for(variant), stream)) {
+      return;
+    }
+    if (variant == 5 && launch_row_per_block_capped<6>(a, w, rows, eps, stream)) return;
+    if (variant == 6 && launch_row_per_block_capped<8>(a, w, rows, eps, stream)) return;
+    if (variant == 7 && launch_rmsnorm_block_staged(a, w, rows, eps, 2, stream)) return;
+    if (variant == 8 && launch_rmsnorm_block_staged(a, w, rows, eps, 4, stream)) return;
+    if (variant == 9 && launch_rmsnorm_block_staged(a, w, rows, eps, 8, stream)) return;
+    if (variant == 10 && launch_rmsnorm_block_staged(a, w, rows, eps, 4, stream, true)) return;
+    if (variant == 11 && launch_rmsnorm_block_staged(a, w, rows, eps, 8, stream, true)) return;
     launch_row_per_block<kVecElems, 4>(a, w, rows, eps, stream);
   } else if (!vectors && n <= kMaxNormThreads * 8) {
     launch_row_per_block<1, 8>(a, w, rows, eps, stream);
@@ -738,8 +871,13 @@ void launch_rope(void* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, c
   auto* p = static_cast<bf16*>(x);
   if (head_dim % (2 * kVecElems) == 0 && row_stride % kVecElems == 0 && aligned16(x)) {
     static const int variant = variant_from_env("PARATWIN_ROPE_VARIANT");
-    if (variant != 0 && launch_rope_staged(p, tokens, heads, head_dim, row_stride, positions, theta,
-                                           staged_shape_for(variant), stream)) {
+    if (variant >= 1 && variant <= 4 &&
+        launch_rope_staged(p, tokens, heads, head_dim, row_stride, positions, theta, staged_shape_for(variant),
+                           stream)) {
+      return;
+    }
+    if (variant == 5) {
+      launch_rope_packs<kVecElems, 4>(p, tokens, heads, head_dim, row_stride, positions, theta, stream);
       return;
     }
     launch_rope_packs<kVecElems>(p, tokens, heads, head_dim, row_stride, positions, theta, stream);
