@@ -12,9 +12,7 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
-#include "backend/cuda/hopper_ops.cuh"
 #include "backend/cuda/kernels.hpp"
 
 namespace paratwin::cuda {
@@ -75,75 +73,6 @@ struct Pack<1> {
 };
 
 // ---------------------------------------------------------------------------------------------------------------
-// Staged rows: long rows (RMSNorm) and a token's rotated heads (RoPE) copied whole into shared memory by the bulk-copy
-// engine (cp.async.bulk, Hopper), each warp of a persistent grid working through its own rows with `stages` of them in
-// flight. The bytes in flight then cost no registers (the register-held kernels above keep 64 B per thread in flight
-// and are limited to 9 blocks per SM by their registers), and a warp never waits on a block barrier.
-
-using namespace hopper;
-
-constexpr int kStagedMaxThreads = 256;
-constexpr i64 kStagedSmemPerBlockMax = 227 * 1024;  // H200's opt-in limit per block
-
-__device__ inline i64 round16(i64 bytes) {
-  return (bytes + 15) / 16 * 16;
-}
-
-// A warp's ring of `stages` shared-memory buffers of `bytes` each and one mbarrier per buffer. Item i of the warp
-// (its i-th row) lives in buffer i % stages, whose barrier completes its (i / stages)-th phase when the copy lands.
-struct WarpStages {
-  unsigned bars, bufs, bytes;
-  int stages;
-  __device__ void init() const {  // lane 0, before any fill
-    for (int s = 0; s < stages; ++s) mbarrier_init(bars + 8u * static_cast<unsigned>(s), 1);
-    fence_mbarrier_init();
-  }
-  __device__ void fill(int i, const void* src) const {  // lane 0
-    const unsigned s = static_cast<unsigned>(i % stages);
-    mbarrier_arrive_expect_bytes(bars + 8u * s, bytes);
-    bulk_load(bufs + s * bytes, src, bytes, bars + 8u * s);
-  }
-  __device__ void wait(int i) const {
-    mbarrier_wait(bars + 8u * static_cast<unsigned>(i % stages), static_cast<unsigned>(i / stages) & 1u);
-  }
-  __device__ unsigned buffer(int i) const { return bufs + static_cast<unsigned>(i % stages) * bytes; }
-};
-
-// The 16-byte packs of shared memory at `smem` + `offset_bytes` (a shared-memory address from WarpStages, made relative
-// to the array again so the compiler emits shared loads).
-__device__ inline const uint4* shared_packs(const unsigned char* smem, unsigned smem_at, unsigned addr) {
-  return reinterpret_cast<const uint4*>(smem + (addr - smem_at));
-}
-
-// Shared memory of a staged block: `head_bytes` (RMSNorm's weight) first, then the barriers, then the buffers.
-inline i64 staged_smem_bytes(i64 head_bytes, int warps, int stages, i64 item_bytes) {
-  return head_bytes + (warps * stages * 8 + 15) / 16 * 16 + i64{warps} * stages * item_bytes;
-}
-
-// TEMPORARY (removed before merge): which variant a launch runs, for one device call comparing them all.
-int variant_from_env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? std::atoi(v) : 0;
-}
-struct StagedShape {
-  int warps, stages;
-};
-StagedShape staged_shape_for(int variant) {
-  switch (variant) {
-    case 1:
-      return {4, 2};
-    case 2:
-      return {2, 4};
-    case 3:
-      return {1, 4};
-    case 4:
-      return {8, 2};
-    default:
-      return {4, 2};
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // RMSNorm
 
 // launch_rmsnorm's row addressing (kernels.hpp).
@@ -159,10 +88,8 @@ struct NormRows {
   __device__ bf16* dst(i64 r, const bf16* x) const { return out == in ? const_cast<bf16*>(x) : out + r * n; }
 };
 
-// The sum of v over the block, in every thread, through `partial` (32 floats of shared memory). A kernel that reduces
-// several times alternates two such buffers: the barrier inside one call orders every thread's reads of the other
-// buffer (in the call before) before anyone's writes to it (in the call after), so one barrier per call is enough.
-__device__ float block_sum_f32(float v, float* partial) {
+__device__ float block_sum_f32(float v) {
+  __shared__ float partial[32];
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
@@ -172,12 +99,7 @@ __device__ float block_sum_f32(float v, float* partial) {
   v = lane < warps ? partial[lane] : 0.0f;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;  // every warp reduced the same partials
-}
-
-__device__ float block_sum_f32(float v) {  // once per block: no second barrier needed
-  __shared__ float partial[32];
-  return block_sum_f32(v, partial);
+  return v;  // every warp reduced the same partials; no second barrier: each kernel calls this once per block
 }
 
 // Sum of squares of the packs a thread holds, then the scaled write: the row is read from memory once. Packs
@@ -247,7 +169,8 @@ __global__ void rmsnorm_rows_in_warp_kernel(NormRows a, const bf16* weight, i64 
 constexpr int kMaxNormThreads = 1024;  // the row-per-block launch picks up to this many threads
 
 template <int kElems, int kVecs>
-__device__ void rmsnorm_row_of_block(const NormRows& a, const bf16* weight, float eps) {
+__global__ void __launch_bounds__(kMaxNormThreads)
+    rmsnorm_row_per_block_kernel(NormRows a, const bf16* weight, float eps) {
   const i64 r = blockIdx.x;
   const int packs = static_cast<int>(a.n / kElems);
   const int first = static_cast<int>(threadIdx.x), step = static_cast<int>(blockDim.x);
@@ -256,28 +179,6 @@ __device__ void rmsnorm_row_of_block(const NormRows& a, const bf16* weight, floa
   const float ss = block_sum_f32(slice.load(x, first, step, packs));
   const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
   slice.store(a.dst(r, x), weight, inv, first, step, packs);
-}
-
-template <int kElems, int kVecs>
-__global__ void __launch_bounds__(kMaxNormThreads)
-    rmsnorm_row_per_block_kernel(NormRows a, const bf16* weight, float eps) {
-  rmsnorm_row_of_block<kElems, kVecs>(a, weight, eps);
-}
-
-// TEMPORARY variant: the same with registers capped so that kMinBlocks blocks of 256 threads fit an SM.
-template <int kMinBlocks>
-__global__ void __launch_bounds__(256, kMinBlocks)
-    rmsnorm_row_per_block_capped_kernel(NormRows a, const bf16* weight, float eps) {
-  rmsnorm_row_of_block<kVecElems, 4>(a, weight, eps);
-}
-
-template <int kMinBlocks>
-bool launch_row_per_block_capped(const NormRows& a, const bf16* weight, i64 rows, float eps, cudaStream_t stream) {
-  const i64 threads = (a.n / kVecElems + 3) / 4;
-  if (threads > 256) return false;
-  rmsnorm_row_per_block_capped_kernel<kMinBlocks>
-      <<<static_cast<unsigned>(rows), static_cast<unsigned>((threads + 31) / 32 * 32), 0, stream>>>(a, weight, eps);
-  return true;
 }
 
 // Rows too long for registers (> 8192 ragged or > 32768 aligned elements: 8 packs per thread would spill at 1024
@@ -316,200 +217,15 @@ void launch_row_per_block(const NormRows& a, const bf16* weight, i64 rows, float
 // Blocks of `threads` of `kernel` that the current GPU holds at once; `fallback` if the runtime cannot tell (these
 // launchers report errors through the stream, like every kernel launch, not by throwing).
 template <typename Kernel>
-i64 resident_blocks(Kernel kernel, unsigned threads, i64 fallback, i64 dynamic_smem_bytes = 0) {
+i64 resident_blocks(Kernel kernel, unsigned threads, i64 fallback) {
   int device = 0, sms = 0, per_sm = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, static_cast<int>(threads),
-                                                    static_cast<std::size_t>(dynamic_smem_bytes)) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, static_cast<int>(threads), 0) != cudaSuccess ||
       sms * per_sm == 0) {
     return fallback;
   }
   return i64{sms} * per_sm;
-}
-
-// RMSNorm, staged: warp w of the grid normalizes rows w, w + W, ... (W: the grid's warps), each copied whole into
-// shared memory; one pass over the staged row for the sum of squares (warp shuffles, no block barrier), one for the
-// scaled write, with the weight in shared memory (read once per block). The buffer is refilled with the warp's
-// row `stages` ahead as soon as its lanes have read it.
-__global__ void __launch_bounds__(kStagedMaxThreads)
-    rmsnorm_staged_kernel(NormRows a, const bf16* weight, i64 rows, float eps, int stages) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  const int packs = static_cast<int>(a.n / kVecElems);
-  const int warps = static_cast<int>(blockDim.x / 32), warp = static_cast<int>(threadIdx.x / 32);
-  const int lane = static_cast<int>(threadIdx.x % 32);
-  const unsigned base = smem_address(smem);
-  const unsigned bars_at = base + static_cast<unsigned>(packs) * 16u;
-  const unsigned bufs_at = bars_at + static_cast<unsigned>(round16(i64{warps} * stages * 8));
-  const unsigned row_bytes = static_cast<unsigned>(packs) * 16u;
-  const WarpStages ring{bars_at + 8u * static_cast<unsigned>(warp * stages),
-                        bufs_at + static_cast<unsigned>(warp * stages) * row_bytes, row_bytes, stages};
-  const i64 grid_warps = i64{gridDim.x} * warps;
-  const i64 first = i64{blockIdx.x} * warps + warp;
-  if (lane == 0) {
-    ring.init();
-    for (int i = 0; i < stages && first + i * grid_warps < rows; ++i) ring.fill(i, a.src(first + i * grid_warps));
-  }
-  auto* weight_smem = reinterpret_cast<uint4*>(smem);
-  const auto* weight_packs = reinterpret_cast<const uint4*>(weight);
-  for (int j = static_cast<int>(threadIdx.x); j < packs; j += static_cast<int>(blockDim.x))
-    weight_smem[j] = weight_packs[j];
-  __syncthreads();  // the weight, and the barriers' initialization, before any use
-  int i = 0;
-  for (i64 r = first; r < rows; r += grid_warps, ++i) {
-    ring.wait(i);
-    const uint4* buf = shared_packs(smem, base, ring.buffer(i));
-    const auto* weight_staged = reinterpret_cast<const uint4*>(smem);
-    float ss = 0.0f;
-#pragma unroll 4
-    for (int j = lane; j < packs; j += 32) {
-      Pack<kVecElems> p;
-      p.raw = buf[j];
-      float v[kVecElems];
-      p.to_float(v);
-#pragma unroll
-      for (int e = 0; e < kVecElems; ++e) ss += v[e] * v[e];
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
-    const bf16* x = a.src(r);
-    bf16* y = a.dst(r, x);
-#pragma unroll 4
-    for (int j = lane; j < packs; j += 32) {
-      Pack<kVecElems> p, w;
-      p.raw = buf[j];
-      w.raw = weight_staged[j];
-      float v[kVecElems], wv[kVecElems];
-      p.to_float(v);
-      w.to_float(wv);
-#pragma unroll
-      for (int e = 0; e < kVecElems; ++e) v[e] = v[e] * inv * wv[e];
-      p.from_float(v);
-      p.store(y + j * kVecElems);
-    }
-    __syncwarp();  // every lane has read the buffer before it is refilled
-    const i64 next = r + i64{stages} * grid_warps;
-    if (lane == 0 && next < rows) {
-      fence_proxy_async_shared();
-      ring.fill(i + stages, a.src(next));
-    }
-  }
-}
-
-// Launches the staged RMSNorm with `shape` (fewer stages if shared memory is short); false if a row does not fit.
-bool launch_rmsnorm_staged(const NormRows& a, const bf16* weight, i64 rows, float eps, StagedShape shape,
-                           cudaStream_t stream) {
-  const i64 row_bytes = a.n * 2;
-  int stages = shape.stages;
-  while (stages > 0 && staged_smem_bytes(row_bytes, shape.warps, stages, row_bytes) > kStagedSmemPerBlockMax) --stages;
-  if (stages == 0) return false;
-  const i64 smem = staged_smem_bytes(row_bytes, shape.warps, stages, row_bytes);
-  const unsigned threads = static_cast<unsigned>(shape.warps * 32);
-  if (cudaFuncSetAttribute(rmsnorm_staged_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(smem)) != cudaSuccess) {
-    return false;
-  }
-  const i64 blocks_needed = (rows + shape.warps - 1) / shape.warps;
-  const i64 blocks = std::min(blocks_needed, resident_blocks(rmsnorm_staged_kernel, threads, blocks_needed, smem));
-  rmsnorm_staged_kernel<<<static_cast<unsigned>(blocks), threads, static_cast<std::size_t>(smem), stream>>>(
-      a, weight, rows, eps, stages);
-  return true;
-}
-
-// RMSNorm, block-staged: block b normalizes rows [b·R, (b + 1)·R) (R: rows per block, the same for every block, so
-// the grid ends in one wave: launch_rmsnorm_block_staged), each copied whole into shared memory `stages` rows ahead;
-// each thread reads kVecs packs of the staged row, the block sums their squares (one barrier per row, after which the
-// buffer is refilled), and the scaled row is written from registers with the weight, which each thread loads once.
-template <int kVecs>
-__global__ void __launch_bounds__(kStagedMaxThreads)
-    rmsnorm_block_staged_kernel(NormRows a, const bf16* weight, i64 rows, i64 rows_per_block, float eps, int stages) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ float partial[2][32];  // alternated between rows (block_sum_f32)
-  const int packs = static_cast<int>(a.n / kVecElems);
-  const unsigned row_bytes = static_cast<unsigned>(packs) * 16u;
-  const unsigned base = smem_address(smem);
-  const WarpStages ring{base, base + static_cast<unsigned>(round16(i64{stages} * 8)), row_bytes, stages};
-  const i64 first = i64{blockIdx.x} * rows_per_block;
-  const int count = static_cast<int>(std::min(rows_per_block, rows - first));  // ≥ 1: launch_rmsnorm_block_staged
-  const int tid = static_cast<int>(threadIdx.x), step = static_cast<int>(blockDim.x);
-  if (tid == 0) {
-    ring.init();
-    for (int i = 0; i < stages && i < count; ++i) ring.fill(i, a.src(first + i));
-  }
-  Pack<kVecElems> w[kVecs];
-#pragma unroll
-  for (int k = 0; k < kVecs; ++k) {
-    if (tid + k * step < packs) w[k].load(weight + (tid + k * step) * kVecElems);
-  }
-  __syncthreads();  // the barriers' initialization before any wait
-  for (int i = 0; i < count; ++i) {
-    const i64 r = first + i;
-    ring.wait(i);
-    const uint4* buf = shared_packs(smem, base, ring.buffer(i));
-    Pack<kVecElems> x[kVecs];
-    float ss = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kVecs; ++k) {
-      if (tid + k * step < packs) {
-        x[k].raw = buf[tid + k * step];
-        float v[kVecElems];
-        x[k].to_float(v);
-#pragma unroll
-        for (int e = 0; e < kVecElems; ++e) ss += v[e] * v[e];
-      }
-    }
-    ss = block_sum_f32(ss, partial[i & 1]);  // its barrier: every thread has read buffer i
-    if (tid == 0 && i + stages < count) {
-      fence_proxy_async_shared();
-      ring.fill(i + stages, a.src(r + stages));
-    }
-    const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
-    bf16* y = a.dst(r, a.src(r));
-#pragma unroll
-    for (int k = 0; k < kVecs; ++k) {
-      const int j = tid + k * step;
-      if (j >= packs) continue;
-      float v[kVecElems], wv[kVecElems];
-      x[k].to_float(v);
-      w[k].to_float(wv);
-#pragma unroll
-      for (int e = 0; e < kVecElems; ++e) v[e] = v[e] * inv * wv[e];
-      x[k].from_float(v);
-      x[k].store(y + j * kVecElems);
-    }
-  }
-}
-
-template <int kVecs>
-bool launch_rmsnorm_block_staged_with(const NormRows& a, const bf16* weight, i64 rows, float eps, int stages,
-                                      cudaStream_t stream) {
-  const i64 packs = a.n / kVecElems;
-  const i64 threads = (packs + kVecs - 1) / kVecs;
-  if (threads > kStagedMaxThreads) return false;
-  const i64 row_bytes = packs * 16;
-  while (stages > 0 && staged_smem_bytes(0, 1, stages, row_bytes) > kStagedSmemPerBlockMax) --stages;
-  if (stages == 0) return false;
-  const i64 smem = staged_smem_bytes(0, 1, stages, row_bytes);
-  const auto kernel = rmsnorm_block_staged_kernel<kVecs>;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) !=
-      cudaSuccess) {
-    return false;
-  }
-  const unsigned block = static_cast<unsigned>((threads + 31) / 32 * 32);
-  const i64 resident = std::max<i64>(1, resident_blocks(kernel, block, rows, smem));
-  const i64 rows_per_block = (rows + resident - 1) / resident;
-  const i64 blocks = (rows + rows_per_block - 1) / rows_per_block;
-  kernel<<<static_cast<unsigned>(blocks), block, static_cast<std::size_t>(smem), stream>>>(a, weight, rows,
-                                                                                           rows_per_block, eps, stages);
-  return true;
-}
-
-bool launch_rmsnorm_block_staged(const NormRows& a, const bf16* weight, i64 rows, float eps, int stages,
-                                 cudaStream_t stream, bool four_packs = false) {
-  return !four_packs && a.n / kVecElems <= 512
-             ? launch_rmsnorm_block_staged_with<2>(a, weight, rows, eps, stages, stream)
-             : launch_rmsnorm_block_staged_with<4>(a, weight, rows, eps, stages, stream);
 }
 
 // Heads of one token a thread rotates with the same angles (the sines and cosines are computed once for them): 8, or
@@ -521,10 +237,9 @@ constexpr int kRopeHeadsInFlight = 4;
 
 // Thread i handles dims [c·kElems, (c+1)·kElems) of the first half (and their partners in the second half) of heads
 // g, g + groups, ... of token t; consecutive threads take consecutive c, then g, so a warp reads whole head rows.
-template <int kElems, int kMinBlocks = 3>
-__global__ void __launch_bounds__(kBlock, kMinBlocks)
-    rope_kernel(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions, float theta,
-                i64 groups) {
+template <int kElems>
+__global__ void __launch_bounds__(kBlock, 3) rope_kernel(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride,
+                                                         const int* positions, float theta, i64 groups) {
   const i64 half = head_dim / 2;
   const i64 chunks = half / kElems;
   const i64 total = tokens * groups * chunks;
@@ -583,7 +298,7 @@ double wave_fill(i64 blocks, i64 resident) {
   return static_cast<double>(blocks) / static_cast<double>(waves * resident);
 }
 
-template <int kElems, int kMinBlocks = 3>
+template <int kElems>
 void launch_rope_packs(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions, float theta,
                        cudaStream_t stream) {
   const i64 chunks = head_dim / 2 / kElems;
@@ -592,106 +307,14 @@ void launch_rope_packs(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_str
   };
   // Half the heads per thread doubles the blocks (and the angle computations, which stay hidden behind the memory
   // traffic): taken when that fills the waves better by more than a few percent.
-  const i64 resident = resident_blocks(rope_kernel<kElems, kMinBlocks>, kBlock, blocks_for(kRopeHeadsPerThread));
+  const i64 resident = resident_blocks(rope_kernel<kElems>, kBlock, blocks_for(kRopeHeadsPerThread));
   const i64 fewer_heads = kRopeHeadsPerThread / 2;
   const double fill_default = wave_fill(blocks_for(kRopeHeadsPerThread), resident);
   const bool split = heads > fewer_heads && wave_fill(blocks_for(fewer_heads), resident) > fill_default + 0.03;
   const i64 per_thread = split ? fewer_heads : kRopeHeadsPerThread;
   const i64 groups = (heads + per_thread - 1) / per_thread;
-  rope_kernel<kElems, kMinBlocks><<<static_cast<unsigned>(blocks_for(per_thread)), kBlock, 0, stream>>>(
+  rope_kernel<kElems><<<static_cast<unsigned>(blocks_for(per_thread)), kBlock, 0, stream>>>(
       x, tokens, heads, head_dim, row_stride, positions, theta, groups);
-}
-
-// RoPE, staged: warp w of the grid rotates tokens w, w + W, ... (W: the grid's warps), each token's `heads` rotated
-// heads (contiguous in its row) copied whole into shared memory. Lane l takes dims [c·8, c·8 + 8) of each half, c = l
-// mod chunks, of heads l / chunks, + 32 / chunks, ...: its 8 frequencies are computed once per kernel and its sines and
-// cosines once per token; the rotated packs go straight back to the row in memory.
-__global__ void __launch_bounds__(kStagedMaxThreads)
-    rope_staged_kernel(bf16* x, i64 tokens, int heads, int head_dim, i64 row_stride, const int* positions, float theta,
-                       int stages) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  const int warps = static_cast<int>(blockDim.x / 32), warp = static_cast<int>(threadIdx.x / 32);
-  const int lane = static_cast<int>(threadIdx.x % 32);
-  const int half = head_dim / 2, chunks = half / kVecElems;  // chunks divides 32 (launch_rope_staged)
-  const int c = lane % chunks, head_step = 32 / chunks;
-  const unsigned token_bytes = static_cast<unsigned>(heads * head_dim) * 2u;
-  const unsigned base = smem_address(smem);
-  const unsigned bufs_at = base + static_cast<unsigned>(round16(i64{warps} * stages * 8));
-  const WarpStages ring{base + 8u * static_cast<unsigned>(warp * stages),
-                        bufs_at + static_cast<unsigned>(warp * stages) * token_bytes, token_bytes, stages};
-  const i64 grid_warps = i64{gridDim.x} * warps;
-  const i64 first = i64{blockIdx.x} * warps + warp;
-  if (lane == 0) {
-    ring.init();
-    for (int i = 0; i < stages && first + i * grid_warps < tokens; ++i) {
-      ring.fill(i, x + (first + i * grid_warps) * row_stride);
-    }
-  }
-  __syncwarp();  // the barriers' initialization before any lane waits on them
-  float freq[kVecElems];
-#pragma unroll
-  for (int e = 0; e < kVecElems; ++e) {
-    freq[e] = powf(theta, -2.0f * static_cast<float>(c * kVecElems + e) / static_cast<float>(head_dim));
-  }
-  int i = 0;
-  for (i64 t = first; t < tokens; t += grid_warps, ++i) {
-    const float pos = static_cast<float>(positions != nullptr ? positions[t] : t);
-    float cs[kVecElems], sn[kVecElems];
-#pragma unroll
-    for (int e = 0; e < kVecElems; ++e) sincosf(pos * freq[e], &sn[e], &cs[e]);
-    ring.wait(i);
-    const uint4* buf = shared_packs(smem, base, ring.buffer(i));
-    bf16* row = x + t * row_stride;
-#pragma unroll 4
-    for (int h = lane / chunks; h < heads; h += head_step) {
-      const int lo_at = h * head_dim + c * kVecElems;
-      Pack<kVecElems> lo, hi;
-      lo.raw = buf[lo_at / kVecElems];
-      hi.raw = buf[(lo_at + half) / kVecElems];
-      float a[kVecElems], b[kVecElems];
-      lo.to_float(a);
-      hi.to_float(b);
-      float ra[kVecElems], rb[kVecElems];
-#pragma unroll
-      for (int e = 0; e < kVecElems; ++e) {
-        ra[e] = a[e] * cs[e] - b[e] * sn[e];
-        rb[e] = b[e] * cs[e] + a[e] * sn[e];
-      }
-      lo.from_float(ra);
-      hi.from_float(rb);
-      lo.store(row + lo_at);
-      hi.store(row + lo_at + half);
-    }
-    __syncwarp();  // every lane has read the buffer before it is refilled
-    const i64 next = t + i64{stages} * grid_warps;
-    if (lane == 0 && next < tokens) {
-      fence_proxy_async_shared();
-      ring.fill(i + stages, x + next * row_stride);
-    }
-  }
-}
-
-// Launches the staged RoPE with `shape` (fewer stages if shared memory is short); false where it does not apply
-// (chunks of 8 dims per half that do not divide a warp, or a token's heads too large for one buffer).
-bool launch_rope_staged(bf16* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions, float theta,
-                        StagedShape shape, cudaStream_t stream) {
-  const i64 chunks = head_dim / 2 / kVecElems;
-  if (chunks < 1 || chunks > 32 || 32 % chunks != 0) return false;
-  const i64 token_bytes = heads * head_dim * 2;
-  int stages = shape.stages;
-  while (stages > 0 && staged_smem_bytes(0, shape.warps, stages, token_bytes) > kStagedSmemPerBlockMax) --stages;
-  if (stages == 0) return false;
-  const i64 smem = staged_smem_bytes(0, shape.warps, stages, token_bytes);
-  const unsigned threads = static_cast<unsigned>(shape.warps * 32);
-  if (cudaFuncSetAttribute(rope_staged_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) !=
-      cudaSuccess) {
-    return false;
-  }
-  const i64 blocks_needed = (tokens + shape.warps - 1) / shape.warps;
-  const i64 blocks = std::min(blocks_needed, resident_blocks(rope_staged_kernel, threads, blocks_needed, smem));
-  rope_staged_kernel<<<static_cast<unsigned>(blocks), threads, static_cast<std::size_t>(smem), stream>>>(
-      x, tokens, static_cast<int>(heads), static_cast<int>(head_dim), row_stride, positions, theta, stages);
-  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -846,17 +469,6 @@ void launch_rmsnorm(const void* in, void* out, const void* weight, i64 rows, i64
   } else if (vectors && packs <= 128) {
     launch_rows_in_warp<32, 4>(a, w, rows, eps, stream);
   } else if (vectors && packs <= kMaxNormThreads * 4) {
-    static const int variant = variant_from_env("PARATWIN_NORM_VARIANT");
-    if (variant >= 1 && variant <= 4 && launch_rmsnorm_staged(a, w, rows, eps, staged_shape_for(variant), stream)) {
-      return;
-    }
-    if (variant == 5 && launch_row_per_block_capped<6>(a, w, rows, eps, stream)) return;
-    if (variant == 6 && launch_row_per_block_capped<8>(a, w, rows, eps, stream)) return;
-    if (variant == 7 && launch_rmsnorm_block_staged(a, w, rows, eps, 2, stream)) return;
-    if (variant == 8 && launch_rmsnorm_block_staged(a, w, rows, eps, 4, stream)) return;
-    if (variant == 9 && launch_rmsnorm_block_staged(a, w, rows, eps, 8, stream)) return;
-    if (variant == 10 && launch_rmsnorm_block_staged(a, w, rows, eps, 4, stream, true)) return;
-    if (variant == 11 && launch_rmsnorm_block_staged(a, w, rows, eps, 8, stream, true)) return;
     launch_row_per_block<kVecElems, 4>(a, w, rows, eps, stream);
   } else if (!vectors && n <= kMaxNormThreads * 8) {
     launch_row_per_block<1, 8>(a, w, rows, eps, stream);
@@ -870,16 +482,6 @@ void launch_rope(void* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, c
   if (tokens * heads * (head_dim / 2) == 0) return;
   auto* p = static_cast<bf16*>(x);
   if (head_dim % (2 * kVecElems) == 0 && row_stride % kVecElems == 0 && aligned16(x)) {
-    static const int variant = variant_from_env("PARATWIN_ROPE_VARIANT");
-    if (variant >= 1 && variant <= 4 &&
-        launch_rope_staged(p, tokens, heads, head_dim, row_stride, positions, theta, staged_shape_for(variant),
-                           stream)) {
-      return;
-    }
-    if (variant == 5) {
-      launch_rope_packs<kVecElems, 4>(p, tokens, heads, head_dim, row_stride, positions, theta, stream);
-      return;
-    }
     launch_rope_packs<kVecElems>(p, tokens, heads, head_dim, row_stride, positions, theta, stream);
   } else {
     launch_rope_packs<1>(p, tokens, heads, head_dim, row_stride, positions, theta, stream);

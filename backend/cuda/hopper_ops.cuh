@@ -2,8 +2,7 @@
 // Hopper's (sm_90a) asynchronous building blocks, as small inline-PTX device helpers: mbarriers (arrive / expect a
 // byte count / wait on a phase), 2-D bulk tensor copies (TMA) into shared memory that complete on an mbarrier, named
 // barriers, register re-allocation between warpgroups, and the warpgroup MMA (wgmma) reading both operands from
-// shared memory through matrix descriptors; 1-D bulk copies (no tensor map) for the staged row kernels. Used by
-// indexer_wgmma.cu and elementwise_kernels.cu. Names follow the PTX instructions they wrap
+// shared memory through matrix descriptors. Used by indexer_wgmma.cu. Names follow the PTX instructions they wrap
 // (PTX ISA 8.x, "Asynchronous warpgroup level matrix multiply-accumulate" and "mbarrier").
 #include <cstdint>
 
@@ -57,20 +56,6 @@ __device__ inline void tma_load_2d(unsigned dst, const void* tensor_map, unsigne
       "[%4];\n" ::"r"(dst),
       "l"(reinterpret_cast<std::uint64_t>(tensor_map)), "r"(x), "r"(y), "r"(bar)
       : "memory");
-}
-
-/// Copies `bytes` (a multiple of 16) from global memory at `src` to shared memory at `dst`, both 16-byte aligned, with
-/// the bulk-copy engine (no tensor map: one contiguous range); the bytes count towards `bar`'s expected transaction
-/// bytes.
-__device__ inline void bulk_load(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
-               "l"(static_cast<std::uint64_t>(__cvta_generic_to_global(src))), "r"(bytes), "r"(bar)
-               : "memory");
-}
-/// Orders the calling thread's earlier shared-memory accesses (generic proxy) before its later bulk copies (async
-/// proxy): issued before a copy into a buffer that the thread's warp has just read.
-__device__ inline void fence_proxy_async_shared() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
 // ---- named barriers and register re-allocation -------------------------------------------------------------------
