@@ -206,6 +206,15 @@ TEST_CASE("RMSNorm kernels equal a float64 reference on every path (warp rows, b
       {"rows of 1536 (q_lora_rank)", 9, 1536},
       {"ragged 1001 with a row map", 21, 1001, 1, 0, true},
       {"ragged 9001: two passes over memory", 3, 9001},
+      // A block per row (aligned rows over 1024): thousands of rows, pack counts that are not a multiple of the 4
+      // packs per thread (129: the first length past the warp path; 145), in place, through a row map, two rows per
+      // outer row of a strided layout, and the longest row held in registers (32768: 1024 threads).
+      {"block rows: 3001 rows of 1032 (129 packs)", 3001, 1032},
+      {"block rows: 5003 rows of 1160 in place", 5003, 1160, 1, 0, false, true},
+      {"block rows: 2 rows of 4096", 2, 4096},
+      {"block rows: 999 rows of 2048 through a row map", 999, 2048, 1, 0, true},
+      {"block rows: 301 rows of 1536, 2 per outer row of stride 2 * 1536 + 8", 301, 1536, 2, 2 * 1536 + 8},
+      {"block rows: 1 row of 32768 (1024 threads)", 1, 32768},
       {"unaligned input", 13, 512, 1, 0, false, false, 1},
       {"unaligned outer stride in place", 15, 64, 3, 3 * 64 + 4, false, true},
   };
@@ -277,6 +286,10 @@ TEST_CASE("RoPE kernel equals a float64 reference at long-context positions and 
       {"head dim 36 (half not a multiple of 8)", 7, 5, 36, 5 * 36 + 3, true},
       {"unaligned rows (stride 8·k + 4)", 7, 3, 128, 3 * 128 + 4, true},
       {"unaligned pointer", 7, 3, 128, 3 * 128, true, 1},
+      // Other head dims on the 16-byte path: 32 (2 packs of 8 dims per half), 512 (32) and 96 (6), 3001 tokens.
+      {"head dim 32, 3001 tokens of 20 heads", 3001, 20, 32, 24 * 32, true},
+      {"head dim 512, 2 heads", 9, 2, 512, 3 * 512, true},
+      {"head dim 96, 6 heads", 33, 6, 96, 8 * 96, true},
   };
   std::uint64_t seed = 200;
   for (const auto& c : cases) check_rope(c, ++seed);
