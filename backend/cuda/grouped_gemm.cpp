@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/grouped_gemm_kernel.hpp"
+#include "backend/cuda_plan/grouped_gemm_tiles.hpp"
 
 namespace paratwin::cuda {
 
@@ -80,6 +82,12 @@ GroupedGemm::GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k) : group_rows
   std::stable_sort(by_rows_.begin(), by_rows_.end(),
                    [&](std::size_t a, std::size_t b) { return rows_in_call[a] > rows_in_call[b]; });
   cublas_grouped_available_ = CUBLAS_VERSION >= 120500 && runtime_has_grouped_call();
+  kernel_supported_ = cuda_plan::grouped_kernel_supports(n_, k_);
+  if (kernel_supported_ && !rows_in_call.empty()) {
+    auto schedule = cuda_plan::make_grouped_tile_schedule(rows_in_call, n_);
+    kernel_schedule_ = std::move(schedule.table);
+    kernel_tiles_ = schedule.tiles;
+  }
 }
 
 std::vector<GroupedGemm::Address> GroupedGemm::operand_addresses(const Operands& operands) const {
@@ -103,6 +111,13 @@ std::vector<GroupedGemm::Address> GroupedGemm::operand_addresses(const Operands&
 bool GroupedGemm::run(const Launch& launch, GroupedGemmMethod method) const {
   if (m_.empty()) return true;  // every group empty: nothing to compute
   switch (method) {
+    case GroupedGemmMethod::kPersistentKernel:
+      if (run_kernel(launch)) return true;
+      if (launch.side != nullptr) {
+        run_concurrent(launch);
+        return false;
+      }
+      break;
     case GroupedGemmMethod::kCublasGrouped:
       if (run_cublas_grouped(launch)) return true;
       break;
@@ -144,6 +159,31 @@ bool GroupedGemm::run_cublas_grouped(const Launch& launch) const {
   static_cast<void>(launch);
   return false;
 #endif
+}
+
+bool GroupedGemm::run_kernel(const Launch& launch) const {
+  if (!kernel_supported_ || launch.device_table == nullptr || launch.device_schedule == nullptr) return false;
+  const auto groups = m_.size();
+  if (launch.host_table != nullptr) {
+    const auto aligned = [](const void* p, std::uintptr_t bytes) {
+      return reinterpret_cast<std::uintptr_t>(p) % bytes == 0;
+    };
+    for (std::size_t g = 0; g < groups; ++g) {
+      if (!aligned(launch.host_table[g], 16) || !aligned(launch.host_table[groups + g], 16) ||
+          !aligned(launch.host_table[2 * groups + g], 4)) {
+        return false;
+      }
+    }
+  }
+  GroupedKernelArgs args;
+  args.table = launch.device_table;
+  args.schedule = launch.device_schedule;
+  args.groups = static_cast<int>(groups);
+  args.tiles = kernel_tiles_;
+  args.n = static_cast<int>(n_);
+  args.k = static_cast<int>(k_);
+  launch_grouped_gemm_kernel(args, launch.stream);
+  return true;
 }
 
 // Fork: every side stream waits for what the caller's stream enqueued so far. Each non-empty group goes to the side

@@ -3,10 +3,13 @@
 /// accumulation, bf16 out), where X_g and Y_g are consecutive row blocks of X and Y (the experts' rows in expert order)
 /// and each expert has its own weight matrix W_g.
 ///
-/// Three ways to launch it (bench_kernels measures all three at the zoo's MoE shapes; docs/performance.md):
-/// - kConcurrent (what the backend runs): one cublasGemmEx per expert, spread over a few side streams (GemmStreams)
-///   that fork from and join back into the caller's stream, so experts with few rows share the GPU instead of each
-///   filling a small part of it in turn.
+/// Four ways to launch it (bench_kernels measures them all at the zoo's MoE shapes; docs/performance.md):
+/// - kPersistentKernel: the backend's own Hopper kernel (grouped_gemm_kernel.hpp), one persistent launch for every
+///   expert, where grouped_kernel_supports(n, k) (n a multiple of 256, k of 64); elsewhere it runs kConcurrent.
+///   MEASURED@@
+/// - kConcurrent: one cublasGemmEx per expert, spread over a few side streams (GemmStreams) that fork from and join
+///   back into the caller's stream, so experts with few rows share the GPU instead of each filling a small part of it
+///   in turn.
 /// - kCublasGrouped: one cublasGemmGroupedBatchedEx (cuBLAS ≥ 12.5) for every expert. Measured on H200 (cuBLAS 13)
 ///   at 0.30–0.42 × the dense GEMM of the same size, half the speed of the sequential loop or less at every zoo
 ///   MoE shape, so the backend does not use it.
@@ -48,7 +51,11 @@ class GemmStreams {
 inline constexpr int kGemmSideStreams = 4;
 inline constexpr int kMaxGemmSideStreams = 16;
 
-enum class GroupedGemmMethod { kConcurrent, kCublasGrouped, kSequential };
+enum class GroupedGemmMethod { kPersistentKernel, kConcurrent, kCublasGrouped, kSequential };
+
+/// The method the engine's expert GEMMs run (op_binder.cpp): the persistent kernel (which runs kConcurrent where it
+/// does not support n × k). ENGINE_WHY@@
+inline constexpr GroupedGemmMethod kEngineGroupedGemmMethod = GroupedGemmMethod::kPersistentKernel;
 
 class GroupedGemm {
  public:
@@ -63,14 +70,16 @@ class GroupedGemm {
     int x = -1, y = -1;
     std::vector<Address> weights;  ///< one per group, empty groups included
   };
-  /// What a launch runs on. `device_table` (kCublasGrouped) and `host_table` (the others) hold operand_addresses()
-  /// resolved to pointers; `side` null makes kConcurrent run as kSequential.
+  /// What a launch runs on. `device_table` (kCublasGrouped, kPersistentKernel) and `host_table` (all) hold
+  /// operand_addresses() resolved to pointers; `device_schedule` is a device copy of kernel_schedule()
+  /// (kPersistentKernel); `side` null makes kConcurrent run as kSequential.
   struct Launch {
     cublasHandle_t blas = nullptr;  ///< bound to `stream`
     cudaStream_t stream = nullptr;
     const GemmStreams* side = nullptr;
     void* const* device_table = nullptr;
     void* const* host_table = nullptr;
+    const int* device_schedule = nullptr;
   };
 
   /// Groups with 0 rows are left out (they own no rows of X or Y). n, k ≥ 1; sizes in int range.
@@ -80,8 +89,16 @@ class GroupedGemm {
   /// column-major), then X's row blocks (B), then Y's row blocks (C).
   [[nodiscard]] std::vector<Address> operand_addresses(const Operands& operands) const;
 
+  /// Whether kPersistentKernel can run this n × k (grouped_kernel_supports).
+  [[nodiscard]] bool kernel_supported() const { return kernel_supported_; }
+  /// The persistent kernel's tile schedule (cuda_plan::GroupedTileSchedule::table) for the caller to upload once;
+  /// empty where the kernel is not supported or every group is empty.
+  [[nodiscard]] const std::vector<int>& kernel_schedule() const { return kernel_schedule_; }
+
   /// Enqueues the GEMM. kCublasGrouped runs the loop instead where cuBLAS is older than 12.5 or answers "not
-  /// supported"; returns whether the method asked for is the one that ran. cuBLAS errors throw paratwin::Error.
+  /// supported"; kPersistentKernel runs kConcurrent (or the loop without side streams) where the kernel does not
+  /// support n × k, the launch lacks the device tables, or an operand is misaligned (W_g, X_g: 16 bytes; Y_g: 4).
+  /// Returns whether the method asked for is the one that ran. cuBLAS and CUDA errors throw paratwin::Error.
   bool run(const Launch& launch, GroupedGemmMethod method) const;
 
   [[nodiscard]] int groups_in_call() const { return static_cast<int>(m_.size()); }
@@ -90,11 +107,15 @@ class GroupedGemm {
  private:
   void gemm(cublasHandle_t blas, void* const* host_table, std::size_t g) const;
   bool run_cublas_grouped(const Launch& launch) const;
+  bool run_kernel(const Launch& launch) const;
   void run_concurrent(const Launch& launch) const;
 
   std::vector<std::int64_t> group_rows_;
   std::int64_t n_ = 0, k_ = 0;
   bool cublas_grouped_available_ = false;
+  bool kernel_supported_ = false;
+  std::vector<int> kernel_schedule_;
+  int kernel_tiles_ = 0;
   // Per non-empty group, the arguments cuBLAS reads from host memory (one problem per group).
   std::vector<cublasOperation_t> trans_;
   std::vector<int> m_, n_arr_, k_arr_, lda_, ldb_, ldc_, group_size_;

@@ -85,6 +85,7 @@ int BufferPool::pointer_table(std::vector<GroupedGemm::Address> entries) {
 std::int64_t BufferPool::total_bytes() const {
   std::int64_t total = 0;
   for (const auto& e : entries_) total += (e.bytes + 255) / 256 * 256;
+  for (const auto& t : table_addresses_) total += (static_cast<std::int64_t>(t.size() * sizeof(void*)) + 255) / 256 * 256;
   return total;
 }
 
@@ -105,6 +106,13 @@ void BufferPool::allocate(cudaStream_t stream) {
   for (const auto& addresses : table_addresses_) {
     auto& table = tables_.emplace_back();
     for (const auto& a : addresses) table.push_back(static_cast<char*>(ptr(a.buffer)) + a.offset_bytes);
+    const std::size_t bytes = table.size() * sizeof(void*);
+    void*& copy = device_tables_.emplace_back(nullptr);
+    const auto err = cudaMalloc(&copy, std::max<std::size_t>(bytes, 16));
+    if (err != cudaSuccess) {
+      fail("cudaMalloc of {} bytes for a grouped GEMM pointer table failed: {}", bytes, cudaGetErrorString(err));
+    }
+    PARATWIN_CUDA_CHECK(cudaMemcpyAsync(copy, table.data(), bytes, cudaMemcpyHostToDevice, stream));
   }
   // Activations and scratch start as seeded random bf16 (or fp8, or positive fp32 scales), never zeros (zeros make
   // GEMMs faster than real data); index tables and seeded tensors are written below.
@@ -144,6 +152,8 @@ void BufferPool::release() {
     if (e.ptr != nullptr) cudaFree(e.ptr);
     e.ptr = nullptr;
   }
+  for (void* t : device_tables_) cudaFree(t);
+  device_tables_.clear();
 }
 
 namespace {
@@ -162,19 +172,24 @@ void gemm(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 
 }
 
 
-// The expert GEMMs' launch: concurrent cuBLAS GEMMs on the rank's side streams (grouped_gemm.hpp says why not the
-// grouped cuBLAS call), operand pointers resolved once when the pool is allocated.
+// The expert GEMMs' launch by the method grouped_gemm.hpp's measurements pick (the persistent kernel where it computes
+// n × k, else concurrent cuBLAS GEMMs on the rank's side streams), operand pointers and the kernel's tile schedule
+// resolved and uploaded once when the pool is allocated.
 std::function<void(const ExecCtx&)> grouped_gemm(BufferPool& pool, GroupedGemm gemm,
                                                  const GroupedGemm::Operands& operands) {
   const int table = pool.pointer_table(gemm.operand_addresses(operands));
+  const int schedule =
+      gemm.kernel_schedule().empty() ? -1 : pool.ints(fmt::format("grouped_gemm.tiles.{}", table), gemm.kernel_schedule());
   auto plan = std::make_shared<const GroupedGemm>(std::move(gemm));
-  return [plan, table](const ExecCtx& e) {
+  return [plan, table, schedule](const ExecCtx& e) {
     GroupedGemm::Launch launch;
     launch.blas = e.blas;
     launch.stream = e.stream;
     launch.side = e.gemm_streams;
     launch.host_table = e.pool->pointers(table);
-    plan->run(launch, GroupedGemmMethod::kConcurrent);
+    launch.device_table = e.pool->device_pointers(table);
+    if (schedule >= 0) launch.device_schedule = static_cast<const int*>(e.pool->ptr(schedule));
+    plan->run(launch, kEngineGroupedGemmMethod);
   };
 }
 
