@@ -3,16 +3,25 @@
 /// accumulation, bf16 out), where X_g and Y_g are consecutive row blocks of X and Y (the experts' rows in expert order)
 /// and each expert has its own weight matrix W_g.
 ///
-/// Four ways to launch it (bench_kernels measures them all at the zoo's MoE shapes; docs/performance.md):
+/// Five ways to launch it (bench_kernels --grouped-only measures them all at the zoo's MoE shapes; docs/performance.md
+/// "MoE expert GEMMs" has the figures):
+/// - kConcurrent (what the backend runs, kEngineGroupedGemmMethod): one cublasGemmEx per expert, spread over a few
+///   side streams (GemmStreams) that fork from and join back into the caller's stream, so experts with few rows share
+///   the GPU instead of each filling a small part of it in turn. 0.87–1.05 × the dense GEMM of the same size from
+///   ~1,000 rows per expert, 0.64–0.85 × at 256–512 (8K tokens), on H200.
 /// - kPersistentKernel: the backend's own Hopper kernel (grouped_gemm_kernel.hpp), one persistent launch for every
-///   expert, where grouped_kernel_supports(n, k) (n a multiple of 256, k of 64); elsewhere it runs kConcurrent.
-///   MEASURED@@
-/// - kConcurrent: one cublasGemmEx per expert, spread over a few side streams (GemmStreams) that fork from and join
-///   back into the caller's stream, so experts with few rows share the GPU instead of each filling a small part of it
-///   in turn.
+///   expert, where grouped_kernel_supports(n, k) (n a multiple of 256, k of 64); elsewhere it runs kConcurrent (the
+///   loop without side streams). Correct (gpu_tests, compute-sanitizer clean) but measured at 0.37–0.59 × dense,
+///   below kConcurrent at every zoo MoE shape: its main loop runs 350–450 TFLOP/s on the tiles it computes whatever
+///   the rows per expert, and its 128-row tiles compute 1.10–1.25 × the rows at 8K tokens. docs/performance.md says
+///   what bounds it and what it needs next (W multicast over 2-CTA clusters, 64-row remainder tiles).
 /// - kCublasGrouped: one cublasGemmGroupedBatchedEx (cuBLAS ≥ 12.5) for every expert. Measured on H200 (cuBLAS 13)
 ///   at 0.30–0.42 × the dense GEMM of the same size, half the speed of the sequential loop or less at every zoo
 ///   MoE shape, so the backend does not use it.
+/// - kChunkedBatched: every expert's whole chunks of `chunk_rows` rows as one cublasGemmBatchedEx (one launch whose
+///   blocks walk all experts' chunks), the experts' remaining rows (< chunk_rows each) as one cublasGemmEx each; the
+///   batched call on the first side stream, the remainders on the others.
+///   Measured at 0.53–0.99 × dense (chunks of 128; 64: 0.35–0.61), below kConcurrent at every 8K shape.
 /// - kSequential: one cublasGemmEx per expert on the caller's stream (the fallback without side streams).
 ///
 /// Everything a launch needs is prepared when the op is bound: the per-group sizes here, the operand pointer tables
@@ -51,11 +60,15 @@ class GemmStreams {
 inline constexpr int kGemmSideStreams = 4;
 inline constexpr int kMaxGemmSideStreams = 16;
 
-enum class GroupedGemmMethod { kPersistentKernel, kConcurrent, kCublasGrouped, kSequential };
+enum class GroupedGemmMethod { kPersistentKernel, kConcurrent, kCublasGrouped, kChunkedBatched, kSequential };
 
-/// The method the engine's expert GEMMs run (op_binder.cpp): the persistent kernel (which runs kConcurrent where it
-/// does not support n × k). ENGINE_WHY@@
-inline constexpr GroupedGemmMethod kEngineGroupedGemmMethod = GroupedGemmMethod::kPersistentKernel;
+/// kChunkedBatched's default chunk height.
+inline constexpr std::int64_t kGroupedChunkRows = 128;
+
+/// The method the engine's expert GEMMs run (op_binder.cpp): kConcurrent, the fastest of the five (or within 0.01 ×
+/// dense of it) at 14 of the 16 zoo MoE shapes measured on H200; at the other two (32K tokens, where it reaches
+/// 0.87–0.92 × dense) the loop or the chunked batch is 0.04–0.07 faster (docs/performance.md "MoE expert GEMMs").
+inline constexpr GroupedGemmMethod kEngineGroupedGemmMethod = GroupedGemmMethod::kConcurrent;
 
 class GroupedGemm {
  public:
@@ -82,11 +95,13 @@ class GroupedGemm {
     const int* device_schedule = nullptr;
   };
 
-  /// Groups with 0 rows are left out (they own no rows of X or Y). n, k ≥ 1; sizes in int range.
-  GroupedGemm(std::vector<std::int64_t> group_rows, std::int64_t n, std::int64_t k);
+  /// Groups with 0 rows are left out (they own no rows of X or Y). n, k ≥ 1, chunk_rows ≥ 1; sizes in int range.
+  GroupedGemm(std::vector<std::int64_t> group_rows, std::int64_t n, std::int64_t k,
+              std::int64_t chunk_rows = kGroupedChunkRows);
 
   /// The pointer table, in cuBLAS's order: W of every non-empty group (cuBLAS's A: the GEMM runs as Yᵀ = Wᵀ·Xᵀ in
-  /// column-major), then X's row blocks (B), then Y's row blocks (C).
+  /// column-major), then X's row blocks (B), then Y's row blocks (C); then the same three lists for kChunkedBatched's
+  /// whole chunks (W of the chunk's group, X's and Y's chunk_rows-row blocks).
   [[nodiscard]] std::vector<Address> operand_addresses(const Operands& operands) const;
 
   /// Whether kPersistentKernel can run this n × k (grouped_kernel_supports).
@@ -108,6 +123,7 @@ class GroupedGemm {
   void gemm(cublasHandle_t blas, void* const* host_table, std::size_t g) const;
   bool run_cublas_grouped(const Launch& launch) const;
   bool run_kernel(const Launch& launch) const;
+  bool run_chunked(const Launch& launch) const;
   void run_concurrent(const Launch& launch) const;
 
   std::vector<std::int64_t> group_rows_;
@@ -121,6 +137,10 @@ class GroupedGemm {
   std::vector<int> m_, n_arr_, k_arr_, lda_, ldb_, ldc_, group_size_;
   std::vector<float> alpha_, beta_;
   std::vector<std::size_t> by_rows_;  ///< non-empty groups, most rows first (the order side streams take them)
+  std::int64_t chunk_rows_ = kGroupedChunkRows;
+  int chunks_ = 0;                       ///< whole chunks of all groups (kChunkedBatched's batch)
+  std::vector<std::size_t> by_tail_;     ///< non-empty groups with a remainder, largest remainder first
+  std::vector<int> tail_rows_;           ///< per non-empty group: rows past its whole chunks
 };
 
 }  // namespace paratwin::cuda

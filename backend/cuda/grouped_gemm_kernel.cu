@@ -1,11 +1,10 @@
-#include "backend/cuda/grouped_gemm_kernel.hpp"
-
 #include <cuda_bf16.h>
 
 #include <algorithm>
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/grouped_gemm_kernel.hpp"
 #include "backend/cuda/hopper_gemm_primitives.cuh"
 #include "backend/cuda_plan/grouped_gemm_tiles.hpp"
 
@@ -21,10 +20,10 @@ constexpr int kStages = 4;  // 4 × 48 KB in flight per block: enough to cover m
 constexpr int kWarpgroupThreads = 128;
 constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
-constexpr int kRowBytes = kGroupedTileDepth * 2;                 // one k stage of one row: 128 bytes, one swizzle row
-constexpr int kABytes = kGroupedTileRows * kRowBytes;            // X tile: 128 rows × 64 k, K-major
-constexpr int kBBlockBytes = kGroupedTileDepth * 64 * 2;         // W: 64 k-rows × 64 columns, N-major, 8 KB
-constexpr int kBBytes = kGroupedTileCols / 64 * kBBlockBytes;    // W tile: 4 such blocks side by side along n
+constexpr int kRowBytes = kGroupedTileDepth * 2;               // one k stage of one row: 128 bytes, one swizzle row
+constexpr int kABytes = kGroupedTileRows * kRowBytes;          // X tile: 128 rows × 64 k, K-major
+constexpr int kBBlockBytes = kGroupedTileDepth * 64 * 2;       // W: 64 k-rows × 64 columns, N-major, 8 KB
+constexpr int kBBytes = kGroupedTileCols / 64 * kBBlockBytes;  // W tile: 4 such blocks side by side along n
 constexpr int kStageBytes = kABytes + kBBytes;
 constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers + alignment slack
 constexpr int kProducerRegisters = 56;  // 128·56 + 256·224 = 64,512 = 384 threads × the 168 they start with
@@ -54,8 +53,8 @@ __device__ void produce(const GroupedKernelArgs& a, std::uint32_t ring, std::uin
     const auto at = cuda_plan::decode_grouped_tile(a.schedule, a.groups, tile);
     const int row0 = at.row_block * kGroupedTileRows;
     const int rows = min(a.schedule[2 * at.group] - row0, kGroupedTileRows);
-    const auto* x = static_cast<const __nv_bfloat16*>(a.table[a.groups + at.group]) + std::int64_t{row0} * a.k +
-                    a_chunk * 8;
+    const auto* x =
+        static_cast<const __nv_bfloat16*>(a.table[a.groups + at.group]) + std::int64_t{row0} * a.k + a_chunk * 8;
     const auto* w = static_cast<const __nv_bfloat16*>(a.table[at.group]) + std::int64_t{b_row} * a.n +
                     at.col_block * kGroupedTileCols + b_chunk * 8;
     for (int ks = 0; ks < k_stages; ++ks) {
@@ -104,7 +103,7 @@ __device__ void consume(const GroupedKernelArgs& a, std::uint32_t ring, std::uin
     const auto at = cuda_plan::decode_grouped_tile(a.schedule, a.groups, tile);
     const int row0 = at.row_block * kGroupedTileRows + half * 64;
     const int rows = a.schedule[2 * at.group] - row0;  // of this warpgroup's 64, when < 64
-    int held = -1;  // the slot read by the wgmma group still in flight
+    int held = -1;                                     // the slot read by the wgmma group still in flight
     for (int ks = 0; ks < k_stages; ++ks) {
       hopper::mbarrier_wait(full + 8 * slot, phase);
       hopper::fence_proxy_async_shared();  // the slot was written by cp.async (generic proxy); wgmma reads async
@@ -139,7 +138,8 @@ __device__ void consume(const GroupedKernelArgs& a, std::uint32_t ring, std::uin
 #pragma unroll
     for (int j = 0; j < kGroupedTileCols / 8; ++j) {
       if (store0) *reinterpret_cast<__nv_bfloat162*>(y0 + j * 8) = __floats2bfloat162_rn(acc[4 * j], acc[4 * j + 1]);
-      if (store8) *reinterpret_cast<__nv_bfloat162*>(y8 + j * 8) = __floats2bfloat162_rn(acc[4 * j + 2], acc[4 * j + 3]);
+      if (store8)
+        *reinterpret_cast<__nv_bfloat162*>(y8 + j * 8) = __floats2bfloat162_rn(acc[4 * j + 2], acc[4 * j + 3]);
     }
   }
 }
@@ -176,7 +176,8 @@ void launch_grouped_gemm_kernel(const GroupedKernelArgs& args, cudaStream_t stre
   int device = 0, sms = 0;
   PARATWIN_CUDA_CHECK(cudaGetDevice(&device));
   PARATWIN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  PARATWIN_CUDA_CHECK(cudaFuncSetAttribute(grouped_gemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  PARATWIN_CUDA_CHECK(
+      cudaFuncSetAttribute(grouped_gemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
   const int blocks = std::min(args.tiles, sms);
   grouped_gemm_kernel<<<blocks, kThreads, kSmemBytes, stream>>>(args);
   PARATWIN_CUDA_CHECK(cudaGetLastError());

@@ -5,7 +5,8 @@
 /// warpgroup streams X and W tiles into a 4-stage shared-memory ring with 16-byte asynchronous copies (W through a
 /// per-expert pointer, as the engine's experts are separate allocations) that complete on mbarriers; two consumer
 /// warpgroups each multiply 64 rows × 256 columns with wgmma (fp32 accumulators in registers) and store bf16 rows,
-/// masked past the expert's row count. grouped_gemm.hpp decides when to use it.
+/// masked past the expert's row count. grouped_gemm.hpp decides when to use it; measured on H200 its main loop runs
+/// 350–450 TFLOP/s, 0.5–0.6 × cuBLAS's dense GEMM (docs/performance.md "MoE expert GEMMs").
 
 #include <cuda_runtime.h>
 

@@ -85,7 +85,9 @@ int BufferPool::pointer_table(std::vector<GroupedGemm::Address> entries) {
 std::int64_t BufferPool::total_bytes() const {
   std::int64_t total = 0;
   for (const auto& e : entries_) total += (e.bytes + 255) / 256 * 256;
-  for (const auto& t : table_addresses_) total += (static_cast<std::int64_t>(t.size() * sizeof(void*)) + 255) / 256 * 256;
+  for (const auto& t : table_addresses_) {
+    total += (static_cast<std::int64_t>(t.size() * sizeof(void*)) + 255) / 256 * 256;  // the device copy
+  }
   return total;
 }
 
@@ -172,14 +174,16 @@ void gemm(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 
 }
 
 
-// The expert GEMMs' launch by the method grouped_gemm.hpp's measurements pick (the persistent kernel where it computes
-// n × k, else concurrent cuBLAS GEMMs on the rank's side streams), operand pointers and the kernel's tile schedule
-// resolved and uploaded once when the pool is allocated.
+// The expert GEMMs' launch by the method grouped_gemm.hpp's measurements pick (kEngineGroupedGemmMethod), operand
+// pointers resolved (and copied to the device) once when the pool is allocated, with the persistent kernel's tile
+// schedule where that method is the engine's.
 std::function<void(const ExecCtx&)> grouped_gemm(BufferPool& pool, GroupedGemm gemm,
                                                  const GroupedGemm::Operands& operands) {
   const int table = pool.pointer_table(gemm.operand_addresses(operands));
-  const int schedule =
-      gemm.kernel_schedule().empty() ? -1 : pool.ints(fmt::format("grouped_gemm.tiles.{}", table), gemm.kernel_schedule());
+  const bool kernel = kEngineGroupedGemmMethod == GroupedGemmMethod::kPersistentKernel;
+  const int schedule = kernel && !gemm.kernel_schedule().empty()
+                           ? pool.ints(fmt::format("grouped_gemm.tiles.{}", table), gemm.kernel_schedule())
+                           : -1;
   auto plan = std::make_shared<const GroupedGemm>(std::move(gemm));
   return [plan, table, schedule](const ExecCtx& e) {
     GroupedGemm::Launch launch;

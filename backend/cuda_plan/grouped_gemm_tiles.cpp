@@ -11,8 +11,8 @@ constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
 }  // namespace
 
 bool grouped_kernel_supports(std::int64_t n, std::int64_t k) {
-  return n >= kGroupedTileCols && k >= kGroupedTileDepth && n % kGroupedTileCols == 0 &&
-         k % kGroupedTileDepth == 0 && n <= kIntMax && k <= kIntMax;
+  return n >= kGroupedTileCols && k >= kGroupedTileDepth && n % kGroupedTileCols == 0 && k % kGroupedTileDepth == 0 &&
+         n <= kIntMax && k <= kIntMax;
 }
 
 GroupedTileSchedule make_grouped_tile_schedule(const std::vector<std::int64_t>& group_rows, std::int64_t n) {

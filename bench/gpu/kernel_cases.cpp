@@ -382,23 +382,11 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
     DeviceBuffer x(rows * k * 2), y(rows * n * 2), w(local * k * n * 2);
     fill_random(x, rows * k, seed(), stream_);
     fill_random(w, local * k * n, seed(), stream_, false, 1.0f / std::sqrt(static_cast<float>(k)));
-    const cuda::GroupedGemm gemm(group_rows, n, k);
     cuda::GroupedGemm::Operands operands{0, 1, {}};
     for (i64 g = 0; g < local; ++g) operands.weights.push_back({2, g * k * n * 2});
     void* const base[] = {x.get(), y.get(), w.get()};  // the buffer ids of `operands`
-    std::vector<void*> table;
-    for (const auto& addr : gemm.operand_addresses(operands)) {
-      table.push_back(static_cast<char*>(base[addr.buffer]) + addr.offset_bytes);
-    }
-    DeviceBuffer device_table(static_cast<i64>(table.size() * sizeof(void*)));
-    PARATWIN_CUDA_CHECK(
-        cudaMemcpy(device_table.get(), table.data(), table.size() * sizeof(void*), cudaMemcpyHostToDevice));
-    const auto& schedule = gemm.kernel_schedule();
-    DeviceBuffer device_schedule(static_cast<i64>(std::max<std::size_t>(schedule.size(), 1) * sizeof(int)));
-    PARATWIN_CUDA_CHECK(cudaMemcpy(device_schedule.get(), schedule.data(), schedule.size() * sizeof(int),
-                                   cudaMemcpyHostToDevice));
     const double dense_s = time([&] { dense_gemm(blas_, x.get(), w.get(), y.get(), rows, n, k); });
-    const double flops = gemm.flops();
+    const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
     const std::string shape = fmt::format("{} tok EP {}: {} experts, {} rows (~{}/expert), n {}, k {}", tokens, ep,
                                           local, rows, rows / local, n, k);
     const std::string dense_note = fmt::format("dense same size {:.0f} TFLOP/s", flops / dense_s / 1e12);
@@ -407,18 +395,34 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
       cuda::GroupedGemmMethod method;
       const cuda::GemmStreams* side;
       bool backend;  // the method the backend runs: the one issue 6's target applies to
+      i64 chunk_rows = cuda::kGroupedChunkRows;
     };
     constexpr auto engine = cuda::kEngineGroupedGemmMethod;
     constexpr bool engine_concurrent = engine == cuda::GroupedGemmMethod::kConcurrent;
     const Variant variants[] = {
         {"kernel", cuda::GroupedGemmMethod::kPersistentKernel, &side4_,
          engine == cuda::GroupedGemmMethod::kPersistentKernel},
+        {"chunks of 128", cuda::GroupedGemmMethod::kChunkedBatched, &side4_,
+         engine == cuda::GroupedGemmMethod::kChunkedBatched, 128},
+        {"chunks of 64", cuda::GroupedGemmMethod::kChunkedBatched, &side4_, false, 64},
         {"4 streams", cuda::GroupedGemmMethod::kConcurrent, &side4_, engine_concurrent && cuda::kGemmSideStreams == 4},
         {"8 streams", cuda::GroupedGemmMethod::kConcurrent, &side8_, engine_concurrent && cuda::kGemmSideStreams == 8},
         {"1 stream", cuda::GroupedGemmMethod::kSequential, nullptr, false},
         {"cuBLAS grouped", cuda::GroupedGemmMethod::kCublasGrouped, nullptr, false},
     };
     for (const auto& v : variants) {
+      const cuda::GroupedGemm gemm(group_rows, n, k, v.chunk_rows);
+      std::vector<void*> table;
+      for (const auto& addr : gemm.operand_addresses(operands)) {
+        table.push_back(static_cast<char*>(base[addr.buffer]) + addr.offset_bytes);
+      }
+      DeviceBuffer device_table(static_cast<i64>(table.size() * sizeof(void*)));
+      PARATWIN_CUDA_CHECK(
+          cudaMemcpy(device_table.get(), table.data(), table.size() * sizeof(void*), cudaMemcpyHostToDevice));
+      const auto& schedule = gemm.kernel_schedule();
+      DeviceBuffer device_schedule(static_cast<i64>(std::max<std::size_t>(schedule.size(), 1) * sizeof(int)));
+      PARATWIN_CUDA_CHECK(cudaMemcpy(device_schedule.get(), schedule.data(), schedule.size() * sizeof(int),
+                                     cudaMemcpyHostToDevice));
       cuda::GroupedGemm::Launch launch;
       launch.blas = blas_;
       launch.stream = stream_;
