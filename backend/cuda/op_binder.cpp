@@ -105,6 +105,8 @@ void BufferPool::allocate(cudaStream_t stream) {
     }
   }
   tables_.clear();  // every buffer has its address now
+  for (void* t : device_tables_) cudaFree(t);
+  device_tables_.clear();
   for (const auto& addresses : table_addresses_) {
     auto& table = tables_.emplace_back();
     for (const auto& a : addresses) table.push_back(static_cast<char*>(ptr(a.buffer)) + a.offset_bytes);
