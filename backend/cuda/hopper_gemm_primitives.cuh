@@ -92,7 +92,8 @@ __host__ __device__ constexpr std::uint32_t swizzle_128b(std::uint32_t offset) {
 /// leading- and stride-dimension byte offsets (each encoded >> 4), base offset 0 (swizzle atoms 1024-byte aligned).
 /// K-major operand (rows of 64 bf16 along k): `stride_bytes` = distance between 8-row groups, `leading_bytes` unused.
 /// MN-major operand (rows of 64 bf16 along m or n, one row per k): `leading_bytes` = distance between 64-wide blocks
-/// along m/n, `stride_bytes` = distance between groups of 8 k-rows.
+/// along m/n, `stride_bytes` = distance between groups of 8 k-rows. (Both readings, the PTX ISA's canonical layouts,
+/// are checked on H200 by gpu_tests' persistent grouped GEMM cases: K-major X, N-major W.)
 __device__ inline std::uint64_t smem_descriptor_sw128(std::uint32_t smem_addr, std::uint32_t leading_bytes,
                                                       std::uint32_t stride_bytes) {
   std::uint64_t desc = (smem_addr & 0x3FFFFu) >> 4;
