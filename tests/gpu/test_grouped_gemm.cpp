@@ -1,7 +1,7 @@
 // The MoE expert GEMMs (grouped_gemm.hpp) against a float reference on the host, on seeded random operands and a
-// poisoned output, with ragged groups including empty ones, by each launch method: the persistent kernel (what the
-// backend runs; also its fallback where it does not support n × k), concurrent side streams, the one grouped cuBLAS
-// call, the sequential loop. The operand table comes from the BufferPool as in the binder.
+// poisoned output, with ragged groups including empty ones, by each launch method: concurrent side streams (what the
+// backend runs), the persistent kernel (and its fallback where it does not support n × k), the one grouped cuBLAS
+// call, the batch of whole chunks, the sequential loop. The operand table comes from the BufferPool as in the binder.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
