@@ -180,22 +180,30 @@ bool GroupedGemm::run_cublas_grouped(const Launch& launch) const {
 #endif
 }
 
+std::vector<CUtensorMap> GroupedGemm::kernel_tensor_maps(void* const* host_table) const {
+  if (!kernel_supported_ || m_.empty()) return {};
+  std::vector<CUtensorMap> maps(2 * m_.size());
+  if (!encode_grouped_tensor_maps(host_table, n_arr_.data(), static_cast<int>(m_.size()), static_cast<int>(n_),
+                                  static_cast<int>(k_), maps.data())) {
+    return {};
+  }
+  return maps;
+}
+
 bool GroupedGemm::run_kernel(const Launch& launch) const {
-  if (!kernel_supported_ || launch.device_table == nullptr || launch.device_schedule == nullptr) return false;
+  if (!kernel_supported_ || launch.device_table == nullptr || launch.device_schedule == nullptr ||
+      launch.device_tensor_maps == nullptr) {
+    return false;
+  }
   const auto groups = m_.size();
-  if (launch.host_table != nullptr) {
-    const auto aligned = [](const void* p, std::uintptr_t bytes) {
-      return reinterpret_cast<std::uintptr_t>(p) % bytes == 0;
-    };
+  if (launch.host_table != nullptr) {  // W and X were checked when their tensor maps were encoded
     for (std::size_t g = 0; g < groups; ++g) {
-      if (!aligned(launch.host_table[g], 16) || !aligned(launch.host_table[groups + g], 16) ||
-          !aligned(launch.host_table[2 * groups + g], 4)) {
-        return false;
-      }
+      if (reinterpret_cast<std::uintptr_t>(launch.host_table[2 * groups + g]) % 4 != 0) return false;
     }
   }
   GroupedKernelArgs args;
   args.table = launch.device_table;
+  args.maps = launch.device_tensor_maps;
   args.schedule = launch.device_schedule;
   args.groups = static_cast<int>(groups);
   args.tiles = kernel_tiles_;

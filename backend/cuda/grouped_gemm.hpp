@@ -29,6 +29,7 @@
 /// for the GPU on the host.
 
 #include <cublas_v2.h>
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -93,6 +94,7 @@ class GroupedGemm {
     void* const* device_table = nullptr;
     void* const* host_table = nullptr;
     const int* device_schedule = nullptr;
+    const CUtensorMap* device_tensor_maps = nullptr;  ///< a device copy of kernel_tensor_maps() (kPersistentKernel)
   };
 
   /// Groups with 0 rows are left out (they own no rows of X or Y). n, k ≥ 1, chunk_rows ≥ 1; sizes in int range.
@@ -109,10 +111,15 @@ class GroupedGemm {
   /// The persistent kernel's tile schedule (cuda_plan::GroupedTileSchedule::table) for the caller to upload once;
   /// empty where the kernel is not supported or every group is empty.
   [[nodiscard]] const std::vector<int>& kernel_schedule() const { return kernel_schedule_; }
+  /// The persistent kernel's tensor maps (W and X of every non-empty group, grouped_gemm_kernel.hpp) of the operands in
+  /// `host_table` (operand_addresses resolved), for the caller to copy to device memory (64-byte aligned) once its
+  /// buffers exist; empty where the kernel is not supported, every group is empty, or an operand does not suit the
+  /// copy engine (W_g, X_g 16-byte aligned).
+  [[nodiscard]] std::vector<CUtensorMap> kernel_tensor_maps(void* const* host_table) const;
 
   /// Enqueues the GEMM. kCublasGrouped runs the loop instead where cuBLAS is older than 12.5 or answers "not
   /// supported"; kPersistentKernel runs kConcurrent (or the loop without side streams) where the kernel does not
-  /// support n × k, the launch lacks the device tables, or an operand is misaligned (W_g, X_g: 16 bytes; Y_g: 4).
+  /// support n × k, the launch lacks the device tables or tensor maps, or Y_g is not 4-byte aligned.
   /// Returns whether the method asked for is the one that ran. cuBLAS and CUDA errors throw paratwin::Error.
   bool run(const Launch& launch, GroupedGemmMethod method) const;
 

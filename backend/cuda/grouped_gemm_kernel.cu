@@ -5,13 +5,15 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/grouped_gemm_kernel.hpp"
-#include "backend/cuda/hopper_gemm_primitives.cuh"
+#include "backend/cuda/hopper_ops.cuh"
+#include "backend/cuda/tensor_map.hpp"
 #include "backend/cuda_plan/grouped_gemm_tiles.hpp"
 
 namespace paratwin::cuda {
 
 namespace {
 
+namespace hw = hopper;
 using cuda_plan::kGroupedTileCols;
 using cuda_plan::kGroupedTileDepth;
 using cuda_plan::kGroupedTileRows;
@@ -20,162 +22,180 @@ constexpr int kStages = 4;  // 4 × 48 KB in flight per block: enough to cover m
 constexpr int kWarpgroupThreads = 128;
 constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
-constexpr int kRowBytes = kGroupedTileDepth * 2;               // one k stage of one row: 128 bytes, one swizzle row
-constexpr int kABytes = kGroupedTileRows * kRowBytes;          // X tile: 128 rows × 64 k, K-major
-constexpr int kBBlockBytes = kGroupedTileDepth * 64 * 2;       // W: 64 k-rows × 64 columns, N-major, 8 KB
-constexpr int kBBytes = kGroupedTileCols / 64 * kBBlockBytes;  // W tile: 4 such blocks side by side along n
-constexpr int kStageBytes = kABytes + kBBytes;
-constexpr int kSmemBytes = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers + alignment slack
-constexpr int kProducerRegisters = 56;  // 128·56 + 256·224 = 64,512 = 384 threads × the 168 they start with
-constexpr int kConsumerRegisters = 224;
-static_assert(kGroupedTileDepth == 64, "one k stage is one 128-byte swizzle row of bf16");
+constexpr unsigned kRowBytes = kGroupedTileDepth * 2;              // one k stage of one row: one 128-byte swizzle row
+constexpr unsigned kABytes = kGroupedTileRows * kRowBytes;         // X tile: 128 rows × 64 k, K-major, 16 KB
+constexpr unsigned kBBlockBytes = kGroupedTileDepth * 64 * 2;      // W: 64 k-rows × 64 columns, N-major, 8 KB
+constexpr unsigned kBBlocks = kGroupedTileCols / 64;               // 4 such blocks side by side along n
+constexpr unsigned kStageBytes = kABytes + kBBlocks * kBBlockBytes;  // 48 KB
+constexpr unsigned kBarrierOffset = kStages * kStageBytes;
+constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
+constexpr unsigned kProducerRegisters = 40;  // 128·40 + 256·232 = 64,512 ≤ the 65,536 of the register file
+constexpr unsigned kConsumerRegisters = 232;
+static_assert(kGroupedTileDepth == 64 && kTensorMapBoxCols == 64, "one k stage is one 128-byte swizzle row of bf16");
 static_assert(kGroupedTileCols == 256 && kGroupedTileRows == kConsumers * 64, "wgmma m64n256 per consumer");
+static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <= 65536, "register file");
 
-// The producer warpgroup: for every tile of this block, for every k stage, waits until the consumers have released
-// the ring slot, then copies X rows (zero past the group's rows) and the W block into it, 128-byte swizzled, and
-// counts its copies on the slot's `full` barrier. Its registers are few (kProducerRegisters): the copy loops step
-// pointers and shared-memory offsets instead of keeping 24 addresses live.
-__device__ void produce(const GroupedKernelArgs& a, std::uint32_t ring, std::uint32_t full, std::uint32_t empty) {
-  const int t = static_cast<int>(threadIdx.x);  // 0..127 in the producer warpgroup
+// The producer, one thread: for every tile of this block, for every k stage, waits until the consumers have released
+// the ring slot, then has the copy engine load the X tile (128 rows × 64 k; rows past the group read as zeros, as its
+// map ends there) and the W tile (4 boxes of 64 k-rows × 64 columns) into it, their bytes counted on the slot's `full`
+// barrier.
+__device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty) {
   const int k_stages = a.k / kGroupedTileDepth;
-  // X: 128 rows × 8 chunks of 16 bytes; 8 consecutive threads read one row's 128 bytes. Copy j of thread t: row
-  // t/8 + 16j, chunk t%8; the row's place in its swizzle atom, (t/8) % 8, is the same for every j.
-  const int a_row = t / 8, a_chunk = t % 8;
-  const auto a_offset = static_cast<std::uint32_t>(a_row * kRowBytes + ((a_chunk ^ (a_row % 8)) * 16));
-  constexpr int kACopies = kABytes / 16 / kWarpgroupThreads, kARowStep = kWarpgroupThreads / 8;
-  // W: 64 k-rows × 32 chunks; 32 consecutive threads read one k-row's 512 bytes. Copy j of thread t: k-row
-  // t/32 + 4j, chunk c = t%32 of 8 columns, which lands in 64-column block c/8 at 16-byte slot c%8 of its k-row.
-  const int b_row = t / 32, b_chunk = t % 32;
-  constexpr int kBCopies = kBBytes / 16 / kWarpgroupThreads, kBRowStep = kWarpgroupThreads / 32;
   int slot = 0;
-  std::uint32_t phase = 0;
+  unsigned phase = 0;
   for (int tile = static_cast<int>(blockIdx.x); tile < a.tiles; tile += static_cast<int>(gridDim.x)) {
     const auto at = cuda_plan::decode_grouped_tile(a.schedule, a.groups, tile);
-    const int row0 = at.row_block * kGroupedTileRows;
-    const int rows = min(a.schedule[2 * at.group] - row0, kGroupedTileRows);
-    const auto* x =
-        static_cast<const __nv_bfloat16*>(a.table[a.groups + at.group]) + std::int64_t{row0} * a.k + a_chunk * 8;
-    const auto* w = static_cast<const __nv_bfloat16*>(a.table[at.group]) + std::int64_t{b_row} * a.n +
-                    at.col_block * kGroupedTileCols + b_chunk * 8;
+    const CUtensorMap* w_map = a.maps + at.group;
+    const CUtensorMap* x_map = a.maps + a.groups + at.group;
+    const int row0 = at.row_block * kGroupedTileRows, col0 = at.col_block * kGroupedTileCols;
     for (int ks = 0; ks < k_stages; ++ks) {
-      hopper::mbarrier_wait(empty + 8 * slot, phase ^ 1);
-      const std::uint32_t sa = ring + static_cast<std::uint32_t>(slot * kStageBytes);
-      const std::uint32_t sb = sa + kABytes;
-      const auto* xs = x + ks * kGroupedTileDepth;
-#pragma unroll 4
-      for (int j = 0; j < kACopies; ++j) {
-        const int r = a_row + j * kARowStep;
-        const bool valid = r < rows;  // rows past the group: zeros (never stored), read from a valid address
-        hopper::cp_async_16(sa + a_offset + static_cast<std::uint32_t>(j * kARowStep * kRowBytes),
-                            xs + std::int64_t{valid ? r : 0} * a.k, valid);
+      const unsigned full_bar = full + 8 * static_cast<unsigned>(slot);
+      hw::mbarrier_wait(empty + 8 * static_cast<unsigned>(slot), phase ^ 1);  // a fresh barrier reads as released
+      const unsigned sa = ring + static_cast<unsigned>(slot) * kStageBytes;
+      hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes);
+      hw::tma_load_2d(sa, x_map, full_bar, ks * kGroupedTileDepth, row0);
+#pragma unroll
+      for (unsigned b = 0; b < kBBlocks; ++b) {
+        hw::tma_load_2d(sa + kABytes + b * kBBlockBytes, w_map, full_bar, col0 + static_cast<int>(b) * 64,
+                        ks * kGroupedTileDepth);
       }
-      const auto* ws = w + std::int64_t{ks} * kGroupedTileDepth * a.n;
-#pragma unroll 4
-      for (int j = 0; j < kBCopies; ++j) {
-        const int r = b_row + j * kBRowStep;
-        const auto offset =
-            static_cast<std::uint32_t>((b_chunk / 8) * kBBlockBytes + r * kRowBytes + (((b_chunk % 8) ^ (r % 8)) * 16));
-        hopper::cp_async_16(sb + offset, ws + std::int64_t{j * kBRowStep} * a.n, true);
-      }
-      hopper::cp_async_arrive_on(full + 8 * slot);
       if (++slot == kStages) {
         slot = 0;
         phase ^= 1;
       }
     }
   }
-  hopper::cp_async_wait_all();
 }
 
-// A consumer warpgroup: rows 64·`half` .. +63 of each tile. Per k stage: waits for the slot, issues 4 wgmma k16 steps
-// as one group, waits for the previous group and releases its slot (one wgmma group stays in flight while the next
-// slot is awaited). A warpgroup whose 64 rows are all past the group's end multiplies them all the same (zeros):
-// skipping its wgmma behind a branch makes ptxas serialize every wgmma of the kernel (warning C7518).
-__device__ void consume(const GroupedKernelArgs& a, std::uint32_t ring, std::uint32_t full, std::uint32_t empty,
-                        int half) {
+// The ring position the consumers read next, advanced stage by stage.
+struct RingCursor {
+  int slot = 0;
+  unsigned phase = 0;
+  __device__ void advance() {
+    if (++slot == kStages) {
+      slot = 0;
+      phase ^= 1;
+    }
+  }
+};
+
+// One consumer warpgroup's share of one tile: 64 rows × kCols columns, its X rows `a_offset` bytes into the stage's X
+// tile and its W columns `b_offset` bytes into the stage's W tile. Per k stage: waits for the slot, issues 4 wgmma k16
+// steps as one group, waits for the previous group and releases its slot (one wgmma group stays in flight while the
+// next slot is awaited). Then stores bf16 pairs straight from the accumulators to Y rows y_row0 + r < `rows`.
+template <int kCols>
+__device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, RingCursor& ring_at,
+                             unsigned a_offset, unsigned b_offset, __nv_bfloat16* y, int rows) {
+  static_assert(kCols == 256 || kCols == 128, "wgmma m64n256 or m64n128");
   const int t = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
   const int warp = t / 32, lane = t % 32;
   const int k_stages = a.k / kGroupedTileDepth;
-  int slot = 0;
-  std::uint32_t phase = 0;
-  float acc[128];
-  for (int tile = static_cast<int>(blockIdx.x); tile < a.tiles; tile += static_cast<int>(gridDim.x)) {
-    const auto at = cuda_plan::decode_grouped_tile(a.schedule, a.groups, tile);
-    const int row0 = at.row_block * kGroupedTileRows + half * 64;
-    const int rows = a.schedule[2 * at.group] - row0;  // of this warpgroup's 64, when < 64
-    int held = -1;                                     // the slot read by the wgmma group still in flight
-    for (int ks = 0; ks < k_stages; ++ks) {
-      hopper::mbarrier_wait(full + 8 * slot, phase);
-      hopper::fence_proxy_async_shared();  // the slot was written by cp.async (generic proxy); wgmma reads async
-      hopper::wgmma_fence();
-      const std::uint32_t sa = ring + static_cast<std::uint32_t>(slot * kStageBytes) + half * 64 * kRowBytes;
-      const std::uint32_t sb = ring + static_cast<std::uint32_t>(slot * kStageBytes) + kABytes;
+  float acc[kCols / 2];
+  int held = -1;  // the slot read by the wgmma group still in flight
+  for (int ks = 0; ks < k_stages; ++ks) {
+    hw::mbarrier_wait(full + 8 * static_cast<unsigned>(ring_at.slot), ring_at.phase);
+    hw::wgmma_fence();
+    const unsigned stage = ring + static_cast<unsigned>(ring_at.slot) * kStageBytes;
+    const unsigned sa = stage + a_offset, sb = stage + kABytes + b_offset;
 #pragma unroll
-      for (int kk = 0; kk < kGroupedTileDepth / 16; ++kk) {
-        // A K-major: k16 step = 32 bytes along the swizzled row; 8-row groups 1024 bytes apart.
-        const auto desc_a = hopper::smem_descriptor_sw128(sa + kk * 32, 16, 8 * kRowBytes);
-        // B N-major: k16 step = 16 k-rows of 128 bytes; 64-column blocks kBBlockBytes apart, 8-k-row groups 1024.
-        const auto desc_b = hopper::smem_descriptor_sw128(sb + kk * 16 * kRowBytes, kBBlockBytes, 8 * kRowBytes);
-        hopper::wgmma_m64n256k16_bf16_kn(acc, desc_a, desc_b, ks > 0 || kk > 0);
-      }
-      hopper::wgmma_commit();
-      hopper::wgmma_wait<1>();
-      if (held >= 0 && lane == 0) hopper::mbarrier_arrive(empty + 8 * held);
-      held = slot;
-      if (++slot == kStages) {
-        slot = 0;
-        phase ^= 1;
+    for (unsigned kk = 0; kk < kGroupedTileDepth / 16; ++kk) {
+      // A K-major: a k16 step is 32 bytes along the swizzled rows. B N-major: a k16 step is 16 k-rows of 128 bytes.
+      const auto desc_a = hw::smem_descriptor_k_major_sw128(sa + kk * 32);
+      const auto desc_b = hw::smem_descriptor_mn_major_sw128(sb + kk * 16 * kRowBytes, kBBlockBytes);
+      if constexpr (kCols == 256) {
+        hw::wgmma_m64n256k16_bf16<hw::WgmmaB::kNMajor>(acc, desc_a, desc_b, ks > 0 || kk > 0);
+      } else {
+        hw::wgmma_m64n128k16_bf16<hw::WgmmaB::kNMajor>(acc, desc_a, desc_b, ks > 0 || kk > 0);
       }
     }
-    hopper::wgmma_wait<0>();
-    if (lane == 0) hopper::mbarrier_arrive(empty + 8 * held);
-    // Epilogue: bf16 pairs straight from the accumulators, rows past the group's end skipped.
-    const int r = warp * 16 + lane / 4;
-    auto* y0 = static_cast<__nv_bfloat16*>(a.table[2 * a.groups + at.group]) + (std::int64_t{row0} + r) * a.n +
-               at.col_block * kGroupedTileCols + 2 * (lane % 4);
-    auto* y8 = y0 + std::int64_t{8} * a.n;
-    const bool store0 = r < rows, store8 = r + 8 < rows;
+    hw::wgmma_commit_group();
+    hw::wgmma_wait_group<1>();
+    if (held >= 0 && lane == 0) hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(held));
+    held = ring_at.slot;
+    ring_at.advance();
+  }
+  hw::wgmma_wait_group<0>();
+  hw::wgmma_fence_operands(acc);
+  if (lane == 0) hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(held));
+  const int r = warp * 16 + lane / 4;
+  auto* y0 = y + std::int64_t{r} * a.n + 2 * (lane % 4);
+  auto* y8 = y0 + std::int64_t{8} * a.n;
+  const bool store0 = r < rows, store8 = r + 8 < rows;
 #pragma unroll
-    for (int j = 0; j < kGroupedTileCols / 8; ++j) {
-      if (store0) *reinterpret_cast<__nv_bfloat162*>(y0 + j * 8) = __floats2bfloat162_rn(acc[4 * j], acc[4 * j + 1]);
-      if (store8)
-        *reinterpret_cast<__nv_bfloat162*>(y8 + j * 8) = __floats2bfloat162_rn(acc[4 * j + 2], acc[4 * j + 3]);
+  for (int j = 0; j < kCols / 8; ++j) {
+    if (store0) *reinterpret_cast<__nv_bfloat162*>(y0 + j * 8) = __floats2bfloat162_rn(acc[4 * j], acc[4 * j + 1]);
+    if (store8) *reinterpret_cast<__nv_bfloat162*>(y8 + j * 8) = __floats2bfloat162_rn(acc[4 * j + 2], acc[4 * j + 3]);
+  }
+}
+
+// Consumer warpgroup `half` (0 or 1) over this block's tiles. A tile of more than 64 valid rows: this warpgroup
+// multiplies rows 64·half .. +63 by all 256 columns (the rows past the group's end read as zeros and are not stored).
+// A tile of at most 64 valid rows (a group's remainder): both warpgroups take rows 0..63, this one columns
+// 128·half .. +127, so that the tensor cores compute 64 rows, not 128, with both warpgroups busy.
+__device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, int half) {
+  RingCursor ring_at;
+  for (int tile = static_cast<int>(blockIdx.x); tile < a.tiles; tile += static_cast<int>(gridDim.x)) {
+    const auto at = cuda_plan::decode_grouped_tile(a.schedule, a.groups, tile);
+    const int tile_row0 = at.row_block * kGroupedTileRows;
+    const int tile_rows = a.schedule[2 * at.group] - tile_row0;
+    auto* y = static_cast<__nv_bfloat16*>(a.table[2 * a.groups + at.group]) + std::int64_t{tile_row0} * a.n +
+              at.col_block * kGroupedTileCols;
+    if (tile_rows <= 64) {
+      consume_tile<128>(a, ring, full, empty, ring_at, 0, static_cast<unsigned>(half) * 2 * kBBlockBytes,
+                        y + 128 * half, tile_rows);
+    } else {
+      consume_tile<256>(a, ring, full, empty, ring_at, static_cast<unsigned>(half) * 64 * kRowBytes, 0,
+                        y + std::int64_t{64} * half * a.n, tile_rows - 64 * half);
     }
   }
 }
 
 __global__ void __launch_bounds__(kThreads, 1) grouped_gemm_kernel(const __grid_constant__ GroupedKernelArgs args) {
-  extern __shared__ std::uint8_t smem_raw[];
-  // The swizzle pattern repeats every 1024 bytes from an aligned address: align the ring.
-  const std::uint32_t raw = hopper::smem_address(smem_raw);
-  const std::uint32_t ring = (raw + 1023u) & ~1023u;
-  const std::uint32_t full = ring + kStages * kStageBytes;  // kStages mbarriers of 8 bytes
-  const std::uint32_t empty = full + kStages * 8;
+  extern __shared__ __align__(1024) std::uint8_t grouped_smem[];
+  // The 128-byte swizzle pattern repeats every 1024 bytes: align the ring.
+  const unsigned ring = (hw::smem_address(grouped_smem) + 1023u) & ~1023u;
+  const unsigned full = ring + kBarrierOffset;  // kStages mbarriers of 8 bytes
+  const unsigned empty = full + kStages * 8;
   if (threadIdx.x == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      hopper::mbarrier_init(full + 8 * s, kWarpgroupThreads);  // one cp.async arrival per producer thread
-      hopper::mbarrier_init(empty + 8 * s, kConsumers * 4);    // one arrival per consumer warp
+    for (unsigned s = 0; s < kStages; ++s) {
+      hw::mbarrier_init(full + 8 * s, 1);                // the producer's arrive (plus the copies' bytes)
+      hw::mbarrier_init(empty + 8 * s, kConsumers * 4);  // one arrival per consumer warp
     }
-    hopper::mbarrier_init_fence();
+    hw::fence_mbarrier_init();
   }
   __syncthreads();
   const int warpgroup = static_cast<int>(threadIdx.x) / kWarpgroupThreads;
   if (warpgroup == 0) {
-    hopper::release_registers<kProducerRegisters>();
-    produce(args, ring, full, empty);
+    hw::warpgroup_release_registers<kProducerRegisters>();
+    if (threadIdx.x == 0) produce(args, ring, full, empty);
   } else {
-    hopper::claim_registers<kConsumerRegisters>();
+    hw::warpgroup_claim_registers<kConsumerRegisters>();
     consume(args, ring, full, empty, warpgroup - 1);
   }
 }
 
 }  // namespace
 
+bool encode_grouped_tensor_maps(void* const* table, const int* rows, int groups, int n, int k, CUtensorMap* maps) {
+  const auto aligned16 = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  for (int g = 0; g < groups; ++g) {
+    const void* w = table[g];
+    const void* x = table[groups + g];
+    if (!aligned16(w) || !aligned16(x)) return false;
+    if (!encode_bf16_tensor_map_sw128(maps[g], w, k, n, std::int64_t{n} * 2, kGroupedTileDepth) ||
+        !encode_bf16_tensor_map_sw128(maps[groups + g], x, rows[g], k, std::int64_t{k} * 2, kGroupedTileRows)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void launch_grouped_gemm_kernel(const GroupedKernelArgs& args, cudaStream_t stream) {
   if (args.tiles == 0) return;
   int device = 0, sms = 0;
   PARATWIN_CUDA_CHECK(cudaGetDevice(&device));
   PARATWIN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  // Per device (the engine may drive several from one process) and cheap: set on every launch.
   PARATWIN_CUDA_CHECK(
       cudaFuncSetAttribute(grouped_gemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
   const int blocks = std::min(args.tiles, sms);

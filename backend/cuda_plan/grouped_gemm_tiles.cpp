@@ -15,6 +15,16 @@ bool grouped_kernel_supports(std::int64_t n, std::int64_t k) {
          n <= kIntMax && k <= kIntMax;
 }
 
+std::int64_t grouped_kernel_rows_computed(const std::vector<std::int64_t>& group_rows) {
+  std::int64_t computed = 0;
+  for (const std::int64_t rows : group_rows) {
+    const std::int64_t remainder = rows % kGroupedTileRows;
+    computed += rows - remainder;
+    if (remainder > 0) computed += remainder <= kGroupedHalfTileRows ? kGroupedHalfTileRows : kGroupedTileRows;
+  }
+  return computed;
+}
+
 GroupedTileSchedule make_grouped_tile_schedule(const std::vector<std::int64_t>& group_rows, std::int64_t n) {
   PARATWIN_ASSERT(n >= kGroupedTileCols && n % kGroupedTileCols == 0, "grouped kernel schedule at n {}", n);
   const std::int64_t col_blocks = n / kGroupedTileCols;

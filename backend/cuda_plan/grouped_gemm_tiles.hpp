@@ -1,7 +1,8 @@
 #pragma once
 /// The tile schedule of the backend's persistent grouped GEMM kernel (backend/cuda/grouped_gemm_kernel.cu). Each
 /// non-empty group's output Y_g [rows_g × n] is cut into tiles of kGroupedTileRows × kGroupedTileCols; the last row
-/// block of a group is partial (its rows past rows_g are never stored). Tiles are numbered group by group, within a
+/// block of a group is partial (its rows past rows_g are never stored), and the kernel computes one of at most
+/// kGroupedHalfTileRows rows as that many rows only. Tiles are numbered group by group, within a
 /// group column block by column block, and within a column block row block by row block: the tiles that run at the
 /// same time on neighbouring multiprocessors then share one weight column block, read from memory once and from L2
 /// after. Plain C++ (no CUDA header), so the CPU tests check it; the kernel decodes tiles with the same constexpr
@@ -15,6 +16,7 @@ namespace paratwin::cuda_plan {
 inline constexpr int kGroupedTileRows = 128;  ///< two consumer warpgroups × 64 rows
 inline constexpr int kGroupedTileCols = 256;  ///< one wgmma m64n256 per warpgroup and k step
 inline constexpr int kGroupedTileDepth = 64;  ///< k per pipeline stage: one 128-byte swizzle row of bf16
+inline constexpr int kGroupedHalfTileRows = 64;  ///< a remainder this short runs as one wgmma row block
 
 /// Whether the kernel computes an n × k problem: whole column blocks and whole k stages, sizes in int range.
 [[nodiscard]] bool grouped_kernel_supports(std::int64_t n, std::int64_t k);
@@ -29,6 +31,10 @@ struct GroupedTileSchedule {
 /// The schedule of the non-empty groups `group_rows` at width n (grouped_kernel_supports(n, any k) must hold).
 [[nodiscard]] GroupedTileSchedule make_grouped_tile_schedule(const std::vector<std::int64_t>& group_rows,
                                                              std::int64_t n);
+
+/// The rows the kernel's tensor cores compute for groups of `group_rows` rows (each group's row blocks of 128, its
+/// remainder as 64 rows when it has at most 64): over the groups' own rows, the padding the tiles cost.
+[[nodiscard]] std::int64_t grouped_kernel_rows_computed(const std::vector<std::int64_t>& group_rows);
 
 struct GroupedTile {
   int group = 0, row_block = 0, col_block = 0;

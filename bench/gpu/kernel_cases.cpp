@@ -14,6 +14,7 @@
 #include "backend/cuda/indexer_score.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/sparse_mla_attention.hpp"
+#include "backend/cuda_plan/grouped_gemm_tiles.hpp"
 
 namespace paratwin::bench {
 
@@ -423,6 +424,10 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
       DeviceBuffer device_schedule(static_cast<i64>(std::max<std::size_t>(schedule.size(), 1) * sizeof(int)));
       PARATWIN_CUDA_CHECK(cudaMemcpy(device_schedule.get(), schedule.data(), schedule.size() * sizeof(int),
                                      cudaMemcpyHostToDevice));
+      const auto maps = gemm.kernel_tensor_maps(table.data());
+      DeviceBuffer device_maps(static_cast<i64>(std::max<std::size_t>(maps.size(), 1) * sizeof(CUtensorMap)));
+      PARATWIN_CUDA_CHECK(
+          cudaMemcpy(device_maps.get(), maps.data(), maps.size() * sizeof(CUtensorMap), cudaMemcpyHostToDevice));
       cuda::GroupedGemm::Launch launch;
       launch.blas = blas_;
       launch.stream = stream_;
@@ -430,13 +435,19 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
       launch.device_table = device_table.as<void*>();
       launch.host_table = table.data();
       launch.device_schedule = device_schedule.as<int>();
+      if (!maps.empty()) launch.device_tensor_maps = device_maps.as<CUtensorMap>();
       bool as_asked = true;
       const double s = time([&] { as_asked = gemm.run(launch, v.method) && as_asked; });
       std::optional<double> target;
       if (v.backend) target = 0.8;
+      std::string note = as_asked ? dense_note : dense_note + " (fell back)";
+      if (v.method == cuda::GroupedGemmMethod::kPersistentKernel) {  // what its tiles' padding costs
+        note += fmt::format(", tiles compute {:.2f} x the rows",
+                            static_cast<double>(cuda_plan::grouped_kernel_rows_computed(group_rows)) /
+                                static_cast<double>(rows));
+      }
       rows_.push_back({fmt::format("grouped GEMM {} ({})", name, v.label), m.name, shape, s, flops, true, dense_s / s,
-                       target, "dense", as_asked ? dense_note : dense_note + " (fell back)", std::nullopt,
-                       prompt_tokens_});
+                       target, "dense", note, std::nullopt, prompt_tokens_});
     }
     add_flops(fmt::format("dense GEMM {} same size", name), m, fmt::format("{} x {} x {}", rows, n, k), dense_s, flops,
               "");

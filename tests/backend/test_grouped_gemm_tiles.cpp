@@ -71,3 +71,14 @@ TEST_CASE("grouped kernel schedule of one group and of none", "[backend]") {
   CHECK_THROWS_AS(make_grouped_tile_schedule({0}, 256), InternalError);
   CHECK_THROWS_AS(make_grouped_tile_schedule({5}, 200), InternalError);
 }
+
+TEST_CASE("grouped kernel computes whole 128-row blocks and remainders of up to 64 rows as 64", "[backend]") {
+  CHECK(grouped_kernel_rows_computed({}) == 0);
+  CHECK(grouped_kernel_rows_computed({0}) == 0);
+  CHECK(grouped_kernel_rows_computed({1}) == 64);
+  CHECK(grouped_kernel_rows_computed({64}) == 64);
+  CHECK(grouped_kernel_rows_computed({65}) == 128);
+  CHECK(grouped_kernel_rows_computed({128}) == 128);
+  CHECK(grouped_kernel_rows_computed({129}) == 192);
+  CHECK(grouped_kernel_rows_computed({192, 193, 300}) == 192 + 256 + 320);
+}

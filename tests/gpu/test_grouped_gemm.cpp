@@ -78,6 +78,14 @@ void check_grouped(const std::vector<std::int64_t>& group_rows, std::int64_t n, 
   REQUIRE(cudaMalloc(&device_schedule, std::max<std::size_t>(schedule.size() * sizeof(int), 8)) == cudaSuccess);
   REQUIRE(cudaMemcpy(device_schedule, schedule.data(), schedule.size() * sizeof(int), cudaMemcpyHostToDevice) ==
           cudaSuccess);
+  const auto maps = gemm.kernel_tensor_maps(pool.pointers(table));
+  CHECK(maps.empty() == (!gemm.kernel_supported() || gemm.groups_in_call() == 0));  // the pool's operands are aligned
+  void* device_maps = nullptr;
+  if (!maps.empty()) {
+    REQUIRE(cudaMalloc(&device_maps, maps.size() * sizeof(CUtensorMap)) == cudaSuccess);
+    REQUIRE(cudaMemcpy(device_maps, maps.data(), maps.size() * sizeof(CUtensorMap), cudaMemcpyHostToDevice) ==
+            cudaSuccess);
+  }
 
   Blas blas;
   const GemmStreams side(3);
@@ -87,12 +95,14 @@ void check_grouped(const std::vector<std::int64_t>& group_rows, std::int64_t n, 
   launch.device_table = static_cast<void* const*>(device_table);
   launch.host_table = pool.pointers(table);
   launch.device_schedule = static_cast<const int*>(device_schedule);
+  launch.device_tensor_maps = static_cast<const CUtensorMap*>(device_maps);
   // cuBLAS ≥ 12.5 here: the method asked for is the one that runs, not the fallback, unless the kernel does not
   // support n × k.
   CHECK(gemm.run(launch, method) == runs_as_asked);
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
   cudaFree(device_table);
   cudaFree(device_schedule);
+  cudaFree(device_maps);
 
   const auto xs = read_bf16(pool.ptr(x), rows * k);
   const auto ws = read_bf16(pool.ptr(w), groups * k * n);
