@@ -15,6 +15,7 @@ namespace {
 
 namespace hw = hopper;
 using cuda_plan::kGroupedTileCols;
+using cuda_plan::kGroupedHalfTileRows;
 using cuda_plan::kGroupedTileDepth;
 using cuda_plan::kGroupedTileRows;
 
@@ -24,6 +25,7 @@ constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
 constexpr unsigned kRowBytes = kGroupedTileDepth * 2;              // one k stage of one row: one 128-byte swizzle row
 constexpr unsigned kABytes = kGroupedTileRows * kRowBytes;         // X tile: 128 rows × 64 k, K-major, 16 KB
+constexpr unsigned kAHalfBytes = kGroupedHalfTileRows * kRowBytes;  // its 64-row halves, one copy box each
 constexpr unsigned kBBlockBytes = kGroupedTileDepth * 64 * 2;      // W: 64 k-rows × 64 columns, N-major, 8 KB
 constexpr unsigned kBBlocks = kGroupedTileCols / 64;               // 4 such blocks side by side along n
 constexpr unsigned kStageBytes = kABytes + kBBlocks * kBBlockBytes;  // 48 KB
@@ -35,29 +37,55 @@ static_assert(kGroupedTileDepth == 64 && kTensorMapBoxCols == 64, "one k stage i
 static_assert(kGroupedTileCols == 256 && kGroupedTileRows == kConsumers * 64, "wgmma m64n256 per consumer");
 static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <= 65536, "register file");
 
-// The producer, one thread: for every tile of this block, for every k stage, waits until the consumers have released
-// the ring slot, then has the copy engine load the X tile (128 rows × 64 k; rows past the group read as zeros, as its
-// map ends there) and the W tile (4 boxes of 64 k-rows × 64 columns) into it, their bytes counted on the slot's `full`
-// barrier.
-__device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty) {
+// The tile of this block (rank 0 or 1 of its cluster) in a pair.
+struct BlockTile {
+  int group = 0, row0 = 0, col0 = 0;
+  bool shared_weights = true;
+};
+__device__ inline BlockTile block_tile(const GroupedKernelArgs& a, int pair, unsigned rank) {
+  const auto p = cuda_plan::decode_grouped_pair(a.schedule, a.groups, a.n / kGroupedTileCols, pair);
+  const bool shared_weights = p.kind == cuda_plan::GroupedPairKind::kSharedWeights;
+  const int r = static_cast<int>(rank);
+  return {p.group, (p.row_block + (shared_weights ? r : 0)) * kGroupedTileRows,
+          (p.col_block + (shared_weights ? 0 : r)) * kGroupedTileCols, shared_weights};
+}
+
+// The producer, one thread per block: for every pair of this cluster, for every k stage, waits until the consumers of
+// both blocks have released the ring slot (the multicast writes into both), then has the copy engine fill its part of
+// the slot in both blocks: for a pair that shares W, its own X tile (two boxes of 64 rows × 64 k; rows past the group
+// read as zeros, as its map ends there) and W boxes 2·rank, 2·rank + 1 (64 k-rows × 64 columns) into both blocks; for
+// a pair that shares X, X rows 64·rank .. +63 into both blocks and its own 4 W boxes. Either way each block's `full`
+// barrier counts the stage's 48 KB.
+__device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank) {
+  constexpr std::uint16_t kBothBlocks = 0b11;
   const int k_stages = a.k / kGroupedTileDepth;
   int slot = 0;
   unsigned phase = 0;
-  for (int tile = static_cast<int>(blockIdx.x); tile < a.tiles; tile += static_cast<int>(gridDim.x)) {
-    const auto at = cuda_plan::decode_grouped_tile(a.schedule, a.groups, tile);
-    const CUtensorMap* w_map = a.maps + at.group;
-    const CUtensorMap* x_map = a.maps + a.groups + at.group;
-    const int row0 = at.row_block * kGroupedTileRows, col0 = at.col_block * kGroupedTileCols;
+  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+    const BlockTile tile = block_tile(a, pair, rank);
+    const CUtensorMap* w_map = a.maps + tile.group;
+    const CUtensorMap* x_map = a.maps + a.groups + tile.group;
     for (int ks = 0; ks < k_stages; ++ks) {
       const unsigned full_bar = full + 8 * static_cast<unsigned>(slot);
       hw::mbarrier_wait(empty + 8 * static_cast<unsigned>(slot), phase ^ 1);  // a fresh barrier reads as released
-      const unsigned sa = ring + static_cast<unsigned>(slot) * kStageBytes;
+      const unsigned sa = ring + static_cast<unsigned>(slot) * kStageBytes, sb = sa + kABytes;
+      const int k0 = ks * kGroupedTileDepth;
       hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes);
-      hw::tma_load_2d(sa, x_map, full_bar, ks * kGroupedTileDepth, row0);
+      if (tile.shared_weights) {
+        hw::tma_load_2d(sa, x_map, full_bar, k0, tile.row0);
+        hw::tma_load_2d(sa + kAHalfBytes, x_map, full_bar, k0, tile.row0 + kGroupedHalfTileRows);
 #pragma unroll
-      for (unsigned b = 0; b < kBBlocks; ++b) {
-        hw::tma_load_2d(sa + kABytes + b * kBBlockBytes, w_map, full_bar, col0 + static_cast<int>(b) * 64,
-                        ks * kGroupedTileDepth);
+        for (unsigned b = 2 * rank; b < 2 * rank + 2; ++b) {
+          hw::tma_load_2d_multicast(sb + b * kBBlockBytes, w_map, full_bar, tile.col0 + static_cast<int>(b) * 64, k0,
+                                    kBothBlocks);
+        }
+      } else {
+        hw::tma_load_2d_multicast(sa + rank * kAHalfBytes, x_map, full_bar, k0,
+                                  tile.row0 + static_cast<int>(rank) * kGroupedHalfTileRows, kBothBlocks);
+#pragma unroll
+        for (unsigned b = 0; b < kBBlocks; ++b) {
+          hw::tma_load_2d(sb + b * kBBlockBytes, w_map, full_bar, tile.col0 + static_cast<int>(b) * 64, k0);
+        }
       }
       if (++slot == kStages) {
         slot = 0;
@@ -65,6 +93,12 @@ __device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full
       }
     }
   }
+}
+
+// One consumer warp is done reading ring slot `slot`: tells both blocks of the cluster, whose producers both write it.
+__device__ inline void release_slot(unsigned empty, int slot) {
+  hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), 0);
+  hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), 1);
 }
 
 // The ring position the consumers read next, advanced stage by stage.
@@ -110,13 +144,13 @@ __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned
     }
     hw::wgmma_commit_group();
     hw::wgmma_wait_group<1>();
-    if (held >= 0 && lane == 0) hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(held));
+    if (held >= 0 && lane == 0) release_slot(empty, held);
     held = ring_at.slot;
     ring_at.advance();
   }
   hw::wgmma_wait_group<0>();
   hw::wgmma_fence_operands(acc);
-  if (lane == 0) hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(held));
+  if (lane == 0) release_slot(empty, held);
   const int r = warp * 16 + lane / 4;
   auto* y0 = y + std::int64_t{r} * a.n + 2 * (lane % 4);
   auto* y8 = y0 + std::int64_t{8} * a.n;
@@ -132,46 +166,51 @@ __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned
 // multiplies rows 64·half .. +63 by all 256 columns (the rows past the group's end read as zeros and are not stored).
 // A tile of at most 64 valid rows (a group's remainder): both warpgroups take rows 0..63, this one columns
 // 128·half .. +127, so that the tensor cores compute 64 rows, not 128, with both warpgroups busy.
-__device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, int half) {
+__device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank,
+                        int half) {
   RingCursor ring_at;
-  for (int tile = static_cast<int>(blockIdx.x); tile < a.tiles; tile += static_cast<int>(gridDim.x)) {
-    const auto at = cuda_plan::decode_grouped_tile(a.schedule, a.groups, tile);
-    const int tile_row0 = at.row_block * kGroupedTileRows;
-    const int tile_rows = a.schedule[2 * at.group] - tile_row0;
-    auto* y = static_cast<__nv_bfloat16*>(a.table[2 * a.groups + at.group]) + std::int64_t{tile_row0} * a.n +
-              at.col_block * kGroupedTileCols;
-    if (tile_rows <= 64) {
+  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+    const BlockTile tile = block_tile(a, pair, rank);
+    const int tile_rows = a.schedule[2 * tile.group] - tile.row0;  // ≤ 0 for the zero partner past a group's end
+    auto* y = static_cast<__nv_bfloat16*>(a.table[2 * a.groups + tile.group]) + std::int64_t{tile.row0} * a.n +
+              tile.col0;
+    if (tile_rows <= kGroupedHalfTileRows) {
       consume_tile<128>(a, ring, full, empty, ring_at, 0, static_cast<unsigned>(half) * 2 * kBBlockBytes,
                         y + 128 * half, tile_rows);
     } else {
-      consume_tile<256>(a, ring, full, empty, ring_at, static_cast<unsigned>(half) * 64 * kRowBytes, 0,
+      consume_tile<256>(a, ring, full, empty, ring_at, static_cast<unsigned>(half) * kAHalfBytes, 0,
                         y + std::int64_t{64} * half * a.n, tile_rows - 64 * half);
     }
   }
 }
 
-__global__ void __launch_bounds__(kThreads, 1) grouped_gemm_kernel(const __grid_constant__ GroupedKernelArgs args) {
+__global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
+    grouped_gemm_kernel(const __grid_constant__ GroupedKernelArgs args) {
   extern __shared__ __align__(1024) std::uint8_t grouped_smem[];
-  // The 128-byte swizzle pattern repeats every 1024 bytes: align the ring.
+  // The 128-byte swizzle pattern repeats every 1024 bytes: align the ring (at the same offset in both blocks, which
+  // the multicast copies rely on).
   const unsigned ring = (hw::smem_address(grouped_smem) + 1023u) & ~1023u;
   const unsigned full = ring + kBarrierOffset;  // kStages mbarriers of 8 bytes
   const unsigned empty = full + kStages * 8;
+  const unsigned rank = hw::cluster_cta_rank();
   if (threadIdx.x == 0) {
     for (unsigned s = 0; s < kStages; ++s) {
-      hw::mbarrier_init(full + 8 * s, 1);                // the producer's arrive (plus the copies' bytes)
-      hw::mbarrier_init(empty + 8 * s, kConsumers * 4);  // one arrival per consumer warp
+      hw::mbarrier_init(full + 8 * s, 1);                    // the producer's arrive (plus the copies' bytes)
+      hw::mbarrier_init(empty + 8 * s, 2 * kConsumers * 4);  // one arrival per consumer warp of both blocks
     }
     hw::fence_mbarrier_init();
   }
-  __syncthreads();
+  hw::cluster_sync();  // both blocks' barriers exist before either block's copies or arrivals reach them
   const int warpgroup = static_cast<int>(threadIdx.x) / kWarpgroupThreads;
   if (warpgroup == 0) {
     hw::warpgroup_release_registers<kProducerRegisters>();
-    if (threadIdx.x == 0) produce(args, ring, full, empty);
+    if (threadIdx.x == 0) produce(args, ring, full, empty, rank);
+    __syncwarp();
   } else {
     hw::warpgroup_claim_registers<kConsumerRegisters>();
-    consume(args, ring, full, empty, warpgroup - 1);
+    consume(args, ring, full, empty, rank, warpgroup - 1);
   }
+  hw::cluster_sync();  // neither block leaves while the other may still write its shared memory or barriers
 }
 
 }  // namespace
@@ -183,7 +222,7 @@ bool encode_grouped_tensor_maps(void* const* table, const int* rows, int groups,
     const void* x = table[groups + g];
     if (!aligned16(w) || !aligned16(x)) return false;
     if (!encode_bf16_tensor_map_sw128(maps[g], w, k, n, std::int64_t{n} * 2, kGroupedTileDepth) ||
-        !encode_bf16_tensor_map_sw128(maps[groups + g], x, rows[g], k, std::int64_t{k} * 2, kGroupedTileRows)) {
+        !encode_bf16_tensor_map_sw128(maps[groups + g], x, rows[g], k, std::int64_t{k} * 2, kGroupedHalfTileRows)) {
       return false;
     }
   }
@@ -191,14 +230,20 @@ bool encode_grouped_tensor_maps(void* const* table, const int* rows, int groups,
 }
 
 void launch_grouped_gemm_kernel(const GroupedKernelArgs& args, cudaStream_t stream) {
-  if (args.tiles == 0) return;
-  int device = 0, sms = 0;
-  PARATWIN_CUDA_CHECK(cudaGetDevice(&device));
-  PARATWIN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  if (args.pairs == 0) return;
   // Per device (the engine may drive several from one process) and cheap: set on every launch.
   PARATWIN_CUDA_CHECK(
       cudaFuncSetAttribute(grouped_gemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  const int blocks = std::min(args.tiles, sms);
+  // As many clusters as fit at once (a cluster's two blocks share a GPC, whose multiprocessors may be odd in number).
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(2);
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = kSmemBytes;
+  config.stream = stream;
+  int clusters = 0;
+  PARATWIN_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, grouped_gemm_kernel, &config));
+  PARATWIN_ASSERT(clusters >= 1, "the grouped GEMM kernel fits no cluster on this device");
+  const int blocks = 2 * std::min(args.pairs, clusters);
   grouped_gemm_kernel<<<blocks, kThreads, kSmemBytes, stream>>>(args);
   PARATWIN_CUDA_CHECK(cudaGetLastError());
 }

@@ -1,9 +1,10 @@
 #pragma once
 // Hopper's (sm_90a) asynchronous building blocks, as small inline-PTX device helpers: mbarriers (arrive / expect a
-// byte count / wait on a phase), 2-D bulk tensor copies (TMA) into shared memory that complete on an mbarrier, named
-// barriers, register re-allocation between warpgroups, and the warpgroup MMA (wgmma) reading both operands from
-// shared memory through matrix descriptors (K-major, and MN-major for a B stored as rows of n). Used by indexer_wgmma.cu
-// and grouped_gemm_kernel.cu. Names follow the PTX instructions they wrap (PTX ISA 8.x, "Asynchronous warpgroup level
+// byte count / wait on a phase), 2-D bulk tensor copies (TMA) into shared memory that complete on an mbarrier (also
+// multicast to the blocks of a cluster), cluster ranks, remote arrivals and the cluster barrier, named barriers,
+// register re-allocation between warpgroups, and the warpgroup MMA (wgmma) reading both operands from shared memory
+// through matrix descriptors (K-major, and MN-major for a B stored as rows of n). Used by indexer_wgmma.cu and
+// grouped_gemm_kernel.cu. Names follow the PTX instructions they wrap (PTX ISA 8.x, "Asynchronous warpgroup level
 // matrix multiply-accumulate" and "mbarrier"); the comments say what the caller must guarantee.
 #include <cstdint>
 
@@ -57,6 +58,45 @@ __device__ inline void tma_load_2d(unsigned dst, const void* tensor_map, unsigne
       "[%4];\n" ::"r"(dst),
       "l"(reinterpret_cast<std::uint64_t>(tensor_map)), "r"(x), "r"(y), "r"(bar)
       : "memory");
+}
+
+/// As tma_load_2d, into the same shared-memory offset `dst` of every block of the cluster whose rank is set in
+/// `cta_mask`, the bytes counted on the barrier at offset `bar` of each of them.
+__device__ inline void tma_load_2d_multicast(unsigned dst, const void* tensor_map, unsigned bar, int x, int y,
+                                             std::uint16_t cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, "
+      "{%2, %3}], [%4], %5;\n" ::"r"(dst),
+      "l"(reinterpret_cast<std::uint64_t>(tensor_map)), "r"(x), "r"(y), "r"(bar), "h"(cta_mask)
+      : "memory");
+}
+
+// ---- clusters (thread-block clusters of sm_90) ----------------------------------------------------------------
+
+/// This block's rank in its cluster.
+__device__ inline unsigned cluster_cta_rank() {
+  unsigned rank = 0;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+  return rank;
+}
+/// One arrival on the barrier at shared-memory offset `bar` of the cluster's block `cta_rank` (this block's own when
+/// it is this block's rank), released at cluster scope: the arriving thread's earlier accesses are visible to the
+/// threads that see the phase complete.
+__device__ inline void mbarrier_arrive_cluster(unsigned bar, unsigned cta_rank) {
+  asm volatile(
+      "{\n"
+      ".reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n"
+      "}\n" ::"r"(bar),
+      "r"(cta_rank)
+      : "memory");
+}
+/// Waits until every thread of every block of the cluster has arrived here (all threads of each warp take part):
+/// orders barrier initialisations before the other block's use, and keeps a block alive while the other may still
+/// write its shared memory.
+__device__ inline void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 
 // ---- named barriers and register re-allocation -------------------------------------------------------------------

@@ -15,31 +15,42 @@ bool grouped_kernel_supports(std::int64_t n, std::int64_t k) {
          n <= kIntMax && k <= kIntMax;
 }
 
-std::int64_t grouped_kernel_rows_computed(const std::vector<std::int64_t>& group_rows) {
-  std::int64_t computed = 0;
-  for (const std::int64_t rows : group_rows) {
-    const std::int64_t remainder = rows % kGroupedTileRows;
-    computed += rows - remainder;
-    if (remainder > 0) computed += remainder <= kGroupedHalfTileRows ? kGroupedHalfTileRows : kGroupedTileRows;
-  }
-  return computed;
-}
-
 GroupedTileSchedule make_grouped_tile_schedule(const std::vector<std::int64_t>& group_rows, std::int64_t n) {
-  PARATWIN_ASSERT(n >= kGroupedTileCols && n % kGroupedTileCols == 0, "grouped kernel schedule at n {}", n);
-  const std::int64_t col_blocks = n / kGroupedTileCols;
+  PARATWIN_ASSERT(n >= kGroupedTileCols && n % kGroupedTileCols == 0 && n <= kIntMax, "grouped kernel schedule at n {}",
+                  n);
+  const auto col_blocks = static_cast<int>(n / kGroupedTileCols);
   GroupedTileSchedule s;
-  std::int64_t tiles = 0;
+  std::int64_t pairs = 0;
   for (const std::int64_t rows : group_rows) {
-    PARATWIN_ASSERT(rows >= 1 && rows <= kIntMax, "grouped kernel group of {} rows", rows);
+    PARATWIN_ASSERT(rows >= 1 && rows <= kIntMax - kGroupedTileRows, "grouped kernel group of {} rows", rows);
     s.table.push_back(static_cast<int>(rows));
-    s.table.push_back(static_cast<int>(tiles));
-    tiles += (rows + kGroupedTileRows - 1) / kGroupedTileRows * col_blocks;
-    PARATWIN_ASSERT(tiles <= kIntMax, "grouped kernel schedule of {} tiles", tiles);
+    s.table.push_back(static_cast<int>(pairs));
+    pairs += grouped_pairs_of_group(static_cast<int>(rows), col_blocks);
+    PARATWIN_ASSERT(pairs <= kIntMax, "grouped kernel schedule of {} tile pairs", pairs);
   }
   s.groups = static_cast<int>(group_rows.size());
-  s.tiles = static_cast<int>(tiles);
+  s.pairs = static_cast<int>(pairs);
   return s;
+}
+
+double grouped_kernel_padding(const std::vector<std::int64_t>& group_rows, std::int64_t n) {
+  PARATWIN_ASSERT(n >= kGroupedTileCols && n % kGroupedTileCols == 0, "grouped kernel padding at n {}", n);
+  const std::int64_t col_blocks = n / kGroupedTileCols;
+  double computed = 0, useful = 0;  // in rows × column blocks
+  for (const std::int64_t rows : group_rows) {
+    if (rows == 0) continue;
+    const std::int64_t remainder = rows % kGroupedTileRows;
+    double row_blocks_computed = static_cast<double>(rows - remainder) * static_cast<double>(col_blocks);
+    if (remainder > 0) {
+      const int last = remainder <= kGroupedHalfTileRows ? kGroupedHalfTileRows : kGroupedTileRows;
+      row_blocks_computed += static_cast<double>(last) * static_cast<double>(col_blocks);
+    }
+    const std::int64_t row_blocks = (rows + kGroupedTileRows - 1) / kGroupedTileRows;
+    if (row_blocks % 2 == 1 && col_blocks % 2 == 1) row_blocks_computed += kGroupedHalfTileRows;  // the zero partner
+    computed += row_blocks_computed;
+    useful += static_cast<double>(rows) * static_cast<double>(col_blocks);
+  }
+  return useful > 0 ? computed / useful : 1.0;
 }
 
 }  // namespace paratwin::cuda_plan

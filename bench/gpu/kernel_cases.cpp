@@ -442,9 +442,7 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
       if (v.backend) target = 0.8;
       std::string note = as_asked ? dense_note : dense_note + " (fell back)";
       if (v.method == cuda::GroupedGemmMethod::kPersistentKernel) {  // what its tiles' padding costs
-        note += fmt::format(", tiles compute {:.2f} x the rows",
-                            static_cast<double>(cuda_plan::grouped_kernel_rows_computed(group_rows)) /
-                                static_cast<double>(rows));
+        note += fmt::format(", tiles compute {:.2f} x the product", cuda_plan::grouped_kernel_padding(group_rows, n));
       }
       rows_.push_back({fmt::format("grouped GEMM {} ({})", name, v.label), m.name, shape, s, flops, true, dense_s / s,
                        target, "dense", note, std::nullopt, prompt_tokens_});
