@@ -96,13 +96,14 @@ __device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full
 }
 
 // One consumer warp is done reading ring slot `slot`: tells both blocks of the cluster, whose producers both write it.
-__device__ inline void release_slot(unsigned empty, int slot) {
-  hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), 0);
-  hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), 1);
+__device__ inline void release_slot(unsigned empty, unsigned rank, int slot) {
+  hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(slot));
+  hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), rank ^ 1);
 }
 
 // The ring position the consumers read next, advanced stage by stage.
 struct RingCursor {
+  unsigned rank = 0;  ///< this block's in its cluster
   int slot = 0;
   unsigned phase = 0;
   __device__ void advance() {
@@ -144,13 +145,13 @@ __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned
     }
     hw::wgmma_commit_group();
     hw::wgmma_wait_group<1>();
-    if (held >= 0 && lane == 0) release_slot(empty, held);
+    if (held >= 0 && lane == 0) release_slot(empty, ring_at.rank, held);
     held = ring_at.slot;
     ring_at.advance();
   }
   hw::wgmma_wait_group<0>();
   hw::wgmma_fence_operands(acc);
-  if (lane == 0) release_slot(empty, held);
+  if (lane == 0) release_slot(empty, ring_at.rank, held);
   const int r = warp * 16 + lane / 4;
   auto* y0 = y + std::int64_t{r} * a.n + 2 * (lane % 4);
   auto* y8 = y0 + std::int64_t{8} * a.n;
@@ -169,6 +170,7 @@ __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned
 __device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank,
                         int half) {
   RingCursor ring_at;
+  ring_at.rank = rank;
   for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
     const BlockTile tile = block_tile(a, pair, rank);
     const int tile_rows = a.schedule[2 * tile.group] - tile.row0;  // ≤ 0 for the zero partner past a group's end

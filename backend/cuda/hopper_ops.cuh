@@ -79,15 +79,16 @@ __device__ inline unsigned cluster_cta_rank() {
   asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
   return rank;
 }
-/// One arrival on the barrier at shared-memory offset `bar` of the cluster's block `cta_rank` (this block's own when
-/// it is this block's rank), released at cluster scope: the arriving thread's earlier accesses are visible to the
-/// threads that see the phase complete.
+/// One arrival on the barrier at shared-memory offset `bar` of the cluster's block `cta_rank` (another block's, or
+/// this block's own), with the default release semantics at CTA scope: enough where the arriving thread only read
+/// the memory the barrier guards through wgmma, whose completion it waited for (the scope .cluster makes every such
+/// arrival a cluster-wide fence).
 __device__ inline void mbarrier_arrive_cluster(unsigned bar, unsigned cta_rank) {
   asm volatile(
       "{\n"
       ".reg .b32 remote;\n"
       "mapa.shared::cluster.u32 remote, %0, %1;\n"
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n"
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n"
       "}\n" ::"r"(bar),
       "r"(cta_rank)
       : "memory");
