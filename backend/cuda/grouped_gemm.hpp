@@ -9,12 +9,12 @@
 ///   side streams (GemmStreams) that fork from and join back into the caller's stream, so experts with few rows share
 ///   the GPU instead of each filling a small part of it in turn. 0.87–1.05 × the dense GEMM of the same size from
 ///   ~1,000 rows per expert, 0.64–0.85 × at 256–512 (8K tokens), on H200.
-/// - kPersistentKernel: the backend's own Hopper kernel (grouped_gemm_kernel.hpp), one persistent launch for every
-///   expert, where grouped_kernel_supports(n, k) (n a multiple of 256, k of 64); elsewhere it runs kConcurrent (the
-///   loop without side streams). Correct (gpu_tests, compute-sanitizer clean) but measured at 0.37–0.59 × dense,
-///   below kConcurrent at every zoo MoE shape: its main loop runs 350–450 TFLOP/s on the tiles it computes whatever
-///   the rows per expert, and its 128-row tiles compute 1.10–1.25 × the rows at 8K tokens. docs/performance.md says
-///   what bounds it and what it needs next (W multicast over 2-CTA clusters, 64-row remainder tiles).
+/// - kPersistentKernel: the backend's own Hopper kernel (grouped_gemm_kernel.hpp): one persistent launch for every
+///   expert, in clusters of two blocks that load X and W by TMA and multicast the operand they share, where
+///   grouped_kernel_supports(n, k) (n a multiple of 256, k of 64) and the launch carries the device pointer table, the
+///   tile schedule and kernel_tensor_maps(); elsewhere it runs kConcurrent (the loop without side streams). Measured
+///   on H200 at 0.55–0.81 × dense at 8K tokens and 0.63–0.88 × at 32K: 4 % faster than kConcurrent at two 8K gate_up
+///   shapes, 4–47 % slower at the other 14, the down GEMMs (k 1536–2048) most.
 /// - kCublasGrouped: one cublasGemmGroupedBatchedEx (cuBLAS ≥ 12.5) for every expert. Measured on H200 (cuBLAS 13)
 ///   at 0.30–0.42 × the dense GEMM of the same size, half the speed of the sequential loop or less at every zoo
 ///   MoE shape, so the backend does not use it.
@@ -25,7 +25,8 @@
 /// - kSequential: one cublasGemmEx per expert on the caller's stream (the fallback without side streams).
 ///
 /// Everything a launch needs is prepared when the op is bound: the per-group sizes here, the operand pointer tables
-/// (`operand_addresses`, resolved by the caller once its buffers exist). Launching allocates nothing and never waits
+/// (`operand_addresses`, resolved by the caller once its buffers exist; for kPersistentKernel also its tile schedule
+/// and tensor maps, which the caller copies to the device once). Launching allocates nothing and never waits
 /// for the GPU on the host.
 
 #include <cublas_v2.h>
@@ -66,9 +67,11 @@ enum class GroupedGemmMethod { kPersistentKernel, kConcurrent, kCublasGrouped, k
 /// kChunkedBatched's default chunk height.
 inline constexpr std::int64_t kGroupedChunkRows = 128;
 
-/// The method the engine's expert GEMMs run (op_binder.cpp): kConcurrent, the fastest of the five (or within 0.01 ×
-/// dense of it) at 14 of the 16 zoo MoE shapes measured on H200; at the other two (32K tokens, where it reaches
-/// 0.87–0.92 × dense) the loop or the chunked batch is 0.04–0.07 faster (docs/performance.md "MoE expert GEMMs").
+/// The method the engine's expert GEMMs run (op_binder.cpp): kConcurrent. In one bench_kernels --grouped-only run on
+/// H200 it was the fastest of the methods, or within 1.2 %, at 12 of the 16 zoo MoE shapes; the persistent kernel was
+/// 4 % faster at two 8K gate_up shapes (DeepSeek-V3.2 EP 8, Qwen3 EP 1), within the ~6 % run-to-run spread of one
+/// method, and slower at the neighbouring gate_up shapes (DeepSeek-V3.2 EP 1 by 9 %, Qwen3 EP 8 by 4 %), so no rule
+/// of the shape picks it safely; the loop was 5 % faster at one 32K shape (docs/performance.md "MoE expert GEMMs").
 inline constexpr GroupedGemmMethod kEngineGroupedGemmMethod = GroupedGemmMethod::kConcurrent;
 
 class GroupedGemm {
@@ -145,9 +148,9 @@ class GroupedGemm {
   std::vector<float> alpha_, beta_;
   std::vector<std::size_t> by_rows_;  ///< non-empty groups, most rows first (the order side streams take them)
   std::int64_t chunk_rows_ = kGroupedChunkRows;
-  int chunks_ = 0;                       ///< whole chunks of all groups (kChunkedBatched's batch)
-  std::vector<std::size_t> by_tail_;     ///< non-empty groups with a remainder, largest remainder first
-  std::vector<int> tail_rows_;           ///< per non-empty group: rows past its whole chunks
+  int chunks_ = 0;                    ///< whole chunks of all groups (kChunkedBatched's batch)
+  std::vector<std::size_t> by_tail_;  ///< non-empty groups with a remainder, largest remainder first
+  std::vector<int> tail_rows_;        ///< per non-empty group: rows past its whole chunks
 };
 
 }  // namespace paratwin::cuda

@@ -14,8 +14,8 @@ namespace paratwin::cuda {
 namespace {
 
 namespace hw = hopper;
-using cuda_plan::kGroupedTileCols;
 using cuda_plan::kGroupedHalfTileRows;
+using cuda_plan::kGroupedTileCols;
 using cuda_plan::kGroupedTileDepth;
 using cuda_plan::kGroupedTileRows;
 
@@ -23,11 +23,11 @@ constexpr int kStages = 4;  // 4 × 48 KB in flight per block: enough to cover m
 constexpr int kWarpgroupThreads = 128;
 constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
-constexpr unsigned kRowBytes = kGroupedTileDepth * 2;              // one k stage of one row: one 128-byte swizzle row
-constexpr unsigned kABytes = kGroupedTileRows * kRowBytes;         // X tile: 128 rows × 64 k, K-major, 16 KB
-constexpr unsigned kAHalfBytes = kGroupedHalfTileRows * kRowBytes;  // its 64-row halves, one copy box each
-constexpr unsigned kBBlockBytes = kGroupedTileDepth * 64 * 2;      // W: 64 k-rows × 64 columns, N-major, 8 KB
-constexpr unsigned kBBlocks = kGroupedTileCols / 64;               // 4 such blocks side by side along n
+constexpr unsigned kRowBytes = kGroupedTileDepth * 2;                // one k stage of one row: one 128-byte swizzle row
+constexpr unsigned kABytes = kGroupedTileRows * kRowBytes;           // X tile: 128 rows × 64 k, K-major, 16 KB
+constexpr unsigned kAHalfBytes = kGroupedHalfTileRows * kRowBytes;   // its 64-row halves, one copy box each
+constexpr unsigned kBBlockBytes = kGroupedTileDepth * 64 * 2;        // W: 64 k-rows × 64 columns, N-major, 8 KB
+constexpr unsigned kBBlocks = kGroupedTileCols / 64;                 // 4 such blocks side by side along n
 constexpr unsigned kStageBytes = kABytes + kBBlocks * kBBlockBytes;  // 48 KB
 constexpr unsigned kBarrierOffset = kStages * kStageBytes;
 constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
@@ -95,7 +95,8 @@ __device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full
   }
 }
 
-// One consumer warp is done reading ring slot `slot`: tells both blocks of the cluster, whose producers both write it.
+// One consumer warp is done reading ring slot `slot`: tells both blocks of the cluster, whose producers both write it
+// (the other block's barrier through a remote arrival at CTA scope: docs/performance.md has what cluster scope cost).
 __device__ inline void release_slot(unsigned empty, unsigned rank, int slot) {
   hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(slot));
   hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), rank ^ 1);
@@ -117,10 +118,11 @@ struct RingCursor {
 // One consumer warpgroup's share of one tile: 64 rows × kCols columns, its X rows `a_offset` bytes into the stage's X
 // tile and its W columns `b_offset` bytes into the stage's W tile. Per k stage: waits for the slot, issues 4 wgmma k16
 // steps as one group, waits for the previous group and releases its slot (one wgmma group stays in flight while the
-// next slot is awaited). Then stores bf16 pairs straight from the accumulators to Y rows y_row0 + r < `rows`.
+// next slot is awaited). Then stores bf16 pairs straight from the accumulators to row r of `y` (rows a.n apart) for
+// r < `rows`.
 template <int kCols>
-__device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, RingCursor& ring_at,
-                             unsigned a_offset, unsigned b_offset, __nv_bfloat16* y, int rows) {
+__device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty,
+                             RingCursor& ring_at, unsigned a_offset, unsigned b_offset, __nv_bfloat16* y, int rows) {
   static_assert(kCols == 256 || kCols == 128, "wgmma m64n256 or m64n128");
   const int t = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
   const int warp = t / 32, lane = t % 32;
@@ -174,8 +176,8 @@ __device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full
   for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
     const BlockTile tile = block_tile(a, pair, rank);
     const int tile_rows = a.schedule[2 * tile.group] - tile.row0;  // ≤ 0 for the zero partner past a group's end
-    auto* y = static_cast<__nv_bfloat16*>(a.table[2 * a.groups + tile.group]) + std::int64_t{tile.row0} * a.n +
-              tile.col0;
+    auto* y =
+        static_cast<__nv_bfloat16*>(a.table[2 * a.groups + tile.group]) + std::int64_t{tile.row0} * a.n + tile.col0;
     if (tile_rows <= kGroupedHalfTileRows) {
       consume_tile<128>(a, ring, full, empty, ring_at, 0, static_cast<unsigned>(half) * 2 * kBBlockBytes,
                         y + 128 * half, tile_rows);

@@ -6,8 +6,8 @@
 /// 128-byte swizzle, through one tensor map per expert's W and X, since the engine's experts are separate
 /// allocations), completing on mbarriers, the operand that the pair shares multicast to both blocks (each block loads
 /// half of it); two consumer warpgroups each multiply 64 rows × 256 columns with wgmma (fp32 accumulators in
-/// registers; 64 × 128 each for a remainder of at most 64 rows) and store bf16 rows, masked past the expert's rows. grouped_gemm.hpp decides when to use it; docs/performance.md "MoE
-/// expert GEMMs" has its figures on H200.
+/// registers; 64 × 128 each for a remainder of at most 64 rows) and store bf16 rows, masked past the expert's rows.
+/// grouped_gemm.hpp decides when to use it; docs/performance.md "MoE expert GEMMs" has its figures on H200.
 
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -23,8 +23,8 @@ struct GroupedKernelArgs {
   /// Device copy of encode_grouped_tensor_maps' 2 · groups maps (64-byte aligned).
   const CUtensorMap* maps = nullptr;
   const int* schedule = nullptr;  ///< device copy of GroupedTileSchedule::table
-  int groups = 0, pairs = 0;  ///< GroupedTileSchedule's
-  int n = 0, k = 0;  ///< grouped_kernel_supports(n, k)
+  int groups = 0, pairs = 0;      ///< GroupedTileSchedule's
+  int n = 0, k = 0;               ///< grouped_kernel_supports(n, k)
 };
 
 /// Encodes the tensor maps the kernel loads through, from the host copy of the pointer table (`table`, 3 · groups

@@ -146,8 +146,7 @@ __device__ inline std::uint64_t smem_descriptor_mn_major_sw128(unsigned start, u
   constexpr std::uint64_t kStrideByteOffset = 1024 >> 4;
   constexpr std::uint64_t kSwizzle128B = 1;
   return static_cast<std::uint64_t>((start & 0x3FFFFu) >> 4) |
-         static_cast<std::uint64_t>((block_bytes & 0x3FFFFu) >> 4) << 16 | kStrideByteOffset << 32 |
-         kSwizzle128B << 62;
+         static_cast<std::uint64_t>((block_bytes & 0x3FFFFu) >> 4) << 16 | kStrideByteOffset << 32 | kSwizzle128B << 62;
 }
 
 /// Orders this warpgroup's register accesses before the wgmma that follow (needed before the first wgmma of a

@@ -85,9 +85,6 @@ int BufferPool::pointer_table(std::vector<GroupedGemm::Address> entries) {
 std::int64_t BufferPool::total_bytes() const {
   std::int64_t total = 0;
   for (const auto& e : entries_) total += (e.bytes + 255) / 256 * 256;
-  for (const auto& t : table_addresses_) {
-    total += (static_cast<std::int64_t>(t.size() * sizeof(void*)) + 255) / 256 * 256;  // the device copy
-  }
   return total;
 }
 
@@ -105,18 +102,9 @@ void BufferPool::allocate(cudaStream_t stream) {
     }
   }
   tables_.clear();  // every buffer has its address now
-  for (void* t : device_tables_) cudaFree(t);
-  device_tables_.clear();
   for (const auto& addresses : table_addresses_) {
     auto& table = tables_.emplace_back();
     for (const auto& a : addresses) table.push_back(static_cast<char*>(ptr(a.buffer)) + a.offset_bytes);
-    const std::size_t bytes = table.size() * sizeof(void*);
-    void*& copy = device_tables_.emplace_back(nullptr);
-    const auto err = cudaMalloc(&copy, std::max<std::size_t>(bytes, 16));
-    if (err != cudaSuccess) {
-      fail("cudaMalloc of {} bytes for a grouped GEMM pointer table failed: {}", bytes, cudaGetErrorString(err));
-    }
-    PARATWIN_CUDA_CHECK(cudaMemcpyAsync(copy, table.data(), bytes, cudaMemcpyHostToDevice, stream));
   }
   // Activations and scratch start as seeded random bf16 (or fp8, or positive fp32 scales), never zeros (zeros make
   // GEMMs faster than real data); index tables and seeded tensors are written below.
@@ -156,8 +144,6 @@ void BufferPool::release() {
     if (e.ptr != nullptr) cudaFree(e.ptr);
     e.ptr = nullptr;
   }
-  for (void* t : device_tables_) cudaFree(t);
-  device_tables_.clear();
 }
 
 namespace {
@@ -176,25 +162,22 @@ void gemm(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 
 }
 
 
-// The expert GEMMs' launch by the method grouped_gemm.hpp's measurements pick (kEngineGroupedGemmMethod), operand
-// pointers resolved (and copied to the device) once when the pool is allocated, with the persistent kernel's tile
-// schedule where that method is the engine's.
+// The expert GEMMs' launch: concurrent cuBLAS GEMMs on the rank's side streams (kEngineGroupedGemmMethod;
+// grouped_gemm.hpp says why not the grouped cuBLAS call or the backend's own kernel), operand pointers resolved once
+// when the pool is allocated. The other methods also need device copies of the table (and the kernel its tile
+// schedule and tensor maps), which the pool does not make.
+static_assert(kEngineGroupedGemmMethod == GroupedGemmMethod::kConcurrent,
+              "the binder prepares the host pointer table only: another method needs its device tables here");
 std::function<void(const ExecCtx&)> grouped_gemm(BufferPool& pool, GroupedGemm gemm,
                                                  const GroupedGemm::Operands& operands) {
   const int table = pool.pointer_table(gemm.operand_addresses(operands));
-  const bool kernel = kEngineGroupedGemmMethod == GroupedGemmMethod::kPersistentKernel;
-  const int schedule = kernel && !gemm.kernel_schedule().empty()
-                           ? pool.ints(fmt::format("grouped_gemm.tiles.{}", table), gemm.kernel_schedule())
-                           : -1;
   auto plan = std::make_shared<const GroupedGemm>(std::move(gemm));
-  return [plan, table, schedule](const ExecCtx& e) {
+  return [plan, table](const ExecCtx& e) {
     GroupedGemm::Launch launch;
     launch.blas = e.blas;
     launch.stream = e.stream;
     launch.side = e.gemm_streams;
     launch.host_table = e.pool->pointers(table);
-    launch.device_table = e.pool->device_pointers(table);
-    if (schedule >= 0) launch.device_schedule = static_cast<const int*>(e.pool->ptr(schedule));
     plan->run(launch, kEngineGroupedGemmMethod);
   };
 }

@@ -60,10 +60,6 @@ class BufferPool {
   [[nodiscard]] std::int64_t bytes(int id) const { return entries_[static_cast<std::size_t>(id)].bytes; }
   /// Pointer table `table` (valid after allocate).
   [[nodiscard]] void* const* pointers(int table) const { return tables_[static_cast<std::size_t>(table)].data(); }
-  /// Its copy in device memory (valid after allocate), for kernels that read the table.
-  [[nodiscard]] void* const* device_pointers(int table) const {
-    return static_cast<void* const*>(device_tables_[static_cast<std::size_t>(table)]);
-  }
   [[nodiscard]] std::int64_t total_bytes() const;
   /// Allocates and initialises every buffer (on the current device) on `stream`.
   void allocate(cudaStream_t stream);
@@ -84,7 +80,6 @@ class BufferPool {
   std::map<std::string, int> by_name_;
   std::vector<std::vector<GroupedGemm::Address>> table_addresses_;
   std::vector<std::vector<void*>> tables_;  ///< table_addresses_ resolved by allocate
-  std::vector<void*> device_tables_;        ///< tables_ copied to the device by allocate
 };
 
 inline constexpr std::size_t kLtWorkspaceBytes = std::size_t{32} << 20;

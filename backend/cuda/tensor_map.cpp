@@ -21,7 +21,9 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 
 }  // namespace
 
-bool tensor_map_encoder_available() { return tensor_map_encoder() != nullptr; }
+bool tensor_map_encoder_available() {
+  return tensor_map_encoder() != nullptr;
+}
 
 bool encode_bf16_tensor_map_sw128(CUtensorMap& map, const void* base, std::int64_t rows, std::int64_t cols,
                                   std::int64_t row_stride_bytes, unsigned box_rows) {

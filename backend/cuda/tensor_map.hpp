@@ -16,8 +16,7 @@ namespace paratwin::cuda {
 /// in shared memory, zeros for elements outside the matrix. False when the encoder is unavailable or the driver
 /// refuses the map (a bad alignment, size or stride).
 [[nodiscard]] bool encode_bf16_tensor_map_sw128(CUtensorMap& map, const void* base, std::int64_t rows,
-                                                std::int64_t cols, std::int64_t row_stride_bytes,
-                                                unsigned box_rows);
+                                                std::int64_t cols, std::int64_t row_stride_bytes, unsigned box_rows);
 
 /// The box's width: 64 bf16 columns, one 128-byte swizzle row.
 inline constexpr unsigned kTensorMapBoxCols = 64;

@@ -422,8 +422,8 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
           cudaMemcpy(device_table.get(), table.data(), table.size() * sizeof(void*), cudaMemcpyHostToDevice));
       const auto& schedule = gemm.kernel_schedule();
       DeviceBuffer device_schedule(static_cast<i64>(std::max<std::size_t>(schedule.size(), 1) * sizeof(int)));
-      PARATWIN_CUDA_CHECK(cudaMemcpy(device_schedule.get(), schedule.data(), schedule.size() * sizeof(int),
-                                     cudaMemcpyHostToDevice));
+      PARATWIN_CUDA_CHECK(
+          cudaMemcpy(device_schedule.get(), schedule.data(), schedule.size() * sizeof(int), cudaMemcpyHostToDevice));
       const auto maps = gemm.kernel_tensor_maps(table.data());
       DeviceBuffer device_maps(static_cast<i64>(std::max<std::size_t>(maps.size(), 1) * sizeof(CUtensorMap)));
       PARATWIN_CUDA_CHECK(

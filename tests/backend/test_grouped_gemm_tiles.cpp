@@ -77,9 +77,15 @@ TEST_CASE("grouped kernel takes whole 256-column blocks and whole 64-deep k stag
 
 TEST_CASE("grouped kernel tile pairs cover every group's output once", "[backend]") {
   const std::vector<std::int64_t> rows{1, 128, 129, 300, 64, 1000, 255, 256, 257, 384};
-  SECTION("odd column blocks: unpaired last tiles get a zero partner") { check_cover(rows, 768); }
-  SECTION("even column blocks: odd row blocks pair along the columns") { check_cover(rows, 1024); }
-  SECTION("one column block") { check_cover(rows, 256); }
+  SECTION("odd column blocks: unpaired last tiles get a zero partner") {
+    check_cover(rows, 768);
+  }
+  SECTION("even column blocks: odd row blocks pair along the columns") {
+    check_cover(rows, 1024);
+  }
+  SECTION("one column block") {
+    check_cover(rows, 256);
+  }
 }
 
 TEST_CASE("grouped kernel schedule of one group and of none", "[backend]") {
