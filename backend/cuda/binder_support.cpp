@@ -20,8 +20,12 @@ void gemm(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 
                                      static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-// The expert GEMMs' launch: concurrent cuBLAS GEMMs on the rank's side streams (grouped_gemm.hpp says why not the
-// grouped cuBLAS call), operand pointers resolved once when the pool is allocated.
+// The expert GEMMs' launch: concurrent cuBLAS GEMMs on the rank's side streams (kEngineGroupedGemmMethod;
+// grouped_gemm.hpp says why not the grouped cuBLAS call or the backend's own kernel), operand pointers resolved once
+// when the pool is allocated. The other methods also need device copies of the table (and the kernel its tile
+// schedule and tensor maps), which the pool does not make.
+static_assert(kEngineGroupedGemmMethod == GroupedGemmMethod::kConcurrent,
+              "the binder prepares the host pointer table only: another method needs its device tables here");
 std::function<void(const ExecCtx&)> grouped_gemm(BufferPool& pool, GroupedGemm gemm,
                                                  const GroupedGemm::Operands& operands) {
   const int table = pool.pointer_table(gemm.operand_addresses(operands));
@@ -32,7 +36,7 @@ std::function<void(const ExecCtx&)> grouped_gemm(BufferPool& pool, GroupedGemm g
     launch.stream = e.stream;
     launch.side = e.gemm_streams;
     launch.host_table = e.pool->pointers(table);
-    plan->run(launch, GroupedGemmMethod::kConcurrent);
+    plan->run(launch, kEngineGroupedGemmMethod);
   };
 }
 

@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/grouped_gemm_kernel.hpp"
+#include "backend/cuda_plan/grouped_gemm_tiles.hpp"
 
 namespace paratwin::cuda {
 
@@ -54,8 +56,10 @@ GemmStreams::~GemmStreams() {
 
 // ---------------------------------------------------------------------------------------------------- GroupedGemm
 
-GroupedGemm::GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k) : group_rows_(std::move(group_rows)), n_(n), k_(k) {
-  PARATWIN_ASSERT(n >= 1 && k >= 1, "grouped GEMM with n {} and k {}", n, k);
+GroupedGemm::GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k, i64 chunk_rows)
+    : group_rows_(std::move(group_rows)), n_(n), k_(k), chunk_rows_(chunk_rows) {
+  PARATWIN_ASSERT(n >= 1 && k >= 1 && chunk_rows >= 1 && chunk_rows <= kIntMax,
+                  "grouped GEMM with n {}, k {}, chunks of {} rows", n, k, chunk_rows);
   std::vector<i64> rows_in_call;
   for (const i64 rows : group_rows_) {
     // cuBLAS takes int sizes (a group above 2^31 rows would be terabytes of activations).
@@ -79,13 +83,29 @@ GroupedGemm::GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k) : group_rows
   std::iota(by_rows_.begin(), by_rows_.end(), std::size_t{0});
   std::stable_sort(by_rows_.begin(), by_rows_.end(),
                    [&](std::size_t a, std::size_t b) { return rows_in_call[a] > rows_in_call[b]; });
+  i64 chunks = 0;
+  for (std::size_t g = 0; g < rows_in_call.size(); ++g) {
+    chunks += rows_in_call[g] / chunk_rows_;
+    tail_rows_.push_back(static_cast<int>(rows_in_call[g] % chunk_rows_));
+    if (tail_rows_.back() > 0) by_tail_.push_back(g);
+  }
+  PARATWIN_ASSERT(chunks <= kIntMax, "{} chunks", chunks);
+  chunks_ = static_cast<int>(chunks);
+  std::stable_sort(by_tail_.begin(), by_tail_.end(),
+                   [&](std::size_t a, std::size_t b) { return tail_rows_[a] > tail_rows_[b]; });
   cublas_grouped_available_ = CUBLAS_VERSION >= 120500 && runtime_has_grouped_call();
+  kernel_supported_ = cuda_plan::grouped_kernel_supports(n_, k_);
+  if (kernel_supported_ && !rows_in_call.empty()) {
+    auto schedule = cuda_plan::make_grouped_tile_schedule(rows_in_call, n_);
+    kernel_schedule_ = std::move(schedule.table);
+    kernel_pairs_ = schedule.pairs;
+  }
 }
 
 std::vector<GroupedGemm::Address> GroupedGemm::operand_addresses(const Operands& operands) const {
   PARATWIN_ASSERT(operands.weights.size() == group_rows_.size(), "{} weight addresses for {} groups",
                   operands.weights.size(), group_rows_.size());
-  std::vector<Address> w, x, y;
+  std::vector<Address> w, x, y, chunk_w, chunk_x, chunk_y;
   i64 row = 0;
   for (std::size_t g = 0; g < group_rows_.size(); ++g) {
     if (group_rows_[g] > 0) {
@@ -93,18 +113,32 @@ std::vector<GroupedGemm::Address> GroupedGemm::operand_addresses(const Operands&
       x.push_back({operands.x, row * k_ * 2});
       y.push_back({operands.y, row * n_ * 2});
     }
+    for (i64 c = 0; c < group_rows_[g] / chunk_rows_; ++c) {
+      chunk_w.push_back(operands.weights[g]);
+      chunk_x.push_back({operands.x, (row + c * chunk_rows_) * k_ * 2});
+      chunk_y.push_back({operands.y, (row + c * chunk_rows_) * n_ * 2});
+    }
     row += group_rows_[g];
   }
-  w.insert(w.end(), x.begin(), x.end());
-  w.insert(w.end(), y.begin(), y.end());
+  for (auto* list : {&x, &y, &chunk_w, &chunk_x, &chunk_y}) w.insert(w.end(), list->begin(), list->end());
   return w;
 }
 
 bool GroupedGemm::run(const Launch& launch, GroupedGemmMethod method) const {
   if (m_.empty()) return true;  // every group empty: nothing to compute
   switch (method) {
+    case GroupedGemmMethod::kPersistentKernel:
+      if (run_kernel(launch)) return true;
+      if (launch.side != nullptr) {
+        run_concurrent(launch);
+        return false;
+      }
+      break;
     case GroupedGemmMethod::kCublasGrouped:
       if (run_cublas_grouped(launch)) return true;
+      break;
+    case GroupedGemmMethod::kChunkedBatched:
+      if (run_chunked(launch)) return true;
       break;
     case GroupedGemmMethod::kConcurrent:
       if (launch.side != nullptr) {
@@ -146,6 +180,39 @@ bool GroupedGemm::run_cublas_grouped(const Launch& launch) const {
 #endif
 }
 
+std::vector<CUtensorMap> GroupedGemm::kernel_tensor_maps(void* const* host_table) const {
+  if (!kernel_supported_ || m_.empty()) return {};
+  std::vector<CUtensorMap> maps(2 * m_.size());
+  if (!encode_grouped_tensor_maps(host_table, n_arr_.data(), static_cast<int>(m_.size()), static_cast<int>(n_),
+                                  static_cast<int>(k_), maps.data())) {
+    return {};
+  }
+  return maps;
+}
+
+bool GroupedGemm::run_kernel(const Launch& launch) const {
+  if (!kernel_supported_ || launch.device_table == nullptr || launch.device_schedule == nullptr ||
+      launch.device_tensor_maps == nullptr) {
+    return false;
+  }
+  const auto groups = m_.size();
+  if (launch.host_table != nullptr) {  // W and X were checked when their tensor maps were encoded
+    for (std::size_t g = 0; g < groups; ++g) {
+      if (reinterpret_cast<std::uintptr_t>(launch.host_table[2 * groups + g]) % 4 != 0) return false;
+    }
+  }
+  GroupedKernelArgs args;
+  args.table = launch.device_table;
+  args.maps = launch.device_tensor_maps;
+  args.schedule = launch.device_schedule;
+  args.groups = static_cast<int>(groups);
+  args.pairs = kernel_pairs_;
+  args.n = static_cast<int>(n_);
+  args.k = static_cast<int>(k_);
+  launch_grouped_gemm_kernel(args, launch.stream);
+  return true;
+}
+
 // Fork: every side stream waits for what the caller's stream enqueued so far. Each non-empty group goes to the side
 // stream with the fewest rows so far (largest groups first), and the caller's stream waits for every side stream.
 void GroupedGemm::run_concurrent(const Launch& launch) const {
@@ -163,6 +230,45 @@ void GroupedGemm::run_concurrent(const Launch& launch) const {
     PARATWIN_CUDA_CHECK(cudaEventRecord(side.joins_[s], side.streams_[s]));
     PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(launch.stream, side.joins_[s], 0));
   }
+}
+
+// The batch of whole chunks on side stream 0, each group's remainder rows on the others (largest first, to the
+// stream with the fewest rows so far), all forked from and joined into the caller's stream.
+bool GroupedGemm::run_chunked(const Launch& launch) const {
+  if (launch.side == nullptr || launch.device_table == nullptr) return false;
+  const GemmStreams& side = *launch.side;
+  const auto streams = side.streams_.size();
+  const auto groups = m_.size();
+  PARATWIN_CUDA_CHECK(cudaEventRecord(side.fork_, launch.stream));
+  for (auto* s : side.streams_) PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(s, side.fork_, 0));
+  std::array<i64, kMaxGemmSideStreams> load{};
+  if (chunks_ > 0) {
+    const float alpha = 1.0f, beta = 0.0f;
+    const auto* chunk_table = launch.device_table + 3 * groups;
+    const auto chunks = static_cast<std::size_t>(chunks_);
+    PARATWIN_CUBLAS_CHECK(cublasGemmBatchedEx(
+        side.handles_[0], CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n_), static_cast<int>(chunk_rows_),
+        static_cast<int>(k_), &alpha, chunk_table, CUDA_R_16BF, static_cast<int>(n_), chunk_table + chunks, CUDA_R_16BF,
+        static_cast<int>(k_), &beta, launch.device_table + 3 * groups + 2 * chunks, CUDA_R_16BF, static_cast<int>(n_),
+        chunks_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    load[0] = static_cast<i64>(chunks_) * chunk_rows_;
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  for (const std::size_t g : by_tail_) {
+    const auto s = static_cast<std::size_t>(std::min_element(load.begin(), load.begin() + streams) - load.begin());
+    const i64 first = n_arr_[g] - tail_rows_[g];  // the group's first row past its whole chunks
+    const auto* x = static_cast<const char*>(launch.host_table[groups + g]) + first * k_ * 2;
+    auto* y = static_cast<char*>(launch.host_table[2 * groups + g]) + first * n_ * 2;
+    PARATWIN_CUBLAS_CHECK(cublasGemmEx(side.handles_[s], CUBLAS_OP_N, CUBLAS_OP_N, m_[g], tail_rows_[g], k_arr_[g],
+                                       &alpha, launch.host_table[g], CUDA_R_16BF, lda_[g], x, CUDA_R_16BF, ldb_[g],
+                                       &beta, y, CUDA_R_16BF, ldc_[g], CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    load[s] += tail_rows_[g];
+  }
+  for (std::size_t s = 0; s < streams; ++s) {
+    PARATWIN_CUDA_CHECK(cudaEventRecord(side.joins_[s], side.streams_[s]));
+    PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(launch.stream, side.joins_[s], 0));
+  }
+  return true;
 }
 
 double GroupedGemm::flops() const {

@@ -3,20 +3,34 @@
 /// accumulation, bf16 out), where X_g and Y_g are consecutive row blocks of X and Y (the experts' rows in expert order)
 /// and each expert has its own weight matrix W_g.
 ///
-/// Three ways to launch it (bench_kernels measures all three at the zoo's MoE shapes; docs/performance.md):
-/// - kConcurrent (what the backend runs): one cublasGemmEx per expert, spread over a few side streams (GemmStreams)
-///   that fork from and join back into the caller's stream, so experts with few rows share the GPU instead of each
-///   filling a small part of it in turn.
+/// Five ways to launch it (bench_kernels --grouped-only measures them all at the zoo's MoE shapes; docs/performance.md
+/// "MoE expert GEMMs" has the figures):
+/// - kConcurrent (what the backend runs, kEngineGroupedGemmMethod): one cublasGemmEx per expert, spread over a few
+///   side streams (GemmStreams) that fork from and join back into the caller's stream, so experts with few rows share
+///   the GPU instead of each filling a small part of it in turn. 0.87–1.05 × the dense GEMM of the same size from
+///   ~1,000 rows per expert, 0.64–0.85 × at 256–512 (8K tokens), on H200.
+/// - kPersistentKernel: the backend's own Hopper kernel (grouped_gemm_kernel.hpp): one persistent launch for every
+///   expert, in clusters of two blocks that load X and W by TMA and multicast the operand they share, where
+///   grouped_kernel_supports(n, k) (n a multiple of 256, k of 64) and the launch carries the device pointer table, the
+///   tile schedule and kernel_tensor_maps(); elsewhere it runs kConcurrent (the loop without side streams). Measured
+///   on H200 at 0.55–0.81 × dense at 8K tokens and 0.63–0.88 × at 32K: 4 % faster than kConcurrent at two 8K gate_up
+///   shapes, 4–47 % slower at the other 14, the down GEMMs (k 1536–2048) most.
 /// - kCublasGrouped: one cublasGemmGroupedBatchedEx (cuBLAS ≥ 12.5) for every expert. Measured on H200 (cuBLAS 13)
 ///   at 0.30–0.42 × the dense GEMM of the same size, half the speed of the sequential loop or less at every zoo
 ///   MoE shape, so the backend does not use it.
+/// - kChunkedBatched: every expert's whole chunks of `chunk_rows` rows as one cublasGemmBatchedEx (one launch whose
+///   blocks walk all experts' chunks), the experts' remaining rows (< chunk_rows each) as one cublasGemmEx each; the
+///   batched call on the first side stream, the remainders on the others.
+///   Measured at 0.53–0.99 × dense (chunks of 128; 64: 0.35–0.61), below kConcurrent at every 8K shape.
 /// - kSequential: one cublasGemmEx per expert on the caller's stream (the fallback without side streams).
 ///
 /// Everything a launch needs is prepared when the op is bound: the per-group sizes here, the operand pointer tables
-/// (`operand_addresses`, resolved by the caller once its buffers exist). Launching allocates nothing and never waits
+/// (`operand_addresses`, resolved by the caller once its buffers exist; for kPersistentKernel also its tile schedule
+/// and tensor maps, which the caller copies to the device once). Launching allocates nothing and never waits
 /// for the GPU on the host.
 
 #include <cublas_v2.h>
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -48,7 +62,17 @@ class GemmStreams {
 inline constexpr int kGemmSideStreams = 4;
 inline constexpr int kMaxGemmSideStreams = 16;
 
-enum class GroupedGemmMethod { kConcurrent, kCublasGrouped, kSequential };
+enum class GroupedGemmMethod { kPersistentKernel, kConcurrent, kCublasGrouped, kChunkedBatched, kSequential };
+
+/// kChunkedBatched's default chunk height.
+inline constexpr std::int64_t kGroupedChunkRows = 128;
+
+/// The method the engine's expert GEMMs run (op_binder.cpp): kConcurrent. In one bench_kernels --grouped-only run on
+/// H200 it was the fastest of the methods, or within 1.2 %, at 12 of the 16 zoo MoE shapes; the persistent kernel was
+/// 4 % faster at two 8K gate_up shapes (DeepSeek-V3.2 EP 8, Qwen3 EP 1), within the ~6 % run-to-run spread of one
+/// method, and slower at the neighbouring gate_up shapes (DeepSeek-V3.2 EP 1 by 9 %, Qwen3 EP 8 by 4 %), so no rule
+/// of the shape picks it safely; the loop was 5 % faster at one 32K shape (docs/performance.md "MoE expert GEMMs").
+inline constexpr GroupedGemmMethod kEngineGroupedGemmMethod = GroupedGemmMethod::kConcurrent;
 
 class GroupedGemm {
  public:
@@ -63,25 +87,43 @@ class GroupedGemm {
     int x = -1, y = -1;
     std::vector<Address> weights;  ///< one per group, empty groups included
   };
-  /// What a launch runs on. `device_table` (kCublasGrouped) and `host_table` (the others) hold operand_addresses()
-  /// resolved to pointers; `side` null makes kConcurrent run as kSequential.
+  /// What a launch runs on. `device_table` (kCublasGrouped, kPersistentKernel) and `host_table` (all) hold
+  /// operand_addresses() resolved to pointers; `device_schedule` is a device copy of kernel_schedule()
+  /// (kPersistentKernel); `side` null makes kConcurrent run as kSequential.
   struct Launch {
     cublasHandle_t blas = nullptr;  ///< bound to `stream`
     cudaStream_t stream = nullptr;
     const GemmStreams* side = nullptr;
     void* const* device_table = nullptr;
     void* const* host_table = nullptr;
+    const int* device_schedule = nullptr;
+    const CUtensorMap* device_tensor_maps = nullptr;  ///< a device copy of kernel_tensor_maps() (kPersistentKernel)
   };
 
-  /// Groups with 0 rows are left out (they own no rows of X or Y). n, k ≥ 1; sizes in int range.
-  GroupedGemm(std::vector<std::int64_t> group_rows, std::int64_t n, std::int64_t k);
+  /// Groups with 0 rows are left out (they own no rows of X or Y). n, k ≥ 1, chunk_rows ≥ 1; sizes in int range.
+  GroupedGemm(std::vector<std::int64_t> group_rows, std::int64_t n, std::int64_t k,
+              std::int64_t chunk_rows = kGroupedChunkRows);
 
   /// The pointer table, in cuBLAS's order: W of every non-empty group (cuBLAS's A: the GEMM runs as Yᵀ = Wᵀ·Xᵀ in
-  /// column-major), then X's row blocks (B), then Y's row blocks (C).
+  /// column-major), then X's row blocks (B), then Y's row blocks (C); then the same three lists for kChunkedBatched's
+  /// whole chunks (W of the chunk's group, X's and Y's chunk_rows-row blocks).
   [[nodiscard]] std::vector<Address> operand_addresses(const Operands& operands) const;
 
+  /// Whether kPersistentKernel can run this n × k (grouped_kernel_supports).
+  [[nodiscard]] bool kernel_supported() const { return kernel_supported_; }
+  /// The persistent kernel's tile schedule (cuda_plan::GroupedTileSchedule::table) for the caller to upload once;
+  /// empty where the kernel is not supported or every group is empty.
+  [[nodiscard]] const std::vector<int>& kernel_schedule() const { return kernel_schedule_; }
+  /// The persistent kernel's tensor maps (W and X of every non-empty group, grouped_gemm_kernel.hpp) of the operands in
+  /// `host_table` (operand_addresses resolved), for the caller to copy to device memory (64-byte aligned) once its
+  /// buffers exist; empty where the kernel is not supported, every group is empty, or an operand does not suit the
+  /// copy engine (W_g, X_g 16-byte aligned).
+  [[nodiscard]] std::vector<CUtensorMap> kernel_tensor_maps(void* const* host_table) const;
+
   /// Enqueues the GEMM. kCublasGrouped runs the loop instead where cuBLAS is older than 12.5 or answers "not
-  /// supported"; returns whether the method asked for is the one that ran. cuBLAS errors throw paratwin::Error.
+  /// supported"; kPersistentKernel runs kConcurrent (or the loop without side streams) where the kernel does not
+  /// support n × k, the launch lacks the device tables or tensor maps, or Y_g is not 4-byte aligned.
+  /// Returns whether the method asked for is the one that ran. cuBLAS and CUDA errors throw paratwin::Error.
   bool run(const Launch& launch, GroupedGemmMethod method) const;
 
   [[nodiscard]] int groups_in_call() const { return static_cast<int>(m_.size()); }
@@ -90,16 +132,25 @@ class GroupedGemm {
  private:
   void gemm(cublasHandle_t blas, void* const* host_table, std::size_t g) const;
   bool run_cublas_grouped(const Launch& launch) const;
+  bool run_kernel(const Launch& launch) const;
+  bool run_chunked(const Launch& launch) const;
   void run_concurrent(const Launch& launch) const;
 
   std::vector<std::int64_t> group_rows_;
   std::int64_t n_ = 0, k_ = 0;
   bool cublas_grouped_available_ = false;
+  bool kernel_supported_ = false;
+  std::vector<int> kernel_schedule_;
+  int kernel_pairs_ = 0;
   // Per non-empty group, the arguments cuBLAS reads from host memory (one problem per group).
   std::vector<cublasOperation_t> trans_;
   std::vector<int> m_, n_arr_, k_arr_, lda_, ldb_, ldc_, group_size_;
   std::vector<float> alpha_, beta_;
   std::vector<std::size_t> by_rows_;  ///< non-empty groups, most rows first (the order side streams take them)
+  std::int64_t chunk_rows_ = kGroupedChunkRows;
+  int chunks_ = 0;                    ///< whole chunks of all groups (kChunkedBatched's batch)
+  std::vector<std::size_t> by_tail_;  ///< non-empty groups with a remainder, largest remainder first
+  std::vector<int> tail_rows_;        ///< per non-empty group: rows past its whole chunks
 };
 
 }  // namespace paratwin::cuda

@@ -1,9 +1,11 @@
 #pragma once
 // Hopper's (sm_90a) asynchronous building blocks, as small inline-PTX device helpers: mbarriers (arrive / expect a
-// byte count / wait on a phase), 2-D bulk tensor copies (TMA) into shared memory that complete on an mbarrier, named
-// barriers, register re-allocation between warpgroups, and the warpgroup MMA (wgmma) reading both operands from
-// shared memory through matrix descriptors. Used by indexer_wgmma.cu. Names follow the PTX instructions they wrap
-// (PTX ISA 8.x, "Asynchronous warpgroup level matrix multiply-accumulate" and "mbarrier").
+// byte count / wait on a phase), 2-D bulk tensor copies (TMA) into shared memory that complete on an mbarrier (also
+// multicast to the blocks of a cluster), cluster ranks, remote arrivals and the cluster barrier, named barriers,
+// register re-allocation between warpgroups, and the warpgroup MMA (wgmma) reading both operands from shared memory
+// through matrix descriptors (K-major, and MN-major for a B stored as rows of n). Used by indexer_wgmma.cu and
+// grouped_gemm_kernel.cu. Names follow the PTX instructions they wrap (PTX ISA 8.x, "Asynchronous warpgroup level
+// matrix multiply-accumulate" and "mbarrier"); the comments say what the caller must guarantee.
 #include <cstdint>
 
 namespace paratwin::cuda::hopper {
@@ -58,6 +60,46 @@ __device__ inline void tma_load_2d(unsigned dst, const void* tensor_map, unsigne
       : "memory");
 }
 
+/// As tma_load_2d, into the same shared-memory offset `dst` of every block of the cluster whose rank is set in
+/// `cta_mask`, the bytes counted on the barrier at offset `bar` of each of them.
+__device__ inline void tma_load_2d_multicast(unsigned dst, const void* tensor_map, unsigned bar, int x, int y,
+                                             std::uint16_t cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, "
+      "{%2, %3}], [%4], %5;\n" ::"r"(dst),
+      "l"(reinterpret_cast<std::uint64_t>(tensor_map)), "r"(x), "r"(y), "r"(bar), "h"(cta_mask)
+      : "memory");
+}
+
+// ---- clusters (thread-block clusters of sm_90) ----------------------------------------------------------------
+
+/// This block's rank in its cluster.
+__device__ inline unsigned cluster_cta_rank() {
+  unsigned rank = 0;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+  return rank;
+}
+/// One arrival on the barrier at shared-memory offset `bar` of the cluster's block `cta_rank` (another block's, or
+/// this block's own), with the default release semantics at CTA scope: enough where the arriving thread only read
+/// the memory the barrier guards through wgmma, whose completion it waited for (the scope .cluster makes every such
+/// arrival a cluster-wide fence).
+__device__ inline void mbarrier_arrive_cluster(unsigned bar, unsigned cta_rank) {
+  asm volatile(
+      "{\n"
+      ".reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n"
+      "}\n" ::"r"(bar),
+      "r"(cta_rank)
+      : "memory");
+}
+/// Waits until every thread of every block of the cluster has arrived here (all threads of each warp take part):
+/// orders barrier initialisations before the other block's use, and keeps a block alive while the other may still
+/// write its shared memory.
+__device__ inline void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+
 // ---- named barriers and register re-allocation -------------------------------------------------------------------
 
 /// Waits at hardware barrier `id` (1..15; 0 is __syncthreads) until `threads` threads have arrived or waited there.
@@ -94,6 +136,19 @@ __device__ inline std::uint64_t smem_descriptor_k_major_sw128(unsigned start) {
          kSwizzle128B << 62;
 }
 
+/// Matrix descriptor of an MN-major operand tile (B stored as rows of n, one row per k) written with the 128-byte
+/// swizzle: blocks of 64 bf16 along n (128-byte rows, one per k), each block's 8-k-row groups 1024 bytes apart, the
+/// blocks `block_bytes` apart along n, every block 1024-byte aligned. `start` may point 16·128·i bytes into the block
+/// to select the i-th 16-row K slice. Bit fields as above: leading byte offset = the distance between the 64-wide
+/// blocks along n, stride byte offset = the 1024 bytes between 8-k-row groups (the PTX ISA's canonical MN-major
+/// layout; checked on H200 by gpu_tests' persistent grouped GEMM cases).
+__device__ inline std::uint64_t smem_descriptor_mn_major_sw128(unsigned start, unsigned block_bytes) {
+  constexpr std::uint64_t kStrideByteOffset = 1024 >> 4;
+  constexpr std::uint64_t kSwizzle128B = 1;
+  return static_cast<std::uint64_t>((start & 0x3FFFFu) >> 4) |
+         static_cast<std::uint64_t>((block_bytes & 0x3FFFFu) >> 4) << 16 | kStrideByteOffset << 32 | kSwizzle128B << 62;
+}
+
 /// Orders this warpgroup's register accesses before the wgmma that follow (needed before the first wgmma of a
 /// group whose accumulators other instructions touched).
 __device__ inline void wgmma_fence() {
@@ -109,9 +164,15 @@ __device__ inline void wgmma_wait_group() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
 }
 
-/// d (64 × 256, fp32) = a · bᵀ (+ d when `accumulate`): a 64 × 16 and b 256 × 16 bf16 tiles in shared memory, both
-/// K-major, given by descriptors. Asynchronous: d must not be touched until wgmma_wait_group says the group is done.
-/// Thread t of the warpgroup holds d[4c + 2h + e] = D[16·(t/32) + (t%32)/4 + 8h][8c + 2·(t%4) + e] (c < 64, h, e < 2).
+/// How wgmma reads its B operand from shared memory: K-major (b stored as 256 rows of k, smem_descriptor_k_major_sw128)
+/// or N-major (rows of n, one per k, smem_descriptor_mn_major_sw128): PTX's imm-trans-b 0 or 1.
+enum class WgmmaB : int { kKMajor = 0, kNMajor = 1 };
+
+/// d (64 × 256, fp32) = a · b (+ d when `accumulate`): a 64 × 16 (K-major) and b 16 × 256 bf16 tiles in shared memory,
+/// b laid out as kB says, given by descriptors. Asynchronous: d must not be touched until wgmma_wait_group says the
+/// group is done. Thread t of the warpgroup holds d[4c + 2h + e] = D[16·(t/32) + (t%32)/4 + 8h][8c + 2·(t%4) + e]
+/// (c < 64, h, e < 2).
+template <WgmmaB kB = WgmmaB::kKMajor>
 __device__ inline void wgmma_m64n256k16_bf16(float (&d)[128], std::uint64_t desc_a, std::uint64_t desc_b,
                                              bool accumulate) {
   asm volatile(
@@ -127,7 +188,7 @@ __device__ inline void wgmma_m64n256k16_bf16(float (&d)[128], std::uint64_t desc
       " %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,\n"
       " %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,\n"
       " %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127},\n"
-      "%128, %129, accumulate, 1, 1, 0, 0;\n"
+      "%128, %129, accumulate, 1, 1, 0, %131;\n"
       "}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
         "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
@@ -145,60 +206,42 @@ __device__ inline void wgmma_m64n256k16_bf16(float (&d)[128], std::uint64_t desc
         "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]),
         "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]),
         "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-      : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0));
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0), "n"(static_cast<int>(kB)));
+}
+
+/// d (64 × 128, fp32) = a · b (+ d when `accumulate`): as wgmma_m64n256k16_bf16 with half the columns. Thread t of the
+/// warpgroup holds d[4c + 2h + e] = D[16·(t/32) + (t%32)/4 + 8h][8c + 2·(t%4) + e] (c < 16, h, e < 2).
+template <WgmmaB kB = WgmmaB::kKMajor>
+__device__ inline void wgmma_m64n128k16_bf16(float (&d)[64], std::uint64_t desc_a, std::uint64_t desc_b,
+                                             bool accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred accumulate;\n"
+      "setp.ne.b32 accumulate, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16\n"
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,\n"
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,\n"
+      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,\n"
+      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63},\n"
+      "%64, %65, accumulate, 1, 1, 0, %67;\n"
+      "}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),
+        "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
+        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
+        "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0), "n"(static_cast<int>(kB)));
 }
 
 /// Keeps the compiler from moving reads or writes of the accumulators across an asynchronous wgmma (it cannot see
 /// that the tensor cores write them until wgmma_wait_group returns).
-__device__ inline void wgmma_fence_operands(float (&d)[128]) {
-  asm volatile(""
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
-                 "+f"(d[7])::"memory");
-  asm volatile(""
-               : "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
-                 "+f"(d[15])::"memory");
-  asm volatile(""
-               : "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]),
-                 "+f"(d[23])::"memory");
-  asm volatile(""
-               : "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
-                 "+f"(d[31])::"memory");
-  asm volatile(""
-               : "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]),
-                 "+f"(d[39])::"memory");
-  asm volatile(""
-               : "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]),
-                 "+f"(d[47])::"memory");
-  asm volatile(""
-               : "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]),
-                 "+f"(d[55])::"memory");
-  asm volatile(""
-               : "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
-                 "+f"(d[63])::"memory");
-  asm volatile(""
-               : "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]),
-                 "+f"(d[71])::"memory");
-  asm volatile(""
-               : "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]),
-                 "+f"(d[79])::"memory");
-  asm volatile(""
-               : "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]),
-                 "+f"(d[87])::"memory");
-  asm volatile(""
-               : "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]),
-                 "+f"(d[95])::"memory");
-  asm volatile(""
-               : "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]),
-                 "+f"(d[103])::"memory");
-  asm volatile(""
-               : "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]),
-                 "+f"(d[111])::"memory");
-  asm volatile(""
-               : "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]),
-                 "+f"(d[119])::"memory");
-  asm volatile(""
-               : "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]),
-                 "+f"(d[127])::"memory");
+template <int kN>
+__device__ inline void wgmma_fence_operands(float (&d)[kN]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 }  // namespace paratwin::cuda::hopper

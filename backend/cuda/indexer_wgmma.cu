@@ -14,7 +14,6 @@
 // then its epilogue, and the two take turns on the tensor cores (named barriers order their issues), so one's
 // epilogue overlaps the other's MMA. Both operands are read by the tensor cores from shared memory (no ldmatrix).
 #include <cuda.h>
-#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 
 #include <cfloat>
@@ -22,6 +21,7 @@
 
 #include "backend/cuda/hopper_ops.cuh"
 #include "backend/cuda/indexer_score.hpp"
+#include "backend/cuda/tensor_map.hpp"
 
 namespace paratwin::cuda {
 namespace {
@@ -220,30 +220,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-// cuTensorMapEncodeTiled from the driver, through the runtime (no link against libcuda); null when unavailable.
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const auto encode = []() -> PFN_cuTensorMapEncodeTiled_v12000 {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    const cudaError_t e =
-        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
-    if (e != cudaSuccess || found != cudaDriverEntryPointSuccess) return nullptr;
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encode;
-}
-
 // A [rows × 128] bf16 matrix read in boxes of box_rows rows × 64 dims, 128-byte swizzled, zeros outside; false when
 // the driver refuses it.
 bool encode_rows_tensor_map(CUtensorMap& map, const void* base, i64 rows, unsigned box_rows) {
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(kDim), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t row_stride_bytes[1] = {static_cast<cuuint64_t>(kDim) * 2};
-  const cuuint32_t box[2] = {kDim / 2, box_rows};
-  const cuuint32_t element_strides[2] = {1, 1};
-  return tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(base), dims,
-                              row_stride_bytes, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                              CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode_bf16_tensor_map_sw128(map, base, rows, kDim, kDim * 2, box_rows);
 }
 
 bool current_device_is_hopper() {
@@ -261,7 +241,7 @@ bool indexer_wgmma_takes(const void* q, const void* k, i64 queries, i64 keys, i6
   constexpr i64 kMaxCoordinate = 2147483647;
   return heads == kHeads && dim == kDim && aligned16(q) && aligned16(k) && queries > 0 && keys > 0 &&
          (queries + kBlockQueries) * kHeads <= kMaxCoordinate && keys + kKeyTile <= kMaxCoordinate &&
-         tensor_map_encoder() != nullptr && current_device_is_hopper();
+         tensor_map_encoder_available() && current_device_is_hopper();
 }
 
 bool launch_indexer_score_wgmma(const void* q, const void* k, const void* w, float* out, i64 queries, i64 keys,

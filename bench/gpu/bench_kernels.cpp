@@ -6,11 +6,13 @@
 // printed as such. The layer's memory-bound kernels also show their rate over that of a copy of the same bytes timed
 // the same way ("of copy@size": what a launch of that size can reach; bench_memory_launch breaks the difference
 // down). Cases: kernel_cases.hpp.
-// Usage: bench_kernels [--csv FILE] [--memory-only] [--dsa-only]
+// Usage: bench_kernels [--csv FILE] [--memory-only | --dsa-only | --grouped-only]
 //   --memory-only  only the memory-bound layer kernels (rmsnorm, add, rope, silu_mul; a few seconds, for comparing
 //                  variants of them; the full table runs them between GEMMs, which leave the GPU's clock lower)
 //   --dsa-only     only DeepSeek-V3.2's DSA rows (the indexer on each of its tensor-core kernels, top-k, sparse
 //                  attention), against the same ceilings, measured first as always
+//   --grouped-only the MoE expert GEMMs of grouped_gemm.hpp only, each method against its dense GEMM of the same
+//                  size, against the same ceilings
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -85,8 +87,8 @@ void write_csv(const KernelBench& b, const std::string& path) {
 
 int main(int argc, char** argv) {
   std::string csv;
-  bool memory_only = false, dsa_only = false;
-  const char* usage = "usage: bench_kernels [--csv FILE] [--memory-only | --dsa-only]";
+  bool memory_only = false, dsa_only = false, grouped_only = false;
+  const char* usage = "usage: bench_kernels [--csv FILE] [--memory-only | --dsa-only | --grouped-only]";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--csv" && i + 1 < argc) {
@@ -95,6 +97,8 @@ int main(int argc, char** argv) {
       memory_only = true;
     } else if (a == "--dsa-only") {
       dsa_only = true;
+    } else if (a == "--grouped-only") {
+      grouped_only = true;
     } else if (a == "--help" || a == "-h") {
       fmt::print("{}\n", usage);
       return 0;
@@ -103,8 +107,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (memory_only && dsa_only) {
-    fmt::print(stderr, "bench_kernels: --memory-only and --dsa-only exclude each other ({})\n", usage);
+  if (int{memory_only} + int{dsa_only} + int{grouped_only} > 1) {
+    fmt::print(stderr, "bench_kernels: --memory-only, --dsa-only and --grouped-only exclude each other ({})\n", usage);
     return 2;
   }
   try {
@@ -134,6 +138,16 @@ int main(int argc, char** argv) {
         b.dsa(m, 16384);  // no rows for models without DSA
         continue;
       }
+      const auto grouped = [&] {
+        for (const i64 tokens : {i64{8192}, i64{32768}}) {
+          b.set_prompt_tokens(tokens);
+          for (const int ep : {1, 8}) b.grouped_gemms(m, tokens, ep);
+        }
+      };
+      if (grouped_only) {
+        grouped();
+        continue;
+      }
       for (const i64 tokens : {i64{8192}, i64{16384}}) {
         b.set_prompt_tokens(tokens);
         b.memory_kernels(m, tokens);
@@ -143,10 +157,7 @@ int main(int argc, char** argv) {
       b.dsa(m, 16384);
       b.dense_gemms(m, 16384);
       b.fp8_gemms(m, 16384);
-      for (const i64 tokens : {i64{8192}, i64{32768}}) {
-        b.set_prompt_tokens(tokens);
-        for (const int ep : {1, 8}) b.grouped_gemms(m, tokens, ep);
-      }
+      grouped();
     }
     print_table(b);
     if (!csv.empty()) write_csv(b, csv);

@@ -14,6 +14,7 @@
 #include "backend/cuda/indexer_score.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/sparse_mla_attention.hpp"
+#include "backend/cuda_plan/grouped_gemm_tiles.hpp"
 
 namespace paratwin::bench {
 
@@ -382,19 +383,11 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
     DeviceBuffer x(rows * k * 2), y(rows * n * 2), w(local * k * n * 2);
     fill_random(x, rows * k, seed(), stream_);
     fill_random(w, local * k * n, seed(), stream_, false, 1.0f / std::sqrt(static_cast<float>(k)));
-    const cuda::GroupedGemm gemm(group_rows, n, k);
     cuda::GroupedGemm::Operands operands{0, 1, {}};
     for (i64 g = 0; g < local; ++g) operands.weights.push_back({2, g * k * n * 2});
     void* const base[] = {x.get(), y.get(), w.get()};  // the buffer ids of `operands`
-    std::vector<void*> table;
-    for (const auto& addr : gemm.operand_addresses(operands)) {
-      table.push_back(static_cast<char*>(base[addr.buffer]) + addr.offset_bytes);
-    }
-    DeviceBuffer device_table(static_cast<i64>(table.size() * sizeof(void*)));
-    PARATWIN_CUDA_CHECK(
-        cudaMemcpy(device_table.get(), table.data(), table.size() * sizeof(void*), cudaMemcpyHostToDevice));
     const double dense_s = time([&] { dense_gemm(blas_, x.get(), w.get(), y.get(), rows, n, k); });
-    const double flops = gemm.flops();
+    const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
     const std::string shape = fmt::format("{} tok EP {}: {} experts, {} rows (~{}/expert), n {}, k {}", tokens, ep,
                                           local, rows, rows / local, n, k);
     const std::string dense_note = fmt::format("dense same size {:.0f} TFLOP/s", flops / dense_s / 1e12);
@@ -403,27 +396,56 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
       cuda::GroupedGemmMethod method;
       const cuda::GemmStreams* side;
       bool backend;  // the method the backend runs: the one issue 6's target applies to
+      i64 chunk_rows = cuda::kGroupedChunkRows;
     };
+    constexpr auto engine = cuda::kEngineGroupedGemmMethod;
+    constexpr bool engine_concurrent = engine == cuda::GroupedGemmMethod::kConcurrent;
     const Variant variants[] = {
-        {"4 streams", cuda::GroupedGemmMethod::kConcurrent, &side4_, cuda::kGemmSideStreams == 4},
-        {"8 streams", cuda::GroupedGemmMethod::kConcurrent, &side8_, cuda::kGemmSideStreams == 8},
+        {"kernel", cuda::GroupedGemmMethod::kPersistentKernel, &side4_,
+         engine == cuda::GroupedGemmMethod::kPersistentKernel},
+        {"chunks of 128", cuda::GroupedGemmMethod::kChunkedBatched, &side4_,
+         engine == cuda::GroupedGemmMethod::kChunkedBatched, 128},
+        {"chunks of 64", cuda::GroupedGemmMethod::kChunkedBatched, &side4_, false, 64},
+        {"4 streams", cuda::GroupedGemmMethod::kConcurrent, &side4_, engine_concurrent && cuda::kGemmSideStreams == 4},
+        {"8 streams", cuda::GroupedGemmMethod::kConcurrent, &side8_, engine_concurrent && cuda::kGemmSideStreams == 8},
         {"1 stream", cuda::GroupedGemmMethod::kSequential, nullptr, false},
         {"cuBLAS grouped", cuda::GroupedGemmMethod::kCublasGrouped, nullptr, false},
     };
     for (const auto& v : variants) {
+      const cuda::GroupedGemm gemm(group_rows, n, k, v.chunk_rows);
+      std::vector<void*> table;
+      for (const auto& addr : gemm.operand_addresses(operands)) {
+        table.push_back(static_cast<char*>(base[addr.buffer]) + addr.offset_bytes);
+      }
+      DeviceBuffer device_table(static_cast<i64>(table.size() * sizeof(void*)));
+      PARATWIN_CUDA_CHECK(
+          cudaMemcpy(device_table.get(), table.data(), table.size() * sizeof(void*), cudaMemcpyHostToDevice));
+      const auto& schedule = gemm.kernel_schedule();
+      DeviceBuffer device_schedule(static_cast<i64>(std::max<std::size_t>(schedule.size(), 1) * sizeof(int)));
+      PARATWIN_CUDA_CHECK(
+          cudaMemcpy(device_schedule.get(), schedule.data(), schedule.size() * sizeof(int), cudaMemcpyHostToDevice));
+      const auto maps = gemm.kernel_tensor_maps(table.data());
+      DeviceBuffer device_maps(static_cast<i64>(std::max<std::size_t>(maps.size(), 1) * sizeof(CUtensorMap)));
+      PARATWIN_CUDA_CHECK(
+          cudaMemcpy(device_maps.get(), maps.data(), maps.size() * sizeof(CUtensorMap), cudaMemcpyHostToDevice));
       cuda::GroupedGemm::Launch launch;
       launch.blas = blas_;
       launch.stream = stream_;
       launch.side = v.side;
       launch.device_table = device_table.as<void*>();
       launch.host_table = table.data();
+      launch.device_schedule = device_schedule.as<int>();
+      if (!maps.empty()) launch.device_tensor_maps = device_maps.as<CUtensorMap>();
       bool as_asked = true;
       const double s = time([&] { as_asked = gemm.run(launch, v.method) && as_asked; });
       std::optional<double> target;
       if (v.backend) target = 0.8;
+      std::string note = as_asked ? dense_note : dense_note + " (fell back)";
+      if (v.method == cuda::GroupedGemmMethod::kPersistentKernel) {  // what its tiles' padding costs
+        note += fmt::format(", tiles compute {:.2f} x the product", cuda_plan::grouped_kernel_padding(group_rows, n));
+      }
       rows_.push_back({fmt::format("grouped GEMM {} ({})", name, v.label), m.name, shape, s, flops, true, dense_s / s,
-                       target, "dense", as_asked ? dense_note : dense_note + " (fell back to 1 stream)", std::nullopt,
-                       prompt_tokens_});
+                       target, "dense", note, std::nullopt, prompt_tokens_});
     }
     add_flops(fmt::format("dense GEMM {} same size", name), m, fmt::format("{} x {} x {}", rows, n, k), dense_s, flops,
               "");

@@ -1,7 +1,7 @@
 // The MoE expert GEMMs (grouped_gemm.hpp) against a float reference on the host, on seeded random operands and a
 // poisoned output, with ragged groups including empty ones, by each launch method: concurrent side streams (what the
-// backend runs), the one grouped cuBLAS call, the sequential loop. The operand table comes from the BufferPool as in
-// the binder.
+// backend runs), the persistent kernel (and its fallback where it does not support n × k), the one grouped cuBLAS
+// call, the batch of whole chunks, the sequential loop. The operand table comes from the BufferPool as in the binder.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -42,7 +42,8 @@ struct Blas {
 // Runs the grouped GEMM of `group_rows` × n × k by `method` on fresh random data and compares every output row with
 // the host's float product.
 void check_grouped(const std::vector<std::int64_t>& group_rows, std::int64_t n, std::int64_t k,
-                   GroupedGemmMethod method, std::uint64_t seed) {
+                   GroupedGemmMethod method, std::uint64_t seed, bool runs_as_asked = true,
+                   std::int64_t chunk_rows = kGroupedChunkRows) {
   std::int64_t rows = 0;
   for (const auto r : group_rows) rows += r;
   const auto groups = static_cast<std::int64_t>(group_rows.size());
@@ -61,17 +62,30 @@ void check_grouped(const std::vector<std::int64_t>& group_rows, std::int64_t n, 
   w_init.scale = 1.0f / std::sqrt(static_cast<float>(k));
   const int w = pool.random("w", w_init);
   const int y = pool.request("y", rows * n * 2);
-  const GroupedGemm gemm(group_rows, n, k);
+  const GroupedGemm gemm(group_rows, n, k, chunk_rows);
   GroupedGemm::Operands operands{x, y, {}};
   for (std::int64_t g = 0; g < groups; ++g) operands.weights.push_back({w, g * k * n * 2});
   const int table = pool.pointer_table(gemm.operand_addresses(operands));
   pool.allocate(nullptr);
   // Poison: 0xFF bytes are NaN in bf16, so an unwritten output element fails the comparison.
   REQUIRE(cudaMemset(pool.ptr(y), 0xFF, static_cast<std::size_t>(rows * n * 2)) == cudaSuccess);
-  const auto table_bytes = 3 * static_cast<std::size_t>(gemm.groups_in_call()) * sizeof(void*);
+  const auto table_bytes = gemm.operand_addresses(operands).size() * sizeof(void*);
   void* device_table = nullptr;
   REQUIRE(cudaMalloc(&device_table, std::max<std::size_t>(table_bytes, 8)) == cudaSuccess);
   REQUIRE(cudaMemcpy(device_table, pool.pointers(table), table_bytes, cudaMemcpyHostToDevice) == cudaSuccess);
+  const auto& schedule = gemm.kernel_schedule();
+  void* device_schedule = nullptr;
+  REQUIRE(cudaMalloc(&device_schedule, std::max<std::size_t>(schedule.size() * sizeof(int), 8)) == cudaSuccess);
+  REQUIRE(cudaMemcpy(device_schedule, schedule.data(), schedule.size() * sizeof(int), cudaMemcpyHostToDevice) ==
+          cudaSuccess);
+  const auto maps = gemm.kernel_tensor_maps(pool.pointers(table));
+  CHECK(maps.empty() == (!gemm.kernel_supported() || gemm.groups_in_call() == 0));  // the pool's operands are aligned
+  void* device_maps = nullptr;
+  if (!maps.empty()) {
+    REQUIRE(cudaMalloc(&device_maps, maps.size() * sizeof(CUtensorMap)) == cudaSuccess);
+    REQUIRE(cudaMemcpy(device_maps, maps.data(), maps.size() * sizeof(CUtensorMap), cudaMemcpyHostToDevice) ==
+            cudaSuccess);
+  }
 
   Blas blas;
   const GemmStreams side(3);
@@ -80,32 +94,42 @@ void check_grouped(const std::vector<std::int64_t>& group_rows, std::int64_t n, 
   launch.side = &side;
   launch.device_table = static_cast<void* const*>(device_table);
   launch.host_table = pool.pointers(table);
-  // cuBLAS ≥ 12.5 here: the method asked for is the one that runs, not the fallback.
-  CHECK(gemm.run(launch, method));
+  launch.device_schedule = static_cast<const int*>(device_schedule);
+  launch.device_tensor_maps = static_cast<const CUtensorMap*>(device_maps);
+  // cuBLAS ≥ 12.5 here: the method asked for is the one that runs, not the fallback, unless the kernel does not
+  // support n × k.
+  CHECK(gemm.run(launch, method) == runs_as_asked);
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
   cudaFree(device_table);
+  cudaFree(device_schedule);
+  cudaFree(device_maps);
 
   const auto xs = read_bf16(pool.ptr(x), rows * k);
   const auto ws = read_bf16(pool.ptr(w), groups * k * n);
   const auto ys = read_bf16(pool.ptr(y), rows * n);
   std::int64_t row = 0;
+  std::vector<double> ref(static_cast<std::size_t>(n));
   for (std::int64_t g = 0; g < groups; ++g) {
     double diff = 0, norm = 0;
+    std::int64_t non_finite = 0;  // unwritten (poisoned) or overflowed outputs
     for (std::int64_t r = row; r < row + group_rows[static_cast<std::size_t>(g)]; ++r) {
+      std::fill(ref.begin(), ref.end(), 0.0);
+      for (std::int64_t i = 0; i < k; ++i) {  // row r of X times W_g, W_g's rows in memory order
+        const double xv = xs[static_cast<std::size_t>(r * k + i)];
+        const float* w_row = &ws[static_cast<std::size_t>(g * k * n + i * n)];
+        for (std::int64_t j = 0; j < n; ++j) ref[static_cast<std::size_t>(j)] += xv * w_row[j];
+      }
       for (std::int64_t j = 0; j < n; ++j) {
-        double ref = 0;
-        for (std::int64_t i = 0; i < k; ++i) {
-          ref += static_cast<double>(xs[static_cast<std::size_t>(r * k + i)]) *
-                 ws[static_cast<std::size_t>(g * k * n + i * n + j)];
-        }
         const float got = ys[static_cast<std::size_t>(r * n + j)];
-        REQUIRE(std::isfinite(got));
-        diff += (got - ref) * (got - ref);
-        norm += ref * ref;
+        if (!std::isfinite(got)) ++non_finite;
+        const double want = ref[static_cast<std::size_t>(j)];
+        diff += (got - want) * (got - want);
+        norm += want * want;
       }
     }
     row += group_rows[static_cast<std::size_t>(g)];
     INFO("group " << g << " of " << group_rows[static_cast<std::size_t>(g)] << " rows");
+    CHECK(non_finite == 0);
     CHECK(std::sqrt(diff / std::max(norm, 1e-30)) < 1e-2);  // bf16 output: ~2e-3
   }
 }
@@ -118,11 +142,20 @@ TEST_CASE("grouped GEMM equals the float product per expert, with ragged and emp
   REQUIRE(devices >= 1);
   REQUIRE(cudaSetDevice(0) == cudaSuccess);
   const std::vector<std::int64_t> ragged{37, 0, 128, 1, 0, 300, 64, 0};
+  SECTION("the persistent kernel falls back to side streams where it does not support n x k") {
+    CHECK_FALSE(GroupedGemm(ragged, 192, 160).kernel_supported());
+    check_grouped(ragged, 192, 160, GroupedGemmMethod::kPersistentKernel, 10, false);
+  }
   SECTION("concurrent GEMMs on side streams") {
     check_grouped(ragged, 192, 160, GroupedGemmMethod::kConcurrent, 11);
   }
   SECTION("one grouped cuBLAS call") {
     check_grouped(ragged, 192, 160, GroupedGemmMethod::kCublasGrouped, 12);
+  }
+  SECTION("whole chunks batched, remainders on side streams") {
+    check_grouped(ragged, 192, 160, GroupedGemmMethod::kChunkedBatched, 15);
+    check_grouped({0, 64, 1, 200, 0, 63, 129}, 256, 64, GroupedGemmMethod::kChunkedBatched, 16, true, 64);
+    check_grouped({5, 0, 17}, 256, 64, GroupedGemmMethod::kChunkedBatched, 17, true, 64);  // no whole chunk
   }
   SECTION("the sequential loop") {
     check_grouped(ragged, 192, 160, GroupedGemmMethod::kSequential, 13);
@@ -138,5 +171,33 @@ TEST_CASE("grouped GEMM equals the float product per expert, with ragged and emp
     launch.blas = blas.handle;
     CHECK(gemm.run(launch, GroupedGemmMethod::kConcurrent));
     REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  }
+}
+
+// The persistent kernel (grouped_gemm_kernel.hpp) at the sizes it supports: partial row blocks, groups of 0 and 1
+// rows, a group of one whole tile and ones just under and over it, very different sizes side by side, and the zoo's
+// MoE n × k (few rows each, so that the host reference stays quick).
+TEST_CASE("persistent grouped GEMM kernel equals the float product per expert", "[gpu]") {
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  constexpr auto kKernel = GroupedGemmMethod::kPersistentKernel;
+  SECTION("one row, one column block, one k stage") {
+    check_grouped({1}, 256, 64, kKernel, 21);
+  }
+  SECTION("ragged groups around the 128-row tile, empty ones between") {
+    check_grouped({0, 1, 127, 128, 0, 129, 64, 65, 63, 0, 2, 300}, 512, 192, kKernel, 22);
+  }
+  SECTION("very different sizes side by side") {
+    check_grouped({700, 1, 0, 3, 257, 0, 0, 33}, 768, 320, kKernel, 23);
+  }
+  SECTION("every group empty: nothing to run") {
+    check_grouped({0, 0}, 256, 64, kKernel, 24);
+  }
+  SECTION("DeepSeek-V3.2 experts: gate_up 4096 x 7168 and down 7168 x 2048") {
+    check_grouped({3, 0, 130}, 4096, 7168, kKernel, 25);
+    check_grouped({1, 150, 0, 64}, 7168, 2048, kKernel, 26);
+  }
+  SECTION("Qwen3-235B-A22B experts: gate_up 3072 x 4096 and down 4096 x 1536") {
+    check_grouped({0, 200, 1, 17}, 3072, 4096, kKernel, 27);
+    check_grouped({129, 0, 5, 128}, 4096, 1536, kKernel, 28);
   }
 }

@@ -1,0 +1,255 @@
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/grouped_gemm_kernel.hpp"
+#include "backend/cuda/hopper_ops.cuh"
+#include "backend/cuda/tensor_map.hpp"
+#include "backend/cuda_plan/grouped_gemm_tiles.hpp"
+
+namespace paratwin::cuda {
+
+namespace {
+
+namespace hw = hopper;
+using cuda_plan::kGroupedHalfTileRows;
+using cuda_plan::kGroupedTileCols;
+using cuda_plan::kGroupedTileDepth;
+using cuda_plan::kGroupedTileRows;
+
+constexpr int kStages = 4;  // 4 × 48 KB in flight per block: enough to cover memory latency at one block per SM
+constexpr int kWarpgroupThreads = 128;
+constexpr int kConsumers = 2;  // warpgroups, 64 rows each
+constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
+constexpr unsigned kRowBytes = kGroupedTileDepth * 2;                // one k stage of one row: one 128-byte swizzle row
+constexpr unsigned kABytes = kGroupedTileRows * kRowBytes;           // X tile: 128 rows × 64 k, K-major, 16 KB
+constexpr unsigned kAHalfBytes = kGroupedHalfTileRows * kRowBytes;   // its 64-row halves, one copy box each
+constexpr unsigned kBBlockBytes = kGroupedTileDepth * 64 * 2;        // W: 64 k-rows × 64 columns, N-major, 8 KB
+constexpr unsigned kBBlocks = kGroupedTileCols / 64;                 // 4 such blocks side by side along n
+constexpr unsigned kStageBytes = kABytes + kBBlocks * kBBlockBytes;  // 48 KB
+constexpr unsigned kBarrierOffset = kStages * kStageBytes;
+constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
+constexpr unsigned kProducerRegisters = 40;  // 128·40 + 256·232 = 64,512 ≤ the 65,536 of the register file
+constexpr unsigned kConsumerRegisters = 232;
+static_assert(kGroupedTileDepth == 64 && kTensorMapBoxCols == 64, "one k stage is one 128-byte swizzle row of bf16");
+static_assert(kGroupedTileCols == 256 && kGroupedTileRows == kConsumers * 64, "wgmma m64n256 per consumer");
+static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <= 65536, "register file");
+
+// The tile of this block (rank 0 or 1 of its cluster) in a pair.
+struct BlockTile {
+  int group = 0, row0 = 0, col0 = 0;
+  bool shared_weights = true;
+};
+__device__ inline BlockTile block_tile(const GroupedKernelArgs& a, int pair, unsigned rank) {
+  const auto p = cuda_plan::decode_grouped_pair(a.schedule, a.groups, a.n / kGroupedTileCols, pair);
+  const bool shared_weights = p.kind == cuda_plan::GroupedPairKind::kSharedWeights;
+  const int r = static_cast<int>(rank);
+  return {p.group, (p.row_block + (shared_weights ? r : 0)) * kGroupedTileRows,
+          (p.col_block + (shared_weights ? 0 : r)) * kGroupedTileCols, shared_weights};
+}
+
+// The producer, one thread per block: for every pair of this cluster, for every k stage, waits until the consumers of
+// both blocks have released the ring slot (the multicast writes into both), then has the copy engine fill its part of
+// the slot in both blocks: for a pair that shares W, its own X tile (two boxes of 64 rows × 64 k; rows past the group
+// read as zeros, as its map ends there) and W boxes 2·rank, 2·rank + 1 (64 k-rows × 64 columns) into both blocks; for
+// a pair that shares X, X rows 64·rank .. +63 into both blocks and its own 4 W boxes. Either way each block's `full`
+// barrier counts the stage's 48 KB.
+__device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank) {
+  constexpr std::uint16_t kBothBlocks = 0b11;
+  const int k_stages = a.k / kGroupedTileDepth;
+  int slot = 0;
+  unsigned phase = 0;
+  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+    const BlockTile tile = block_tile(a, pair, rank);
+    const CUtensorMap* w_map = a.maps + tile.group;
+    const CUtensorMap* x_map = a.maps + a.groups + tile.group;
+    for (int ks = 0; ks < k_stages; ++ks) {
+      const unsigned full_bar = full + 8 * static_cast<unsigned>(slot);
+      hw::mbarrier_wait(empty + 8 * static_cast<unsigned>(slot), phase ^ 1);  // a fresh barrier reads as released
+      const unsigned sa = ring + static_cast<unsigned>(slot) * kStageBytes, sb = sa + kABytes;
+      const int k0 = ks * kGroupedTileDepth;
+      hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes);
+      if (tile.shared_weights) {
+        hw::tma_load_2d(sa, x_map, full_bar, k0, tile.row0);
+        hw::tma_load_2d(sa + kAHalfBytes, x_map, full_bar, k0, tile.row0 + kGroupedHalfTileRows);
+#pragma unroll
+        for (unsigned b = 2 * rank; b < 2 * rank + 2; ++b) {
+          hw::tma_load_2d_multicast(sb + b * kBBlockBytes, w_map, full_bar, tile.col0 + static_cast<int>(b) * 64, k0,
+                                    kBothBlocks);
+        }
+      } else {
+        hw::tma_load_2d_multicast(sa + rank * kAHalfBytes, x_map, full_bar, k0,
+                                  tile.row0 + static_cast<int>(rank) * kGroupedHalfTileRows, kBothBlocks);
+#pragma unroll
+        for (unsigned b = 0; b < kBBlocks; ++b) {
+          hw::tma_load_2d(sb + b * kBBlockBytes, w_map, full_bar, tile.col0 + static_cast<int>(b) * 64, k0);
+        }
+      }
+      if (++slot == kStages) {
+        slot = 0;
+        phase ^= 1;
+      }
+    }
+  }
+}
+
+// One consumer warp is done reading ring slot `slot`: tells both blocks of the cluster, whose producers both write it
+// (the other block's barrier through a remote arrival at CTA scope: docs/performance.md has what cluster scope cost).
+__device__ inline void release_slot(unsigned empty, unsigned rank, int slot) {
+  hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(slot));
+  hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), rank ^ 1);
+}
+
+// The ring position the consumers read next, advanced stage by stage.
+struct RingCursor {
+  unsigned rank = 0;  ///< this block's in its cluster
+  int slot = 0;
+  unsigned phase = 0;
+  __device__ void advance() {
+    if (++slot == kStages) {
+      slot = 0;
+      phase ^= 1;
+    }
+  }
+};
+
+// One consumer warpgroup's share of one tile: 64 rows × kCols columns, its X rows `a_offset` bytes into the stage's X
+// tile and its W columns `b_offset` bytes into the stage's W tile. Per k stage: waits for the slot, issues 4 wgmma k16
+// steps as one group, waits for the previous group and releases its slot (one wgmma group stays in flight while the
+// next slot is awaited). Then stores bf16 pairs straight from the accumulators to row r of `y` (rows a.n apart) for
+// r < `rows`.
+template <int kCols>
+__device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty,
+                             RingCursor& ring_at, unsigned a_offset, unsigned b_offset, __nv_bfloat16* y, int rows) {
+  static_assert(kCols == 256 || kCols == 128, "wgmma m64n256 or m64n128");
+  const int t = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
+  const int warp = t / 32, lane = t % 32;
+  const int k_stages = a.k / kGroupedTileDepth;
+  float acc[kCols / 2];
+  int held = -1;  // the slot read by the wgmma group still in flight
+  for (int ks = 0; ks < k_stages; ++ks) {
+    hw::mbarrier_wait(full + 8 * static_cast<unsigned>(ring_at.slot), ring_at.phase);
+    hw::wgmma_fence();
+    const unsigned stage = ring + static_cast<unsigned>(ring_at.slot) * kStageBytes;
+    const unsigned sa = stage + a_offset, sb = stage + kABytes + b_offset;
+#pragma unroll
+    for (unsigned kk = 0; kk < kGroupedTileDepth / 16; ++kk) {
+      // A K-major: a k16 step is 32 bytes along the swizzled rows. B N-major: a k16 step is 16 k-rows of 128 bytes.
+      const auto desc_a = hw::smem_descriptor_k_major_sw128(sa + kk * 32);
+      const auto desc_b = hw::smem_descriptor_mn_major_sw128(sb + kk * 16 * kRowBytes, kBBlockBytes);
+      if constexpr (kCols == 256) {
+        hw::wgmma_m64n256k16_bf16<hw::WgmmaB::kNMajor>(acc, desc_a, desc_b, ks > 0 || kk > 0);
+      } else {
+        hw::wgmma_m64n128k16_bf16<hw::WgmmaB::kNMajor>(acc, desc_a, desc_b, ks > 0 || kk > 0);
+      }
+    }
+    hw::wgmma_commit_group();
+    hw::wgmma_wait_group<1>();
+    if (held >= 0 && lane == 0) release_slot(empty, ring_at.rank, held);
+    held = ring_at.slot;
+    ring_at.advance();
+  }
+  hw::wgmma_wait_group<0>();
+  hw::wgmma_fence_operands(acc);
+  if (lane == 0) release_slot(empty, ring_at.rank, held);
+  const int r = warp * 16 + lane / 4;
+  auto* y0 = y + std::int64_t{r} * a.n + 2 * (lane % 4);
+  auto* y8 = y0 + std::int64_t{8} * a.n;
+  const bool store0 = r < rows, store8 = r + 8 < rows;
+#pragma unroll
+  for (int j = 0; j < kCols / 8; ++j) {
+    if (store0) *reinterpret_cast<__nv_bfloat162*>(y0 + j * 8) = __floats2bfloat162_rn(acc[4 * j], acc[4 * j + 1]);
+    if (store8) *reinterpret_cast<__nv_bfloat162*>(y8 + j * 8) = __floats2bfloat162_rn(acc[4 * j + 2], acc[4 * j + 3]);
+  }
+}
+
+// Consumer warpgroup `half` (0 or 1) over this block's tiles. A tile of more than 64 valid rows: this warpgroup
+// multiplies rows 64·half .. +63 by all 256 columns (the rows past the group's end read as zeros and are not stored).
+// A tile of at most 64 valid rows (a group's remainder): both warpgroups take rows 0..63, this one columns
+// 128·half .. +127, so that the tensor cores compute 64 rows, not 128, with both warpgroups busy.
+__device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank,
+                        int half) {
+  RingCursor ring_at;
+  ring_at.rank = rank;
+  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+    const BlockTile tile = block_tile(a, pair, rank);
+    const int tile_rows = a.schedule[2 * tile.group] - tile.row0;  // ≤ 0 for the zero partner past a group's end
+    auto* y =
+        static_cast<__nv_bfloat16*>(a.table[2 * a.groups + tile.group]) + std::int64_t{tile.row0} * a.n + tile.col0;
+    if (tile_rows <= kGroupedHalfTileRows) {
+      consume_tile<128>(a, ring, full, empty, ring_at, 0, static_cast<unsigned>(half) * 2 * kBBlockBytes,
+                        y + 128 * half, tile_rows);
+    } else {
+      consume_tile<256>(a, ring, full, empty, ring_at, static_cast<unsigned>(half) * kAHalfBytes, 0,
+                        y + std::int64_t{64} * half * a.n, tile_rows - 64 * half);
+    }
+  }
+}
+
+__global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
+    grouped_gemm_kernel(const __grid_constant__ GroupedKernelArgs args) {
+  extern __shared__ __align__(1024) std::uint8_t grouped_smem[];
+  // The 128-byte swizzle pattern repeats every 1024 bytes: align the ring (at the same offset in both blocks, which
+  // the multicast copies rely on).
+  const unsigned ring = (hw::smem_address(grouped_smem) + 1023u) & ~1023u;
+  const unsigned full = ring + kBarrierOffset;  // kStages mbarriers of 8 bytes
+  const unsigned empty = full + kStages * 8;
+  const unsigned rank = hw::cluster_cta_rank();
+  if (threadIdx.x == 0) {
+    for (unsigned s = 0; s < kStages; ++s) {
+      hw::mbarrier_init(full + 8 * s, 1);                    // the producer's arrive (plus the copies' bytes)
+      hw::mbarrier_init(empty + 8 * s, 2 * kConsumers * 4);  // one arrival per consumer warp of both blocks
+    }
+    hw::fence_mbarrier_init();
+  }
+  hw::cluster_sync();  // both blocks' barriers exist before either block's copies or arrivals reach them
+  const int warpgroup = static_cast<int>(threadIdx.x) / kWarpgroupThreads;
+  if (warpgroup == 0) {
+    hw::warpgroup_release_registers<kProducerRegisters>();
+    if (threadIdx.x == 0) produce(args, ring, full, empty, rank);
+    __syncwarp();
+  } else {
+    hw::warpgroup_claim_registers<kConsumerRegisters>();
+    consume(args, ring, full, empty, rank, warpgroup - 1);
+  }
+  hw::cluster_sync();  // neither block leaves while the other may still write its shared memory or barriers
+}
+
+}  // namespace
+
+bool encode_grouped_tensor_maps(void* const* table, const int* rows, int groups, int n, int k, CUtensorMap* maps) {
+  const auto aligned16 = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  for (int g = 0; g < groups; ++g) {
+    const void* w = table[g];
+    const void* x = table[groups + g];
+    if (!aligned16(w) || !aligned16(x)) return false;
+    if (!encode_bf16_tensor_map_sw128(maps[g], w, k, n, std::int64_t{n} * 2, kGroupedTileDepth) ||
+        !encode_bf16_tensor_map_sw128(maps[groups + g], x, rows[g], k, std::int64_t{k} * 2, kGroupedHalfTileRows)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void launch_grouped_gemm_kernel(const GroupedKernelArgs& args, cudaStream_t stream) {
+  if (args.pairs == 0) return;
+  // Per device (the engine may drive several from one process) and cheap: set on every launch.
+  PARATWIN_CUDA_CHECK(
+      cudaFuncSetAttribute(grouped_gemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  // As many clusters as fit at once (a cluster's two blocks share a GPC, whose multiprocessors may be odd in number).
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(2);
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = kSmemBytes;
+  config.stream = stream;
+  int clusters = 0;
+  PARATWIN_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, grouped_gemm_kernel, &config));
+  PARATWIN_ASSERT(clusters >= 1, "the grouped GEMM kernel fits no cluster on this device");
+  const int blocks = 2 * std::min(args.pairs, clusters);
+  grouped_gemm_kernel<<<blocks, kThreads, kSmemBytes, stream>>>(args);
+  PARATWIN_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace paratwin::cuda
