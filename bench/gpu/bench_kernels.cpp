@@ -18,10 +18,10 @@
 
 #include <cstdint>
 #include <exception>
-#include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "bench/gpu/bench_output.hpp"
 #include "bench/gpu/kernel_cases.hpp"
 #include "models/model_spec.hpp"
 #include "topology/error.hpp"
@@ -60,12 +60,8 @@ std::string csv_field(const std::string& s) {
   return out + "\"";
 }
 
-// Written next to FILE then renamed, so FILE is never half-written.
 void write_csv(const KernelBench& b, const std::string& path) {
-  const std::string tmp = path + ".paratwin-tmp";
-  {
-    std::ofstream f(tmp);
-    if (!f) paratwin::fail("--csv {}: cannot open the file for writing", path);
+  paratwin::bench::write_csv_atomically(path, [&b](std::ofstream& f) {
     f << "kernel,model,shape,time_s,work,unit,rate_per_s,fraction,versus,target,anchor,status,fraction_of_copy_at_"
          "size,prompt_tokens\n";
     for (const auto& r : b.rows()) {
@@ -78,9 +74,7 @@ void write_csv(const KernelBench& b, const std::string& path) {
     }
     f << fmt::format("\"ceiling copy\",,,,,byte,{:.6g},,,,,,,\n", b.ceilings().copy_bytes_per_s);
     f << fmt::format("\"ceiling GEMM 8192^3\",,,,,flop,{:.6g},,,,,,,\n", b.ceilings().gemm_flops_per_s);
-    if (!f.flush()) paratwin::fail("--csv {}: writing the file failed", path);
-  }
-  std::filesystem::rename(tmp, path);
+  });
 }
 
 }  // namespace
@@ -112,16 +106,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    if (!csv.empty()) {  // a bad --csv path fails now, not after the whole run
-      const std::string probe = csv + ".paratwin-tmp";
-      if (!std::ofstream(probe)) paratwin::fail("--csv {}: cannot create a file in that folder", csv);
-      std::filesystem::remove(probe);
-    }
-    int devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-      fmt::print(stderr, "bench_kernels: no CUDA GPU visible\n");
-      return 1;
-    }
+    if (!csv.empty()) paratwin::bench::require_creatable_csv(csv);  // fails now, not after the whole run
+    if (!paratwin::bench::cuda_gpu_visible("bench_kernels")) return 1;
     PARATWIN_CUDA_CHECK(cudaSetDevice(0));
     KernelBench b;
     for (const char* name : {"deepseek-v3.2", "llama-3.1-70b", "qwen3-235b-a22b"}) {

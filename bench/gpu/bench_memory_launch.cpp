@@ -20,7 +20,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <exception>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -30,6 +29,7 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "bench/gpu/bench_output.hpp"
 #include "bench/gpu/kernel_timing.hpp"
 #include "bench/gpu/launch_spin.hpp"
 #include "models/model_spec.hpp"
@@ -210,17 +210,9 @@ int main(int argc, char** argv) {
       }
       from = to + 1;
     }
-    if (!csv.empty()) {  // a bad --csv path fails now, not after the whole run
-      const std::string probe = csv + ".paratwin-tmp";
-      if (!std::ofstream(probe)) paratwin::fail("--csv {}: cannot create a file in that folder", csv);
-      std::filesystem::remove(probe);
-    }
+    if (!csv.empty()) paratwin::bench::require_creatable_csv(csv);  // fails now, not after the whole run
 
-    int devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-      fmt::print(stderr, "bench_memory_launch: no CUDA GPU visible\n");
-      return 1;
-    }
+    if (!paratwin::bench::cuda_gpu_visible("bench_memory_launch")) return 1;
     PARATWIN_CUDA_CHECK(cudaSetDevice(0));
     cudaStream_t stream = nullptr;
     PARATWIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -305,9 +297,7 @@ int main(int argc, char** argv) {
                  cell(r.kernel_t.after_gemm_s));
     }
     if (!csv.empty()) {
-      const std::string tmp = csv + ".paratwin-tmp";
-      {
-        std::ofstream f(tmp);
+      paratwin::bench::write_csv_atomically(csv, [&](std::ofstream& f) {
         f << "kernel,model,tokens,bytes,copy_single_s,copy_queued_s,copy_batch_s,copy_after_gemm_s,kernel_single_s,"
              "kernel_queued_s,kernel_batch_s,kernel_after_gemm_s,ceiling_copy_bytes_per_s\n";
         for (const auto& r : rows) {
@@ -316,9 +306,7 @@ int main(int argc, char** argv) {
                            r.copy.after_gemm_s, r.kernel_t.single_s, r.kernel_t.queued_s, r.kernel_t.batch_s,
                            r.kernel_t.after_gemm_s, ceiling);
         }
-        if (!f.flush()) paratwin::fail("--csv {}: writing the file failed", csv);
-      }
-      std::filesystem::rename(tmp, csv);
+      });
     }
     cublasDestroy(blas);
     cudaStreamDestroy(stream);
