@@ -13,8 +13,8 @@
 ///   expert, in clusters of two blocks that load X and W by TMA and multicast the operand they share, where
 ///   grouped_kernel_supports(n, k) (n a multiple of 256, k of 64) and the launch carries the device pointer table, the
 ///   tile schedule and kernel_tensor_maps(); elsewhere it runs kConcurrent (the loop without side streams). Measured
-///   on H200 at 0.55–0.81 × dense at 8K tokens and 0.63–0.88 × at 32K: 4 % faster than kConcurrent at two 8K gate_up
-///   shapes, 4–47 % slower at the other 14, the down GEMMs (k 1536–2048) most.
+///   on H200 at 0.57–0.86 × dense at 8K tokens and 0.78–0.94 × at 32K: level with or faster than kConcurrent at 6 of
+///   the 8 8K shapes (0.99–1.17 × its rate), slower at DeepSeek-V3.2's 8K down GEMMs and at 32K (0.75–1.02 ×).
 /// - kCublasGrouped: one cublasGemmGroupedBatchedEx (cuBLAS ≥ 12.5) for every expert. Measured on H200 (cuBLAS 13)
 ///   at 0.30–0.42 × the dense GEMM of the same size, half the speed of the sequential loop or less at every zoo
 ///   MoE shape, so the backend does not use it.
@@ -68,10 +68,11 @@ enum class GroupedGemmMethod { kPersistentKernel, kConcurrent, kCublasGrouped, k
 inline constexpr std::int64_t kGroupedChunkRows = 128;
 
 /// The method the engine's expert GEMMs run (op_binder.cpp): kConcurrent. In one bench_kernels --grouped-only run on
-/// H200 it was the fastest of the methods, or within 1.2 %, at 12 of the 16 zoo MoE shapes; the persistent kernel was
-/// 4 % faster at two 8K gate_up shapes (DeepSeek-V3.2 EP 8, Qwen3 EP 1), within the ~6 % run-to-run spread of one
-/// method, and slower at the neighbouring gate_up shapes (DeepSeek-V3.2 EP 1 by 9 %, Qwen3 EP 8 by 4 %), so no rule
-/// of the shape picks it safely; the loop was 5 % faster at one 32K shape (docs/performance.md "MoE expert GEMMs").
+/// H200 it was the fastest of the methods, or within 1.2 %, at 12 of the 16 zoo MoE shapes; the persistent kernel
+/// (with its staged epilogue) is level or faster at 6 of the 8 8K shapes (0.99–1.17 × its rate), by more than the ~6 %
+/// run-to-run spread of one method at one of them only (DeepSeek-V3.2 EP 8 gate_up), and slower at DeepSeek-V3.2's 8K
+/// down GEMMs (0.75–0.97 ×) and at 32K, so no rule of the shape picks it safely; the loop was 5 % faster at one 32K
+/// shape (docs/performance.md "MoE expert GEMMs").
 inline constexpr GroupedGemmMethod kEngineGroupedGemmMethod = GroupedGemmMethod::kConcurrent;
 
 class GroupedGemm {

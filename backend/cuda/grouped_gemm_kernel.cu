@@ -19,7 +19,8 @@ using cuda_plan::kGroupedTileCols;
 using cuda_plan::kGroupedTileDepth;
 using cuda_plan::kGroupedTileRows;
 
-constexpr int kStages = 4;  // 4 × 48 KB in flight per block: enough to cover memory latency at one block per SM
+// 3 × 48 KB in flight per block (4 left no room for the output staging below).
+constexpr int kStages = 3;
 constexpr int kWarpgroupThreads = 128;
 constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
@@ -29,8 +30,15 @@ constexpr unsigned kAHalfBytes = kGroupedHalfTileRows * kRowBytes;   // its 64-r
 constexpr unsigned kBBlockBytes = kGroupedTileDepth * 64 * 2;        // W: 64 k-rows × 64 columns, N-major, 8 KB
 constexpr unsigned kBBlocks = kGroupedTileCols / 64;                 // 4 such blocks side by side along n
 constexpr unsigned kStageBytes = kABytes + kBBlocks * kBBlockBytes;  // 48 KB
-constexpr unsigned kBarrierOffset = kStages * kStageBytes;
+// The output staging: each consumer warp's 16 rows of bf16 results, written from the accumulators and stored to Y by
+// the copy engine (one bulk copy per row) while the warp goes on to its next tile. Rows padded by 16 bytes, so that
+// the 8 rows a warp's store instruction writes land on different banks.
+constexpr unsigned kStagingRowBytes = kGroupedTileCols * 2 + 16;
+constexpr unsigned kWarpStagingBytes = 16 * kStagingRowBytes;
+constexpr unsigned kStagingOffset = kStages * kStageBytes;
+constexpr unsigned kBarrierOffset = kStagingOffset + kConsumers * 4 * kWarpStagingBytes;
 constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
+static_assert(kSmemBytes <= 227 * 1024, "a block's shared memory on sm_90");
 constexpr unsigned kProducerRegisters = 40;  // 128·40 + 256·232 = 64,512 ≤ the 65,536 of the register file
 constexpr unsigned kConsumerRegisters = 232;
 static_assert(kGroupedTileDepth == 64 && kTensorMapBoxCols == 64, "one k stage is one 128-byte swizzle row of bf16");
@@ -118,11 +126,13 @@ struct RingCursor {
 // One consumer warpgroup's share of one tile: 64 rows × kCols columns, its X rows `a_offset` bytes into the stage's X
 // tile and its W columns `b_offset` bytes into the stage's W tile. Per k stage: waits for the slot, issues 4 wgmma k16
 // steps as one group, waits for the previous group and releases its slot (one wgmma group stays in flight while the
-// next slot is awaited). Then stores bf16 pairs straight from the accumulators to row r of `y` (rows a.n apart) for
-// r < `rows`.
+// next slot is awaited). Then the epilogue: waits until the copy engine has read this warp's staging rows (at
+// `staging`) for its previous tile, writes the bf16 results there, and has the copy engine store row r to row r of `y`
+// (rows a.n apart) for r < `rows`, asynchronously: the warp goes on to its next tile meanwhile.
 template <int kCols>
 __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty,
-                             RingCursor& ring_at, unsigned a_offset, unsigned b_offset, __nv_bfloat16* y, int rows) {
+                             RingCursor& ring_at, unsigned a_offset, unsigned b_offset, unsigned staging,
+                             __nv_bfloat16* y, int rows) {
   static_assert(kCols == 256 || kCols == 128, "wgmma m64n256 or m64n128");
   const int t = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
   const int warp = t / 32, lane = t % 32;
@@ -154,14 +164,26 @@ __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned
   hw::wgmma_wait_group<0>();
   hw::wgmma_fence_operands(acc);
   if (lane == 0) release_slot(empty, ring_at.rank, held);
-  const int r = warp * 16 + lane / 4;
-  auto* y0 = y + std::int64_t{r} * a.n + 2 * (lane % 4);
-  auto* y8 = y0 + std::int64_t{8} * a.n;
-  const bool store0 = r < rows, store8 = r + 8 < rows;
+  // Thread t holds rows lane / 4 and + 8 of the warp's 16, columns 8j + 2·(lane % 4) and + 1 (hopper_ops.cuh).
+  const unsigned warp_staging = staging + static_cast<unsigned>(warp) * kWarpStagingBytes;
+  const unsigned at0 = warp_staging + static_cast<unsigned>(lane / 4) * kStagingRowBytes + 4u * (lane % 4);
+  const unsigned at8 = at0 + 8 * kStagingRowBytes;
+  if (lane == 0) hw::bulk_wait_group_read();  // the previous tile's copies have read the staging rows
+  __syncwarp();
 #pragma unroll
   for (int j = 0; j < kCols / 8; ++j) {
-    if (store0) *reinterpret_cast<__nv_bfloat162*>(y0 + j * 8) = __floats2bfloat162_rn(acc[4 * j], acc[4 * j + 1]);
-    if (store8) *reinterpret_cast<__nv_bfloat162*>(y8 + j * 8) = __floats2bfloat162_rn(acc[4 * j + 2], acc[4 * j + 3]);
+    hw::st_shared_b32(at0 + 16u * j, hw::pack_bf16x2(acc[4 * j], acc[4 * j + 1]));
+    hw::st_shared_b32(at8 + 16u * j, hw::pack_bf16x2(acc[4 * j + 2], acc[4 * j + 3]));
+  }
+  hw::fence_proxy_async_shared();
+  __syncwarp();
+  if (lane == 0) {
+    const int warp_rows = std::min(16, rows - warp * 16);
+    for (int i = 0; i < warp_rows; ++i) {
+      hw::bulk_store(y + std::int64_t{warp * 16 + i} * a.n, warp_staging + static_cast<unsigned>(i) * kStagingRowBytes,
+                     kCols * 2);
+    }
+    hw::bulk_commit_group();
   }
 }
 
@@ -173,19 +195,21 @@ __device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full
                         int half) {
   RingCursor ring_at;
   ring_at.rank = rank;
+  const unsigned staging = ring + kStagingOffset + static_cast<unsigned>(half) * 4 * kWarpStagingBytes;
   for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
     const BlockTile tile = block_tile(a, pair, rank);
     const int tile_rows = a.schedule[2 * tile.group] - tile.row0;  // ≤ 0 for the zero partner past a group's end
     auto* y =
         static_cast<__nv_bfloat16*>(a.table[2 * a.groups + tile.group]) + std::int64_t{tile.row0} * a.n + tile.col0;
     if (tile_rows <= kGroupedHalfTileRows) {
-      consume_tile<128>(a, ring, full, empty, ring_at, 0, static_cast<unsigned>(half) * 2 * kBBlockBytes,
+      consume_tile<128>(a, ring, full, empty, ring_at, 0, static_cast<unsigned>(half) * 2 * kBBlockBytes, staging,
                         y + 128 * half, tile_rows);
     } else {
-      consume_tile<256>(a, ring, full, empty, ring_at, static_cast<unsigned>(half) * kAHalfBytes, 0,
+      consume_tile<256>(a, ring, full, empty, ring_at, static_cast<unsigned>(half) * kAHalfBytes, 0, staging,
                         y + std::int64_t{64} * half * a.n, tile_rows - 64 * half);
     }
   }
+  if (threadIdx.x % 32 == 0) hw::bulk_wait_group();  // the last tile's stores are done before the block's exit
 }
 
 __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
@@ -224,7 +248,8 @@ bool encode_grouped_tensor_maps(void* const* table, const int* rows, int groups,
   for (int g = 0; g < groups; ++g) {
     const void* w = table[g];
     const void* x = table[groups + g];
-    if (!aligned16(w) || !aligned16(x)) return false;
+    const void* y = table[2 * groups + g];
+    if (!aligned16(w) || !aligned16(x) || !aligned16(y)) return false;  // y: the bulk stores' 16-byte rule
     if (!encode_bf16_tensor_map_sw128(maps[g], w, k, n, std::int64_t{n} * 2, kGroupedTileDepth) ||
         !encode_bf16_tensor_map_sw128(maps[groups + g], x, rows[g], k, std::int64_t{k} * 2, kGroupedHalfTileRows)) {
       return false;

@@ -4,9 +4,11 @@
 /// experts' weight traffic overlaps their math instead of each expert's GEMM filling a part of the GPU in turn. Per
 /// block: one producer thread streams X and W tiles into a 4-stage shared-memory ring with the copy engine (TMA,
 /// 128-byte swizzle, through one tensor map per expert's W and X, since the engine's experts are separate
-/// allocations), completing on mbarriers, the operand that the pair shares multicast to both blocks (each block loads
-/// half of it); two consumer warpgroups each multiply 64 rows × 256 columns with wgmma (fp32 accumulators in
-/// registers; 64 × 128 each for a remainder of at most 64 rows) and store bf16 rows, masked past the expert's rows.
+/// allocations) into a 3-stage shared-memory ring, completing on mbarriers, the operand that the pair shares
+/// multicast to both blocks (each block loads half of it); two consumer warpgroups each multiply 64 rows × 256 columns
+/// with wgmma (fp32 accumulators in registers; 64 × 128 each for a remainder of at most 64 rows), write them as bf16
+/// to a staging area in shared memory, from which the copy engine stores the rows within the expert (one bulk copy
+/// per row) while the warpgroup goes on to its next tile.
 /// grouped_gemm.hpp decides when to use it; docs/performance.md "MoE expert GEMMs" has its figures on H200.
 
 #include <cuda.h>
@@ -18,7 +20,7 @@ namespace paratwin::cuda {
 
 struct GroupedKernelArgs {
   /// 3 · groups device pointers, GroupedGemm::operand_addresses' order: W_g (k × n), X_g (rows_g × k), Y_g (rows_g ×
-  /// n), row-major bf16; the kernel reads the Y_g (4-byte aligned) from it, W and X through `maps`.
+  /// n), row-major bf16; the kernel reads the Y_g (16-byte aligned) from it, W and X through `maps`.
   void* const* table = nullptr;
   /// Device copy of encode_grouped_tensor_maps' 2 · groups maps (64-byte aligned).
   const CUtensorMap* maps = nullptr;
@@ -30,7 +32,7 @@ struct GroupedKernelArgs {
 /// Encodes the tensor maps the kernel loads through, from the host copy of the pointer table (`table`, 3 · groups
 /// pointers as in GroupedKernelArgs) and the groups' rows: W_g at maps[g] (boxes of 64 k-rows × 64 columns), X_g at
 /// maps[groups + g] (boxes of 64 rows × 64 k). X_g's map covers its rows_g rows only, so that the rows of a partial
-/// tile read as zeros. False where an operand is not 16-byte
+/// tile read as zeros. False where an operand (Y_g too: the kernel stores its rows by bulk copies) is not 16-byte
 /// aligned, tensor maps are unavailable, or the driver refuses one (the caller falls back to another method).
 [[nodiscard]] bool encode_grouped_tensor_maps(void* const* table, const int* rows, int groups, int n, int k,
                                               CUtensorMap* maps);

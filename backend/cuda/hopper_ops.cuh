@@ -1,11 +1,12 @@
 #pragma once
 // Hopper's (sm_90a) asynchronous building blocks, as small inline-PTX device helpers: mbarriers (arrive / expect a
 // byte count / wait on a phase), 2-D bulk tensor copies (TMA) into shared memory that complete on an mbarrier (also
-// multicast to the blocks of a cluster), cluster ranks, remote arrivals and the cluster barrier, named barriers,
-// register re-allocation between warpgroups, and the warpgroup MMA (wgmma) reading both operands from shared memory
-// through matrix descriptors (K-major, and MN-major for a B stored as rows of n). Used by indexer_wgmma.cu and
-// grouped_gemm_kernel.cu. Names follow the PTX instructions they wrap (PTX ISA 8.x, "Asynchronous warpgroup level
-// matrix multiply-accumulate" and "mbarrier"); the comments say what the caller must guarantee.
+// multicast to the blocks of a cluster), bulk copies from shared to global memory, cluster ranks, remote arrivals and
+// the cluster barrier, named barriers, register re-allocation between warpgroups, and the warpgroup MMA (wgmma) reading
+// both operands from shared memory through matrix descriptors (K-major, and MN-major for a B stored as rows of n). Used
+// by indexer_wgmma.cu and grouped_gemm_kernel.cu. Names follow the PTX instructions they wrap (PTX ISA 8.x,
+// "Asynchronous warpgroup level matrix multiply-accumulate" and "mbarrier"); the comments say what the caller must
+// guarantee.
 #include <cstdint>
 
 namespace paratwin::cuda::hopper {
@@ -69,6 +70,41 @@ __device__ inline void tma_load_2d_multicast(unsigned dst, const void* tensor_ma
       "{%2, %3}], [%4], %5;\n" ::"r"(dst),
       "l"(reinterpret_cast<std::uint64_t>(tensor_map)), "r"(x), "r"(y), "r"(bar), "h"(cta_mask)
       : "memory");
+}
+
+/// Copies `bytes` (a multiple of 16) from shared memory at `src` to global memory at `dst` (both 16-byte aligned) with
+/// the copy engine, as part of this thread's current bulk group (bulk_commit_group closes it). The shared memory must
+/// have been written before through fence_proxy_async_shared (the copy engine reads it through the async proxy).
+__device__ inline void bulk_store(void* dst, unsigned src, unsigned bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(src), "r"(bytes)
+               : "memory");
+}
+/// Closes this thread's bulk copies issued since the last commit into one bulk group.
+__device__ inline void bulk_commit_group() {
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+/// Waits until every bulk group of this thread has read its shared-memory source (the source may then be rewritten).
+__device__ inline void bulk_wait_group_read() {
+  asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+/// Waits until every bulk group of this thread has completed (its writes are done).
+__device__ inline void bulk_wait_group() {
+  asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+}
+/// Orders this thread's ordinary shared-memory writes before the copy engine's (the async proxy's) reads of them;
+/// follow with a barrier among the writing threads and the thread that issues the copy.
+__device__ inline void fence_proxy_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+/// Stores 4 bytes at shared-memory address `addr`.
+__device__ inline void st_shared_b32(unsigned addr, unsigned value) {
+  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(value) : "memory");
+}
+/// Two floats as a pair of bf16 (round to nearest even): `lo` in the low 16 bits (the lower address in memory).
+__device__ inline unsigned pack_bf16x2(float lo, float hi) {
+  unsigned packed = 0;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(packed) : "f"(hi), "f"(lo));
+  return packed;
 }
 
 // ---- clusters (thread-block clusters of sm_90) ----------------------------------------------------------------

@@ -7,12 +7,17 @@
 /// The kernel runs as clusters of two blocks that share one operand through the copy engine's multicast, so its unit
 /// of work is a pair of tiles of one group:
 /// - kSharedWeights: row blocks 2p and 2p + 1 of one column block (block r of the cluster takes row block 2p + r;
-///   they share the W tile, the larger operand). A group's row blocks are paired so, column block by column block:
-///   the pairs that run at the same time on neighbouring multiprocessors then share one weight column block.
+///   they share the W tile, the larger operand).
 /// - kSharedRows: where a group has an odd number of row blocks, its last row block's column blocks 2q and 2q + 1
 ///   (block r takes column block 2q + r; they share the X tile).
 /// - Where the column blocks are odd in number too, the last row block's last column block pairs with the row block
 ///   past the group's end as kSharedWeights: the second block multiplies zeros and stores nothing.
+/// Order within a group: column block by column block, each column block's shared-weight pairs in row order; where the
+/// row blocks are odd in number, each column pair (2q, 2q + 1)'s kSharedRows pair right after the shared-weight pairs
+/// of column block 2q + 1 (and the zero-partner pair right after those of the last column block). The persistent
+/// clusters take consecutive pairs at the same time, so every pair that reads one W column block runs beside the
+/// others that read it, and that W comes from device memory once, then from L2 (docs/performance.md "MoE expert
+/// GEMMs": with the last row block's pairs after all of a group's shared-weight pairs, its W was read twice).
 /// Plain C++ (no CUDA header), so the CPU tests check it; the kernel decodes pairs with the same constexpr function
 /// (nvcc's --expt-relaxed-constexpr).
 
@@ -74,10 +79,17 @@ constexpr GroupedPair decode_grouped_pair(const int* table, int groups, int col_
   const int row_blocks = (table[2 * lo] + kGroupedTileRows - 1) / kGroupedTileRows;
   const int row_pairs = row_blocks / 2;
   const int local = pair - table[2 * lo + 1];
-  if (local < row_pairs * col_blocks) {
+  if (row_blocks % 2 == 0) {
     return {lo, 2 * (local % row_pairs), local / row_pairs, GroupedPairKind::kSharedWeights};
   }
-  const int col_pair = local - row_pairs * col_blocks;
+  // Odd row blocks: runs of 2 · row_pairs + 1 pairs per column pair (its two column blocks' shared-weight pairs, then
+  // their kSharedRows pair); an odd last column block's run is its row_pairs shared-weight pairs and the zero partner.
+  const int run = 2 * row_pairs + 1;
+  const int col_pair = local / run, in_run = local % run;
+  const int col_block = 2 * col_pair + (in_run < 2 * row_pairs ? in_run / row_pairs : 0);
+  if (in_run < 2 * row_pairs && (col_block < col_blocks - 1 || col_blocks % 2 == 0 || in_run < row_pairs)) {
+    return {lo, 2 * (in_run % row_pairs), col_block, GroupedPairKind::kSharedWeights};
+  }
   if (2 * col_pair + 1 < col_blocks) return {lo, row_blocks - 1, 2 * col_pair, GroupedPairKind::kSharedRows};
   return {lo, row_blocks - 1, col_blocks - 1, GroupedPairKind::kSharedWeights};  // the partner is past the group
 }

@@ -1,11 +1,13 @@
 // The persistent grouped GEMM kernel's tile schedule (grouped_gemm_tiles.hpp): which n × k it computes, that decoding
 // every pair number covers each group's row blocks × column blocks exactly once (the two blocks of a cluster taking
-// the pair's two tiles), in the order that lets neighbouring pairs share a weight column block, and the padding the
-// tiles cost.
+// the pair's two tiles), in the order that keeps every pair reading one weight column block among neighbouring pairs,
+// and the padding the tiles cost.
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <map>
 #include <set>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda_plan/grouped_gemm_tiles.hpp"
@@ -44,7 +46,7 @@ void check_cover(const std::vector<std::int64_t>& rows, std::int64_t n) {
       }
       CHECK(seen.insert({pair.group, row_block, col_block}).second);
     }
-    if (p > 0) {  // groups in order; a group's shared-weight pairs first, column block by column block
+    if (p > 0) {  // groups in order; a group's shared-weight pairs column block by column block, rows in order
       CHECK(pair.group >= previous.group);
       if (pair.group == previous.group && pair.kind == GroupedPairKind::kSharedWeights &&
           previous.kind == GroupedPairKind::kSharedWeights) {
@@ -58,6 +60,27 @@ void check_cover(const std::vector<std::int64_t>& rows, std::int64_t n) {
   int odd_groups = 0;
   for (const auto r : rows) odd_groups += ((r + 127) / 128) % 2 == 1 && col_blocks % 2 == 1 ? 1 : 0;
   CHECK(zero_partners == odd_groups);
+}
+
+// Every pair that reads a group's W column block c (its shared-weight pairs of c, and the shared-rows pair or zero
+// partner of c's last row block) lies within the group's pairs of column pair c / 2: no more than 2 · row_pairs + 1
+// consecutive pairs apart, so that they run at the same time on the persistent clusters (the header says why).
+void check_weight_locality(const std::vector<std::int64_t>& rows, std::int64_t n) {
+  const int col_blocks = static_cast<int>(n / 256);
+  const auto s = make_grouped_tile_schedule(rows, n);
+  std::map<std::pair<int, int>, std::pair<int, int>> first_last;  // (group, column block) -> first and last pair
+  for (int p = 0; p < s.pairs; ++p) {
+    const GroupedPair pair = decode_grouped_pair(s.table.data(), s.groups, col_blocks, p);
+    const int columns = pair.kind == GroupedPairKind::kSharedRows ? 2 : 1;
+    for (int c = pair.col_block; c < pair.col_block + columns; ++c) {
+      auto [it, fresh] = first_last.try_emplace({pair.group, c}, p, p);
+      if (!fresh) it->second.second = p;
+    }
+  }
+  for (const auto& [key, span] : first_last) {
+    const int row_pairs = static_cast<int>((rows[static_cast<std::size_t>(key.first)] + 127) / 128) / 2;
+    CHECK(span.second - span.first <= 2 * row_pairs);
+  }
 }
 
 }  // namespace
@@ -85,6 +108,69 @@ TEST_CASE("grouped kernel tile pairs cover every group's output once", "[backend
   }
   SECTION("one column block") {
     check_cover(rows, 256);
+  }
+}
+
+TEST_CASE("grouped kernel pairs that read one weight column block are scheduled together", "[backend]") {
+  const std::vector<std::int64_t> rows{1, 128, 129, 300, 64, 1000, 255, 256, 257, 384, 640, 2048};
+  check_weight_locality(rows, 768);
+  check_weight_locality(rows, 1024);
+  check_weight_locality(rows, 256);
+  check_weight_locality(rows, 4096);
+  check_cover(rows, 4096);
+  check_cover(rows, 7168);
+}
+
+TEST_CASE("grouped kernel order of a group of 3 row blocks: each column pair's shared-rows pair after its columns",
+          "[backend]") {
+  using K = GroupedPairKind;
+  struct Expected {
+    int row_block, col_block;
+    K kind;
+  };
+  const auto decoded = [](std::int64_t rows, int col_blocks) {
+    const auto s = make_grouped_tile_schedule({rows}, std::int64_t{256} * col_blocks);
+    std::vector<Expected> out;
+    for (int p = 0; p < s.pairs; ++p) {
+      const GroupedPair pair = decode_grouped_pair(s.table.data(), 1, col_blocks, p);
+      out.push_back({pair.row_block, pair.col_block, pair.kind});
+    }
+    return out;
+  };
+  const auto same = [](const std::vector<Expected>& got, const std::vector<Expected>& want) {
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      INFO("pair " << i);
+      CHECK(got[i].row_block == want[i].row_block);
+      CHECK(got[i].col_block == want[i].col_block);
+      CHECK(got[i].kind == want[i].kind);
+    }
+  };
+  SECTION("4 column blocks") {
+    same(decoded(300, 4), {{0, 0, K::kSharedWeights},
+                           {0, 1, K::kSharedWeights},
+                           {2, 0, K::kSharedRows},
+                           {0, 2, K::kSharedWeights},
+                           {0, 3, K::kSharedWeights},
+                           {2, 2, K::kSharedRows}});
+  }
+  SECTION("3 column blocks: the last one's zero partner after its shared-weight pair") {
+    same(decoded(300, 3), {{0, 0, K::kSharedWeights},
+                           {0, 1, K::kSharedWeights},
+                           {2, 0, K::kSharedRows},
+                           {0, 2, K::kSharedWeights},
+                           {2, 2, K::kSharedWeights}});
+  }
+  SECTION("5 row blocks, 2 column blocks") {
+    same(decoded(600, 2), {{0, 0, K::kSharedWeights},
+                           {2, 0, K::kSharedWeights},
+                           {0, 1, K::kSharedWeights},
+                           {2, 1, K::kSharedWeights},
+                           {4, 0, K::kSharedRows}});
+  }
+  SECTION("even row blocks: column block by column block") {
+    same(decoded(512, 2),
+         {{0, 0, K::kSharedWeights}, {2, 0, K::kSharedWeights}, {0, 1, K::kSharedWeights}, {2, 1, K::kSharedWeights}});
   }
 }
 
