@@ -118,12 +118,13 @@ class GroupedGemm {
   /// The persistent kernel's tensor maps (W and X of every non-empty group, grouped_gemm_kernel.hpp) of the operands in
   /// `host_table` (operand_addresses resolved), for the caller to copy to device memory (64-byte aligned) once its
   /// buffers exist; empty where the kernel is not supported, every group is empty, or an operand does not suit the
-  /// copy engine (W_g, X_g 16-byte aligned).
+  /// copy engine (W_g, X_g and Y_g 16-byte aligned).
   [[nodiscard]] std::vector<CUtensorMap> kernel_tensor_maps(void* const* host_table) const;
 
   /// Enqueues the GEMM. kCublasGrouped runs the loop instead where cuBLAS is older than 12.5 or answers "not
   /// supported"; kPersistentKernel runs kConcurrent (or the loop without side streams) where the kernel does not
-  /// support n × k, the launch lacks the device tables or tensor maps, or Y_g is not 4-byte aligned.
+  /// support n × k or the launch lacks the device tables or tensor maps (kernel_tensor_maps gives none for operands
+  /// off the 16-byte rule).
   /// Returns whether the method asked for is the one that ran. cuBLAS and CUDA errors throw paratwin::Error.
   bool run(const Launch& launch, GroupedGemmMethod method) const;
 
