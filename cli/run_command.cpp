@@ -2,10 +2,12 @@
 // against a single-GPU reference (--check). One process drives a node's GPUs; under `mpirun -np N` the N processes
 // share the ranks (one per node or one per GPU) and process 0 reports. Built without CUDA, it says so.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <CLI/CLI.hpp>
 #include <memory>
 
+#include "backend/moe_gemm_choice.hpp"
 #include "cli/cluster_flags.hpp"
 #include "cli/commands.hpp"
 #include "cli/mpi_world.hpp"
@@ -33,7 +35,13 @@ struct RunCommandOptions {
   int warmup = 2;
   int steps = 5;
   std::string instrumentation = "both";
+  std::string moe_gemm = "auto";
 };
+
+MoeGemmChoice checked_moe_gemm(const std::string& name) {
+  if (const auto choice = parse_moe_gemm_choice(name)) return *choice;
+  fail("--moe-gemm '{}' is unknown: use {}", name, fmt::join(kMoeGemmChoiceNames, ", "));
+}
 
 int run_run(const RunCommandOptions& o, Io io) {
   const auto checked = check_parallel_flags(o.parallel);
@@ -43,6 +51,7 @@ int run_run(const RunCommandOptions& o, Io io) {
   if (o.instrumentation != "both" && o.instrumentation != "per-op" && o.instrumentation != "light") {
     fail("--instrumentation '{}' is unknown: use per-op, light or both", o.instrumentation);
   }
+  const auto moe_gemm = checked_moe_gemm(o.moe_gemm);
   const auto schedule = build_schedule(model, config, options);
   if (const auto violations = schedule_violations(schedule); !violations.empty()) {
     throw InternalError("paratwin built an inconsistent schedule: " + violations.front());
@@ -53,6 +62,7 @@ int run_run(const RunCommandOptions& o, Io io) {
   cuda.measured_steps = o.steps;
   cuda.timeout_s = o.timeout_s;
   cuda.seed = o.workload.seed;
+  cuda.moe_gemm = moe_gemm;
   cuda.model = model;
   MpiWorld& processes = MpiWorld::get();
   if (processes.size() > 1) cuda.processes = &processes;
@@ -93,6 +103,8 @@ int run_run(const RunCommandOptions& o, Io io) {
     s += fmt::format("\n  device memory per rank {:.2f} GiB; {} op(s) of rank 0 run on scratch data\n",
                      static_cast<double>(st.device_bytes_per_rank) / 1073741824.0, st.generic_ops.size());
     s += fmt::format("  attention calls of rank 0 per step: {}\n", attention_paths_summary(st));
+    s += fmt::format("  MoE expert GEMMs of rank 0 per step (--moe-gemm {}): {}\n", o.moe_gemm, moe_gemm_summary(st));
+    for (const auto& why : st.moe_gemm_fallbacks) s += "  note: --moe-gemm " + o.moe_gemm + ": " + why + "\n";
     if (!o.trace.empty() && reporter) {
       result.trace.meta.cluster = fmt::format("{} ({} × {})", cluster.name, cluster.nodes, cluster.gpus_per_node);
       write_chrome_trace_file(result.trace, o.trace);
@@ -104,6 +116,7 @@ int run_run(const RunCommandOptions& o, Io io) {
   return 0;
 #else
   (void)io;
+  (void)moe_gemm;
   fail(
       "paratwin was built without CUDA: `paratwin run` needs the CUDA/NCCL backend (configure with "
       "-DPARATWIN_ENABLE_CUDA=ON where nvcc and NCCL are installed); the schedule itself builds: {} ranks",
@@ -139,6 +152,13 @@ void add_run_command(CLI::App& root, Action& action, Io io) {
   cmd->add_option("--instrumentation", options->instrumentation,
                   "per-op (events around every op), light (events at step boundaries) or both (to report the "
                   "per-op overhead)")
+      ->capture_default_str()
+      ->group("Run");
+  cmd->add_option("--moe-gemm", options->moe_gemm,
+                  "MoE expert GEMMs: auto (a rule of the experts' rows, n, k and the GPU; cuBLAS streams "
+                  "everywhere until the kernel measures faster), cublas-streams (one cuBLAS GEMM per expert on 4 side "
+                  "streams) or hopper-kernel (the backend's persistent sm_90 kernel; cuBLAS streams where it cannot "
+                  "run, which the run reports)")
       ->capture_default_str()
       ->group("Run");
   cmd->callback([options, &action, io] { action = [options, io] { return run_run(*options, io); }; });

@@ -41,7 +41,7 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
       if (grouped) {
         GroupedGemm::Operands operands{a, y, {}};
         for (i64 g = 0; g < experts; ++g) operands.weights.push_back({w, g * k * n * 2});
-        b.compute = grouped_gemm(pool, GroupedGemm(s.group_rows, n, k), operands);
+        b.compute = bind_grouped_gemm(op, s.group_rows, n, k, operands);
         return;
       }
       b.compute = [=](const ExecCtx& e) { gemm(e, e.pool->ptr(a), e.pool->ptr(w), e.pool->ptr(y), m, n, k, false); };

@@ -202,7 +202,7 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
   const auto grouped = [&](int in, const std::vector<int>& w, int out, i64 n, i64 k) {
     GroupedGemm::Operands operands{in, out, {}};
     for (const int id : w) operands.weights.push_back({id, 0});
-    return grouped_gemm(pool, GroupedGemm(t->group_rows, n, k), operands);
+    return bind_grouped_gemm(op, t->group_rows, n, k, operands);
   };
 
   if (role == "moe.norm") {

@@ -29,9 +29,15 @@ using i64 = std::int64_t;
 /// Row-major Y[m × n] = X[m × k] · W[k × n] on the context's cuBLAS handle (bf16 in; bf16 or fp32 out; fp32
 /// accumulation).
 void gemm(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 n, i64 k, bool fp32_out);
-/// The expert GEMMs' launch (grouped_gemm.hpp), operand pointers resolved once when the pool is allocated.
-std::function<void(const ExecCtx&)> grouped_gemm(BufferPool& pool, GroupedGemm gemm,
-                                                 const GroupedGemm::Operands& operands);
+/// The expert GEMMs' launch by `method` (grouped_gemm.hpp): operand pointers resolved once when the pool is allocated,
+/// and for the Hopper kernel its device tables (the pool's grouped_kernel_tables, `kernel_tables`); a launch whose
+/// tables the pool could not make runs cuBLAS streams.
+struct BoundGroupedGemm {
+  std::function<void(const ExecCtx&)> launch;
+  int kernel_tables = -1;
+};
+BoundGroupedGemm grouped_gemm(BufferPool& pool, GroupedGemm gemm, const GroupedGemm::Operands& operands,
+                              cuda_plan::MoeGemmMethod method);
 /// One attention call through the dispatcher (cuDNN fused, cuBLAS unfused or the sparse kernels), counted by path.
 void run_attention(const ExecCtx& e, const AttentionArgs& args);
 /// A tensor's seed: `seed` hashed with its name, so that every rank draws the same full tensor.
@@ -71,11 +77,13 @@ std::map<int, Runs> runs_by_micro_batch(const Schedule& s, const RankLayout& lay
 
 class Binder {
  public:
-  Binder(const Schedule& s, const ModelSpec& m, int rank, std::uint64_t seed, RankProgram& p)
+  Binder(const Schedule& s, const ModelSpec& m, int rank, std::uint64_t seed, const BindOptions& options,
+         RankProgram& p)
       : s_(s),
         m_(m),
         rank_(rank),
         seed_(seed),
+        options_(options),
         p_(p),
         layout_(s.meta.config),
         ops_(s.ranks[static_cast<std::size_t>(rank)]) {}
@@ -149,11 +157,16 @@ class Binder {
   std::function<void(const ExecCtx&)> bind_fp8_gemm(const Op& op, const std::vector<i64>& group_rows, i64 n, i64 k,
                                                     int y);
   void bind_comm(const Op& op, BoundOp& b, int send, int recv);
+  // A bf16 grouped GEMM: the MoE experts' (roles "moe.*") by the method --moe-gemm resolves to at its shape
+  // (cuda_plan::decide_moe_gemm), recorded in RankProgram::moe_gemms; any other on cuBLAS streams.
+  std::function<void(const ExecCtx&)> bind_grouped_gemm(const Op& op, const std::vector<i64>& group_rows, i64 n, i64 k,
+                                                        const GroupedGemm::Operands& operands);
 
   const Schedule& s_;
   const ModelSpec& m_;
   int rank_;
   std::uint64_t seed_;
+  BindOptions options_;
   RankProgram& p_;
   RankLayout layout_;
   const std::vector<Op>& ops_;

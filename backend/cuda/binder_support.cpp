@@ -20,24 +20,56 @@ void gemm(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 
                                      static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-// The expert GEMMs' launch: concurrent cuBLAS GEMMs on the rank's side streams (kEngineGroupedGemmMethod;
-// grouped_gemm.hpp says why not the grouped cuBLAS call or the backend's own kernel), operand pointers resolved once
-// when the pool is allocated. The other methods also need device copies of the table (and the kernel its tile
-// schedule and tensor maps), which the pool does not make.
-static_assert(kEngineGroupedGemmMethod == GroupedGemmMethod::kConcurrent,
-              "the binder prepares the host pointer table only: another method needs its device tables here");
-std::function<void(const ExecCtx&)> grouped_gemm(BufferPool& pool, GroupedGemm gemm,
-                                                 const GroupedGemm::Operands& operands) {
+// The expert GEMMs' launch. Everything is resolved once: the host pointer table when the pool is allocated, and for
+// the Hopper kernel its device tables (pointer table, tile schedule, tensor maps) in the pool's memory; a launch reads
+// them and allocates nothing. The kernel's launch runs cuBLAS streams where the pool made no tables (operands off the
+// copy engine's 16-byte rule: the binder reports those ops, moe_gemm_launches).
+BoundGroupedGemm grouped_gemm(BufferPool& pool, GroupedGemm gemm, const GroupedGemm::Operands& operands,
+                              cuda_plan::MoeGemmMethod method) {
   const int table = pool.pointer_table(gemm.operand_addresses(operands));
   auto plan = std::make_shared<const GroupedGemm>(std::move(gemm));
-  return [plan, table](const ExecCtx& e) {
+  BoundGroupedGemm bound;
+  if (method == cuda_plan::MoeGemmMethod::kHopperKernel) bound.kernel_tables = pool.grouped_kernel_tables(plan, table);
+  bound.launch = [plan, table, kernel_tables = bound.kernel_tables](const ExecCtx& e) {
     GroupedGemm::Launch launch;
     launch.blas = e.blas;
     launch.stream = e.stream;
     launch.side = e.gemm_streams;
     launch.host_table = e.pool->pointers(table);
-    plan->run(launch, kEngineGroupedGemmMethod);
+    if (kernel_tables >= 0) {
+      const auto& device = e.pool->kernel_tables(kernel_tables);
+      if (device.ready()) {
+        launch.device_table = device.pointers;
+        launch.device_schedule = device.schedule;
+        launch.device_tensor_maps = device.tensor_maps;
+        plan->run(launch, GroupedGemmMethod::kPersistentKernel);
+        return;
+      }
+    }
+    plan->run(launch, GroupedGemmMethod::kConcurrent);
   };
+  return bound;
+}
+
+std::function<void(const ExecCtx&)> Binder::bind_grouped_gemm(const Op& op, const std::vector<i64>& group_rows, i64 n,
+                                                              i64 k, const GroupedGemm::Operands& operands) {
+  // --moe-gemm is the MoE experts' choice (as SGLang's MoE runner): other grouped GEMMs (MLA's per-head absorb GEMMs)
+  // stay on cuBLAS streams.
+  if (!starts_with(role_of(op), "moe.")) {
+    return grouped_gemm(p_.pool, GroupedGemm(group_rows, n, k), operands, cuda_plan::MoeGemmMethod::kCublasStreams)
+        .launch;
+  }
+  i64 rows = 0;
+  for (const auto r : group_rows) rows += r;
+  cuda_plan::MoeGemmShape shape;
+  shape.rows_per_expert = group_rows.empty() ? 0.0 : static_cast<double>(rows) / static_cast<double>(group_rows.size());
+  shape.n = n;
+  shape.k = k;
+  shape.compute_capability = options_.compute_capability;
+  auto decision = cuda_plan::decide_moe_gemm(options_.moe_gemm, shape);
+  auto bound = grouped_gemm(p_.pool, GroupedGemm(group_rows, n, k), operands, decision.method);
+  p_.moe_gemms.push_back({op.name, decision.method, std::move(decision.fallback), bound.kernel_tables, rows == 0});
+  return std::move(bound.launch);
 }
 
 // Dense attention fused (cuDNN) where it computes the call exactly, else on the tensor cores unfused (cuBLAS) when

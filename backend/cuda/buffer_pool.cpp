@@ -1,5 +1,7 @@
 #include "backend/cuda/buffer_pool.hpp"
 
+#include <cstring>
+
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "topology/error.hpp"
@@ -68,9 +70,55 @@ int BufferPool::pointer_table(std::vector<GroupedGemm::Address> entries) {
   return static_cast<int>(table_addresses_.size()) - 1;
 }
 
+int BufferPool::grouped_kernel_tables(std::shared_ptr<const GroupedGemm> gemm, int table) {
+  PARATWIN_ASSERT(table >= 0 && table < static_cast<int>(table_addresses_.size()), "pointer table {}", table);
+  KernelTablesEntry e;
+  e.gemm = std::move(gemm);
+  e.table = table;
+  kernel_tables_.push_back(std::move(e));
+  return static_cast<int>(kernel_tables_.size()) - 1;
+}
+
+// The block's size: one tensor map per non-empty group's W and X (grouped_gemm_kernel.hpp), the pointer table, the
+// schedule. Maps first: they need 64-byte alignment, which cudaMalloc's 256 gives; every part stays 8-byte aligned.
+std::int64_t BufferPool::kernel_tables_bytes(const KernelTablesEntry& e, std::size_t pointers) {
+  if (!e.gemm->kernel_supported() || e.gemm->groups_in_call() == 0) return 0;
+  const auto maps = static_cast<std::size_t>(2 * e.gemm->groups_in_call());
+  return static_cast<std::int64_t>(maps * sizeof(CUtensorMap) + pointers * sizeof(void*) +
+                                   e.gemm->kernel_schedule().size() * sizeof(int));
+}
+
+void BufferPool::make_kernel_tables(KernelTablesEntry& e, cudaStream_t stream) {
+  const auto& pointers = tables_[static_cast<std::size_t>(e.table)];
+  const auto maps = e.gemm->kernel_tensor_maps(pointers.data());
+  if (maps.empty()) return;  // no kernel for these operands: the launch runs another method
+  const auto& schedule = e.gemm->kernel_schedule();
+  const std::size_t maps_bytes = maps.size() * sizeof(CUtensorMap);
+  const std::size_t pointers_bytes = pointers.size() * sizeof(void*);
+  const auto bytes = static_cast<std::size_t>(kernel_tables_bytes(e, pointers.size()));
+  PARATWIN_ASSERT(bytes == maps_bytes + pointers_bytes + schedule.size() * sizeof(int), "{} tensor maps", maps.size());
+  e.staging.resize(bytes);
+  std::memcpy(e.staging.data(), maps.data(), maps_bytes);
+  std::memcpy(e.staging.data() + maps_bytes, pointers.data(), pointers_bytes);
+  std::memcpy(e.staging.data() + maps_bytes + pointers_bytes, schedule.data(), schedule.size() * sizeof(int));
+  const auto err = cudaMalloc(&e.block, bytes);
+  if (err != cudaSuccess) {
+    fail("cudaMalloc of {} bytes for a grouped GEMM's device tables failed: {}", bytes, cudaGetErrorString(err));
+  }
+  PARATWIN_CUDA_CHECK(cudaMemcpyAsync(e.block, e.staging.data(), bytes, cudaMemcpyHostToDevice, stream));
+  auto* block = static_cast<unsigned char*>(e.block);
+  e.device.tensor_maps = reinterpret_cast<const CUtensorMap*>(block);
+  e.device.pointers = reinterpret_cast<void* const*>(block + maps_bytes);
+  e.device.schedule = reinterpret_cast<const int*>(block + maps_bytes + pointers_bytes);
+}
+
 std::int64_t BufferPool::total_bytes() const {
   std::int64_t total = 0;
   for (const auto& e : entries_) total += (e.bytes + 255) / 256 * 256;
+  for (const auto& e : kernel_tables_) {
+    const auto pointers = table_addresses_[static_cast<std::size_t>(e.table)].size();
+    total += (kernel_tables_bytes(e, pointers) + 255) / 256 * 256;
+  }
   return total;
 }
 
@@ -92,6 +140,7 @@ void BufferPool::allocate(cudaStream_t stream) {
     auto& table = tables_.emplace_back();
     for (const auto& a : addresses) table.push_back(static_cast<char*>(ptr(a.buffer)) + a.offset_bytes);
   }
+  for (auto& e : kernel_tables_) make_kernel_tables(e, stream);
   // Activations and scratch start as seeded random bf16 (or fp8, or positive fp32 scales), never zeros (zeros make
   // GEMMs faster than real data); index tables and seeded tensors are written below.
   std::uint64_t k = 0x5eed;
@@ -123,12 +172,18 @@ void BufferPool::allocate(cudaStream_t stream) {
   PARATWIN_CUDA_CHECK(cudaGetLastError());
   PARATWIN_CUDA_CHECK(cudaStreamSynchronize(stream));
   for (auto& e : entries_) std::vector<int>().swap(e.host_ints);
+  for (auto& e : kernel_tables_) std::vector<unsigned char>().swap(e.staging);
 }
 
 void BufferPool::release() {
   for (auto& e : entries_) {
     if (e.ptr != nullptr) cudaFree(e.ptr);
     e.ptr = nullptr;
+  }
+  for (auto& e : kernel_tables_) {
+    if (e.block != nullptr) cudaFree(e.block);
+    e.block = nullptr;
+    e.device = {};
   }
 }
 

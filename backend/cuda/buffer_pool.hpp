@@ -1,12 +1,13 @@
 #pragma once
 /// The device memory of one rank's bound ops (op_binder.hpp): named buffers sized by their largest request, seeded
-/// random contents (weights, activations, scratch: never zeros), int tables and operand pointer tables, allocated
-/// once before the first step.
+/// random contents (weights, activations, scratch: never zeros), int tables, operand pointer tables and the persistent
+/// grouped GEMM kernel's device tables, allocated once before the first step.
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,23 @@ class BufferPool {
   /// buffers are allocated: the expert GEMMs' operands, so that no launch computes them.
   int pointer_table(std::vector<GroupedGemm::Address> entries);
 
+  /// What GroupedGemmMethod::kPersistentKernel reads from device memory (GroupedGemm::Launch): pointer table
+  /// `table` resolved, the tile schedule and the tensor maps. All null where the kernel cannot run these operands.
+  struct GroupedKernelTables {
+    void* const* pointers = nullptr;
+    const int* schedule = nullptr;
+    const CUtensorMap* tensor_maps = nullptr;
+    [[nodiscard]] bool ready() const { return tensor_maps != nullptr; }
+  };
+  /// The device tables of `gemm` over pointer table `table` (of this pool), made by allocate in one device block the
+  /// pool owns: none where gemm.kernel_tensor_maps gives none (the kernel does not support n × k, every group is
+  /// empty, or an operand is off the copy engine's 16-byte rule), so that its launches run another method.
+  int grouped_kernel_tables(std::shared_ptr<const GroupedGemm> gemm, int table);
+  /// Tables `id` of grouped_kernel_tables (valid after allocate).
+  [[nodiscard]] const GroupedKernelTables& kernel_tables(int id) const {
+    return kernel_tables_[static_cast<std::size_t>(id)].device;
+  }
+
   [[nodiscard]] void* ptr(int id) const { return entries_[static_cast<std::size_t>(id)].ptr; }
   [[nodiscard]] std::int64_t bytes(int id) const { return entries_[static_cast<std::size_t>(id)].bytes; }
   /// Pointer table `table` (valid after allocate).
@@ -70,6 +88,16 @@ class BufferPool {
   std::map<std::string, int> by_name_;
   std::vector<std::vector<GroupedGemm::Address>> table_addresses_;
   std::vector<std::vector<void*>> tables_;  ///< table_addresses_ resolved by allocate
+  struct KernelTablesEntry {
+    std::shared_ptr<const GroupedGemm> gemm;
+    int table = -1;
+    std::vector<unsigned char> staging;  ///< the host image of `block` until allocate's copy has finished
+    void* block = nullptr;               ///< tensor maps, then the pointer table, then the schedule
+    GroupedKernelTables device;
+  };
+  static std::int64_t kernel_tables_bytes(const KernelTablesEntry& e, std::size_t pointers);
+  void make_kernel_tables(KernelTablesEntry& e, cudaStream_t stream);
+  std::vector<KernelTablesEntry> kernel_tables_;
 };
 
 }  // namespace paratwin::cuda

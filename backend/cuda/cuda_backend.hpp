@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/moe_gemm_choice.hpp"
 #include "backend/process_group.hpp"
 #include "models/model_spec.hpp"
 #include "topology/rank_layout.hpp"
@@ -45,6 +46,9 @@ struct CudaOptions {
   /// for microbenchmarks, whose ops do not overlap. false: the median step's events as they happened.
   bool per_op_median = false;
   std::uint64_t seed = 1;  ///< weights and token ids
+  /// The MoE expert GEMMs' launch (`paratwin run --moe-gemm`); check_cuda's single-GPU reference always runs cuBLAS
+  /// streams, so that a check of the Hopper kernel compares it with cuBLAS.
+  MoeGemmChoice moe_gemm = MoeGemmChoice::kAuto;
   /// The model the schedule was built from (dimensions of the weights); default: the zoo model named by the
   /// schedule's meta.
   std::optional<ModelSpec> model;
@@ -68,6 +72,10 @@ struct CudaRunStats {
   /// index-sparse MLA kernel on the tensor cores, the reference kernel (other index-sparse attention).
   std::int64_t attention_calls_cudnn = 0, attention_calls_cublas = 0, attention_calls_sparse_mla = 0,
                attention_calls_reference = 0;
+  /// Rank 0's MoE expert GEMMs (bf16 grouped GEMMs) of one step by launch, and why the ones that wanted the Hopper
+  /// kernel run cuBLAS streams: one line per distinct reason, with its op count.
+  std::int64_t moe_gemm_ops_cublas_streams = 0, moe_gemm_ops_hopper_kernel = 0;
+  std::vector<std::string> moe_gemm_fallbacks;
 };
 
 struct CudaRunResult {
@@ -96,6 +104,9 @@ struct CudaCheckResult {
 [[nodiscard]] std::string cuda_versions();
 /// "64 cuDNN fused, 0 cuBLAS unfused, 0 sparse MLA, 0 reference kernel": the attention calls of `stats` by kernel path.
 [[nodiscard]] std::string attention_paths_summary(const CudaRunStats& stats);
+
+/// "4 on cuBLAS streams, 0 on the Hopper kernel": the MoE expert GEMMs of `stats` by launch.
+[[nodiscard]] std::string moe_gemm_summary(const CudaRunStats& stats);
 
 /// A Backend running `run_cuda` with `options`.
 [[nodiscard]] std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& options);

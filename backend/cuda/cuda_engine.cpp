@@ -415,7 +415,13 @@ void Worker::collect_outputs() {
 
 void Worker::body() {
   PARATWIN_CUDA_CHECK(cudaSetDevice(gpu_));
-  cuda::bind_rank(s_, model_, rank_, o_.seed, prog_);
+  cuda::BindOptions bind;
+  bind.moe_gemm = o_.moe_gemm;
+  int major = 0, minor = 0;
+  PARATWIN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, gpu_));
+  PARATWIN_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, gpu_));
+  bind.compute_capability = major * 10 + minor;
+  cuda::bind_rank(s_, model_, rank_, o_.seed, bind, prog_);
   events_ = cuda_plan::plan_events(s_.ranks[static_cast<std::size_t>(rank_)], rank_);
   auto& mine = st_.results[static_cast<std::size_t>(rank_)];
   mine.rank = rank_;
@@ -447,6 +453,9 @@ void Worker::body() {
   cudnn_attention_ = std::make_unique<cuda::CudnnAttention>();
   gemm_streams_ = std::make_unique<cuda::GemmStreams>(cuda::kGemmSideStreams);
   prog_.pool.allocate(compute_);
+  auto moe_gemms = cuda::moe_gemm_launches(prog_);
+  mine.moe_gemm_ops = std::move(moe_gemms.ops);
+  mine.moe_gemm_fallbacks = std::move(moe_gemms.fallbacks);
   make_comms();
   if (!st_.barrier()) return;
 
@@ -735,6 +744,16 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDev
     stats.attention_calls_sparse_mla = calls[static_cast<std::size_t>(cuda::AttentionPath::kSparseMla)];
     stats.attention_calls_reference = calls[static_cast<std::size_t>(cuda::AttentionPath::kReference)];
   }
+  const auto& moe_ops = st.results[0].moe_gemm_ops;
+  if (moe_ops.size() == 2) {
+    stats.moe_gemm_ops_cublas_streams = moe_ops[static_cast<std::size_t>(cuda_plan::MoeGemmMethod::kCublasStreams)];
+    stats.moe_gemm_ops_hopper_kernel = moe_ops[static_cast<std::size_t>(cuda_plan::MoeGemmMethod::kHopperKernel)];
+  }
+  std::map<std::string, int> fallback_ops;  // one line per reason
+  for (const auto& why : st.results[0].moe_gemm_fallbacks) ++fallback_ops[why];
+  for (const auto& [why, ops] : fallback_ops) {
+    stats.moe_gemm_fallbacks.push_back(fmt::format("{} op(s) run cuBLAS streams, not the Hopper kernel: {}", ops, why));
+  }
 
   auto& trace = result.run.trace;
   trace.meta.backend = "cuda";
@@ -747,7 +766,9 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDev
                       {"median_step_s", fmt::format("{:.9g}", stats.median_step_s)},
                       {"instrumentation", o.per_op_events ? "per-op events" : "step events"},
                       {"op_durations", o.per_op_median ? "per-op median over the measured steps" : "median step"},
-                      {"attention_calls_per_step", attention_paths_summary(stats)}};
+                      {"attention_calls_per_step", attention_paths_summary(stats)},
+                      {"moe_gemm", std::string(moe_gemm_choice_name(o.moe_gemm))},
+                      {"moe_gemm_ops_per_step", moe_gemm_summary(stats)}};
   if (o.per_op_events) {
     for (int r = 0; r < world; ++r) {
       const auto& ops = s.ranks[static_cast<std::size_t>(r)];
@@ -845,6 +866,13 @@ std::string attention_paths_summary(const CudaRunStats& stats) {
                      to_string(cuda::AttentionPath::kCublas), stats.attention_calls_sparse_mla,
                      to_string(cuda::AttentionPath::kSparseMla), stats.attention_calls_reference,
                      to_string(cuda::AttentionPath::kReference));
+}
+
+std::string moe_gemm_summary(const CudaRunStats& stats) {
+  return fmt::format("{} on {}, {} on the {}", stats.moe_gemm_ops_cublas_streams,
+                     cuda_plan::moe_gemm_method_name(cuda_plan::MoeGemmMethod::kCublasStreams),
+                     stats.moe_gemm_ops_hopper_kernel,
+                     cuda_plan::moe_gemm_method_name(cuda_plan::MoeGemmMethod::kHopperKernel));
 }
 
 CudaRunResult run_cuda(const Schedule& schedule, const Placement& placement, const CudaOptions& options) {

@@ -5,16 +5,18 @@
 ///
 /// Five ways to launch it (bench_kernels --grouped-only measures them all at the zoo's MoE shapes; docs/performance.md
 /// "MoE expert GEMMs" has the figures):
-/// - kConcurrent (what the backend runs, kEngineGroupedGemmMethod): one cublasGemmEx per expert, spread over a few
-///   side streams (GemmStreams) that fork from and join back into the caller's stream, so experts with few rows share
-///   the GPU instead of each filling a small part of it in turn. 0.87–1.05 × the dense GEMM of the same size from
+/// - kConcurrent (the engine's "cublas-streams", what `paratwin run --moe-gemm auto` runs for now:
+///   backend/cuda_plan/moe_gemm_rule.hpp): one cublasGemmEx per expert, spread over a few side streams (GemmStreams)
+///   that fork from and join back into the caller's stream, so experts with few rows share the GPU instead of each
+///   filling a small part of it in turn. 0.87–1.05 × the dense GEMM of the same size from
 ///   ~1,000 rows per expert, 0.64–0.85 × at 256–512 (8K tokens), on H200.
-/// - kPersistentKernel: the backend's own Hopper kernel (grouped_gemm_kernel.hpp): one persistent launch for every
-///   expert, in clusters of two blocks that load X and W by TMA and multicast the operand they share, where
-///   grouped_kernel_supports(n, k) (n a multiple of 256, k of 64) and the launch carries the device pointer table, the
-///   tile schedule and kernel_tensor_maps(); elsewhere it runs kConcurrent (the loop without side streams). Measured
-///   on H200 at 0.57–0.86 × dense at 8K tokens and 0.78–0.94 × at 32K: level with or faster than kConcurrent at 6 of
-///   the 8 8K shapes (0.99–1.17 × its rate), slower at DeepSeek-V3.2's 8K down GEMMs and at 32K (0.75–1.02 ×).
+/// - kPersistentKernel (the engine's "hopper-kernel"): the backend's own Hopper kernel (grouped_gemm_kernel.hpp): one
+///   persistent launch for every expert, in clusters of two blocks that load X and W by TMA and multicast the operand
+///   they share, where grouped_kernel_supports(n, k) (n a multiple of 256, k of 64) and the launch carries the device
+///   pointer table, the tile schedule and kernel_tensor_maps(); elsewhere it runs kConcurrent (the loop without side
+///   streams). Measured on H200 at 0.57–0.86 × dense at 8K tokens and 0.78–0.94 × at 32K: level with or faster than
+///   kConcurrent at 6 of the 8 8K shapes (0.99–1.17 × its rate), slower at DeepSeek-V3.2's 8K down GEMMs and at 32K
+///   (0.75–1.02 ×).
 /// - kCublasGrouped: one cublasGemmGroupedBatchedEx (cuBLAS ≥ 12.5) for every expert. Measured on H200 (cuBLAS 13)
 ///   at 0.30–0.42 × the dense GEMM of the same size, half the speed of the sequential loop or less at every zoo
 ///   MoE shape, so the backend does not use it.
@@ -66,14 +68,6 @@ enum class GroupedGemmMethod { kPersistentKernel, kConcurrent, kCublasGrouped, k
 
 /// kChunkedBatched's default chunk height.
 inline constexpr std::int64_t kGroupedChunkRows = 128;
-
-/// The method the engine's expert GEMMs run (op_binder.cpp): kConcurrent. In one bench_kernels --grouped-only run on
-/// H200 it was the fastest of the methods, or within 1.2 %, at 12 of the 16 zoo MoE shapes; the persistent kernel
-/// (with its staged epilogue) is level or faster at 6 of the 8 8K shapes (0.99–1.17 × its rate), by more than the ~6 %
-/// run-to-run spread of one method at one of them only (DeepSeek-V3.2 EP 8 gate_up), and slower at DeepSeek-V3.2's 8K
-/// down GEMMs (0.75–0.97 ×) and at 32K, so no rule of the shape picks it safely; the loop was 5 % faster at one 32K
-/// shape (docs/performance.md "MoE expert GEMMs").
-inline constexpr GroupedGemmMethod kEngineGroupedGemmMethod = GroupedGemmMethod::kConcurrent;
 
 class GroupedGemm {
  public:

@@ -51,8 +51,9 @@ void Binder::bind_comm(const Op& op, BoundOp& b, int send, int recv) {
 
 }  // namespace binding
 
-void bind_rank(const Schedule& schedule, const ModelSpec& model, int rank, std::uint64_t seed, RankProgram& program) {
-  binding::Binder binder(schedule, model, rank, seed, program);
+void bind_rank(const Schedule& schedule, const ModelSpec& model, int rank, std::uint64_t seed,
+               const BindOptions& options, RankProgram& program) {
+  binding::Binder binder(schedule, model, rank, seed, options, program);
   binder.bind();
   // Outputs for the numerical check: the residual stream of each micro-batch on the last PP stage.
   const RankLayout layout(schedule.meta.config);
@@ -67,6 +68,23 @@ void bind_rank(const Schedule& schedule, const ModelSpec& model, int rank, std::
       program.outputs.hidden.push_back(std::move(rows));
     }
   }
+}
+
+MoeGemmLaunches moe_gemm_launches(const RankProgram& program) {
+  using cuda_plan::MoeGemmMethod;
+  MoeGemmLaunches out;
+  out.ops.assign(2, 0);
+  for (const auto& g : program.moe_gemms) {
+    auto method = g.method;
+    std::string why = g.fallback;
+    if (method == MoeGemmMethod::kHopperKernel && !g.empty && !program.pool.kernel_tables(g.kernel_tables).ready()) {
+      method = MoeGemmMethod::kCublasStreams;
+      why = "no tensor maps for its operands (W, X and Y of every expert must be 16-byte aligned for the copy engine)";
+    }
+    ++out.ops[static_cast<std::size_t>(method)];
+    if (!why.empty()) out.fallbacks.push_back(std::move(why));
+  }
+  return out;
 }
 
 }  // namespace paratwin::cuda

@@ -19,7 +19,9 @@
 #include "backend/cuda/attention_dispatch.hpp"
 #include "backend/cuda/buffer_pool.hpp"
 #include "backend/cuda/grouped_gemm.hpp"
+#include "backend/cuda_plan/moe_gemm_rule.hpp"
 #include "backend/cuda_plan/nccl_call_plan.hpp"
+#include "backend/moe_gemm_choice.hpp"
 #include "models/model_spec.hpp"
 #include "models/schedule.hpp"
 
@@ -61,15 +63,42 @@ struct RankOutputs {
   std::int64_t hidden_size = 0;
 };
 
+/// How one MoE expert GEMM (a bf16 grouped GEMM of a "moe.*" role) is launched: the method decided when it was bound
+/// (cuda_plan::decide_moe_gemm) and, for the Hopper kernel, its device tables in the pool.
+struct MoeGemmBinding {
+  std::string op;
+  cuda_plan::MoeGemmMethod method = cuda_plan::MoeGemmMethod::kCublasStreams;
+  std::string fallback;    ///< why the kernel, asked for or picked, cannot run the op (decided at bind time)
+  int kernel_tables = -1;  ///< BufferPool::grouped_kernel_tables where `method` is the kernel
+  bool empty = false;      ///< every expert has 0 rows: nothing runs
+};
+
 struct RankProgram {
   BufferPool pool;
   std::vector<BoundOp> ops;
   RankOutputs outputs;
   std::vector<std::string> generic_ops;  ///< names of ops without the real data flow
+  std::vector<MoeGemmBinding> moe_gemms;
+};
+
+/// What the binder needs beyond the schedule: the user's MoE GEMM choice and the GPU it binds for.
+struct BindOptions {
+  MoeGemmChoice moe_gemm = MoeGemmChoice::kAuto;
+  int compute_capability = 0;  ///< major × 10 + minor of the rank's GPU
 };
 
 /// Binds every op of `rank`. `model` gives the dimensions the weights need; `seed` seeds weights and token ids.
 /// Throws paratwin::Error for ops the backend cannot run (fp8 GEMMs, top-k above 32, ...), naming the op.
-void bind_rank(const Schedule& schedule, const ModelSpec& model, int rank, std::uint64_t seed, RankProgram& program);
+void bind_rank(const Schedule& schedule, const ModelSpec& model, int rank, std::uint64_t seed,
+               const BindOptions& options, RankProgram& program);
+
+/// The MoE expert GEMMs of `program` as they launch once its pool is allocated: op counts in MoeGemmMethod order,
+/// and for each op that runs cuBLAS streams for want of the kernel, why (bind-time reasons, or operands that the
+/// pool could not encode tensor maps for).
+struct MoeGemmLaunches {
+  std::vector<std::int64_t> ops;
+  std::vector<std::string> fallbacks;
+};
+[[nodiscard]] MoeGemmLaunches moe_gemm_launches(const RankProgram& program);
 
 }  // namespace paratwin::cuda

@@ -91,6 +91,9 @@ std::string encode_rank_results(const std::vector<RankResults>& results) {
     w.put(static_cast<std::uint64_t>(r.generic_ops.size()));
     for (const auto& name : r.generic_ops) w.put(name);
     w.put(r.attention_calls);
+    w.put(r.moe_gemm_ops);
+    w.put(static_cast<std::uint64_t>(r.moe_gemm_fallbacks.size()));
+    for (const auto& why : r.moe_gemm_fallbacks) w.put(why);
     w.put(r.outputs.request);
     w.put(r.outputs.position);
     w.put(r.outputs.hidden);
@@ -114,6 +117,9 @@ std::vector<RankResults> decode_rank_results(const std::string& bytes) {
     r.generic_ops.resize(in.count(8));
     for (auto& name : r.generic_ops) name = in.get_string();
     r.attention_calls = in.get_vector<std::int64_t>();
+    r.moe_gemm_ops = in.get_vector<std::int64_t>();
+    r.moe_gemm_fallbacks.resize(in.count(8));
+    for (auto& why : r.moe_gemm_fallbacks) why = in.get_string();
     r.outputs.request = in.get_vector<std::int64_t>();
     r.outputs.position = in.get_vector<std::int64_t>();
     r.outputs.hidden = in.get_vector<float>();

@@ -25,6 +25,9 @@ struct RankResults {
   std::int64_t device_bytes = 0;                          ///< schedule buffers allocated on the GPU
   std::vector<std::string> generic_ops;                   ///< ops run on scratch buffers (no real data flow)
   std::vector<std::int64_t> attention_calls;              ///< the last step's attention calls per kernel path
+  /// The MoE expert GEMMs of one step by launch, in MoeGemmMethod order (cuBLAS streams, Hopper kernel).
+  std::vector<std::int64_t> moe_gemm_ops;
+  std::vector<std::string> moe_gemm_fallbacks;  ///< per op that runs cuBLAS streams for want of the kernel: why
   RankOutputs outputs;
   friend bool operator==(const RankResults&, const RankResults&) = default;
 };

@@ -15,6 +15,7 @@
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/sparse_mla_attention.hpp"
 #include "backend/cuda_plan/grouped_gemm_tiles.hpp"
+#include "backend/cuda_plan/moe_gemm_rule.hpp"
 
 namespace paratwin::bench {
 
@@ -395,19 +396,22 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
       const char* label;
       cuda::GroupedGemmMethod method;
       const cuda::GemmStreams* side;
-      bool backend;  // the method the backend runs: the one issue 6's target applies to
+      bool backend;  // what --moe-gemm auto runs here: the method issue 6's target applies to
       i64 chunk_rows = cuda::kGroupedChunkRows;
     };
-    constexpr auto engine = cuda::kEngineGroupedGemmMethod;
-    constexpr bool engine_concurrent = engine == cuda::GroupedGemmMethod::kConcurrent;
+    // What `paratwin run --moe-gemm auto` runs at this shape on a Hopper GPU (cuda_plan::auto_moe_gemm_method).
+    cuda_plan::MoeGemmShape rule_shape;
+    rule_shape.rows_per_expert = static_cast<double>(rows) / static_cast<double>(local);
+    rule_shape.n = n;
+    rule_shape.k = k;
+    rule_shape.compute_capability = cuda_plan::kHopperKernelComputeCapability;
+    const bool engine_kernel = cuda_plan::auto_moe_gemm_method(rule_shape) == cuda_plan::MoeGemmMethod::kHopperKernel;
     const Variant variants[] = {
-        {"kernel", cuda::GroupedGemmMethod::kPersistentKernel, &side4_,
-         engine == cuda::GroupedGemmMethod::kPersistentKernel},
-        {"chunks of 128", cuda::GroupedGemmMethod::kChunkedBatched, &side4_,
-         engine == cuda::GroupedGemmMethod::kChunkedBatched, 128},
+        {"kernel", cuda::GroupedGemmMethod::kPersistentKernel, &side4_, engine_kernel},
+        {"chunks of 128", cuda::GroupedGemmMethod::kChunkedBatched, &side4_, false, 128},
         {"chunks of 64", cuda::GroupedGemmMethod::kChunkedBatched, &side4_, false, 64},
-        {"4 streams", cuda::GroupedGemmMethod::kConcurrent, &side4_, engine_concurrent && cuda::kGemmSideStreams == 4},
-        {"8 streams", cuda::GroupedGemmMethod::kConcurrent, &side8_, engine_concurrent && cuda::kGemmSideStreams == 8},
+        {"4 streams", cuda::GroupedGemmMethod::kConcurrent, &side4_, !engine_kernel && cuda::kGemmSideStreams == 4},
+        {"8 streams", cuda::GroupedGemmMethod::kConcurrent, &side8_, !engine_kernel && cuda::kGemmSideStreams == 8},
         {"1 stream", cuda::GroupedGemmMethod::kSequential, nullptr, false},
         {"cuBLAS grouped", cuda::GroupedGemmMethod::kCublasGrouped, nullptr, false},
     };

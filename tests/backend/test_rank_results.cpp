@@ -22,6 +22,9 @@ RankResults sample(int rank) {
   r.generic_ops =
       rank == 0 ? std::vector<std::string>{"L0.mla", "name with\0 a zero byte"} : std::vector<std::string>{};
   r.attention_calls = {2, 0, rank};
+  r.moe_gemm_ops = {rank, 4};
+  r.moe_gemm_fallbacks =
+      rank == 2 ? std::vector<std::string>{"n 192 x k 160 is off the kernel's tiles"} : std::vector<std::string>{};
   r.outputs.request = {0, 0, 1};
   r.outputs.position = {3, 7, rank};
   r.outputs.hidden_size = 2;

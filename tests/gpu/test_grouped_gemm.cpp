@@ -1,7 +1,8 @@
 // The MoE expert GEMMs (grouped_gemm.hpp) against a float reference on the host, on seeded random operands and a
-// poisoned output, with ragged groups including empty ones, by each launch method: concurrent side streams (what the
-// backend runs), the persistent kernel (and its fallback where it does not support n × k), the one grouped cuBLAS
-// call, the batch of whole chunks, the sequential loop. The operand table comes from the BufferPool as in the binder.
+// poisoned output, with ragged groups including empty ones, by each launch method: concurrent side streams, the
+// persistent kernel (and its fallbacks where it does not support n × k or Y is off the 16-byte rule), the one grouped
+// cuBLAS call, the batch of whole chunks, the sequential loop. The operand tables come from the BufferPool as in the
+// binder.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "backend/cuda/grouped_gemm.hpp"
@@ -40,10 +42,11 @@ struct Blas {
 };
 
 // Runs the grouped GEMM of `group_rows` × n × k by `method` on fresh random data and compares every output row with
-// the host's float product.
+// the host's float product. The operand tables come from the BufferPool as the binder makes them: the host pointer
+// table, and the kernel's device tables (grouped_kernel_tables). Y starts `y_offset_bytes` into its buffer.
 void check_grouped(const std::vector<std::int64_t>& group_rows, std::int64_t n, std::int64_t k,
                    GroupedGemmMethod method, std::uint64_t seed, bool runs_as_asked = true,
-                   std::int64_t chunk_rows = kGroupedChunkRows) {
+                   std::int64_t chunk_rows = kGroupedChunkRows, std::int64_t y_offset_bytes = 0) {
   std::int64_t rows = 0;
   for (const auto r : group_rows) rows += r;
   const auto groups = static_cast<std::int64_t>(group_rows.size());
@@ -61,52 +64,49 @@ void check_grouped(const std::vector<std::int64_t>& group_rows, std::int64_t n, 
   w_init.seed = seed + 1;
   w_init.scale = 1.0f / std::sqrt(static_cast<float>(k));
   const int w = pool.random("w", w_init);
-  const int y = pool.request("y", rows * n * 2);
-  const GroupedGemm gemm(group_rows, n, k, chunk_rows);
-  GroupedGemm::Operands operands{x, y, {}};
+  const int y_buffer = pool.request("y", y_offset_bytes + rows * n * 2);
+  auto gemm = std::make_shared<const GroupedGemm>(group_rows, n, k, chunk_rows);
+  GroupedGemm::Operands operands{x, y_buffer, {}};
   for (std::int64_t g = 0; g < groups; ++g) operands.weights.push_back({w, g * k * n * 2});
-  const int table = pool.pointer_table(gemm.operand_addresses(operands));
-  pool.allocate(nullptr);
-  // Poison: 0xFF bytes are NaN in bf16, so an unwritten output element fails the comparison.
-  REQUIRE(cudaMemset(pool.ptr(y), 0xFF, static_cast<std::size_t>(rows * n * 2)) == cudaSuccess);
-  const auto table_bytes = gemm.operand_addresses(operands).size() * sizeof(void*);
-  void* device_table = nullptr;
-  REQUIRE(cudaMalloc(&device_table, std::max<std::size_t>(table_bytes, 8)) == cudaSuccess);
-  REQUIRE(cudaMemcpy(device_table, pool.pointers(table), table_bytes, cudaMemcpyHostToDevice) == cudaSuccess);
-  const auto& schedule = gemm.kernel_schedule();
-  void* device_schedule = nullptr;
-  REQUIRE(cudaMalloc(&device_schedule, std::max<std::size_t>(schedule.size() * sizeof(int), 8)) == cudaSuccess);
-  REQUIRE(cudaMemcpy(device_schedule, schedule.data(), schedule.size() * sizeof(int), cudaMemcpyHostToDevice) ==
-          cudaSuccess);
-  const auto maps = gemm.kernel_tensor_maps(pool.pointers(table));
-  CHECK(maps.empty() == (!gemm.kernel_supported() || gemm.groups_in_call() == 0));  // the pool's operands are aligned
-  void* device_maps = nullptr;
-  if (!maps.empty()) {
-    REQUIRE(cudaMalloc(&device_maps, maps.size() * sizeof(CUtensorMap)) == cudaSuccess);
-    REQUIRE(cudaMemcpy(device_maps, maps.data(), maps.size() * sizeof(CUtensorMap), cudaMemcpyHostToDevice) ==
-            cudaSuccess);
+  auto addresses = gemm->operand_addresses(operands);
+  for (auto& a : addresses) {
+    if (a.buffer == y_buffer) a.offset_bytes += y_offset_bytes;
   }
+  const int table = pool.pointer_table(addresses);
+  const int kernel_tables = pool.grouped_kernel_tables(gemm, table);
+  pool.allocate(nullptr);
+  void* const y = static_cast<char*>(pool.ptr(y_buffer)) + y_offset_bytes;
+  // Poison: 0xFF bytes are NaN in bf16, so an unwritten output element fails the comparison.
+  REQUIRE(cudaMemset(y, 0xFF, static_cast<std::size_t>(rows * n * 2)) == cudaSuccess);
+  const auto& device = pool.kernel_tables(kernel_tables);
+  // The pool's operands are aligned unless Y is moved off the 16-byte rule.
+  CHECK(device.ready() == (gemm->kernel_supported() && gemm->groups_in_call() > 0 && y_offset_bytes % 16 == 0));
 
   Blas blas;
   const GemmStreams side(3);
   GroupedGemm::Launch launch;
   launch.blas = blas.handle;
   launch.side = &side;
-  launch.device_table = static_cast<void* const*>(device_table);
   launch.host_table = pool.pointers(table);
-  launch.device_schedule = static_cast<const int*>(device_schedule);
-  launch.device_tensor_maps = static_cast<const CUtensorMap*>(device_maps);
+  launch.device_table = device.pointers;
+  launch.device_schedule = device.schedule;
+  launch.device_tensor_maps = device.tensor_maps;
+  void* table_copy = nullptr;  // kCublasGrouped's device table where the pool made no kernel tables
+  if (launch.device_table == nullptr) {
+    const auto table_bytes = addresses.size() * sizeof(void*);
+    REQUIRE(cudaMalloc(&table_copy, std::max<std::size_t>(table_bytes, 8)) == cudaSuccess);
+    REQUIRE(cudaMemcpy(table_copy, pool.pointers(table), table_bytes, cudaMemcpyHostToDevice) == cudaSuccess);
+    launch.device_table = static_cast<void* const*>(table_copy);
+  }
   // cuBLAS ≥ 12.5 here: the method asked for is the one that runs, not the fallback, unless the kernel does not
-  // support n × k.
-  CHECK(gemm.run(launch, method) == runs_as_asked);
+  // support n × k or its operands.
+  CHECK(gemm->run(launch, method) == runs_as_asked);
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-  cudaFree(device_table);
-  cudaFree(device_schedule);
-  cudaFree(device_maps);
+  cudaFree(table_copy);
 
   const auto xs = read_bf16(pool.ptr(x), rows * k);
   const auto ws = read_bf16(pool.ptr(w), groups * k * n);
-  const auto ys = read_bf16(pool.ptr(y), rows * n);
+  const auto ys = read_bf16(y, rows * n);
   std::int64_t row = 0;
   std::vector<double> ref(static_cast<std::size_t>(n));
   for (std::int64_t g = 0; g < groups; ++g) {
@@ -145,6 +145,12 @@ TEST_CASE("grouped GEMM equals the float product per expert, with ragged and emp
   SECTION("the persistent kernel falls back to side streams where it does not support n x k") {
     CHECK_FALSE(GroupedGemm(ragged, 192, 160).kernel_supported());
     check_grouped(ragged, 192, 160, GroupedGemmMethod::kPersistentKernel, 10, false);
+  }
+  SECTION("the persistent kernel falls back to side streams where Y is not 16-byte aligned") {
+    REQUIRE(GroupedGemm(ragged, 256, 64).kernel_supported());
+    check_grouped(ragged, 256, 64, GroupedGemmMethod::kPersistentKernel, 18, false, kGroupedChunkRows, 2);
+    check_grouped(ragged, 256, 64, GroupedGemmMethod::kPersistentKernel, 19, false, kGroupedChunkRows, 8);
+    check_grouped(ragged, 256, 64, GroupedGemmMethod::kPersistentKernel, 20, true, kGroupedChunkRows, 16);
   }
   SECTION("concurrent GEMMs on side streams") {
     check_grouped(ragged, 192, 160, GroupedGemmMethod::kConcurrent, 11);
