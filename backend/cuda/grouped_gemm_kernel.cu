@@ -21,6 +21,9 @@ using cuda_plan::kGroupedTileRows;
 
 // 3 × 48 KB in flight per block (4 left no room for the output staging below).
 constexpr int kStages = 3;
+// Stages asked into L2 ahead of their copies into the ring: with 2 stages ahead in the ring alone, the experts'
+// weights (read from device memory once each) arrived too late at 256 rows per expert (docs/performance.md).
+constexpr int kPrefetchStages = 4;
 constexpr int kWarpgroupThreads = 128;
 constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
@@ -58,47 +61,91 @@ __device__ inline BlockTile block_tile(const GroupedKernelArgs& a, int pair, uns
           (p.col_block + (shared_weights ? 0 : r)) * kGroupedTileCols, shared_weights};
 }
 
+// This block's part of k stage `ks` of `tile`, as the producer copies it: for a pair that shares W, its own X tile
+// (two boxes of 64 rows × 64 k; rows past the group read as zeros, as its map ends there) and W boxes 2·rank,
+// 2·rank + 1 (64 k-rows × 64 columns) multicast into both blocks; for a pair that shares X, X rows 64·rank .. +63
+// multicast into both blocks and its own 4 W boxes. kPrefetch: asks the same boxes into L2 only (no barrier, no
+// shared memory: `sa`, `sb` and `full_bar` unused).
+template <bool kPrefetch>
+__device__ inline void copy_stage(const GroupedKernelArgs& a, const BlockTile& tile, int ks, unsigned rank, unsigned sa,
+                                  unsigned full_bar) {
+  constexpr std::uint16_t kBothBlocks = 0b11;
+  const CUtensorMap* w_map = a.maps + tile.group;
+  const CUtensorMap* x_map = a.maps + a.groups + tile.group;
+  const unsigned sb = sa + kABytes;
+  const int k0 = ks * kGroupedTileDepth;
+  const auto x_box = [&](unsigned dst, int row, bool multicast) {
+    if constexpr (kPrefetch) {
+      hw::tma_prefetch_2d(x_map, k0, row);
+    } else if (multicast) {
+      hw::tma_load_2d_multicast(dst, x_map, full_bar, k0, row, kBothBlocks);
+    } else {
+      hw::tma_load_2d(dst, x_map, full_bar, k0, row);
+    }
+  };
+  const auto w_box = [&](unsigned b, bool multicast) {
+    const int col = tile.col0 + static_cast<int>(b) * 64;
+    if constexpr (kPrefetch) {
+      hw::tma_prefetch_2d(w_map, col, k0);
+    } else if (multicast) {
+      hw::tma_load_2d_multicast(sb + b * kBBlockBytes, w_map, full_bar, col, k0, kBothBlocks);
+    } else {
+      hw::tma_load_2d(sb + b * kBBlockBytes, w_map, full_bar, col, k0);
+    }
+  };
+  if (tile.shared_weights) {
+    x_box(sa, tile.row0, false);
+    x_box(sa + kAHalfBytes, tile.row0 + kGroupedHalfTileRows, false);
+    w_box(2 * rank, true);
+    w_box(2 * rank + 1, true);
+  } else {
+    x_box(sa + rank * kAHalfBytes, tile.row0 + static_cast<int>(rank) * kGroupedHalfTileRows, true);
+#pragma unroll
+    for (unsigned b = 0; b < kBBlocks; ++b) w_box(b, false);
+  }
+}
+
+// The (pair, k stage) sequence of this cluster's work, walked by the producer: once for the copies into the ring and
+// once, kPrefetchStages ahead, for their L2 prefetches.
+struct StageWalk {
+  int pair = 0, ks = 0;
+  BlockTile tile;
+  __device__ StageWalk(const GroupedKernelArgs& a, unsigned rank) : pair(static_cast<int>(blockIdx.x / 2)) {
+    if (pair < a.pairs) tile = block_tile(a, pair, rank);
+  }
+  [[nodiscard]] __device__ bool done(const GroupedKernelArgs& a) const { return pair >= a.pairs; }
+  __device__ void advance(const GroupedKernelArgs& a, unsigned rank) {
+    if (++ks < a.k / kGroupedTileDepth) return;
+    ks = 0;
+    pair += static_cast<int>(gridDim.x / 2);
+    if (pair < a.pairs) tile = block_tile(a, pair, rank);
+  }
+};
+
 // The producer, one thread per block: for every pair of this cluster, for every k stage, waits until the consumers of
 // both blocks have released the ring slot (the multicast writes into both), then has the copy engine fill its part of
-// the slot in both blocks: for a pair that shares W, its own X tile (two boxes of 64 rows × 64 k; rows past the group
-// read as zeros, as its map ends there) and W boxes 2·rank, 2·rank + 1 (64 k-rows × 64 columns) into both blocks; for
-// a pair that shares X, X rows 64·rank .. +63 into both blocks and its own 4 W boxes. Either way each block's `full`
-// barrier counts the stage's 48 KB.
+// the slot in both blocks (copy_stage); each block's `full` barrier counts the stage's 48 KB. The stage
+// kPrefetchStages further on is asked into L2 at the same time, so that its reads from device memory (the experts'
+// weights mostly: each W tile is read from memory once) are under way before its slot is free.
 __device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank) {
-  constexpr std::uint16_t kBothBlocks = 0b11;
-  const int k_stages = a.k / kGroupedTileDepth;
+  StageWalk prefetch(a, rank);
+  for (int i = 0; i < kPrefetchStages && !prefetch.done(a); ++i, prefetch.advance(a, rank)) {
+    copy_stage<true>(a, prefetch.tile, prefetch.ks, rank, 0, 0);
+  }
   int slot = 0;
   unsigned phase = 0;
-  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
-    const BlockTile tile = block_tile(a, pair, rank);
-    const CUtensorMap* w_map = a.maps + tile.group;
-    const CUtensorMap* x_map = a.maps + a.groups + tile.group;
-    for (int ks = 0; ks < k_stages; ++ks) {
-      const unsigned full_bar = full + 8 * static_cast<unsigned>(slot);
-      hw::mbarrier_wait(empty + 8 * static_cast<unsigned>(slot), phase ^ 1);  // a fresh barrier reads as released
-      const unsigned sa = ring + static_cast<unsigned>(slot) * kStageBytes, sb = sa + kABytes;
-      const int k0 = ks * kGroupedTileDepth;
-      hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes);
-      if (tile.shared_weights) {
-        hw::tma_load_2d(sa, x_map, full_bar, k0, tile.row0);
-        hw::tma_load_2d(sa + kAHalfBytes, x_map, full_bar, k0, tile.row0 + kGroupedHalfTileRows);
-#pragma unroll
-        for (unsigned b = 2 * rank; b < 2 * rank + 2; ++b) {
-          hw::tma_load_2d_multicast(sb + b * kBBlockBytes, w_map, full_bar, tile.col0 + static_cast<int>(b) * 64, k0,
-                                    kBothBlocks);
-        }
-      } else {
-        hw::tma_load_2d_multicast(sa + rank * kAHalfBytes, x_map, full_bar, k0,
-                                  tile.row0 + static_cast<int>(rank) * kGroupedHalfTileRows, kBothBlocks);
-#pragma unroll
-        for (unsigned b = 0; b < kBBlocks; ++b) {
-          hw::tma_load_2d(sb + b * kBBlockBytes, w_map, full_bar, tile.col0 + static_cast<int>(b) * 64, k0);
-        }
-      }
-      if (++slot == kStages) {
-        slot = 0;
-        phase ^= 1;
-      }
+  for (StageWalk at(a, rank); !at.done(a); at.advance(a, rank)) {
+    const unsigned full_bar = full + 8 * static_cast<unsigned>(slot);
+    hw::mbarrier_wait(empty + 8 * static_cast<unsigned>(slot), phase ^ 1);  // a fresh barrier reads as released
+    if (!prefetch.done(a)) {
+      copy_stage<true>(a, prefetch.tile, prefetch.ks, rank, 0, 0);
+      prefetch.advance(a, rank);
+    }
+    hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes);
+    copy_stage<false>(a, at.tile, at.ks, rank, ring + static_cast<unsigned>(slot) * kStageBytes, full_bar);
+    if (++slot == kStages) {
+      slot = 0;
+      phase ^= 1;
     }
   }
 }
