@@ -24,12 +24,16 @@ using cuda_plan::kGroupedTileRows;
 // carries the halves one after the other (each stage one k stage of one half) and one warpgroup's epilogue runs while
 // the other's wgmma keep the tensor cores busy.
 constexpr int kStages = 7;  // 7 × 32 KB in flight per block: the epilogue stores from registers, no staging
-// Stages asked into L2 ahead of their copies into the ring (the experts' weights are read from device memory once).
-constexpr int kPrefetchStages = 4;
 constexpr int kWarpgroupThreads = 128;
 constexpr int kConsumers = 2;  // warpgroups, one column half each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
 constexpr int kHalfCols = kGroupedTileCols / kConsumers;             // 128
+// Named barriers of the consumers' turns on the tensor cores (0 is __syncthreads): warpgroup 0 starts a half once
+// warpgroup 1 has waited for every stage of its previous half, warpgroup 1 once warpgroup 0 has for its half of the
+// same tile. Besides the overlap, the turns keep each warpgroup's next stage within one phase of its slot's barrier,
+// which a wait on the phase's parity needs (without them warpgroup 1 took a stage of warpgroup 0's for its own).
+constexpr unsigned kTurnFirst = 1, kTurnSecond = 2;
+constexpr unsigned kTurnThreads = kConsumers * kWarpgroupThreads;
 constexpr unsigned kRowBytes = kGroupedTileDepth * 2;                // one k stage of one row: one 128-byte swizzle row
 constexpr unsigned kABytes = kGroupedTileRows * kRowBytes;           // X tile: 128 rows × 64 k, K-major, 16 KB
 constexpr unsigned kAHalfBytes = kGroupedHalfTileRows * kRowBytes;   // its 64-row halves, one copy box each
@@ -61,9 +65,7 @@ __device__ inline BlockTile block_tile(const GroupedKernelArgs& a, int pair, uns
 // This block's part of k stage `ks` of column half `half` of `tile`, as the producer copies it: for a pair that shares
 // W, its own X tile (two boxes of 64 rows × 64 k; rows past the group read as zeros, as its map ends there) and W box
 // `rank` of the half (64 k-rows × 64 columns) multicast into both blocks; for a pair that shares X, X rows 64·rank ..
-// +63 multicast into both blocks and the half's 2 W boxes. Either way each block receives 32 KB. kPrefetch: asks the
-// same boxes into L2 only (no barrier, no shared memory: `sa` and `full_bar` unused).
-template <bool kPrefetch>
+// +63 multicast into both blocks and the half's 2 W boxes. Either way each block receives 32 KB.
 __device__ inline void copy_stage(const GroupedKernelArgs& a, const BlockTile& tile, int half, int ks, unsigned rank,
                                   unsigned sa, unsigned full_bar) {
   constexpr std::uint16_t kBothBlocks = 0b11;
@@ -71,39 +73,24 @@ __device__ inline void copy_stage(const GroupedKernelArgs& a, const BlockTile& t
   const CUtensorMap* x_map = a.maps + a.groups + tile.group;
   const unsigned sb = sa + kABytes;
   const int k0 = ks * kGroupedTileDepth;
-  const auto x_box = [&](unsigned dst, int row, bool multicast) {
-    if constexpr (kPrefetch) {
-      hw::tma_prefetch_2d(x_map, k0, row);
-    } else if (multicast) {
-      hw::tma_load_2d_multicast(dst, x_map, full_bar, k0, row, kBothBlocks);
-    } else {
-      hw::tma_load_2d(dst, x_map, full_bar, k0, row);
-    }
-  };
-  const auto w_box = [&](unsigned b, bool multicast) {
-    const int col = tile.col0 + half * kHalfCols + static_cast<int>(b) * 64;
-    if constexpr (kPrefetch) {
-      hw::tma_prefetch_2d(w_map, col, k0);
-    } else if (multicast) {
-      hw::tma_load_2d_multicast(sb + b * kBBlockBytes, w_map, full_bar, col, k0, kBothBlocks);
-    } else {
-      hw::tma_load_2d(sb + b * kBBlockBytes, w_map, full_bar, col, k0);
-    }
-  };
+  const int col = tile.col0 + half * kHalfCols;
   if (tile.shared_weights) {
-    x_box(sa, tile.row0, false);
-    x_box(sa + kAHalfBytes, tile.row0 + kGroupedHalfTileRows, false);
-    w_box(rank, true);
+    hw::tma_load_2d(sa, x_map, full_bar, k0, tile.row0);
+    hw::tma_load_2d(sa + kAHalfBytes, x_map, full_bar, k0, tile.row0 + kGroupedHalfTileRows);
+    hw::tma_load_2d_multicast(sb + rank * kBBlockBytes, w_map, full_bar, col + static_cast<int>(rank) * 64, k0,
+                              kBothBlocks);
   } else {
-    x_box(sa + rank * kAHalfBytes, tile.row0 + static_cast<int>(rank) * kGroupedHalfTileRows, true);
-    w_box(0, false);
-    w_box(1, false);
+    hw::tma_load_2d_multicast(sa + rank * kAHalfBytes, x_map, full_bar, k0,
+                              tile.row0 + static_cast<int>(rank) * kGroupedHalfTileRows, kBothBlocks);
+#pragma unroll
+    for (unsigned b = 0; b < kBBlocks; ++b) {
+      hw::tma_load_2d(sb + b * kBBlockBytes, w_map, full_bar, col + static_cast<int>(b) * 64, k0);
+    }
   }
 }
 
-// The ring's sequence for this cluster, walked by the producer: its pairs in turn, each pair's left column half then
-// its right one, each half k stage by k stage. Walked once for the copies into the ring and once, kPrefetchStages
-// ahead, for their L2 prefetches.
+// The ring's sequence for this cluster, as the producer walks it: its pairs in turn, each pair's left column half then
+// its right one, each half k stage by k stage.
 struct StageWalk {
   int pair = 0, half = 0, ks = 0;
   BlockTile tile;
@@ -123,24 +110,15 @@ struct StageWalk {
 
 // The producer, one thread per block: for every stage of the walk, waits until the consumers of both blocks have
 // released the ring slot (the multicast writes into both), then has the copy engine fill its part of the slot in both
-// blocks (copy_stage); each block's `full` barrier counts the stage's 32 KB. The stage kPrefetchStages further on is
-// asked into L2 at the same time, so that its reads from device memory are under way before its slot is free.
+// blocks (copy_stage); each block's `full` barrier counts the stage's 32 KB.
 __device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank) {
-  StageWalk prefetch(a, rank);
-  for (int i = 0; i < kPrefetchStages && !prefetch.done(a); ++i, prefetch.advance(a, rank)) {
-    copy_stage<true>(a, prefetch.tile, prefetch.half, prefetch.ks, rank, 0, 0);
-  }
   int slot = 0;
   unsigned phase = 0;
   for (StageWalk at(a, rank); !at.done(a); at.advance(a, rank)) {
     const unsigned full_bar = full + 8 * static_cast<unsigned>(slot);
     hw::mbarrier_wait(empty + 8 * static_cast<unsigned>(slot), phase ^ 1);  // a fresh barrier reads as released
-    if (kPrefetchStages > 0 && !prefetch.done(a)) {
-      copy_stage<true>(a, prefetch.tile, prefetch.half, prefetch.ks, rank, 0, 0);
-      prefetch.advance(a, rank);
-    }
     hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes);
-    copy_stage<false>(a, at.tile, at.half, at.ks, rank, ring + static_cast<unsigned>(slot) * kStageBytes, full_bar);
+    copy_stage(a, at.tile, at.half, at.ks, rank, ring + static_cast<unsigned>(slot) * kStageBytes, full_bar);
     if (++slot == kStages) {
       slot = 0;
       phase ^= 1;
@@ -172,12 +150,13 @@ struct RingCursor {
 // One consumer warpgroup's column half of one tile: kRowBlocks × 64 rows (2, or 1 for a tile of at most 64 valid rows,
 // a group's remainder, so that the tensor cores compute 64 rows, not 128) × 128 columns. Per k stage: waits for the
 // slot, issues 4 wgmma k16 steps (each one m64n128 per 64 rows) as one group, waits for the previous group and
-// releases its slot (one wgmma group stays in flight while the next slot is awaited). Then the epilogue: stores the
+// releases its slot (one wgmma group stays in flight while the next slot is awaited). Once every stage was waited for,
+// passes the turn to the other warpgroup (named barrier `next_turn`, none where 0). Then the epilogue: stores the
 // results as bf16 from the accumulators to rows r < `rows` of `y` (rows a.n apart) while the other warpgroup's wgmma
 // run on its own half.
 template <int kRowBlocks>
 __device__ void consume_half(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty,
-                             RingCursor& ring_at, __nv_bfloat16* y, int rows) {
+                             RingCursor& ring_at, unsigned next_turn, __nv_bfloat16* y, int rows) {
   static_assert(kRowBlocks == 1 || kRowBlocks == 2, "64 or 128 rows");
   const int t = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
   const int warp = t / 32, lane = t % 32;
@@ -204,6 +183,7 @@ __device__ void consume_half(const GroupedKernelArgs& a, unsigned ring, unsigned
     held = ring_at.slot;
     ring_at.advance();
   }
+  if (next_turn != 0) hw::named_barrier_arrive(next_turn, kTurnThreads);
   hw::wgmma_wait_group<0>();
 #pragma unroll
   for (int m = 0; m < kRowBlocks; ++m) hw::wgmma_fence_operands(acc[m]);
@@ -227,22 +207,26 @@ __device__ void consume_half(const GroupedKernelArgs& a, unsigned ring, unsigned
 }
 
 // Consumer warpgroup `half` (0 or 1) over this block's tiles: column half `half` of each (the rows past the group's
-// end read as zeros and are not stored), skipping the other warpgroup's half in the ring.
+// end read as zeros and are not stored), skipping the other warpgroup's half in the ring, in turns with it.
 __device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank,
                         int half) {
   const int k_stages = a.k / kGroupedTileDepth;
+  const int first = static_cast<int>(blockIdx.x / 2), step = static_cast<int>(gridDim.x / 2);
   RingCursor ring_at;
   ring_at.rank = rank;
   ring_at.skip(half * k_stages);
-  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+  for (int pair = first; pair < a.pairs; pair += step) {
+    if (half == 0 && pair != first) hw::named_barrier_sync(kTurnFirst, kTurnThreads);
+    if (half == 1) hw::named_barrier_sync(kTurnSecond, kTurnThreads);
+    const unsigned next_turn = half == 0 ? kTurnSecond : (pair + step < a.pairs ? kTurnFirst : 0);
     const BlockTile tile = block_tile(a, pair, rank);
     const int tile_rows = a.schedule[2 * tile.group] - tile.row0;  // ≤ 0 for the zero partner past a group's end
     auto* y = static_cast<__nv_bfloat16*>(a.table[2 * a.groups + tile.group]) + std::int64_t{tile.row0} * a.n +
               tile.col0 + kHalfCols * half;
     if (tile_rows <= kGroupedHalfTileRows) {
-      consume_half<1>(a, ring, full, empty, ring_at, y, tile_rows);
+      consume_half<1>(a, ring, full, empty, ring_at, next_turn, y, tile_rows);
     } else {
-      consume_half<2>(a, ring, full, empty, ring_at, y, tile_rows);
+      consume_half<2>(a, ring, full, empty, ring_at, next_turn, y, tile_rows);
     }
     ring_at.skip((kConsumers - 1) * k_stages);
   }

@@ -1,7 +1,7 @@
 #pragma once
 // Hopper's (sm_90a) asynchronous building blocks, as small inline-PTX device helpers: mbarriers (arrive / expect a
 // byte count / wait on a phase), 2-D bulk tensor copies (TMA) into shared memory that complete on an mbarrier (also
-// multicast to the blocks of a cluster) and their L2 prefetches, bulk copies from shared to global memory, cluster ranks, remote arrivals and
+// multicast to the blocks of a cluster), bulk copies from shared to global memory, cluster ranks, remote arrivals and
 // the cluster barrier, named barriers, register re-allocation between warpgroups, and the warpgroup MMA (wgmma) reading
 // both operands from shared memory through matrix descriptors (K-major, and MN-major for a B stored as rows of n). Used
 // by indexer_wgmma.cu and grouped_gemm_kernel.cu. Names follow the PTX instructions they wrap (PTX ISA 8.x,
@@ -70,15 +70,6 @@ __device__ inline void tma_load_2d_multicast(unsigned dst, const void* tensor_ma
       "{%2, %3}], [%4], %5;\n" ::"r"(dst),
       "l"(reinterpret_cast<std::uint64_t>(tensor_map)), "r"(x), "r"(y), "r"(bar), "h"(cta_mask)
       : "memory");
-}
-
-/// Asks the copy engine to bring the box at element coordinates (x, y) of `tensor_map`'s tensor into L2, without
-/// copying it anywhere or signalling completion: a hint that starts a later tma_load_2d's device-memory reads early.
-__device__ inline void tma_prefetch_2d(const void* tensor_map, int x, int y) {
-  asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];\n" ::"l"(
-                   reinterpret_cast<std::uint64_t>(tensor_map)),
-               "r"(x), "r"(y)
-               : "memory");
 }
 
 /// Copies `bytes` (a multiple of 16) from shared memory at `src` to global memory at `dst` (both 16-byte aligned) with
