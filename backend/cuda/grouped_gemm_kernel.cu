@@ -19,34 +19,30 @@ using cuda_plan::kGroupedTileCols;
 using cuda_plan::kGroupedTileDepth;
 using cuda_plan::kGroupedTileRows;
 
-// Ping-pong: each consumer warpgroup takes one column half of every tile of the block (128 rows × 128 columns, fp32
-// accumulators: 128 registers per thread), warpgroup 0 the left halves, warpgroup 1 the right ones, so that the ring
-// carries the halves one after the other (each stage one k stage of one half) and one warpgroup's epilogue runs while
-// the other's wgmma keep the tensor cores busy.
-constexpr int kStages = 7;  // 7 × 32 KB in flight per block: the epilogue stores from registers, no staging
+// 3 × 48 KB in flight per block (4 left no room for the output staging below).
+constexpr int kStages = 3;
 constexpr int kWarpgroupThreads = 128;
-constexpr int kConsumers = 2;  // warpgroups, one column half each
+constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
-constexpr int kHalfCols = kGroupedTileCols / kConsumers;             // 128
-// Named barriers of the consumers' turns on the tensor cores (0 is __syncthreads): warpgroup 0 starts a half once
-// warpgroup 1 has waited for every stage of its previous half, warpgroup 1 once warpgroup 0 has for its half of the
-// same tile. Besides the overlap, the turns keep each warpgroup's next stage within one phase of its slot's barrier,
-// which a wait on the phase's parity needs (without them warpgroup 1 took a stage of warpgroup 0's for its own).
-constexpr unsigned kTurnFirst = 1, kTurnSecond = 2;
-constexpr unsigned kTurnThreads = kConsumers * kWarpgroupThreads;
 constexpr unsigned kRowBytes = kGroupedTileDepth * 2;                // one k stage of one row: one 128-byte swizzle row
 constexpr unsigned kABytes = kGroupedTileRows * kRowBytes;           // X tile: 128 rows × 64 k, K-major, 16 KB
 constexpr unsigned kAHalfBytes = kGroupedHalfTileRows * kRowBytes;   // its 64-row halves, one copy box each
 constexpr unsigned kBBlockBytes = kGroupedTileDepth * 64 * 2;        // W: 64 k-rows × 64 columns, N-major, 8 KB
-constexpr unsigned kBBlocks = kHalfCols / 64;                        // 2 such blocks side by side along n
-constexpr unsigned kStageBytes = kABytes + kBBlocks * kBBlockBytes;  // 32 KB
-constexpr unsigned kBarrierOffset = kStages * kStageBytes;
+constexpr unsigned kBBlocks = kGroupedTileCols / 64;                 // 4 such blocks side by side along n
+constexpr unsigned kStageBytes = kABytes + kBBlocks * kBBlockBytes;  // 48 KB
+// The output staging: each consumer warp's 16 rows of bf16 results, written from the accumulators and stored to Y by
+// the copy engine (one bulk copy per row) while the warp goes on to its next tile. Rows padded by 16 bytes, so that
+// the 8 rows a warp's store instruction writes land on different banks.
+constexpr unsigned kStagingRowBytes = kGroupedTileCols * 2 + 16;
+constexpr unsigned kWarpStagingBytes = 16 * kStagingRowBytes;
+constexpr unsigned kStagingOffset = kStages * kStageBytes;
+constexpr unsigned kBarrierOffset = kStagingOffset + kConsumers * 4 * kWarpStagingBytes;
 constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
 static_assert(kSmemBytes <= 227 * 1024, "a block's shared memory on sm_90");
 constexpr unsigned kProducerRegisters = 40;  // 128·40 + 256·232 = 64,512 ≤ the 65,536 of the register file
 constexpr unsigned kConsumerRegisters = 232;
 static_assert(kGroupedTileDepth == 64 && kTensorMapBoxCols == 64, "one k stage is one 128-byte swizzle row of bf16");
-static_assert(kHalfCols == 128 && kGroupedTileRows == 2 * 64, "two wgmma m64n128 per warpgroup and k16 step");
+static_assert(kGroupedTileCols == 256 && kGroupedTileRows == kConsumers * 64, "wgmma m64n256 per consumer");
 static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <= 65536, "register file");
 
 // The tile of this block (rank 0 or 1 of its cluster) in a pair.
@@ -62,66 +58,47 @@ __device__ inline BlockTile block_tile(const GroupedKernelArgs& a, int pair, uns
           (p.col_block + (shared_weights ? 0 : r)) * kGroupedTileCols, shared_weights};
 }
 
-// This block's part of k stage `ks` of column half `half` of `tile`, as the producer copies it: for a pair that shares
-// W, its own X tile (two boxes of 64 rows × 64 k; rows past the group read as zeros, as its map ends there) and W box
-// `rank` of the half (64 k-rows × 64 columns) multicast into both blocks; for a pair that shares X, X rows 64·rank ..
-// +63 multicast into both blocks and the half's 2 W boxes. Either way each block receives 32 KB.
-__device__ inline void copy_stage(const GroupedKernelArgs& a, const BlockTile& tile, int half, int ks, unsigned rank,
-                                  unsigned sa, unsigned full_bar) {
-  constexpr std::uint16_t kBothBlocks = 0b11;
-  const CUtensorMap* w_map = a.maps + tile.group;
-  const CUtensorMap* x_map = a.maps + a.groups + tile.group;
-  const unsigned sb = sa + kABytes;
-  const int k0 = ks * kGroupedTileDepth;
-  const int col = tile.col0 + half * kHalfCols;
-  if (tile.shared_weights) {
-    hw::tma_load_2d(sa, x_map, full_bar, k0, tile.row0);
-    hw::tma_load_2d(sa + kAHalfBytes, x_map, full_bar, k0, tile.row0 + kGroupedHalfTileRows);
-    hw::tma_load_2d_multicast(sb + rank * kBBlockBytes, w_map, full_bar, col + static_cast<int>(rank) * 64, k0,
-                              kBothBlocks);
-  } else {
-    hw::tma_load_2d_multicast(sa + rank * kAHalfBytes, x_map, full_bar, k0,
-                              tile.row0 + static_cast<int>(rank) * kGroupedHalfTileRows, kBothBlocks);
-#pragma unroll
-    for (unsigned b = 0; b < kBBlocks; ++b) {
-      hw::tma_load_2d(sb + b * kBBlockBytes, w_map, full_bar, col + static_cast<int>(b) * 64, k0);
-    }
-  }
-}
-
-// The ring's sequence for this cluster, as the producer walks it: its pairs in turn, each pair's left column half then
-// its right one, each half k stage by k stage.
-struct StageWalk {
-  int pair = 0, half = 0, ks = 0;
-  BlockTile tile;
-  __device__ StageWalk(const GroupedKernelArgs& a, unsigned rank) : pair(static_cast<int>(blockIdx.x / 2)) {
-    if (pair < a.pairs) tile = block_tile(a, pair, rank);
-  }
-  [[nodiscard]] __device__ bool done(const GroupedKernelArgs& a) const { return pair >= a.pairs; }
-  __device__ void advance(const GroupedKernelArgs& a, unsigned rank) {
-    if (++ks < a.k / kGroupedTileDepth) return;
-    ks = 0;
-    if (++half < kConsumers) return;
-    half = 0;
-    pair += static_cast<int>(gridDim.x / 2);
-    if (pair < a.pairs) tile = block_tile(a, pair, rank);
-  }
-};
-
-// The producer, one thread per block: for every stage of the walk, waits until the consumers of both blocks have
-// released the ring slot (the multicast writes into both), then has the copy engine fill its part of the slot in both
-// blocks (copy_stage); each block's `full` barrier counts the stage's 32 KB.
+// The producer, one thread per block: for every pair of this cluster, for every k stage, waits until the consumers of
+// both blocks have released the ring slot (the multicast writes into both), then has the copy engine fill its part of
+// the slot in both blocks: for a pair that shares W, its own X tile (two boxes of 64 rows × 64 k; rows past the group
+// read as zeros, as its map ends there) and W boxes 2·rank, 2·rank + 1 (64 k-rows × 64 columns) into both blocks; for
+// a pair that shares X, X rows 64·rank .. +63 into both blocks and its own 4 W boxes. Either way each block's `full`
+// barrier counts the stage's 48 KB.
 __device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank) {
+  constexpr std::uint16_t kBothBlocks = 0b11;
+  const int k_stages = a.k / kGroupedTileDepth;
   int slot = 0;
   unsigned phase = 0;
-  for (StageWalk at(a, rank); !at.done(a); at.advance(a, rank)) {
-    const unsigned full_bar = full + 8 * static_cast<unsigned>(slot);
-    hw::mbarrier_wait(empty + 8 * static_cast<unsigned>(slot), phase ^ 1);  // a fresh barrier reads as released
-    hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes);
-    copy_stage(a, at.tile, at.half, at.ks, rank, ring + static_cast<unsigned>(slot) * kStageBytes, full_bar);
-    if (++slot == kStages) {
-      slot = 0;
-      phase ^= 1;
+  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+    const BlockTile tile = block_tile(a, pair, rank);
+    const CUtensorMap* w_map = a.maps + tile.group;
+    const CUtensorMap* x_map = a.maps + a.groups + tile.group;
+    for (int ks = 0; ks < k_stages; ++ks) {
+      const unsigned full_bar = full + 8 * static_cast<unsigned>(slot);
+      hw::mbarrier_wait(empty + 8 * static_cast<unsigned>(slot), phase ^ 1);  // a fresh barrier reads as released
+      const unsigned sa = ring + static_cast<unsigned>(slot) * kStageBytes, sb = sa + kABytes;
+      const int k0 = ks * kGroupedTileDepth;
+      hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes);
+      if (tile.shared_weights) {
+        hw::tma_load_2d(sa, x_map, full_bar, k0, tile.row0);
+        hw::tma_load_2d(sa + kAHalfBytes, x_map, full_bar, k0, tile.row0 + kGroupedHalfTileRows);
+#pragma unroll
+        for (unsigned b = 2 * rank; b < 2 * rank + 2; ++b) {
+          hw::tma_load_2d_multicast(sb + b * kBBlockBytes, w_map, full_bar, tile.col0 + static_cast<int>(b) * 64, k0,
+                                    kBothBlocks);
+        }
+      } else {
+        hw::tma_load_2d_multicast(sa + rank * kAHalfBytes, x_map, full_bar, k0,
+                                  tile.row0 + static_cast<int>(rank) * kGroupedHalfTileRows, kBothBlocks);
+#pragma unroll
+        for (unsigned b = 0; b < kBBlocks; ++b) {
+          hw::tma_load_2d(sb + b * kBBlockBytes, w_map, full_bar, tile.col0 + static_cast<int>(b) * 64, k0);
+        }
+      }
+      if (++slot == kStages) {
+        slot = 0;
+        phase ^= 1;
+      }
     }
   }
 }
@@ -133,48 +110,49 @@ __device__ inline void release_slot(unsigned empty, unsigned rank, int slot) {
   hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), rank ^ 1);
 }
 
-// The ring position a consumer warpgroup reads next: advanced stage by stage through its own halves, and past the
-// other warpgroup's.
+// The ring position the consumers read next, advanced stage by stage.
 struct RingCursor {
   unsigned rank = 0;  ///< this block's in its cluster
   int slot = 0;
   unsigned phase = 0;
-  __device__ void advance() { skip(1); }
-  __device__ void skip(int stages) {
-    const int to = slot + stages;
-    phase ^= static_cast<unsigned>(to / kStages) & 1u;
-    slot = to % kStages;
+  __device__ void advance() {
+    if (++slot == kStages) {
+      slot = 0;
+      phase ^= 1;
+    }
   }
 };
 
-// One consumer warpgroup's column half of one tile: kRowBlocks × 64 rows (2, or 1 for a tile of at most 64 valid rows,
-// a group's remainder, so that the tensor cores compute 64 rows, not 128) × 128 columns. Per k stage: waits for the
-// slot, issues 4 wgmma k16 steps (each one m64n128 per 64 rows) as one group, waits for the previous group and
-// releases its slot (one wgmma group stays in flight while the next slot is awaited). Once every stage was waited for,
-// passes the turn to the other warpgroup (named barrier `next_turn`, none where 0). Then the epilogue: stores the
-// results as bf16 from the accumulators to rows r < `rows` of `y` (rows a.n apart) while the other warpgroup's wgmma
-// run on its own half.
-template <int kRowBlocks>
-__device__ void consume_half(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty,
-                             RingCursor& ring_at, unsigned next_turn, __nv_bfloat16* y, int rows) {
-  static_assert(kRowBlocks == 1 || kRowBlocks == 2, "64 or 128 rows");
+// One consumer warpgroup's share of one tile: 64 rows × kCols columns, its X rows `a_offset` bytes into the stage's X
+// tile and its W columns `b_offset` bytes into the stage's W tile. Per k stage: waits for the slot, issues 4 wgmma k16
+// steps as one group, waits for the previous group and releases its slot (one wgmma group stays in flight while the
+// next slot is awaited). Then the epilogue: waits until the copy engine has read this warp's staging rows (at
+// `staging`) for its previous tile, writes the bf16 results there, and has the copy engine store row r to row r of `y`
+// (rows a.n apart) for r < `rows`, asynchronously: the warp goes on to its next tile meanwhile.
+template <int kCols>
+__device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty,
+                             RingCursor& ring_at, unsigned a_offset, unsigned b_offset, unsigned staging,
+                             __nv_bfloat16* y, int rows) {
+  static_assert(kCols == 256 || kCols == 128, "wgmma m64n256 or m64n128");
   const int t = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
   const int warp = t / 32, lane = t % 32;
   const int k_stages = a.k / kGroupedTileDepth;
-  float acc[kRowBlocks][kHalfCols / 2];
+  float acc[kCols / 2];
   int held = -1;  // the slot read by the wgmma group still in flight
   for (int ks = 0; ks < k_stages; ++ks) {
     hw::mbarrier_wait(full + 8 * static_cast<unsigned>(ring_at.slot), ring_at.phase);
     hw::wgmma_fence();
-    const unsigned sa = ring + static_cast<unsigned>(ring_at.slot) * kStageBytes, sb = sa + kABytes;
+    const unsigned stage = ring + static_cast<unsigned>(ring_at.slot) * kStageBytes;
+    const unsigned sa = stage + a_offset, sb = stage + kABytes + b_offset;
 #pragma unroll
     for (unsigned kk = 0; kk < kGroupedTileDepth / 16; ++kk) {
       // A K-major: a k16 step is 32 bytes along the swizzled rows. B N-major: a k16 step is 16 k-rows of 128 bytes.
+      const auto desc_a = hw::smem_descriptor_k_major_sw128(sa + kk * 32);
       const auto desc_b = hw::smem_descriptor_mn_major_sw128(sb + kk * 16 * kRowBytes, kBBlockBytes);
-#pragma unroll
-      for (int m = 0; m < kRowBlocks; ++m) {
-        const auto desc_a = hw::smem_descriptor_k_major_sw128(sa + static_cast<unsigned>(m) * kAHalfBytes + kk * 32);
-        hw::wgmma_m64n128k16_bf16<hw::WgmmaB::kNMajor>(acc[m], desc_a, desc_b, ks > 0 || kk > 0);
+      if constexpr (kCols == 256) {
+        hw::wgmma_m64n256k16_bf16<hw::WgmmaB::kNMajor>(acc, desc_a, desc_b, ks > 0 || kk > 0);
+      } else {
+        hw::wgmma_m64n128k16_bf16<hw::WgmmaB::kNMajor>(acc, desc_a, desc_b, ks > 0 || kk > 0);
       }
     }
     hw::wgmma_commit_group();
@@ -183,53 +161,55 @@ __device__ void consume_half(const GroupedKernelArgs& a, unsigned ring, unsigned
     held = ring_at.slot;
     ring_at.advance();
   }
-  if (next_turn != 0) hw::named_barrier_arrive(next_turn, kTurnThreads);
   hw::wgmma_wait_group<0>();
-#pragma unroll
-  for (int m = 0; m < kRowBlocks; ++m) hw::wgmma_fence_operands(acc[m]);
+  hw::wgmma_fence_operands(acc);
   if (lane == 0) release_slot(empty, ring_at.rank, held);
-  // Thread t holds rows lane / 4 and + 8 of its warp's 16 in each 64-row block, columns 8j + 2·(lane % 4) and + 1
-  // (hopper_ops.cuh).
+  // Thread t holds rows lane / 4 and + 8 of the warp's 16, columns 8j + 2·(lane % 4) and + 1 (hopper_ops.cuh).
+  const unsigned warp_staging = staging + static_cast<unsigned>(warp) * kWarpStagingBytes;
+  const unsigned at0 = warp_staging + static_cast<unsigned>(lane / 4) * kStagingRowBytes + 4u * (lane % 4);
+  const unsigned at8 = at0 + 8 * kStagingRowBytes;
+  if (lane == 0) hw::bulk_wait_group_read();  // the previous tile's copies have read the staging rows
+  __syncwarp();
 #pragma unroll
-  for (int m = 0; m < kRowBlocks; ++m) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = 64 * m + 16 * warp + lane / 4 + 8 * h;
-      if (row >= rows) continue;
-      __nv_bfloat16* y_row = y + std::int64_t{row} * a.n + 2 * (lane % 4);
-#pragma unroll
-      for (int j = 0; j < kHalfCols / 8; ++j) {
-        *reinterpret_cast<__nv_bfloat162*>(y_row + 8 * j) =
-            __floats2bfloat162_rn(acc[m][4 * j + 2 * h], acc[m][4 * j + 2 * h + 1]);
-      }
+  for (int j = 0; j < kCols / 8; ++j) {
+    hw::st_shared_b32(at0 + 16u * j, hw::pack_bf16x2(acc[4 * j], acc[4 * j + 1]));
+    hw::st_shared_b32(at8 + 16u * j, hw::pack_bf16x2(acc[4 * j + 2], acc[4 * j + 3]));
+  }
+  hw::fence_proxy_async_shared();
+  __syncwarp();
+  if (lane == 0) {
+    const int warp_rows = std::min(16, rows - warp * 16);
+    for (int i = 0; i < warp_rows; ++i) {
+      hw::bulk_store(y + std::int64_t{warp * 16 + i} * a.n, warp_staging + static_cast<unsigned>(i) * kStagingRowBytes,
+                     kCols * 2);
     }
+    hw::bulk_commit_group();
   }
 }
 
-// Consumer warpgroup `half` (0 or 1) over this block's tiles: column half `half` of each (the rows past the group's
-// end read as zeros and are not stored), skipping the other warpgroup's half in the ring, in turns with it.
+// Consumer warpgroup `half` (0 or 1) over this block's tiles. A tile of more than 64 valid rows: this warpgroup
+// multiplies rows 64·half .. +63 by all 256 columns (the rows past the group's end read as zeros and are not stored).
+// A tile of at most 64 valid rows (a group's remainder): both warpgroups take rows 0..63, this one columns
+// 128·half .. +127, so that the tensor cores compute 64 rows, not 128, with both warpgroups busy.
 __device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank,
                         int half) {
-  const int k_stages = a.k / kGroupedTileDepth;
-  const int first = static_cast<int>(blockIdx.x / 2), step = static_cast<int>(gridDim.x / 2);
   RingCursor ring_at;
   ring_at.rank = rank;
-  ring_at.skip(half * k_stages);
-  for (int pair = first; pair < a.pairs; pair += step) {
-    if (half == 0 && pair != first) hw::named_barrier_sync(kTurnFirst, kTurnThreads);
-    if (half == 1) hw::named_barrier_sync(kTurnSecond, kTurnThreads);
-    const unsigned next_turn = half == 0 ? kTurnSecond : (pair + step < a.pairs ? kTurnFirst : 0);
+  const unsigned staging = ring + kStagingOffset + static_cast<unsigned>(half) * 4 * kWarpStagingBytes;
+  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
     const BlockTile tile = block_tile(a, pair, rank);
     const int tile_rows = a.schedule[2 * tile.group] - tile.row0;  // ≤ 0 for the zero partner past a group's end
-    auto* y = static_cast<__nv_bfloat16*>(a.table[2 * a.groups + tile.group]) + std::int64_t{tile.row0} * a.n +
-              tile.col0 + kHalfCols * half;
+    auto* y =
+        static_cast<__nv_bfloat16*>(a.table[2 * a.groups + tile.group]) + std::int64_t{tile.row0} * a.n + tile.col0;
     if (tile_rows <= kGroupedHalfTileRows) {
-      consume_half<1>(a, ring, full, empty, ring_at, next_turn, y, tile_rows);
+      consume_tile<128>(a, ring, full, empty, ring_at, 0, static_cast<unsigned>(half) * 2 * kBBlockBytes, staging,
+                        y + 128 * half, tile_rows);
     } else {
-      consume_half<2>(a, ring, full, empty, ring_at, next_turn, y, tile_rows);
+      consume_tile<256>(a, ring, full, empty, ring_at, static_cast<unsigned>(half) * kAHalfBytes, 0, staging,
+                        y + std::int64_t{64} * half * a.n, tile_rows - 64 * half);
     }
-    ring_at.skip((kConsumers - 1) * k_stages);
   }
+  if (threadIdx.x % 32 == 0) hw::bulk_wait_group();  // the last tile's stores are done before the block's exit
 }
 
 __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
@@ -244,7 +224,7 @@ __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
   if (threadIdx.x == 0) {
     for (unsigned s = 0; s < kStages; ++s) {
       hw::mbarrier_init(full + 8 * s, 1);                    // the producer's arrive (plus the copies' bytes)
-      hw::mbarrier_init(empty + 8 * s, 2 * 4);  // one arrival per warp of both blocks' consumer of the stage
+      hw::mbarrier_init(empty + 8 * s, 2 * kConsumers * 4);  // one arrival per consumer warp of both blocks
     }
     hw::fence_mbarrier_init();
   }
