@@ -1,15 +1,16 @@
 #pragma once
 /// The backend's own grouped GEMM for Hopper (sm_90a), for MoE experts with few rows each: one persistent launch whose
-/// clusters of two blocks walk the tile pairs of every expert (cuda_plan/grouped_gemm_tiles.hpp), so that the
-/// experts' weight traffic overlaps their math instead of each expert's GEMM filling a part of the GPU in turn. Per
-/// block: one producer thread streams X and W tiles into a 4-stage shared-memory ring with the copy engine (TMA,
-/// 128-byte swizzle, through one tensor map per expert's W and X, since the engine's experts are separate
-/// allocations) into a 3-stage shared-memory ring, completing on mbarriers, the operand that the pair shares
-/// multicast to both blocks (each block loads half of it); two consumer warpgroups each multiply 64 rows × 256 columns
-/// with wgmma (fp32 accumulators in registers; 64 × 128 each for a remainder of at most 64 rows), write them as bf16
-/// to a staging area in shared memory, from which the copy engine stores the rows within the expert (one bulk copy
-/// per row) while the warpgroup goes on to its next tile.
-/// grouped_gemm.hpp decides when to use it; docs/performance.md "MoE expert GEMMs" has its figures on H200.
+/// clusters of two blocks walk the tile pairs of every expert (cuda_plan/grouped_gemm_tiles.hpp), so that the experts'
+/// weight traffic overlaps their math instead of each expert's GEMM filling a part of the GPU in turn. Per block: one
+/// producer thread streams X and W tiles with the copy engine (TMA, 128-byte swizzle, through one tensor map per
+/// expert's W and X, since the engine's experts are separate allocations) into a 3-stage shared-memory ring, completing
+/// on mbarriers, the operand that the pair shares multicast to both blocks (each block loads half of it); two consumer
+/// warpgroups each multiply 64 rows × 256 columns with wgmma (fp32 accumulators in registers; 64 × 128 each for a
+/// remainder of at most 64 rows), write them as bf16 to a staging area in shared memory, from which the copy engine
+/// stores the rows within the expert (one bulk copy per row) while the warpgroup goes on to its next tile. The two
+/// warpgroups share each tile (cooperative), not take turns on separate ones: a warpgroup's own 128 × 128 tile needs
+/// 1.5 × the L2 reads per flop, and the L2 is the kernel's busiest unit; that ping-pong lost 9–31 %
+/// (docs/performance.md "MoE expert GEMMs" has its figures on H200). grouped_gemm.hpp decides when to use it.
 
 #include <cuda.h>
 #include <cuda_runtime.h>
