@@ -19,8 +19,10 @@ using cuda_plan::kGroupedTileCols;
 using cuda_plan::kGroupedTileDepth;
 using cuda_plan::kGroupedTileRows;
 
-// 3 × 48 KB in flight per block (4 left no room for the output staging below).
-constexpr int kStages = 3;
+// 4 × 48 KB in flight per block: room for the output staging below in two rounds of 8 rows per warp (in one round of
+// 16 rows it leaves room for 3 stages).
+constexpr int kStages = 4;
+constexpr int kStagingRounds = 2;
 constexpr int kWarpgroupThreads = 128;
 constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
@@ -30,11 +32,14 @@ constexpr unsigned kAHalfBytes = kGroupedHalfTileRows * kRowBytes;   // its 64-r
 constexpr unsigned kBBlockBytes = kGroupedTileDepth * 64 * 2;        // W: 64 k-rows × 64 columns, N-major, 8 KB
 constexpr unsigned kBBlocks = kGroupedTileCols / 64;                 // 4 such blocks side by side along n
 constexpr unsigned kStageBytes = kABytes + kBBlocks * kBBlockBytes;  // 48 KB
-// The output staging: each consumer warp's 16 rows of bf16 results, written from the accumulators and stored to Y by
-// the copy engine (one bulk copy per row) while the warp goes on to its next tile. Rows padded by 16 bytes, so that
-// the 8 rows a warp's store instruction writes land on different banks.
+// The output staging: each consumer warp's 16 rows of bf16 results, written from the accumulators in kStagingRounds
+// rounds and stored to Y by the copy engine (one bulk copy per row) while the warp goes on (to its next round, which
+// waits until the copies have read the staging, or to its next tile). Rows padded by 16 bytes, so that the 8 rows a
+// warp's store instruction writes land on different banks.
+static_assert(kStagingRounds == 1 || kStagingRounds == 2, "a thread's accumulators hold 2 rows of its warp's 16");
+constexpr int kStagingRowsPerRound = 16 / kStagingRounds;
 constexpr unsigned kStagingRowBytes = kGroupedTileCols * 2 + 16;
-constexpr unsigned kWarpStagingBytes = 16 * kStagingRowBytes;
+constexpr unsigned kWarpStagingBytes = kStagingRowsPerRound * kStagingRowBytes;
 constexpr unsigned kStagingOffset = kStages * kStageBytes;
 constexpr unsigned kBarrierOffset = kStagingOffset + kConsumers * 4 * kWarpStagingBytes;
 constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
@@ -189,26 +194,34 @@ __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned
   hw::wgmma_wait_group<0>();
   hw::wgmma_fence_operands(acc);
   if (lane == 0) release_slot(empty, ring_at.rank, held);
-  // Thread t holds rows lane / 4 and + 8 of the warp's 16, columns 8j + 2·(lane % 4) and + 1 (hopper_ops.cuh).
+  // Thread t holds rows lane / 4 and + 8 of the warp's 16, columns 8j + 2·(lane % 4) and + 1 (hopper_ops.cuh): in
+  // two rounds, rows 0..7 then 8..15 (accumulators 4j + 2·round and + 1), each staged at rows 0..7.
   const unsigned warp_staging = staging + static_cast<unsigned>(warp) * kWarpStagingBytes;
   const unsigned at0 = warp_staging + static_cast<unsigned>(lane / 4) * kStagingRowBytes + 4u * (lane % 4);
-  const unsigned at8 = at0 + 8 * kStagingRowBytes;
-  if (lane == 0) hw::bulk_wait_group_read();  // the previous tile's copies have read the staging rows
-  __syncwarp();
+  const int warp_rows = std::min(16, rows - warp * 16);
 #pragma unroll
-  for (int j = 0; j < kCols / 8; ++j) {
-    hw::st_shared_b32(at0 + 16u * j, hw::pack_bf16x2(acc[4 * j], acc[4 * j + 1]));
-    hw::st_shared_b32(at8 + 16u * j, hw::pack_bf16x2(acc[4 * j + 2], acc[4 * j + 3]));
-  }
-  hw::fence_proxy_async_shared();
-  __syncwarp();
-  if (lane == 0) {
-    const int warp_rows = std::min(16, rows - warp * 16);
-    for (int i = 0; i < warp_rows; ++i) {
-      hw::bulk_store(y + std::int64_t{warp * 16 + i} * a.n, warp_staging + static_cast<unsigned>(i) * kStagingRowBytes,
-                     kCols * 2);
+  for (int round = 0; round < kStagingRounds; ++round) {
+    if (lane == 0) hw::bulk_wait_group_read();  // the previous copies have read the staging rows
+    __syncwarp();
+#pragma unroll
+    for (int j = 0; j < kCols / 8; ++j) {
+      if constexpr (kStagingRounds == 1) {
+        hw::st_shared_b32(at0 + 16u * j, hw::pack_bf16x2(acc[4 * j], acc[4 * j + 1]));
+        hw::st_shared_b32(at0 + 8 * kStagingRowBytes + 16u * j, hw::pack_bf16x2(acc[4 * j + 2], acc[4 * j + 3]));
+      } else {
+        hw::st_shared_b32(at0 + 16u * j, hw::pack_bf16x2(acc[4 * j + 2 * round], acc[4 * j + 2 * round + 1]));
+      }
     }
-    hw::bulk_commit_group();
+    hw::fence_proxy_async_shared();
+    __syncwarp();
+    if (lane == 0) {
+      const int first = round * kStagingRowsPerRound;
+      for (int i = first; i < std::min(first + kStagingRowsPerRound, warp_rows); ++i) {
+        hw::bulk_store(y + std::int64_t{warp * 16 + i} * a.n,
+                       warp_staging + static_cast<unsigned>(i - first) * kStagingRowBytes, kCols * 2);
+      }
+      hw::bulk_commit_group();
+    }
   }
 }
 
