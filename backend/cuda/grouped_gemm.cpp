@@ -98,7 +98,7 @@ GroupedGemm::GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k, i64 chunk_ro
   if (kernel_supported_ && !rows_in_call.empty()) {
     auto schedule = cuda_plan::make_grouped_tile_schedule(rows_in_call, n_);
     kernel_schedule_ = std::move(schedule.table);
-    kernel_units_ = schedule.units;
+    kernel_pairs_ = schedule.pairs;
   }
 }
 
@@ -202,7 +202,7 @@ bool GroupedGemm::run_kernel(const Launch& launch) const {
   args.maps = launch.device_tensor_maps;
   args.schedule = launch.device_schedule;
   args.groups = static_cast<int>(groups);
-  args.pairs = kernel_units_;
+  args.pairs = kernel_pairs_;
   args.n = static_cast<int>(n_);
   args.k = static_cast<int>(k_);
   launch_grouped_gemm_kernel(args, launch.stream);

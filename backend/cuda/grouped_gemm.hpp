@@ -137,7 +137,7 @@ class GroupedGemm {
   bool cublas_grouped_available_ = false;
   bool kernel_supported_ = false;
   std::vector<int> kernel_schedule_;
-  int kernel_units_ = 0;  ///< the schedule's tile units (GroupedKernelArgs::pairs)
+  int kernel_pairs_ = 0;
   // Per non-empty group, the arguments cuBLAS reads from host memory (one problem per group).
   std::vector<cublasOperation_t> trans_;
   std::vector<int> m_, n_arr_, k_arr_, lda_, ldb_, ldc_, group_size_;

@@ -19,10 +19,8 @@ using cuda_plan::kGroupedTileCols;
 using cuda_plan::kGroupedTileDepth;
 using cuda_plan::kGroupedTileRows;
 
-// 4 × 48 KB in flight per block: room for the output staging below in two rounds of 8 rows per warp (in one round of
-// 16 rows it leaves room for 3 stages).
-constexpr int kStages = 4;
-constexpr int kStagingRounds = 2;
+// 3 × 48 KB in flight per block (4 left no room for the output staging below).
+constexpr int kStages = 3;
 constexpr int kWarpgroupThreads = 128;
 constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
@@ -32,14 +30,11 @@ constexpr unsigned kAHalfBytes = kGroupedHalfTileRows * kRowBytes;   // its 64-r
 constexpr unsigned kBBlockBytes = kGroupedTileDepth * 64 * 2;        // W: 64 k-rows × 64 columns, N-major, 8 KB
 constexpr unsigned kBBlocks = kGroupedTileCols / 64;                 // 4 such blocks side by side along n
 constexpr unsigned kStageBytes = kABytes + kBBlocks * kBBlockBytes;  // 48 KB
-// The output staging: each consumer warp's 16 rows of bf16 results, written from the accumulators in kStagingRounds
-// rounds and stored to Y by the copy engine (one bulk copy per row) while the warp goes on (to its next round, which
-// waits until the copies have read the staging, or to its next tile). Rows padded by 16 bytes, so that the 8 rows a
-// warp's store instruction writes land on different banks.
-static_assert(kStagingRounds == 1 || kStagingRounds == 2, "a thread's accumulators hold 2 rows of its warp's 16");
-constexpr int kStagingRowsPerRound = 16 / kStagingRounds;
+// The output staging: each consumer warp's 16 rows of bf16 results, written from the accumulators and stored to Y by
+// the copy engine (one bulk copy per row) while the warp goes on to its next tile. Rows padded by 16 bytes, so that
+// the 8 rows a warp's store instruction writes land on different banks.
 constexpr unsigned kStagingRowBytes = kGroupedTileCols * 2 + 16;
-constexpr unsigned kWarpStagingBytes = kStagingRowsPerRound * kStagingRowBytes;
+constexpr unsigned kWarpStagingBytes = 16 * kStagingRowBytes;
 constexpr unsigned kStagingOffset = kStages * kStageBytes;
 constexpr unsigned kBarrierOffset = kStagingOffset + kConsumers * 4 * kWarpStagingBytes;
 constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
@@ -50,62 +45,51 @@ static_assert(kGroupedTileDepth == 64 && kTensorMapBoxCols == 64, "one k stage i
 static_assert(kGroupedTileCols == 256 && kGroupedTileRows == kConsumers * 64, "wgmma m64n256 per consumer");
 static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <= 65536, "register file");
 
-// The cluster: kGroupedClusterBlocks blocks; block `rank`'s tile of a unit is cuda_plan::grouped_unit_tile's.
-constexpr unsigned kClusterBlocks = cuda_plan::kGroupedClusterBlocks;
-static_assert(kClusterBlocks == 4, "the multicast masks below are those of a 2 × 2 cluster");
-
-// The tile of this block (rank `rank` of its cluster) in unit `unit`; empty where its column block lies past n.
+// The tile of this block (rank 0 or 1 of its cluster) in a pair.
 struct BlockTile {
   int group = 0, row0 = 0, col0 = 0;
-  cuda_plan::GroupedUnitKind kind = cuda_plan::GroupedUnitKind::kQuad;
+  bool shared_weights = true;
 };
-__device__ inline BlockTile block_tile(const GroupedKernelArgs& a, int unit, unsigned rank) {
-  const auto u = cuda_plan::decode_grouped_unit(a.schedule, a.groups, a.n / kGroupedTileCols, unit);
-  const auto tile = cuda_plan::grouped_unit_tile(u, static_cast<int>(rank));
-  return {u.group, tile.row_block * kGroupedTileRows, tile.col_block * kGroupedTileCols, u.kind};
+__device__ inline BlockTile block_tile(const GroupedKernelArgs& a, int pair, unsigned rank) {
+  const auto p = cuda_plan::decode_grouped_pair(a.schedule, a.groups, a.n / kGroupedTileCols, pair);
+  const bool shared_weights = p.kind == cuda_plan::GroupedPairKind::kSharedWeights;
+  const int r = static_cast<int>(rank);
+  return {p.group, (p.row_block + (shared_weights ? r : 0)) * kGroupedTileRows,
+          (p.col_block + (shared_weights ? 0 : r)) * kGroupedTileCols, shared_weights};
 }
 
-// The producer, one thread per block: for every unit of this cluster, for every k stage, waits until the consumers of
-// all four blocks have released the ring slot (the multicast writes into them), then has the copy engine fill its
-// part of the slot in the blocks that read it. kQuad (block r = i + 2j: row i, column j of the 2 × 2 tiles): X rows
-// 64·j .. +63 of its row block's tile into blocks i and i + 2 (the row), W boxes 2i, 2i + 1 (64 k-rows × 64 columns)
-// of its column block's tile into blocks 2j and 2j + 1 (the column): 8 KB + 16 KB read per block and stage, against
-// 16 + 16 for the two-block pairs. kRowOfFour: blocks 0 and 1 load X rows 64·r .. +63 into all four, every block its
-// own 4 W boxes. Rows past the group and columns past n read as zeros (the maps end there). Either way each block's
-// `full` barrier counts the stage's 48 KB.
+// The producer, one thread per block: for every pair of this cluster, for every k stage, waits until the consumers of
+// both blocks have released the ring slot (the multicast writes into both), then has the copy engine fill its part of
+// the slot in both blocks: for a pair that shares W, its own X tile (two boxes of 64 rows × 64 k; rows past the group
+// read as zeros, as its map ends there) and W boxes 2·rank, 2·rank + 1 (64 k-rows × 64 columns) into both blocks; for
+// a pair that shares X, X rows 64·rank .. +63 into both blocks and its own 4 W boxes. Either way each block's `full`
+// barrier counts the stage's 48 KB.
 __device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank) {
-  constexpr std::uint16_t kAllBlocks = 0b1111;
+  constexpr std::uint16_t kBothBlocks = 0b11;
   const int k_stages = a.k / kGroupedTileDepth;
-  const unsigned row_in_quad = rank % 2, col_in_quad = rank / 2;
-  const auto row_mask = static_cast<std::uint16_t>(0b0101u << row_in_quad);
-  const auto col_mask = static_cast<std::uint16_t>(0b0011u << (2 * col_in_quad));
   int slot = 0;
   unsigned phase = 0;
-  const int first = static_cast<int>(blockIdx.x / kClusterBlocks), stride = static_cast<int>(gridDim.x / kClusterBlocks);
-  for (int unit = first; unit < a.pairs; unit += stride) {
-    const BlockTile tile = block_tile(a, unit, rank);
+  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+    const BlockTile tile = block_tile(a, pair, rank);
     const CUtensorMap* w_map = a.maps + tile.group;
     const CUtensorMap* x_map = a.maps + a.groups + tile.group;
-    const bool quad = tile.kind == cuda_plan::GroupedUnitKind::kQuad;
     for (int ks = 0; ks < k_stages; ++ks) {
       const unsigned full_bar = full + 8 * static_cast<unsigned>(slot);
       hw::mbarrier_wait(empty + 8 * static_cast<unsigned>(slot), phase ^ 1);  // a fresh barrier reads as released
       const unsigned sa = ring + static_cast<unsigned>(slot) * kStageBytes, sb = sa + kABytes;
       const int k0 = ks * kGroupedTileDepth;
       hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes);
-      if (quad) {
-        hw::tma_load_2d_multicast(sa + col_in_quad * kAHalfBytes, x_map, full_bar, k0,
-                                  tile.row0 + static_cast<int>(col_in_quad) * kGroupedHalfTileRows, row_mask);
+      if (tile.shared_weights) {
+        hw::tma_load_2d(sa, x_map, full_bar, k0, tile.row0);
+        hw::tma_load_2d(sa + kAHalfBytes, x_map, full_bar, k0, tile.row0 + kGroupedHalfTileRows);
 #pragma unroll
-        for (unsigned b = 2 * row_in_quad; b < 2 * row_in_quad + 2; ++b) {
+        for (unsigned b = 2 * rank; b < 2 * rank + 2; ++b) {
           hw::tma_load_2d_multicast(sb + b * kBBlockBytes, w_map, full_bar, tile.col0 + static_cast<int>(b) * 64, k0,
-                                    col_mask);
+                                    kBothBlocks);
         }
       } else {
-        if (rank < 2) {
-          hw::tma_load_2d_multicast(sa + rank * kAHalfBytes, x_map, full_bar, k0,
-                                    tile.row0 + static_cast<int>(rank) * kGroupedHalfTileRows, kAllBlocks);
-        }
+        hw::tma_load_2d_multicast(sa + rank * kAHalfBytes, x_map, full_bar, k0,
+                                  tile.row0 + static_cast<int>(rank) * kGroupedHalfTileRows, kBothBlocks);
 #pragma unroll
         for (unsigned b = 0; b < kBBlocks; ++b) {
           hw::tma_load_2d(sb + b * kBBlockBytes, w_map, full_bar, tile.col0 + static_cast<int>(b) * 64, k0);
@@ -117,6 +101,13 @@ __device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full
       }
     }
   }
+}
+
+// One consumer warp is done reading ring slot `slot`: tells both blocks of the cluster, whose producers both write it
+// (the other block's barrier through a remote arrival at CTA scope: docs/performance.md has what cluster scope cost).
+__device__ inline void release_slot(unsigned empty, unsigned rank, int slot) {
+  hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(slot));
+  hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), rank ^ 1);
 }
 
 // The ring position the consumers read next, advanced stage by stage.
@@ -131,27 +122,6 @@ struct RingCursor {
     }
   }
 };
-
-// One consumer warp is done reading ring slot `slot`: tells every block of the cluster, whose producers may all write
-// it (the multicast's blocks change with the unit's kind; the others' barriers through remote arrivals at CTA scope:
-// docs/performance.md has what cluster scope cost).
-__device__ inline void release_slot(unsigned empty, unsigned rank, int slot) {
-  hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(slot));
-#pragma unroll
-  for (unsigned other = 1; other < kClusterBlocks; ++other) {
-    hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), rank ^ other);
-  }
-}
-
-// An empty tile (its column block past n): the block's consumers release each k stage's slot as it fills, no math.
-__device__ void skip_tile(const GroupedKernelArgs& a, unsigned full, unsigned empty, RingCursor& ring_at) {
-  const int lane = static_cast<int>(threadIdx.x) % 32;
-  for (int ks = 0; ks < a.k / kGroupedTileDepth; ++ks) {
-    hw::mbarrier_wait(full + 8 * static_cast<unsigned>(ring_at.slot), ring_at.phase);
-    if (lane == 0) release_slot(empty, ring_at.rank, ring_at.slot);
-    ring_at.advance();
-  }
-}
 
 // One consumer warpgroup's share of one tile: 64 rows × kCols columns, its X rows `a_offset` bytes into the stage's X
 // tile and its W columns `b_offset` bytes into the stage's W tile. Per k stage: waits for the slot, issues 4 wgmma k16
@@ -194,34 +164,26 @@ __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned
   hw::wgmma_wait_group<0>();
   hw::wgmma_fence_operands(acc);
   if (lane == 0) release_slot(empty, ring_at.rank, held);
-  // Thread t holds rows lane / 4 and + 8 of the warp's 16, columns 8j + 2·(lane % 4) and + 1 (hopper_ops.cuh): in
-  // two rounds, rows 0..7 then 8..15 (accumulators 4j + 2·round and + 1), each staged at rows 0..7.
+  // Thread t holds rows lane / 4 and + 8 of the warp's 16, columns 8j + 2·(lane % 4) and + 1 (hopper_ops.cuh).
   const unsigned warp_staging = staging + static_cast<unsigned>(warp) * kWarpStagingBytes;
   const unsigned at0 = warp_staging + static_cast<unsigned>(lane / 4) * kStagingRowBytes + 4u * (lane % 4);
-  const int warp_rows = std::min(16, rows - warp * 16);
+  const unsigned at8 = at0 + 8 * kStagingRowBytes;
+  if (lane == 0) hw::bulk_wait_group_read();  // the previous tile's copies have read the staging rows
+  __syncwarp();
 #pragma unroll
-  for (int round = 0; round < kStagingRounds; ++round) {
-    if (lane == 0) hw::bulk_wait_group_read();  // the previous copies have read the staging rows
-    __syncwarp();
-#pragma unroll
-    for (int j = 0; j < kCols / 8; ++j) {
-      if constexpr (kStagingRounds == 1) {
-        hw::st_shared_b32(at0 + 16u * j, hw::pack_bf16x2(acc[4 * j], acc[4 * j + 1]));
-        hw::st_shared_b32(at0 + 8 * kStagingRowBytes + 16u * j, hw::pack_bf16x2(acc[4 * j + 2], acc[4 * j + 3]));
-      } else {
-        hw::st_shared_b32(at0 + 16u * j, hw::pack_bf16x2(acc[4 * j + 2 * round], acc[4 * j + 2 * round + 1]));
-      }
+  for (int j = 0; j < kCols / 8; ++j) {
+    hw::st_shared_b32(at0 + 16u * j, hw::pack_bf16x2(acc[4 * j], acc[4 * j + 1]));
+    hw::st_shared_b32(at8 + 16u * j, hw::pack_bf16x2(acc[4 * j + 2], acc[4 * j + 3]));
+  }
+  hw::fence_proxy_async_shared();
+  __syncwarp();
+  if (lane == 0) {
+    const int warp_rows = std::min(16, rows - warp * 16);
+    for (int i = 0; i < warp_rows; ++i) {
+      hw::bulk_store(y + std::int64_t{warp * 16 + i} * a.n, warp_staging + static_cast<unsigned>(i) * kStagingRowBytes,
+                     kCols * 2);
     }
-    hw::fence_proxy_async_shared();
-    __syncwarp();
-    if (lane == 0) {
-      const int first = round * kStagingRowsPerRound;
-      for (int i = first; i < std::min(first + kStagingRowsPerRound, warp_rows); ++i) {
-        hw::bulk_store(y + std::int64_t{warp * 16 + i} * a.n,
-                       warp_staging + static_cast<unsigned>(i - first) * kStagingRowBytes, kCols * 2);
-      }
-      hw::bulk_commit_group();
-    }
+    hw::bulk_commit_group();
   }
 }
 
@@ -234,14 +196,9 @@ __device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full
   RingCursor ring_at;
   ring_at.rank = rank;
   const unsigned staging = ring + kStagingOffset + static_cast<unsigned>(half) * 4 * kWarpStagingBytes;
-  const int first = static_cast<int>(blockIdx.x / kClusterBlocks), stride = static_cast<int>(gridDim.x / kClusterBlocks);
-  for (int unit = first; unit < a.pairs; unit += stride) {
-    const BlockTile tile = block_tile(a, unit, rank);
-    if (tile.col0 >= a.n) {
-      skip_tile(a, full, empty, ring_at);
-      continue;
-    }
-    const int tile_rows = a.schedule[2 * tile.group] - tile.row0;  // ≥ 1: units hold only row blocks of the group
+  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+    const BlockTile tile = block_tile(a, pair, rank);
+    const int tile_rows = a.schedule[2 * tile.group] - tile.row0;  // ≤ 0 for the zero partner past a group's end
     auto* y =
         static_cast<__nv_bfloat16*>(a.table[2 * a.groups + tile.group]) + std::int64_t{tile.row0} * a.n + tile.col0;
     if (tile_rows <= kGroupedHalfTileRows) {
@@ -255,10 +212,10 @@ __device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full
   if (threadIdx.x % 32 == 0) hw::bulk_wait_group();  // the last tile's stores are done before the block's exit
 }
 
-__global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kThreads, 1)
+__global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
     grouped_gemm_kernel(const __grid_constant__ GroupedKernelArgs args) {
   extern __shared__ __align__(1024) std::uint8_t grouped_smem[];
-  // The 128-byte swizzle pattern repeats every 1024 bytes: align the ring (at the same offset in every block, which
+  // The 128-byte swizzle pattern repeats every 1024 bytes: align the ring (at the same offset in both blocks, which
   // the multicast copies rely on).
   const unsigned ring = (hw::smem_address(grouped_smem) + 1023u) & ~1023u;
   const unsigned full = ring + kBarrierOffset;  // kStages mbarriers of 8 bytes
@@ -267,11 +224,11 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kThread
   if (threadIdx.x == 0) {
     for (unsigned s = 0; s < kStages; ++s) {
       hw::mbarrier_init(full + 8 * s, 1);                    // the producer's arrive (plus the copies' bytes)
-      hw::mbarrier_init(empty + 8 * s, kClusterBlocks * kConsumers * 4);  // one arrival per consumer warp of the cluster
+      hw::mbarrier_init(empty + 8 * s, 2 * kConsumers * 4);  // one arrival per consumer warp of both blocks
     }
     hw::fence_mbarrier_init();
   }
-  hw::cluster_sync();  // every block's barriers exist before any block's copies or arrivals reach them
+  hw::cluster_sync();  // both blocks' barriers exist before either block's copies or arrivals reach them
   const int warpgroup = static_cast<int>(threadIdx.x) / kWarpgroupThreads;
   if (warpgroup == 0) {
     hw::warpgroup_release_registers<kProducerRegisters>();
@@ -281,7 +238,7 @@ __global__ void __cluster_dims__(kClusterBlocks, 1, 1) __launch_bounds__(kThread
     hw::warpgroup_claim_registers<kConsumerRegisters>();
     consume(args, ring, full, empty, rank, warpgroup - 1);
   }
-  hw::cluster_sync();  // no block leaves while another may still write its shared memory or barriers
+  hw::cluster_sync();  // neither block leaves while the other may still write its shared memory or barriers
 }
 
 }  // namespace
@@ -306,16 +263,16 @@ void launch_grouped_gemm_kernel(const GroupedKernelArgs& args, cudaStream_t stre
   // Per device (the engine may drive several from one process) and cheap: set on every launch.
   PARATWIN_CUDA_CHECK(
       cudaFuncSetAttribute(grouped_gemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  // As many clusters as fit at once (a cluster's blocks share a GPC, whose multiprocessors need not be a multiple of 4).
+  // As many clusters as fit at once (a cluster's two blocks share a GPC, whose multiprocessors may be odd in number).
   cudaLaunchConfig_t config{};
-  config.gridDim = dim3(kClusterBlocks);
+  config.gridDim = dim3(2);
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = kSmemBytes;
   config.stream = stream;
   int clusters = 0;
   PARATWIN_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, grouped_gemm_kernel, &config));
   PARATWIN_ASSERT(clusters >= 1, "the grouped GEMM kernel fits no cluster on this device");
-  const int blocks = static_cast<int>(kClusterBlocks) * std::min(args.pairs, clusters);
+  const int blocks = 2 * std::min(args.pairs, clusters);
   grouped_gemm_kernel<<<blocks, kThreads, kSmemBytes, stream>>>(args);
   PARATWIN_CUDA_CHECK(cudaGetLastError());
 }

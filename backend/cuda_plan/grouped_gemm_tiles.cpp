@@ -20,16 +20,16 @@ GroupedTileSchedule make_grouped_tile_schedule(const std::vector<std::int64_t>& 
                   n);
   const auto col_blocks = static_cast<int>(n / kGroupedTileCols);
   GroupedTileSchedule s;
-  std::int64_t units = 0;
+  std::int64_t pairs = 0;
   for (const std::int64_t rows : group_rows) {
     PARATWIN_ASSERT(rows >= 1 && rows <= kIntMax - kGroupedTileRows, "grouped kernel group of {} rows", rows);
     s.table.push_back(static_cast<int>(rows));
-    s.table.push_back(static_cast<int>(units));
-    units += grouped_units_of_group(static_cast<int>(rows), col_blocks);
-    PARATWIN_ASSERT(units <= kIntMax, "grouped kernel schedule of {} tile units", units);
+    s.table.push_back(static_cast<int>(pairs));
+    pairs += grouped_pairs_of_group(static_cast<int>(rows), col_blocks);
+    PARATWIN_ASSERT(pairs <= kIntMax, "grouped kernel schedule of {} tile pairs", pairs);
   }
   s.groups = static_cast<int>(group_rows.size());
-  s.units = static_cast<int>(units);
+  s.pairs = static_cast<int>(pairs);
   return s;
 }
 
@@ -45,6 +45,8 @@ double grouped_kernel_padding(const std::vector<std::int64_t>& group_rows, std::
       const int last = remainder <= kGroupedHalfTileRows ? kGroupedHalfTileRows : kGroupedTileRows;
       row_blocks_computed += static_cast<double>(last) * static_cast<double>(col_blocks);
     }
+    const std::int64_t row_blocks = (rows + kGroupedTileRows - 1) / kGroupedTileRows;
+    if (row_blocks % 2 == 1 && col_blocks % 2 == 1) row_blocks_computed += kGroupedHalfTileRows;  // the zero partner
     computed += row_blocks_computed;
     useful += static_cast<double>(rows) * static_cast<double>(col_blocks);
   }

@@ -4,21 +4,21 @@
 /// block of a group is partial (its rows past rows_g are never stored), and the kernel computes one of at most
 /// kGroupedHalfTileRows rows as that many rows only.
 ///
-/// The kernel runs as clusters of kGroupedClusterBlocks (4) blocks that share operands through the copy engine's
-/// multicast, so its unit of work is a unit of up to 4 tiles of one group, one per block (rank r of the cluster):
-/// - kQuad (2 × 2): row blocks 2p, 2p + 1 × column blocks 2q, 2q + 1; block r takes row block 2p + r % 2 and column
-///   block 2q + r / 2. The two blocks of a row block share its X tile, the two of a column block its W tile.
-/// - kRowOfFour (1 × 4): where a group has an odd number of row blocks, its last row block's column blocks 4t .. 4t
-///   + 3; block r takes column block 4t + r, and the four share the X tile.
-/// Where the column blocks are not a multiple of 4 (never in the zoo: n / 256 is 12, 16 or 28 there), a unit's tiles
-/// past the last column block are empty: their block loads its share of the unit's multicast operands and walks the
-/// ring without math (a kQuad with an empty column is the two-block clusters' shared-weights pair, a kRowOfFour with
-/// two or one tile their shared-rows pair or a lone tile, with the other blocks idle).
-/// Order within a group: column pair by column pair, each column pair's kQuad units in row order; where the row blocks
-/// are odd in number, each column quad (4t .. 4t + 3)'s kRowOfFour unit right after the kQuad units of its two column
-/// pairs. The persistent clusters take consecutive units at the same time, so every unit that reads one W column block
-/// runs beside the others that read it, and that W comes from device memory once, then from L2.
-/// Plain C++ (no CUDA header), so the CPU tests check it; the kernel decodes units with the same constexpr functions
+/// The kernel runs as clusters of two blocks that share one operand through the copy engine's multicast, so its unit
+/// of work is a pair of tiles of one group:
+/// - kSharedWeights: row blocks 2p and 2p + 1 of one column block (block r of the cluster takes row block 2p + r;
+///   they share the W tile, the larger operand).
+/// - kSharedRows: where a group has an odd number of row blocks, its last row block's column blocks 2q and 2q + 1
+///   (block r takes column block 2q + r; they share the X tile).
+/// - Where the column blocks are odd in number too, the last row block's last column block pairs with the row block
+///   past the group's end as kSharedWeights: the second block multiplies zeros and stores nothing.
+/// Order within a group: column block by column block, each column block's shared-weight pairs in row order; where the
+/// row blocks are odd in number, each column pair (2q, 2q + 1)'s kSharedRows pair right after the shared-weight pairs
+/// of column block 2q + 1 (and the zero-partner pair right after those of the last column block). The persistent
+/// clusters take consecutive pairs at the same time, so every pair that reads one W column block runs beside the
+/// others that read it, and that W comes from device memory once, then from L2 (docs/performance.md "MoE expert
+/// GEMMs": with the last row block's pairs after all of a group's shared-weight pairs, its W was read twice).
+/// Plain C++ (no CUDA header), so the CPU tests check it; the kernel decodes pairs with the same constexpr function
 /// (nvcc's --expt-relaxed-constexpr).
 
 #include <cstdint>
@@ -30,16 +30,15 @@ inline constexpr int kGroupedTileRows = 128;     ///< two consumer warpgroups ×
 inline constexpr int kGroupedTileCols = 256;     ///< one wgmma m64n256 per warpgroup and k step
 inline constexpr int kGroupedTileDepth = 64;     ///< k per pipeline stage: one 128-byte swizzle row of bf16
 inline constexpr int kGroupedHalfTileRows = 64;  ///< a remainder this short runs as one wgmma row block
-inline constexpr int kGroupedClusterBlocks = 4;  ///< blocks per cluster: tiles per unit
 
 /// Whether the kernel computes an n × k problem: whole column blocks and whole k stages, sizes in int range.
 [[nodiscard]] bool grouped_kernel_supports(std::int64_t n, std::int64_t k);
 
-/// `table` holds 2 ints per group given: {rows, first unit}; `units` the total. Groups must be non-empty.
+/// `table` holds 2 ints per group given: {rows, first pair}; `pairs` the total. Groups must be non-empty.
 struct GroupedTileSchedule {
   std::vector<int> table;
   int groups = 0;
-  int units = 0;
+  int pairs = 0;
 };
 
 /// The schedule of the non-empty groups `group_rows` at width n (grouped_kernel_supports(n, any k) must hold).
@@ -47,41 +46,31 @@ struct GroupedTileSchedule {
                                                              std::int64_t n);
 
 /// The tensor cores' work over the useful work: rows × columns the kernel computes (whole row blocks of 128, a
-/// remainder of at most 64 as 64; empty tiles compute nothing) over Σ rows_g × n.
+/// remainder of at most 64 as 64, the zeros of an unpaired tile's partner) over Σ rows_g × n.
 [[nodiscard]] double grouped_kernel_padding(const std::vector<std::int64_t>& group_rows, std::int64_t n);
 
-enum class GroupedUnitKind { kQuad, kRowOfFour };
+enum class GroupedPairKind { kSharedWeights, kSharedRows };
 
-/// A unit's first tile (block 0's): row block `row_block`, column block `col_block` of group `group`.
-struct GroupedUnit {
+/// Block 0's tile of a pair; block r's is (row_block + r, col_block) for kSharedWeights and (row_block, col_block +
+/// r) for kSharedRows.
+struct GroupedPair {
   int group = 0, row_block = 0, col_block = 0;
-  GroupedUnitKind kind = GroupedUnitKind::kQuad;
+  GroupedPairKind kind = GroupedPairKind::kSharedWeights;
 };
 
-/// The tile of cluster block `rank` (< kGroupedClusterBlocks) in `unit`; its column block may lie past the group's
-/// last (an empty tile: the header says when).
-struct GroupedTile {
-  int row_block = 0, col_block = 0;
-};
-constexpr GroupedTile grouped_unit_tile(const GroupedUnit& unit, int rank) {
-  if (unit.kind == GroupedUnitKind::kQuad) return {unit.row_block + rank % 2, unit.col_block + rank / 2};
-  return {unit.row_block, unit.col_block + rank};
-}
-
-/// Units per group of `rows` rows at `col_blocks` column blocks.
-constexpr int grouped_units_of_group(int rows, int col_blocks) {
+/// Pairs per group of `rows` rows at `col_blocks` column blocks.
+constexpr int grouped_pairs_of_group(int rows, int col_blocks) {
   const int row_blocks = (rows + kGroupedTileRows - 1) / kGroupedTileRows;
-  const int col_pairs = (col_blocks + 1) / 2, col_quads = (col_blocks + 3) / 4;
-  return row_blocks / 2 * col_pairs + (row_blocks % 2) * col_quads;
+  return row_blocks / 2 * col_blocks + (row_blocks % 2) * ((col_blocks + 1) / 2);
 }
 
-/// Unit `unit` (< the schedule's units) of `schedule`'s table: a binary search for the last group whose first unit is
-/// at most `unit`, then the unit's place in the group's order (the header says which).
-constexpr GroupedUnit decode_grouped_unit(const int* table, int groups, int col_blocks, int unit) {
+/// Pair `pair` (< the schedule's pairs) of `schedule`'s table: a binary search for the last group whose first pair is
+/// at most `pair`, then the pair's place in the group's order (the header says which).
+constexpr GroupedPair decode_grouped_pair(const int* table, int groups, int col_blocks, int pair) {
   int lo = 0, hi = groups - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) / 2;
-    if (table[2 * mid + 1] <= unit) {
+    if (table[2 * mid + 1] <= pair) {
       lo = mid;
     } else {
       hi = mid - 1;
@@ -89,20 +78,20 @@ constexpr GroupedUnit decode_grouped_unit(const int* table, int groups, int col_
   }
   const int row_blocks = (table[2 * lo] + kGroupedTileRows - 1) / kGroupedTileRows;
   const int row_pairs = row_blocks / 2;
-  const int local = unit - table[2 * lo + 1];
+  const int local = pair - table[2 * lo + 1];
   if (row_blocks % 2 == 0) {
-    return {lo, 2 * (local % row_pairs), 2 * (local / row_pairs), GroupedUnitKind::kQuad};
+    return {lo, 2 * (local % row_pairs), local / row_pairs, GroupedPairKind::kSharedWeights};
   }
-  // Odd row blocks: runs of 2 · row_pairs + 1 units per column quad (the kQuad units of its two column pairs, then its
-  // kRowOfFour unit); a last column quad of one column pair runs row_pairs + 1.
+  // Odd row blocks: runs of 2 · row_pairs + 1 pairs per column pair (its two column blocks' shared-weight pairs, then
+  // their kSharedRows pair); an odd last column block's run is its row_pairs shared-weight pairs and the zero partner.
   const int run = 2 * row_pairs + 1;
-  const int col_quad = local / run, in_run = local % run;
-  const int col_pairs = (col_blocks + 1) / 2;
-  const int quads_in_run = (col_pairs - 2 * col_quad < 2 ? 1 : 2) * row_pairs;
-  if (in_run < quads_in_run) {
-    return {lo, 2 * (in_run % row_pairs), 2 * (2 * col_quad + in_run / row_pairs), GroupedUnitKind::kQuad};
+  const int col_pair = local / run, in_run = local % run;
+  const int col_block = 2 * col_pair + (in_run < 2 * row_pairs ? in_run / row_pairs : 0);
+  if (in_run < 2 * row_pairs && (col_block < col_blocks - 1 || col_blocks % 2 == 0 || in_run < row_pairs)) {
+    return {lo, 2 * (in_run % row_pairs), col_block, GroupedPairKind::kSharedWeights};
   }
-  return {lo, row_blocks - 1, 4 * col_quad, GroupedUnitKind::kRowOfFour};
+  if (2 * col_pair + 1 < col_blocks) return {lo, row_blocks - 1, 2 * col_pair, GroupedPairKind::kSharedRows};
+  return {lo, row_blocks - 1, col_blocks - 1, GroupedPairKind::kSharedWeights};  // the partner is past the group
 }
 
 }  // namespace paratwin::cuda_plan

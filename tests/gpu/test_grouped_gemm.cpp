@@ -181,8 +181,9 @@ TEST_CASE("grouped GEMM equals the float product per expert, with ragged and emp
 }
 
 // The persistent kernel (grouped_gemm_kernel.hpp) at the sizes it supports: partial row blocks, groups of 0 and 1
-// rows, a group of one whole tile and ones just under and over it, very different sizes side by side, units with
-// empty tiles (column blocks not a multiple of 4), more tile units than the GPU runs clusters, and the zoo's MoE n × k (few rows each, so that the host reference stays quick).
+// rows, a group of one whole tile and ones just under and over it, very different sizes side by side, experts of one
+// row block at odd and even column-block counts, more tile pairs than the GPU runs clusters, and the zoo's MoE n × k
+// (few rows each, so that the host reference stays quick).
 TEST_CASE("persistent grouped GEMM kernel equals the float product per expert", "[gpu]") {
   REQUIRE(cudaSetDevice(0) == cudaSuccess);
   constexpr auto kKernel = GroupedGemmMethod::kPersistentKernel;
@@ -196,17 +197,16 @@ TEST_CASE("persistent grouped GEMM kernel equals the float product per expert", 
     check_grouped({700, 1, 0, 3, 257, 0, 0, 33}, 768, 320, kKernel, 23);
   }
   SECTION("more tile pairs than clusters: each cluster walks many, the ring wraps within and across tiles") {
-    // (The section's name is from the two-block clusters' pairs; units now.) 300 groups of 0..210 rows (about 31,000
-    // rows): ~300 units at one column block (a row of four or a quad, 3 or 2 of its tiles empty) and ~450 at three,
-    // against at most 33 clusters of 4 on H200; 3 k stages, and 1 (fewer than the ring's).
+    // 300 groups of 0..210 rows (about 31,000 rows): ~300 pairs at one column block (each a zero partner or a pair of
+    // row blocks) and ~750 at three, against at most 66 clusters on H200; 3 k stages, and 1 (fewer than the ring's).
     std::vector<std::int64_t> many(300);
     for (std::size_t g = 0; g < many.size(); ++g) many[g] = static_cast<std::int64_t>(g * 37 % 211);
     check_grouped(many, 256, 192, kKernel, 29);
     check_grouped(many, 768, 64, kKernel, 30);
   }
-  SECTION("experts of one row block, column blocks not a multiple of 4: units with empty tiles") {
-    // 5 column blocks: the one-row-block experts run as rows of four (the second with 3 empty tiles), the others'
-    // last column pair as quads with an empty column; 6: the last row of four has 2 empty tiles; 7: both.
+  SECTION("experts of one row block, column blocks not a multiple of 4") {
+    // One-row-block experts run as shared-rows pairs (an odd last one with a zero partner); 5, 6 and 7 column blocks
+    // (the zoo has 12, 16 or 28) were the empty-tile cases of the clusters of four (docs/performance.md).
     check_grouped({1, 64, 65, 127, 128, 0, 90}, 1280, 128, kKernel, 31);
     check_grouped({1, 200, 300, 128, 129, 450, 0, 40}, 1536, 64, kKernel, 32);
     check_grouped({256, 300, 5, 383}, 1792, 192, kKernel, 33);
