@@ -2,9 +2,7 @@
 // grouped GEMM kernel's (backend/cuda/grouped_gemm_kernel.cu: 384 threads, one block per multiprocessor, ~211 KB or
 // ~226 KB of dynamic shared memory): cudaOccupancyMaxActiveClusters, which the kernel's launch uses too. A cluster
 // stays within one GPC, so where a GPC's multiprocessors are not a multiple of the cluster size some stay idle.
-// Standalone (not part of the CMake build); build and run on the GPU machine or carry the binary:
-//   nvcc -O2 -gencode=arch=compute_90a,code=sm_90a -o cluster_occupancy scripts/device/cluster_occupancy.cu
-//   ./cluster_occupancy
+// Run it before changing the kernel's cluster shape: build/bench/bench_cluster_occupancy (no arguments).
 #include <cuda_runtime.h>
 
 #include <cstdio>
