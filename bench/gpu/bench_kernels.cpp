@@ -13,9 +13,9 @@
 //                  attention), against the same ceilings, measured first as always
 //   --grouped-only the MoE expert GEMMs of grouped_gemm.hpp only, each method against its dense GEMM of the same
 //                  size, against the same ceilings
-//   --fp8-experts-only  DeepSeek-V3.2's fp8 expert GEMMs only (fp8_grouped_gemm.hpp on the backend's side streams and
-//                  on one stream, 8K tokens at EP 1 and 8, 32K at EP 1), against the dense block-scaled fp8 GEMM of
-//                  the same size
+//   --fp8-experts-only  DeepSeek-V3.2's fp8 expert GEMMs only (fp8_grouped_gemm.hpp on the backend's 4 side
+//                  streams, on 8 and on one; 8K tokens at EP 1 and 8, 32K at EP 1), against the dense block-scaled
+//                  fp8 GEMM of the same size
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 

@@ -7,7 +7,6 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -185,13 +184,17 @@ TEST_CASE("fp8 GEMM refuses a k its scaling cannot take", "[gpu][fp8]") {
 // groups wait for the previous stream's tail; every real row against the host's dequantised product, into a poisoned
 // output, several times, and bit for bit equal to the same GEMMs run in group order on one stream.
 TEST_CASE("fp8 expert GEMMs on side streams equal the host product, ragged and empty groups included", "[gpu][fp8]") {
-  const std::vector<i64> group_rows{5, 0, 3, 130, 1, 0, 77, 66, 2, 9, 61, 0, 33, 7, 1, 2, 45, 3, 0, 50, 6};
+  // Runs of this plan (cuda_plan::plan_fp8_group_streams): [0, 4) with no tail (128 rows end it); [4, 8) with the
+  // tail 77, 61, whose 3 extra rows cover the empty group 8, all of group 9 and a row of group 10, the next run's
+  // head; [8, 16) with the tail 33, 7, 1 writing into the last run's first group.
+  const std::vector<i64> group_rows{5, 0, 3, 128, 24, 0, 77, 61, 0, 2, 9, 60, 0, 33, 7, 1, 40, 2, 45, 3, 0, 52, 6};
   const i64 n = 256, k = 384, k_groups = k / kFp8ScaleBlock;
   Fp8GroupedGemm gemm(group_rows, n, k);
   const GemmStreams side(4, Lt::kWorkspaceBytes);
   const auto& runs = gemm.stream_runs(side.size());
   REQUIRE(runs.size() == 4);
-  REQUIRE(std::any_of(runs.begin(), runs.end(), [](const auto& r) { return r.waits_for_previous; }));
+  CHECK(!runs[1].waits_for_previous);
+  CHECK((runs[1].tail == 6 && runs[2].waits_for_previous && runs[2].tail == 13 && runs[3].waits_for_previous));
 
   std::mt19937_64 rng(31);
   const i64 rows = gemm.rows(), groups = static_cast<i64>(group_rows.size());
