@@ -1,13 +1,13 @@
 // Binder::moe_tables, bind_moe and bind_fp8_gemm: MoE layers under per-token routing, fp8 GEMMs (binder.hpp).
-#include "backend/cuda/binder.hpp"
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 #include <memory>
 
+#include "backend/cuda/binder.hpp"
 #include "backend/cuda/fp8_gemm.hpp"
+#include "backend/cuda/fp8_grouped_gemm.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "models/builders/moe_routing.hpp"
 #include "topology/error.hpp"
@@ -331,26 +331,23 @@ std::function<void(const ExecCtx&)> Binder::bind_fp8_gemm(const Op& op, const st
                                                           i64 k, int y) {
   auto& pool = p_.pool;
   if (k % kFp8ScaleBlock != 0) {
-    fail("op '{}': fp8 GEMM with k = {}: block scaling (1x128 activation groups, 128x128 weight blocks, as the fp8 "
-         "weights are quantised) needs k to be a multiple of 128",
-         op.name, k);
+    fail(
+        "op '{}': fp8 GEMM with k = {}: block scaling (1x128 activation groups, 128x128 weight blocks, as the fp8 "
+        "weights are quantised) needs k to be a multiple of 128",
+        op.name, k);
   }
-  const auto gemm = std::make_shared<Fp8Gemm>(Fp8Scaling::kBlock, n, k);
+  const auto gemm = std::make_shared<Fp8GroupedGemm>(group_rows, n, k);
   const auto experts = static_cast<i64>(group_rows.size());
-  i64 rows = 0, scale_rows = 0;
-  for (const i64 r : group_rows) {
-    rows += r;
-    scale_rows += fp8_padded_rows(Fp8Scaling::kBlock, r);
-  }
-  const i64 k_groups = k / kFp8ScaleBlock;
-  const i64 w_scales = fp8_weight_scale_count(Fp8Scaling::kBlock, n, k);
+  const i64 rows = gemm->rows();
   // Activations are scratch shared by every fp8 GEMM of the rank (the largest one's size). Each group's rows are
   // consecutive in X and Y, but a GEMM runs on its rows rounded up to 4 (fp8_gemm.hpp), reading and writing up to 3
-  // rows past them: the next group's (written before that group's own GEMM writes them, on the same stream), or for
-  // the last group 3 spare rows at the end. Each group has its own block of scales, in padded rows.
+  // rows past them: the next groups' (which Fp8GroupedGemm orders before those groups' own GEMMs, also where the
+  // groups run concurrently on the side streams), or for the last group 3 spare rows at the end. Each group has its
+  // own block of scales, in padded rows.
   const int x = pool.request("g.a8", (rows + 3) * k, BufferPool::Fill::kFp8);
   pool.grow(y, bf((rows + 3) * n));
-  const int x_scale = pool.request("g.a8.scale", scale_rows * k_groups * 4, BufferPool::Fill::kScaleFp32);
+  const int x_scale = pool.request("g.a8.scale", gemm->activation_scale_count() * 4, BufferPool::Fill::kScaleFp32);
+  const i64 w_scales = gemm->weight_scale_count();
   BufferPool::Random w_init;
   w_init.rows = experts * n;
   w_init.cols = k;
@@ -367,21 +364,14 @@ std::function<void(const ExecCtx&)> Binder::bind_fp8_gemm(const Op& op, const st
   s_init.fp32 = true;
   const int w_scale = pool.random("w.scale:" + op.name, s_init);
   return [=](const ExecCtx& e) {
-    const Fp8GemmLaunch launch{e.blas_lt, e.lt_workspace, e.lt_workspace_bytes, e.stream};
-    i64 row = 0, scale_row = 0;
-    for (std::size_t g = 0; g < group_rows.size(); ++g) {
-      const i64 r = group_rows[g];
-      const auto gi = static_cast<i64>(g);
-      Fp8GemmOperands o;
-      o.x = static_cast<const char*>(e.pool->ptr(x)) + row * k;
-      o.x_scale = static_cast<const float*>(e.pool->ptr(x_scale)) + scale_row * k_groups;
-      o.w = static_cast<const char*>(e.pool->ptr(w)) + gi * n * k;
-      o.w_scale = static_cast<const float*>(e.pool->ptr(w_scale)) + gi * w_scales;
-      o.y = static_cast<char*>(e.pool->ptr(y)) + row * n * 2;
-      gemm->run(launch, o, r);
-      row += r;
-      scale_row += fp8_padded_rows(Fp8Scaling::kBlock, r);
-    }
+    const Fp8GroupedGemm::Launch launch{e.blas_lt, e.lt_workspace, e.lt_workspace_bytes, e.stream, e.gemm_streams};
+    Fp8GroupedGemm::Operands o;
+    o.x = e.pool->ptr(x);
+    o.x_scale = static_cast<const float*>(e.pool->ptr(x_scale));
+    o.w = e.pool->ptr(w);
+    o.w_scale = static_cast<const float*>(e.pool->ptr(w_scale));
+    o.y = e.pool->ptr(y);
+    gemm->run(launch, o);
   };
 }
 

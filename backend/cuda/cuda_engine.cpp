@@ -451,7 +451,7 @@ void Worker::body() {
   PARATWIN_CUDA_CHECK(cudaMalloc(&lt_workspace_, cuda::kLtWorkspaceBytes));
   PARATWIN_CUDA_CHECK(cudaMalloc(&attention_workspace_, cuda::kAttentionWorkspaceBytes));
   cudnn_attention_ = std::make_unique<cuda::CudnnAttention>();
-  gemm_streams_ = std::make_unique<cuda::GemmStreams>(cuda::kGemmSideStreams);
+  gemm_streams_ = std::make_unique<cuda::GemmStreams>(cuda::kGemmSideStreams, cuda::kLtWorkspaceBytes);
   prog_.pool.allocate(compute_);
   auto moe_gemms = cuda::moe_gemm_launches(prog_);
   mine.moe_gemm_ops = std::move(moe_gemms.ops);

@@ -23,7 +23,10 @@
 /// The matmul descriptor, layouts and algorithm of a shape are made once, on the first call with that m, and cached
 /// (an Fp8Gemm is bound to one n, k and scaling; its cache holds each m it has run). Later calls only set the operand
 /// and scale pointers on the cached descriptor (host-side attributes) and enqueue: no allocation, no host sync.
-/// An Fp8Gemm is not thread-safe; the engine gives each op of each rank its own.
+/// cuBLASLt reads the descriptor when a call is enqueued, so calls on several streams may share one Fp8Gemm and its
+/// plans (fp8_grouped_gemm.hpp runs an op's experts so): one cuBLASLt handle, but each stream its own workspace of
+/// at least the size the plans were chosen with (concurrent matmuls must not share a workspace).
+/// An Fp8Gemm is not thread-safe (one host thread enqueues); the engine gives each op of each rank its own.
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>

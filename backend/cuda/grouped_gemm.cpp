@@ -30,7 +30,7 @@ bool runtime_has_grouped_call() {
 
 // ---------------------------------------------------------------------------------------------------- GemmStreams
 
-GemmStreams::GemmStreams(int streams) {
+GemmStreams::GemmStreams(int streams, std::size_t lt_workspace_bytes) : lt_workspace_bytes_(lt_workspace_bytes) {
   PARATWIN_ASSERT(streams >= 1 && streams <= kMaxGemmSideStreams, "{} side streams", streams);
   PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
   for (int i = 0; i < streams; ++i) {
@@ -41,17 +41,43 @@ GemmStreams::GemmStreams(int streams) {
     PARATWIN_CUBLAS_CHECK(cublasSetStream(handles_.back(), streams_.back()));
     joins_.push_back(nullptr);
     PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&joins_.back(), cudaEventDisableTiming));
+    signals_.push_back(nullptr);
+    PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&signals_.back(), cudaEventDisableTiming));
+    lt_workspaces_.push_back(nullptr);
+    if (lt_workspace_bytes > 0) PARATWIN_CUDA_CHECK(cudaMalloc(&lt_workspaces_.back(), lt_workspace_bytes));
   }
 }
 
 GemmStreams::~GemmStreams() {
   for (auto* h : handles_)
     if (h != nullptr) cublasDestroy(h);
+  for (auto* w : lt_workspaces_)
+    if (w != nullptr) cudaFree(w);
   for (auto* e : joins_)
+    if (e != nullptr) cudaEventDestroy(e);
+  for (auto* e : signals_)
     if (e != nullptr) cudaEventDestroy(e);
   for (auto* s : streams_)
     if (s != nullptr) cudaStreamDestroy(s);
   if (fork_ != nullptr) cudaEventDestroy(fork_);
+}
+
+void GemmStreams::fork(cudaStream_t origin) const {
+  PARATWIN_CUDA_CHECK(cudaEventRecord(fork_, origin));
+  for (auto* s : streams_) PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(s, fork_, 0));
+}
+
+void GemmStreams::join(cudaStream_t origin) const {
+  for (std::size_t s = 0; s < streams_.size(); ++s) {
+    PARATWIN_CUDA_CHECK(cudaEventRecord(joins_[s], streams_[s]));
+    PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(origin, joins_[s], 0));
+  }
+}
+
+void GemmStreams::signal(int from, int to) const {
+  const auto f = static_cast<std::size_t>(from);
+  PARATWIN_CUDA_CHECK(cudaEventRecord(signals_[f], streams_[f]));
+  PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(streams_[static_cast<std::size_t>(to)], signals_[f], 0));
 }
 
 // ---------------------------------------------------------------------------------------------------- GroupedGemm
@@ -214,18 +240,14 @@ bool GroupedGemm::run_kernel(const Launch& launch) const {
 void GroupedGemm::run_concurrent(const Launch& launch) const {
   const GemmStreams& side = *launch.side;
   const auto streams = side.streams_.size();
-  PARATWIN_CUDA_CHECK(cudaEventRecord(side.fork_, launch.stream));
-  for (auto* s : side.streams_) PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(s, side.fork_, 0));
+  side.fork(launch.stream);
   std::array<i64, kMaxGemmSideStreams> load{};  // rows given to each side stream so far
   for (const std::size_t g : by_rows_) {
     const auto s = static_cast<std::size_t>(std::min_element(load.begin(), load.begin() + streams) - load.begin());
     gemm(side.handles_[s], launch.host_table, g);
     load[s] += n_arr_[g];
   }
-  for (std::size_t s = 0; s < streams; ++s) {
-    PARATWIN_CUDA_CHECK(cudaEventRecord(side.joins_[s], side.streams_[s]));
-    PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(launch.stream, side.joins_[s], 0));
-  }
+  side.join(launch.stream);
 }
 
 // The batch of whole chunks on side stream 0, each group's remainder rows on the others (largest first, to the
@@ -235,8 +257,7 @@ bool GroupedGemm::run_chunked(const Launch& launch) const {
   const GemmStreams& side = *launch.side;
   const auto streams = side.streams_.size();
   const auto groups = m_.size();
-  PARATWIN_CUDA_CHECK(cudaEventRecord(side.fork_, launch.stream));
-  for (auto* s : side.streams_) PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(s, side.fork_, 0));
+  side.fork(launch.stream);
   std::array<i64, kMaxGemmSideStreams> load{};
   if (chunks_ > 0) {
     const float alpha = 1.0f, beta = 0.0f;
@@ -260,10 +281,7 @@ bool GroupedGemm::run_chunked(const Launch& launch) const {
                                        &beta, y, CUDA_R_16BF, ldc_[g], CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     load[s] += tail_rows_[g];
   }
-  for (std::size_t s = 0; s < streams; ++s) {
-    PARATWIN_CUDA_CHECK(cudaEventRecord(side.joins_[s], side.streams_[s]));
-    PARATWIN_CUDA_CHECK(cudaStreamWaitEvent(launch.stream, side.joins_[s], 0));
-  }
+  side.join(launch.stream);
   return true;
 }
 

@@ -35,27 +35,44 @@
 #include <cuda.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
 namespace paratwin::cuda {
 
 /// Side streams of one GPU for concurrent expert GEMMs, each with its own cuBLAS handle (kernels running at the same
-/// time must not share a handle's workspace), a fork event and one join event per stream. Created on the current
-/// device (1 to kMaxGemmSideStreams streams); cuBLAS and CUDA errors throw paratwin::Error.
+/// time must not share a handle's workspace), optionally its own cuBLASLt workspace (the fp8 expert GEMMs,
+/// fp8_grouped_gemm.hpp: concurrent cuBLASLt matmuls must not share one either), a fork event, and per stream a join
+/// event and a signal event. Created on the current device (1 to kMaxGemmSideStreams streams); cuBLAS and CUDA errors
+/// throw paratwin::Error.
 class GemmStreams {
  public:
-  explicit GemmStreams(int streams);
+  /// `lt_workspace_bytes` > 0: each stream gets a cuBLASLt workspace of that many bytes (device memory).
+  explicit GemmStreams(int streams, std::size_t lt_workspace_bytes = 0);
   ~GemmStreams();
   GemmStreams(const GemmStreams&) = delete;
   GemmStreams& operator=(const GemmStreams&) = delete;
   [[nodiscard]] int size() const { return static_cast<int>(streams_.size()); }
+  [[nodiscard]] cudaStream_t stream(int i) const { return streams_[static_cast<std::size_t>(i)]; }
+  /// Stream i's cuBLASLt workspace (null where the streams were made without).
+  [[nodiscard]] void* lt_workspace(int i) const { return lt_workspaces_[static_cast<std::size_t>(i)]; }
+  [[nodiscard]] std::size_t lt_workspace_bytes() const { return lt_workspace_bytes_; }
+
+  /// Every side stream waits for what `origin` has enqueued so far.
+  void fork(cudaStream_t origin) const;
+  /// `origin` waits for what every side stream has enqueued so far.
+  void join(cudaStream_t origin) const;
+  /// Records stream `from`'s signal event (what it has enqueued so far) and makes stream `to` wait for it.
+  void signal(int from, int to) const;
 
  private:
   friend class GroupedGemm;
   std::vector<cudaStream_t> streams_;
   std::vector<cublasHandle_t> handles_;
-  std::vector<cudaEvent_t> joins_;
+  std::vector<cudaEvent_t> joins_, signals_;
+  std::vector<void*> lt_workspaces_;
+  std::size_t lt_workspace_bytes_ = 0;
   cudaEvent_t fork_ = nullptr;
 };
 

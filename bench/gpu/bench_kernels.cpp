@@ -6,13 +6,16 @@
 // printed as such. The layer's memory-bound kernels also show their rate over that of a copy of the same bytes timed
 // the same way ("of copy@size": what a launch of that size can reach; bench_memory_launch breaks the difference
 // down). Cases: kernel_cases.hpp.
-// Usage: bench_kernels [--csv FILE] [--memory-only | --dsa-only | --grouped-only]
+// Usage: bench_kernels [--csv FILE] [--memory-only | --dsa-only | --grouped-only | --fp8-experts-only]
 //   --memory-only  only the memory-bound layer kernels (rmsnorm, add, rope, silu_mul; a few seconds, for comparing
 //                  variants of them; the full table runs them between GEMMs, which leave the GPU's clock lower)
 //   --dsa-only     only DeepSeek-V3.2's DSA rows (the indexer on each of its tensor-core kernels, top-k, sparse
 //                  attention), against the same ceilings, measured first as always
 //   --grouped-only the MoE expert GEMMs of grouped_gemm.hpp only, each method against its dense GEMM of the same
 //                  size, against the same ceilings
+//   --fp8-experts-only  DeepSeek-V3.2's fp8 expert GEMMs only (fp8_grouped_gemm.hpp on the backend's 4 side
+//                  streams, on 8 and on one; 8K tokens at EP 1 and 8, 32K at EP 1), against the dense block-scaled
+//                  fp8 GEMM of the same size
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -20,6 +23,7 @@
 #include <exception>
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include "bench/gpu/bench_output.hpp"
 #include "bench/gpu/kernel_cases.hpp"
@@ -65,12 +69,11 @@ void write_csv(const KernelBench& b, const std::string& path) {
     f << "kernel,model,shape,time_s,work,unit,rate_per_s,fraction,versus,target,anchor,status,fraction_of_copy_at_"
          "size,prompt_tokens\n";
     for (const auto& r : b.rows()) {
-      f << fmt::format("{},{},{},{:.9g},{:.6g},{},{:.6g},{:.4f},{},{},{},{},{},{}\n", csv_field(r.kernel),
-                       csv_field(r.model), csv_field(r.shape), r.seconds, r.work, r.flops ? "flop" : "byte",
-                       r.work / r.seconds, r.fraction, r.versus, r.target ? fmt::format("{:.3f}", *r.target) : "",
-                       csv_field(r.anchor), csv_field(status(r)),
-                       r.fraction_of_copy_at_size ? fmt::format("{:.4f}", *r.fraction_of_copy_at_size) : "",
-                       r.prompt_tokens);
+      f << fmt::format(
+          "{},{},{},{:.9g},{:.6g},{},{:.6g},{:.4f},{},{},{},{},{},{}\n", csv_field(r.kernel), csv_field(r.model),
+          csv_field(r.shape), r.seconds, r.work, r.flops ? "flop" : "byte", r.work / r.seconds, r.fraction, r.versus,
+          r.target ? fmt::format("{:.3f}", *r.target) : "", csv_field(r.anchor), csv_field(status(r)),
+          r.fraction_of_copy_at_size ? fmt::format("{:.4f}", *r.fraction_of_copy_at_size) : "", r.prompt_tokens);
     }
     f << fmt::format("\"ceiling copy\",,,,,byte,{:.6g},,,,,,,\n", b.ceilings().copy_bytes_per_s);
     f << fmt::format("\"ceiling GEMM 8192^3\",,,,,flop,{:.6g},,,,,,,\n", b.ceilings().gemm_flops_per_s);
@@ -81,8 +84,9 @@ void write_csv(const KernelBench& b, const std::string& path) {
 
 int main(int argc, char** argv) {
   std::string csv;
-  bool memory_only = false, dsa_only = false, grouped_only = false;
-  const char* usage = "usage: bench_kernels [--csv FILE] [--memory-only | --dsa-only | --grouped-only]";
+  bool memory_only = false, dsa_only = false, grouped_only = false, fp8_experts_only = false;
+  const char* usage =
+      "usage: bench_kernels [--csv FILE] [--memory-only | --dsa-only | --grouped-only | --fp8-experts-only]";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--csv" && i + 1 < argc) {
@@ -93,6 +97,8 @@ int main(int argc, char** argv) {
       dsa_only = true;
     } else if (a == "--grouped-only") {
       grouped_only = true;
+    } else if (a == "--fp8-experts-only") {
+      fp8_experts_only = true;
     } else if (a == "--help" || a == "-h") {
       fmt::print("{}\n", usage);
       return 0;
@@ -101,8 +107,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (int{memory_only} + int{dsa_only} + int{grouped_only} > 1) {
-    fmt::print(stderr, "bench_kernels: --memory-only, --dsa-only and --grouped-only exclude each other ({})\n", usage);
+  if (int{memory_only} + int{dsa_only} + int{grouped_only} + int{fp8_experts_only} > 1) {
+    fmt::print(stderr,
+               "bench_kernels: --memory-only, --dsa-only, --grouped-only and --fp8-experts-only exclude each other "
+               "({})\n",
+               usage);
     return 2;
   }
   try {
@@ -130,8 +139,18 @@ int main(int argc, char** argv) {
           for (const int ep : {1, 8}) b.grouped_gemms(m, tokens, ep);
         }
       };
+      const auto fp8_experts = [&] {
+        for (const auto& [tokens, ep] : {std::pair<i64, int>{8192, 1}, {8192, 8}, {32768, 1}}) {
+          b.set_prompt_tokens(tokens);
+          b.fp8_grouped_gemms(m, tokens, ep);  // no rows for bf16 models
+        }
+      };
       if (grouped_only) {
         grouped();
+        continue;
+      }
+      if (fp8_experts_only) {
+        fp8_experts();
         continue;
       }
       for (const i64 tokens : {i64{8192}, i64{16384}}) {
@@ -144,6 +163,7 @@ int main(int argc, char** argv) {
       b.dense_gemms(m, 16384);
       b.fp8_gemms(m, 16384);
       grouped();
+      fp8_experts();
     }
     print_table(b);
     if (!csv.empty()) write_csv(b, csv);

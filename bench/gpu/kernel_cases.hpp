@@ -52,6 +52,9 @@ class KernelBench {
   void dense_gemms(const ModelSpec& m, std::int64_t tokens);     ///< the dense projections of one layer
   void fp8_gemms(const ModelSpec& m, std::int64_t tokens);       ///< fp8 projections (fp8 models), both scalings
   void grouped_gemms(const ModelSpec& m, std::int64_t tokens, int ep);  ///< the MoE expert GEMMs
+  /// The MoE expert GEMMs of fp8 models (fp8_grouped_gemm.hpp, block scales) on the backend's side streams and on one
+  /// stream, against the dense block-scaled fp8 GEMM of the same size.
+  void fp8_grouped_gemms(const ModelSpec& m, std::int64_t tokens, int ep);
 
   [[nodiscard]] const std::vector<KernelRow>& rows() const { return rows_; }
   /// The prompt length that the rows added from now on are measured at (the CSV's prompt_tokens column).
@@ -69,6 +72,8 @@ class KernelBench {
   void add_flops(std::string kernel, const ModelSpec& m, std::string shape, double s, double flops, std::string anchor,
                  std::optional<double> target = std::nullopt);
   std::vector<int> random_ints(std::int64_t count, int bound);
+  /// Rows per local expert of one EP rank when `tokens` tokens each pick top-k distinct experts uniformly.
+  std::vector<std::int64_t> routed_group_rows(const ModelSpec& m, std::int64_t tokens, int ep);
 
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;

@@ -3,7 +3,7 @@
 // per-tensor scaling, on fresh random fp8 operands and random positive scales, into a poisoned output; shapes with m
 // not a multiple of 4, 16 or 128 (block scaling runs m rounded up to 4 rows), n not a multiple of 128, and k/128 not a
 // multiple of 4 (the padded weight-scale rows).
-// Plus the errors for a k the scaling cannot take.
+// Plus the errors for a k the scaling cannot take, and the MoE experts' fp8 GEMMs on concurrent side streams.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "backend/cuda/fp8_gemm.hpp"
+#include "backend/cuda/fp8_grouped_gemm.hpp"
+#include "backend/cuda/grouped_gemm.hpp"
 #include "topology/error.hpp"
 
 using namespace paratwin;
@@ -175,4 +177,99 @@ TEST_CASE("fp8 GEMM refuses a k its scaling cannot take", "[gpu][fp8]") {
   CHECK_THROWS_WITH(Fp8Gemm(Fp8Scaling::kPerTensor, 256, 100),
                     Catch::Contains("k = 100") && Catch::Contains("multiple of 16"));
   CHECK_THROWS_AS(Fp8Gemm(Fp8Scaling::kBlock, 0, 128), Error);
+}
+
+// The MoE experts' fp8 GEMMs (fp8_grouped_gemm.hpp) on 4 side streams: ragged groups (rows not multiples of 4, so each
+// call writes up to 3 rows into the next groups'), empty groups, and run boundaries where the next stream's first
+// groups wait for the previous stream's tail; every real row against the host's dequantised product, into a poisoned
+// output, several times, and bit for bit equal to the same GEMMs run in group order on one stream.
+TEST_CASE("fp8 expert GEMMs on side streams equal the host product, ragged and empty groups included", "[gpu][fp8]") {
+  // Runs of this plan (cuda_plan::plan_fp8_group_streams): [0, 4) with no tail (128 rows end it); [4, 8) with the
+  // tail 77, 61, whose 3 extra rows cover the empty group 8, all of group 9 and a row of group 10, the next run's
+  // head; [8, 16) with the tail 33, 7, 1 writing into the last run's first group.
+  const std::vector<i64> group_rows{5, 0, 3, 128, 24, 0, 77, 61, 0, 2, 9, 60, 0, 33, 7, 1, 40, 2, 45, 3, 0, 52, 6};
+  const i64 n = 256, k = 384, k_groups = k / kFp8ScaleBlock;
+  Fp8GroupedGemm gemm(group_rows, n, k);
+  const GemmStreams side(4, Lt::kWorkspaceBytes);
+  const auto& runs = gemm.stream_runs(side.size());
+  REQUIRE(runs.size() == 4);
+  CHECK(!runs[1].waits_for_previous);
+  CHECK((runs[1].tail == 6 && runs[2].waits_for_previous && runs[2].tail == 13 && runs[3].waits_for_previous));
+
+  std::mt19937_64 rng(31);
+  const i64 rows = gemm.rows(), groups = static_cast<i64>(group_rows.size());
+  const i64 w_scales = gemm.weight_scale_count(), w_ld = (k_groups + 3) / 4 * 4;
+  const auto x = random_fp8((rows + 3) * k, rng);
+  const auto w = random_fp8(groups * n * k, rng);
+  const auto x_scale = random_scales(gemm.activation_scale_count(), rng);
+  const auto w_scale = random_scales(groups * w_scales, rng);
+  void* dx = upload(x);
+  void* dw = upload(w);
+  void* dxs = upload(x_scale);
+  void* dws = upload(w_scale);
+  void* dy = nullptr;
+  const auto y_bytes = static_cast<std::size_t>((rows + 3) * n * 2);
+  REQUIRE(cudaMalloc(&dy, y_bytes) == cudaSuccess);
+  Lt lt;
+  cudaStream_t stream = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
+  const Fp8GroupedGemm::Operands operands{dx, static_cast<const float*>(dxs), dw, static_cast<const float*>(dws), dy};
+  const auto run = [&](const GemmStreams* streams) {
+    REQUIRE(cudaMemset(dy, 0xFF, y_bytes) == cudaSuccess);  // NaN in bf16: an unwritten element fails
+    gemm.run({lt.handle, lt.workspace, Lt::kWorkspaceBytes, stream, streams}, operands);
+    REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
+    std::vector<std::uint16_t> raw(static_cast<std::size_t>(rows * n));
+    REQUIRE(cudaMemcpy(raw.data(), dy, raw.size() * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
+    return raw;
+  };
+  const auto in_order = run(nullptr);
+
+  std::vector<double> xv(x.size()), wv(w.size());
+  for (std::size_t i = 0; i < x.size(); ++i) xv[i] = e4m3_value(x[i]);
+  for (std::size_t i = 0; i < w.size(); ++i) wv[i] = e4m3_value(w[i]);
+  std::vector<double> ref(static_cast<std::size_t>(rows * n)), magnitude(ref.size());
+  i64 row = 0, scale_row = 0;
+  for (i64 g = 0; g < groups; ++g) {
+    const i64 m = group_rows[static_cast<std::size_t>(g)], m4 = fp8_padded_rows(Fp8Scaling::kBlock, m);
+    for (i64 r = 0; r < m; ++r) {
+      for (i64 c = 0; c < n; ++c) {
+        double sum = 0, size = 0;
+        for (i64 j = 0; j < k; ++j) {
+          const double xs = x_scale[static_cast<std::size_t>(scale_row * k_groups + j / kFp8ScaleBlock * m4 + r)];
+          const double ws =
+              w_scale[static_cast<std::size_t>(g * w_scales + c / kFp8ScaleBlock * w_ld + j / kFp8ScaleBlock)];
+          const double term = xv[static_cast<std::size_t>((row + r) * k + j)] * xs *
+                              wv[static_cast<std::size_t>((g * n + c) * k + j)] * ws;
+          sum += term;
+          size += std::abs(term);
+        }
+        ref[static_cast<std::size_t>((row + r) * n + c)] = sum;
+        magnitude[static_cast<std::size_t>((row + r) * n + c)] = size;
+      }
+    }
+    row += m;
+    scale_row += m4;
+  }
+  const auto check = [&](const std::vector<std::uint16_t>& raw) {
+    i64 bad = 0;
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      const double got = bf16_value(raw[i]);
+      if (!(std::abs(got - ref[i]) <= 1e-2 * std::abs(ref[i]) + 2e-3 * magnitude[i])) {
+        if (bad < 5)
+          UNSCOPED_INFO("y row " << static_cast<i64>(i) / n << " col " << static_cast<i64>(i) % n << " = " << got
+                                 << ", reference " << ref[i]);
+        ++bad;
+      }
+    }
+    return bad;
+  };
+  CHECK(check(in_order) == 0);
+  for (int trial = 0; trial < 5; ++trial) {
+    CAPTURE(trial);
+    const auto concurrent = run(&side);
+    CHECK(check(concurrent) == 0);
+    CHECK(concurrent == in_order);
+  }
+  cudaStreamDestroy(stream);
+  for (void* p : {dx, dw, dxs, dws, dy}) cudaFree(p);
 }
