@@ -155,10 +155,10 @@ void add_run_command(CLI::App& root, Action& action, Io io) {
       ->capture_default_str()
       ->group("Run");
   cmd->add_option("--moe-gemm", options->moe_gemm,
-                  "MoE expert GEMMs: auto (a rule of the experts' rows, n, k and the GPU; cuBLAS streams "
-                  "everywhere until the kernel measures faster), cublas-streams (one cuBLAS GEMM per expert on 4 side "
-                  "streams) or hopper-kernel (the backend's persistent sm_90 kernel; cuBLAS streams where it cannot "
-                  "run, which the run reports)")
+                  "MoE expert GEMMs: auto (a rule of the experts' rows, n, k and the GPU: the kernel on sm_90 for "
+                  "128-768 rows per expert and n <= 4096, else cuBLAS streams), cublas-streams (one cuBLAS GEMM per "
+                  "expert on 4 side streams) or hopper-kernel (the backend's persistent sm_90 kernel; cuBLAS streams "
+                  "where it cannot run, which the run reports)")
       ->capture_default_str()
       ->group("Run");
   cmd->callback([options, &action, io] { action = [options, io] { return run_run(*options, io); }; });

@@ -456,6 +456,7 @@ void Worker::body() {
   auto moe_gemms = cuda::moe_gemm_launches(prog_);
   mine.moe_gemm_ops = std::move(moe_gemms.ops);
   mine.moe_gemm_fallbacks = std::move(moe_gemms.fallbacks);
+  mine.moe_gemm_fp8_ops = moe_gemms.fp8_ops;
   make_comms();
   if (!st_.barrier()) return;
 
@@ -749,6 +750,7 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDev
     stats.moe_gemm_ops_cublas_streams = moe_ops[static_cast<std::size_t>(cuda_plan::MoeGemmMethod::kCublasStreams)];
     stats.moe_gemm_ops_hopper_kernel = moe_ops[static_cast<std::size_t>(cuda_plan::MoeGemmMethod::kHopperKernel)];
   }
+  stats.moe_gemm_ops_fp8 = st.results[0].moe_gemm_fp8_ops;
   std::map<std::string, int> fallback_ops;  // one line per reason
   for (const auto& why : st.results[0].moe_gemm_fallbacks) ++fallback_ops[why];
   for (const auto& [why, ops] : fallback_ops) {
@@ -869,10 +871,15 @@ std::string attention_paths_summary(const CudaRunStats& stats) {
 }
 
 std::string moe_gemm_summary(const CudaRunStats& stats) {
-  return fmt::format("{} on {}, {} on the {}", stats.moe_gemm_ops_cublas_streams,
-                     cuda_plan::moe_gemm_method_name(cuda_plan::MoeGemmMethod::kCublasStreams),
-                     stats.moe_gemm_ops_hopper_kernel,
-                     cuda_plan::moe_gemm_method_name(cuda_plan::MoeGemmMethod::kHopperKernel));
+  auto summary = fmt::format("{} on {}, {} on the {}", stats.moe_gemm_ops_cublas_streams,
+                             cuda_plan::moe_gemm_method_name(cuda_plan::MoeGemmMethod::kCublasStreams),
+                             stats.moe_gemm_ops_hopper_kernel,
+                             cuda_plan::moe_gemm_method_name(cuda_plan::MoeGemmMethod::kHopperKernel));
+  if (stats.moe_gemm_ops_fp8 > 0) {
+    summary += fmt::format(", {} fp8 on block-scaled cuBLASLt streams (--moe-gemm chooses for bf16 experts only)",
+                           stats.moe_gemm_ops_fp8);
+  }
+  return summary;
 }
 
 CudaRunResult run_cuda(const Schedule& schedule, const Placement& placement, const CudaOptions& options) {

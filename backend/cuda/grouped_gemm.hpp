@@ -5,18 +5,18 @@
 ///
 /// Five ways to launch it (bench_kernels --grouped-only measures them all at the zoo's MoE shapes; docs/performance.md
 /// "MoE expert GEMMs" has the figures):
-/// - kConcurrent (the engine's "cublas-streams", what `paratwin run --moe-gemm auto` runs for now:
-///   backend/cuda_plan/moe_gemm_rule.hpp): one cublasGemmEx per expert, spread over a few side streams (GemmStreams)
-///   that fork from and join back into the caller's stream, so experts with few rows share the GPU instead of each
-///   filling a small part of it in turn. 0.87–1.05 × the dense GEMM of the same size from
-///   ~1,000 rows per expert, 0.64–0.85 × at 256–512 (8K tokens), on H200.
-/// - kPersistentKernel (the engine's "hopper-kernel"): the backend's own Hopper kernel (grouped_gemm_kernel.hpp): one
-///   persistent launch for every expert, in clusters of two blocks that load X and W by TMA and multicast the operand
-///   they share, where grouped_kernel_supports(n, k) (n a multiple of 256, k of 64) and the launch carries the device
-///   pointer table, the tile schedule and kernel_tensor_maps(); elsewhere it runs kConcurrent (the loop without side
-///   streams). Measured on H200 at 0.57–0.86 × dense at 8K tokens and 0.78–0.94 × at 32K: level with or faster than
-///   kConcurrent at 6 of the 8 8K shapes (0.99–1.17 × its rate), slower at DeepSeek-V3.2's 8K down GEMMs and at 32K
-///   (0.75–1.02 ×).
+/// - kConcurrent (the engine's "cublas-streams", what `paratwin run --moe-gemm auto` runs outside its rule's band of
+///   shapes: backend/cuda_plan/moe_gemm_rule.hpp): one cublasGemmEx per expert, spread over a few side streams
+///   (GemmStreams) that fork from and join back into the caller's stream, so experts with few rows share the GPU
+///   instead of each filling a small part of it in turn. 0.87–1.05 × the dense GEMM of the same size from ~1,000 rows
+///   per expert, 0.64–0.85 × at 256–512 (8K tokens), on H200.
+/// - kPersistentKernel (the engine's "hopper-kernel", and auto's at 128–768 rows per expert where n ≤ 4096): the
+///   backend's own Hopper kernel (grouped_gemm_kernel.hpp): one persistent launch for every expert, in clusters of two
+///   blocks that load X and W by TMA and multicast the operand they share, where grouped_kernel_supports(n, k) (n a
+///   multiple of 256, k of 64) and the launch carries the device pointer table, the tile schedule and
+///   kernel_tensor_maps(); elsewhere it runs kConcurrent (the loop without side streams). Measured on H200 at
+///   0.57–0.86 × dense at 8K tokens and 0.78–0.94 × at 32K: level with or faster than kConcurrent at 6 of the 8 8K
+///   shapes (0.99–1.17 × its rate), slower at DeepSeek-V3.2's 8K down GEMMs and at 32K (0.75–1.02 ×).
 /// - kCublasGrouped: one cublasGemmGroupedBatchedEx (cuBLAS ≥ 12.5) for every expert. Measured on H200 (cuBLAS 13)
 ///   at 0.30–0.42 × the dense GEMM of the same size, half the speed of the sequential loop or less at every zoo
 ///   MoE shape, so the backend does not use it.

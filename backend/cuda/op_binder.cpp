@@ -74,6 +74,7 @@ MoeGemmLaunches moe_gemm_launches(const RankProgram& program) {
   using cuda_plan::MoeGemmMethod;
   MoeGemmLaunches out;
   out.ops.assign(2, 0);
+  out.fp8_ops = program.fp8_moe_gemms;
   for (const auto& g : program.moe_gemms) {
     auto method = g.method;
     std::string why = g.fallback;

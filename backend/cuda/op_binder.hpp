@@ -79,6 +79,9 @@ struct RankProgram {
   RankOutputs outputs;
   std::vector<std::string> generic_ops;  ///< names of ops without the real data flow
   std::vector<MoeGemmBinding> moe_gemms;
+  /// fp8 MoE expert GEMMs (block-scaled cuBLASLt over the side streams, fp8_grouped_gemm.hpp): --moe-gemm picks
+  /// among the bf16 launches only, so these are counted apart.
+  std::int64_t fp8_moe_gemms = 0;
 };
 
 /// What the binder needs beyond the schedule: the user's MoE GEMM choice and the GPU it binds for.
@@ -98,6 +101,7 @@ void bind_rank(const Schedule& schedule, const ModelSpec& model, int rank, std::
 struct MoeGemmLaunches {
   std::vector<std::int64_t> ops;
   std::vector<std::string> fallbacks;
+  std::int64_t fp8_ops = 0;  ///< RankProgram::fp8_moe_gemms
 };
 [[nodiscard]] MoeGemmLaunches moe_gemm_launches(const RankProgram& program);
 

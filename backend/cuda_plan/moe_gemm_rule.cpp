@@ -22,9 +22,10 @@ std::string hopper_kernel_unsupported_reason(const MoeGemmShape& shape) {
   return {};
 }
 
-MoeGemmMethod auto_moe_gemm_method(const MoeGemmShape& shape, double kernel_max_rows_per_expert) {
-  const bool kernel = hopper_kernel_unsupported_reason(shape).empty() && shape.rows_per_expert > 0 &&
-                      shape.rows_per_expert <= kernel_max_rows_per_expert;
+MoeGemmMethod auto_moe_gemm_method(const MoeGemmShape& shape, const AutoMoeGemmRule& rule) {
+  const bool kernel = hopper_kernel_unsupported_reason(shape).empty() &&
+                      shape.rows_per_expert >= rule.min_rows_per_expert &&
+                      shape.rows_per_expert <= rule.max_rows_per_expert && shape.n <= rule.max_n;
   return kernel ? MoeGemmMethod::kHopperKernel : MoeGemmMethod::kCublasStreams;
 }
 

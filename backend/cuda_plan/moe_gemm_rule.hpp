@@ -26,18 +26,25 @@ struct MoeGemmShape {
 /// The one GPU generation the kernel is built for (sm_90a: wgmma, the bulk tensor copies, clusters).
 inline constexpr int kHopperKernelComputeCapability = 90;
 
-/// --moe-gemm auto runs the Hopper kernel where the GPU and n × k allow it and the experts have at most this many rows
-/// each (the kernel's wins were all at 8K tokens, ~256-512 rows per expert; at 32K, ~1,000-2,000, it stayed at or
-/// behind the streams). 0: nowhere yet. Measured on H200 (docs/performance.md "MoE expert GEMMs", bench_kernels
-/// --grouped-only, branch issue6-grouped-schedule): at 8K tokens the kernel ran at 0.99-1.17 x the 4 streams' rate at
-/// 6 of the 8 zoo shapes but beat them by more than the ~6 % run-to-run spread at one only (DeepSeek-V3.2 EP 8
-/// gate_up), and ran at 0.75-0.97 x at DeepSeek-V3.2's 8K down GEMMs: no threshold on rows per expert picks it safely.
-/// In the engine (same document, "--moe-gemm") it ran 8K gate_up 9-11 % faster and DeepSeek-V3.2's 8K down 3 % slower.
-inline constexpr double kAutoKernelMaxRowsPerExpert = 0;
+/// Where --moe-gemm auto runs the Hopper kernel (where the GPU and n × k allow it): experts of
+/// [min_rows_per_expert, max_rows_per_expert] rows each, and each expert's output at most max_n wide. An empirical
+/// rule fitted to the zoo's MoE shapes measured on H200 (docs/performance.md "MoE expert GEMMs"), not a model of the
+/// kernel:
+/// - rows: every shape measured was at 8K tokens (~255 and ~514 rows per expert: the kernel level or ahead) or at 32K
+///   (~1,020-2,060: the streams ahead at every shape). The band runs from half the smallest measured count to halfway
+///   between the two groups; outside it nothing was measured or the kernel lost.
+/// - n: the one 8K shape where the kernel lost to the streams in both the bench and the engine is DeepSeek-V3.2's down
+///   GEMM, the one with n above 4096 (n 7168, k 2048: 0.82-1.00 x the streams' rate in bench_kernels, 3 % slower in
+///   the engine); the other three (n 3072 and 4096, k 1536-7168) ran 0.97-1.13 x in bench_kernels and 4-11 % faster
+///   in the engine.
+struct AutoMoeGemmRule {
+  double min_rows_per_expert = 128;
+  double max_rows_per_expert = 768;
+  std::int64_t max_n = 4096;
+};
 
-/// --moe-gemm auto's rule, with its threshold as a parameter so that the tests can exercise its other conditions.
-[[nodiscard]] MoeGemmMethod auto_moe_gemm_method(const MoeGemmShape& shape,
-                                                 double kernel_max_rows_per_expert = kAutoKernelMaxRowsPerExpert);
+/// --moe-gemm auto's choice for `shape`; `rule` is a parameter so that the tests can move its bounds.
+[[nodiscard]] MoeGemmMethod auto_moe_gemm_method(const MoeGemmShape& shape, const AutoMoeGemmRule& rule = {});
 
 /// Why the Hopper kernel cannot run `shape` ("the GPU is sm_80; the kernel needs sm_90", "n 192 is not a multiple of
 /// 256"); empty where it can (its operands' 16-byte alignment is checked later, when their tensor maps are encoded).

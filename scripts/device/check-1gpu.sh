@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One device call on one H200 (nvidia-h200): every GPU test that needs one GPU, the kernel table (bench_kernels) and
 # one-GPU runs of a Llama-3.1-8B 32K and a DeepSeek-V3.2 16K and 64K prefill layer with the production kernels (64K on
-# one GPU is issue 6's CP = 1 baseline for CP = 2 on two).
+# one GPU is issue 6's CP = 1 baseline for CP = 2 on two), then one MoE layer at 8K tokens per model with `--moe-gemm
+# auto` against `cublas-streams` (A B B A, per-op traces; moe-gemm-ops.py prints the medians).
 # Usage (repository root, binaries in $BIN): BIN=.gpucarry OUT=/tmp/out scripts/device/check-1gpu.sh
 set -u
 . "$(dirname "$0")/lib.sh"
 packed_results
 { nvidia-smi -L; ldd "$BIN/paratwin" | grep -E "cudnn|nccl|mpi|not found"; } >"$OUT/machine.txt" 2>&1
 one_gpu="a GPU is visible*,more ranks than GPUs*,attention*,fused cuDNN*,grouped GEMM*,RMSNorm*,RoPE*,residual add*"
-one_gpu+=",MoE unpermute*,the DSA*,index-sparse*,the KV-cache write*,fp8*,persistent grouped GEMM*"
+one_gpu+=",MoE unpermute*,the DSA*,index-sparse*,the KV-cache write*,fp8*,persistent grouped GEMM*,*moe-gemm*"
 step gpu_tests 240 "$BIN/gpu_tests" --durations yes "$one_gpu"
 step bench_kernels 200 "$BIN/bench_kernels" --csv "$OUT/kernels.csv"
 RUN="run --warmup 1 --steps 3"
@@ -18,5 +19,22 @@ step ds_16k_cp1 90 "$BIN/paratwin" $RUN --model deepseek-v3.2 --prompt-len 16384
   --trace "$OUT/ds_16k_cp1.json"
 step ds_64k_cp1 120 "$BIN/paratwin" $RUN --model deepseek-v3.2 --prompt-len 65536 --layers 1 \
   --trace "$OUT/ds_64k_cp1.json"
+# model|layers|extra flags|choices in order. DeepSeek-V3.2's first 3 layers are dense; its zoo experts are fp8, which
+# --moe-gemm leaves alone (it picks for bf16 experts: --weight-dtype bf16 runs them in bf16).
+for run in "qwen3-235b-a22b|1||cublas-streams auto auto cublas-streams" \
+           "deepseek-v3.2|4|--weight-dtype bf16|cublas-streams auto auto cublas-streams" "deepseek-v3.2|4||auto auto"; do
+  IFS='|' read -r model layers extra choices <<<"$run"
+  tag=$model${extra:+-bf16}
+  i=0
+  for choice in $choices; do
+    i=$((i + 1))
+    # shellcheck disable=SC2086
+    step "run-$tag-$choice-$i" 150 "$BIN/paratwin" $RUN --model "$model" $extra --prompt-len 8192 --layers "$layers" \
+      --instrumentation per-op --moe-gemm "$choice" --trace "$OUT/trace-$tag-$choice-$i.json"
+  done
+done
+python3 "$(dirname "$0")/moe-gemm-ops.py" "$OUT"/trace-*.json >"$OUT/moe_gemm_summary.txt" 2>&1
+grep -h "MoE expert GEMMs\|note:" "$OUT"/run-*.txt | sort | uniq -c >>"$OUT/moe_gemm_summary.txt"
+cat "$OUT/moe_gemm_summary.txt"
 pack_results
 exit 0

@@ -26,7 +26,7 @@ def ops_ms(path):
 
 by_choice = defaultdict(list)
 for path in sys.argv[1:]:
-    m = re.search(r"trace-(.+)-(cublas-streams|hopper-kernel)-\d+\.json$", path)
+    m = re.search(r"trace-(.+)-(cublas-streams|hopper-kernel|auto)-\d+\.json$", path)
     if not m:
         continue
     r = ops_ms(path)

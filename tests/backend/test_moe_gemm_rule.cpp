@@ -23,7 +23,7 @@ MoeGemmShape shape(double rows_per_expert, std::int64_t n, std::int64_t k, int c
 
 }  // namespace
 
-TEST_CASE("--moe-gemm spellings round-trip and nothing else parses", "[cuda_plan][moe_gemm]") {
+TEST_CASE("the --moe-gemm spellings round-trip and nothing else parses", "[cuda_plan][moe_gemm]") {
   for (const auto choice : {MoeGemmChoice::kAuto, MoeGemmChoice::kCublasStreams, MoeGemmChoice::kHopperKernel}) {
     CHECK(parse_moe_gemm_choice(moe_gemm_choice_name(choice)) == choice);
   }
@@ -34,37 +34,50 @@ TEST_CASE("--moe-gemm spellings round-trip and nothing else parses", "[cuda_plan
   }
 }
 
-TEST_CASE("--moe-gemm auto runs cuBLAS streams at every zoo MoE shape until measurements move its threshold",
+TEST_CASE("the --moe-gemm auto runs the kernel at the zoo's 8K-token MoE shapes but DeepSeek-V3.2's down GEMM",
           "[cuda_plan][moe_gemm]") {
-  // gate_up and down of DeepSeek-V3.2 and the two Qwen3 MoE models, from 1 row per expert to 32K tokens at EP 1.
-  for (const auto& [n, k] : {std::tuple<std::int64_t, std::int64_t>{4096, 7168},
-                             {7168, 2048},
-                             {3072, 4096},
-                             {4096, 1536},
-                             {1536, 2048},
-                             {2048, 768}}) {
-    for (const double rows : {1.0, 16.0, 255.0, 514.0, 1024.0, 2063.0, 65536.0}) {
-      INFO(rows << " rows per expert, n " << n << ", k " << k);
-      CHECK(auto_moe_gemm_method(shape(rows, n, k)) == MoeGemmMethod::kCublasStreams);
-      CHECK(decide_moe_gemm(MoeGemmChoice::kAuto, shape(rows, n, k)).fallback.empty());
-    }
+  // gate_up and down of DeepSeek-V3.2 and Qwen3-235B-A22B at 8K tokens (EP 1: ~255 and ~514 rows per expert; EP 8
+  // the same rows over fewer experts), where the kernel was measured level with or ahead of the streams but at
+  // DeepSeek-V3.2's down GEMM (n 7168).
+  for (const double rows : {255.0, 514.0}) {
+    INFO(rows << " rows per expert");
+    CHECK(auto_moe_gemm_method(shape(rows, 4096, 7168)) == MoeGemmMethod::kHopperKernel);
+    CHECK(auto_moe_gemm_method(shape(rows, 3072, 4096)) == MoeGemmMethod::kHopperKernel);
+    CHECK(auto_moe_gemm_method(shape(rows, 4096, 1536)) == MoeGemmMethod::kHopperKernel);
+    CHECK(auto_moe_gemm_method(shape(rows, 7168, 2048)) == MoeGemmMethod::kCublasStreams);
   }
+  // 32K tokens (~1,020-2,060 rows per expert: the streams ahead at every shape), a whole prompt on one expert, and
+  // rows per expert below any measured shape (decode): the streams.
+  for (const double rows : {1.0, 16.0, 127.0, 769.0, 1024.0, 2063.0, 65536.0}) {
+    INFO(rows << " rows per expert");
+    CHECK(auto_moe_gemm_method(shape(rows, 4096, 7168)) == MoeGemmMethod::kCublasStreams);
+    CHECK(auto_moe_gemm_method(shape(rows, 3072, 4096)) == MoeGemmMethod::kCublasStreams);
+  }
+  CHECK(decide_moe_gemm(MoeGemmChoice::kAuto, shape(514, 3072, 4096)).method == MoeGemmMethod::kHopperKernel);
+  CHECK(decide_moe_gemm(MoeGemmChoice::kAuto, shape(514, 3072, 4096)).fallback.empty());
+  CHECK(decide_moe_gemm(MoeGemmChoice::kAuto, shape(514, 7168, 2048)).fallback.empty());  // a choice, not a fallback
 }
 
-TEST_CASE("--moe-gemm auto's rule picks the kernel only on sm_90, on its tiles, up to its rows threshold",
+TEST_CASE("the --moe-gemm auto's rule picks the kernel only on sm_90, on its tiles, within its bounds",
           "[cuda_plan][moe_gemm]") {
-  constexpr double kThreshold = 600;  // a threshold as the lead may set it: the 8K shapes, not the 32K ones
-  CHECK(auto_moe_gemm_method(shape(514, 3072, 4096), kThreshold) == MoeGemmMethod::kHopperKernel);
-  CHECK(auto_moe_gemm_method(shape(600, 3072, 4096), kThreshold) == MoeGemmMethod::kHopperKernel);
-  CHECK(auto_moe_gemm_method(shape(601, 3072, 4096), kThreshold) == MoeGemmMethod::kCublasStreams);
-  CHECK(auto_moe_gemm_method(shape(0, 3072, 4096), kThreshold) == MoeGemmMethod::kCublasStreams);  // nothing to run
-  CHECK(auto_moe_gemm_method(shape(514, 3072, 4096, 80), kThreshold) == MoeGemmMethod::kCublasStreams);
-  CHECK(auto_moe_gemm_method(shape(514, 3072, 4096, 100), kThreshold) == MoeGemmMethod::kCublasStreams);
-  CHECK(auto_moe_gemm_method(shape(514, 192, 4096), kThreshold) == MoeGemmMethod::kCublasStreams);  // n off 256
-  CHECK(auto_moe_gemm_method(shape(514, 4096, 96), kThreshold) == MoeGemmMethod::kCublasStreams);   // k off 64
+  AutoMoeGemmRule rule;
+  rule.min_rows_per_expert = 100;
+  rule.max_rows_per_expert = 600;
+  rule.max_n = 3072;
+  CHECK(auto_moe_gemm_method(shape(514, 3072, 4096), rule) == MoeGemmMethod::kHopperKernel);
+  CHECK(auto_moe_gemm_method(shape(600, 3072, 4096), rule) == MoeGemmMethod::kHopperKernel);
+  CHECK(auto_moe_gemm_method(shape(100, 3072, 4096), rule) == MoeGemmMethod::kHopperKernel);
+  CHECK(auto_moe_gemm_method(shape(601, 3072, 4096), rule) == MoeGemmMethod::kCublasStreams);
+  CHECK(auto_moe_gemm_method(shape(99, 3072, 4096), rule) == MoeGemmMethod::kCublasStreams);
+  CHECK(auto_moe_gemm_method(shape(514, 3328, 4096), rule) == MoeGemmMethod::kCublasStreams);  // n above max_n
+  CHECK(auto_moe_gemm_method(shape(0, 3072, 4096), rule) == MoeGemmMethod::kCublasStreams);    // nothing to run
+  CHECK(auto_moe_gemm_method(shape(514, 3072, 4096, 80), rule) == MoeGemmMethod::kCublasStreams);
+  CHECK(auto_moe_gemm_method(shape(514, 3072, 4096, 100), rule) == MoeGemmMethod::kCublasStreams);
+  CHECK(auto_moe_gemm_method(shape(514, 192, 4096), rule) == MoeGemmMethod::kCublasStreams);  // n off 256
+  CHECK(auto_moe_gemm_method(shape(514, 2048, 96), rule) == MoeGemmMethod::kCublasStreams);   // k off 64
 }
 
-TEST_CASE("--moe-gemm hopper-kernel runs the kernel where it can and says why where it cannot",
+TEST_CASE("the --moe-gemm hopper-kernel runs the kernel where it can and says why where it cannot",
           "[cuda_plan][moe_gemm]") {
   const auto kernel = decide_moe_gemm(MoeGemmChoice::kHopperKernel, shape(255, 7168, 2048));
   CHECK(kernel.method == MoeGemmMethod::kHopperKernel);

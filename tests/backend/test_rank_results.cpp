@@ -23,6 +23,7 @@ RankResults sample(int rank) {
       rank == 0 ? std::vector<std::string>{"L0.mla", "name with\0 a zero byte"} : std::vector<std::string>{};
   r.attention_calls = {2, 0, rank};
   r.moe_gemm_ops = {rank, 4};
+  r.moe_gemm_fp8_ops = 2 * rank + 1;
   r.moe_gemm_fallbacks =
       rank == 2 ? std::vector<std::string>{"n 192 x k 160 is off the kernel's tiles"} : std::vector<std::string>{};
   r.outputs.request = {0, 0, 1};

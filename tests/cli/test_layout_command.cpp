@@ -52,7 +52,7 @@ TEST_CASE("layout places ranks across nodes and reports network spans", "[cli][l
   CHECK(doc["spans"]["tp"][0]["single_nvlink_domain"] == false);
 }
 
-TEST_CASE("--help documents every flag", "[cli][layout]") {
+TEST_CASE("layout --help documents every flag", "[cli][layout]") {
   const auto r = run_cli({"layout", "--help"});
   CHECK(r.exit_code == 0);
   for (const auto* flag : {"--tp-size", "--tp", "--pp-size", "--dp-size", "--dp", "--enable-dp-attention",

@@ -91,14 +91,16 @@ TEST_CASE("a MoE step with --moe-gemm cublas-streams runs every expert GEMM on c
   CHECK(r.stats.moe_gemm_fallbacks.empty());
 }
 
-TEST_CASE("--moe-gemm auto runs cuBLAS streams everywhere until the rule picks the kernel", "[gpu]") {
+// The tiny model's experts hold a few rows each, below the band of rows where --moe-gemm auto's rule picks the kernel
+// (cuda_plan::AutoMoeGemmRule; its CPU tests cover the band).
+TEST_CASE("the --moe-gemm auto runs cuBLAS streams for experts of fewer rows than its rule's band", "[gpu]") {
   REQUIRE(cuda_device_count() >= 1);
   const auto r = run_moe(tiny_qwen_moe(), MoeGemmChoice::kAuto);
   CHECK(r.stats.moe_gemm_ops_cublas_streams == kExpertGemmsPerStep);
   CHECK(r.stats.moe_gemm_fallbacks.empty());
 }
 
-TEST_CASE("--moe-gemm hopper-kernel off the kernel's tiles falls back to cuBLAS streams, says why, and stays right",
+TEST_CASE("the --moe-gemm hopper-kernel off the kernel's tiles falls back to cuBLAS streams, says why, and stays right",
           "[gpu]") {
   REQUIRE(cuda_device_count() >= 1);
   const auto r = run_moe(tiny_qwen_moe_of_width(96), MoeGemmChoice::kHopperKernel);
@@ -109,7 +111,7 @@ TEST_CASE("--moe-gemm hopper-kernel off the kernel's tiles falls back to cuBLAS 
   CHECK_THAT(r.stats.moe_gemm_fallbacks[1], Catch::Contains("2 op(s)") && Catch::Contains("off the kernel's tiles"));
 }
 
-TEST_CASE("--moe-gemm hopper-kernel leaves fp8 experts and MLA's absorb GEMMs on their own launches", "[gpu]") {
+TEST_CASE("the --moe-gemm hopper-kernel leaves fp8 experts and MLA's absorb GEMMs on their own launches", "[gpu]") {
   REQUIRE(cuda_device_count() >= 1);
   // The tiny DeepSeek: one MoE layer of fp8 experts (block-scaled cuBLASLt), bf16 grouped q_absorb / v_unabsorb.
   const auto model = tiny_deepseek_fp8();
@@ -120,5 +122,7 @@ TEST_CASE("--moe-gemm hopper-kernel leaves fp8 experts and MLA's absorb GEMMs on
   CHECK(result.trace.events.size() == schedule.ranks[0].size());
   CHECK(result.stats.moe_gemm_ops_hopper_kernel == 0);
   CHECK(result.stats.moe_gemm_ops_cublas_streams == 0);
+  CHECK(result.stats.moe_gemm_ops_fp8 == 2);  // the MoE layer's gate_up and down
+  CHECK_THAT(moe_gemm_summary(result.stats), Catch::Contains("2 fp8 on block-scaled cuBLASLt streams"));
   CHECK(result.stats.moe_gemm_fallbacks.empty());
 }
