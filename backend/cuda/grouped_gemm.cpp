@@ -32,23 +32,34 @@ bool runtime_has_grouped_call() {
 
 GemmStreams::GemmStreams(int streams, std::size_t lt_workspace_bytes) : lt_workspace_bytes_(lt_workspace_bytes) {
   PARATWIN_ASSERT(streams >= 1 && streams <= kMaxGemmSideStreams, "{} side streams", streams);
-  PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
-  for (int i = 0; i < streams; ++i) {
-    streams_.push_back(nullptr);
-    PARATWIN_CUDA_CHECK(cudaStreamCreateWithFlags(&streams_.back(), cudaStreamNonBlocking));
-    handles_.push_back(nullptr);
-    PARATWIN_CUBLAS_CHECK(cublasCreate(&handles_.back()));
-    PARATWIN_CUBLAS_CHECK(cublasSetStream(handles_.back(), streams_.back()));
-    joins_.push_back(nullptr);
-    PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&joins_.back(), cudaEventDisableTiming));
-    signals_.push_back(nullptr);
-    PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&signals_.back(), cudaEventDisableTiming));
-    lt_workspaces_.push_back(nullptr);
-    if (lt_workspace_bytes > 0) PARATWIN_CUDA_CHECK(cudaMalloc(&lt_workspaces_.back(), lt_workspace_bytes));
+  // A constructor that throws runs no destructor: what was made before the failure (a workspace's cudaMalloc is the
+  // likeliest to fail) is released here.
+  try {
+    PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+    for (int i = 0; i < streams; ++i) {
+      streams_.push_back(nullptr);
+      PARATWIN_CUDA_CHECK(cudaStreamCreateWithFlags(&streams_.back(), cudaStreamNonBlocking));
+      handles_.push_back(nullptr);
+      PARATWIN_CUBLAS_CHECK(cublasCreate(&handles_.back()));
+      PARATWIN_CUBLAS_CHECK(cublasSetStream(handles_.back(), streams_.back()));
+      joins_.push_back(nullptr);
+      PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&joins_.back(), cudaEventDisableTiming));
+      signals_.push_back(nullptr);
+      PARATWIN_CUDA_CHECK(cudaEventCreateWithFlags(&signals_.back(), cudaEventDisableTiming));
+      lt_workspaces_.push_back(nullptr);
+      if (lt_workspace_bytes > 0) PARATWIN_CUDA_CHECK(cudaMalloc(&lt_workspaces_.back(), lt_workspace_bytes));
+    }
+  } catch (...) {
+    release();
+    throw;
   }
 }
 
 GemmStreams::~GemmStreams() {
+  release();
+}
+
+void GemmStreams::release() noexcept {
   for (auto* h : handles_)
     if (h != nullptr) cublasDestroy(h);
   for (auto* w : lt_workspaces_)
@@ -60,6 +71,12 @@ GemmStreams::~GemmStreams() {
   for (auto* s : streams_)
     if (s != nullptr) cudaStreamDestroy(s);
   if (fork_ != nullptr) cudaEventDestroy(fork_);
+  handles_.clear();
+  lt_workspaces_.clear();
+  joins_.clear();
+  signals_.clear();
+  streams_.clear();
+  fork_ = nullptr;
 }
 
 void GemmStreams::fork(cudaStream_t origin) const {

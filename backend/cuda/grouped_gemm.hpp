@@ -68,6 +68,7 @@ class GemmStreams {
 
  private:
   friend class GroupedGemm;
+  void release() noexcept;  ///< destroys what the constructor made (also after a failure part-way)
   std::vector<cudaStream_t> streams_;
   std::vector<cublasHandle_t> handles_;
   std::vector<cudaEvent_t> joins_, signals_;
