@@ -338,6 +338,7 @@ std::function<void(const ExecCtx&)> Binder::bind_fp8_gemm(const Op& op, const st
   }
   const auto gemm = std::make_shared<Fp8GroupedGemm>(group_rows, n, k);
   const auto experts = static_cast<i64>(group_rows.size());
+  if (experts > 1) p_.fp8_side_streams = true;
   const i64 rows = gemm->rows();
   // Activations are scratch shared by every fp8 GEMM of the rank (the largest one's size). Each group's rows are
   // consecutive in X and Y, but a GEMM runs on its rows rounded up to 4 (fp8_gemm.hpp), reading and writing up to 3

@@ -426,19 +426,23 @@ void Worker::body() {
   auto& mine = st_.results[static_cast<std::size_t>(rank_)];
   mine.rank = rank_;
   mine.generic_ops = prog_.generic_ops;
-  // Memory check before anything is allocated (NCCL and cuBLAS need room of their own too).
+  // Memory check before anything is allocated (NCCL and cuBLAS need room of their own too, and the side streams their
+  // cuBLASLt workspaces where fp8 expert GEMMs run on them).
   constexpr std::int64_t kRuntimeReserveBytes = std::int64_t{1} << 30;
+  const std::size_t side_lt_workspace_bytes = prog_.fp8_side_streams ? cuda::kLtWorkspaceBytes : 0;
+  const auto reserve_bytes =
+      kRuntimeReserveBytes + cuda::kGemmSideStreams * static_cast<std::int64_t>(side_lt_workspace_bytes);
   std::size_t free_bytes = 0, total_bytes = 0;
   PARATWIN_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  const auto need = prog_.pool.total_bytes() + kRuntimeReserveBytes;
+  const auto need = prog_.pool.total_bytes() + reserve_bytes;
   mine.device_bytes = prog_.pool.total_bytes();
   if (need > static_cast<std::int64_t>(free_bytes)) {
     fail(
-        "rank {} needs {:.2f} GiB on GPU {} (schedule buffers {:.2f} GiB + {:.2f} GiB for CUDA/NCCL) but only {:.2f} "
-        "GiB are free: short by {:.2f} GiB; cut --layers or --prompt-len, or use more ranks",
+        "rank {} needs {:.2f} GiB on GPU {} (schedule buffers {:.2f} GiB + {:.2f} GiB for CUDA/NCCL and cuBLASLt "
+        "workspaces) but only {:.2f} GiB are free: short by {:.2f} GiB; cut --layers or --prompt-len, or use more ranks",
         rank_, static_cast<double>(need) / 1073741824.0, gpu_,
         static_cast<double>(prog_.pool.total_bytes()) / 1073741824.0,
-        static_cast<double>(kRuntimeReserveBytes) / 1073741824.0, static_cast<double>(free_bytes) / 1073741824.0,
+        static_cast<double>(reserve_bytes) / 1073741824.0, static_cast<double>(free_bytes) / 1073741824.0,
         static_cast<double>(need - static_cast<std::int64_t>(free_bytes)) / 1073741824.0);
   }
   if (!st_.barrier()) return;
@@ -451,7 +455,7 @@ void Worker::body() {
   PARATWIN_CUDA_CHECK(cudaMalloc(&lt_workspace_, cuda::kLtWorkspaceBytes));
   PARATWIN_CUDA_CHECK(cudaMalloc(&attention_workspace_, cuda::kAttentionWorkspaceBytes));
   cudnn_attention_ = std::make_unique<cuda::CudnnAttention>();
-  gemm_streams_ = std::make_unique<cuda::GemmStreams>(cuda::kGemmSideStreams, cuda::kLtWorkspaceBytes);
+  gemm_streams_ = std::make_unique<cuda::GemmStreams>(cuda::kGemmSideStreams, side_lt_workspace_bytes);
   prog_.pool.allocate(compute_);
   auto moe_gemms = cuda::moe_gemm_launches(prog_);
   mine.moe_gemm_ops = std::move(moe_gemms.ops);

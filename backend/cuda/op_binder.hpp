@@ -82,6 +82,9 @@ struct RankProgram {
   /// fp8 MoE expert GEMMs (block-scaled cuBLASLt over the side streams, fp8_grouped_gemm.hpp): --moe-gemm picks
   /// among the bf16 launches only, so these are counted apart.
   std::int64_t fp8_moe_gemms = 0;
+  /// An fp8 GEMM of more than one group (Fp8GroupedGemm): only then do the side streams need cuBLASLt workspaces of
+  /// their own (kGemmSideStreams × kLtWorkspaceBytes), so the engine allocates them only then.
+  bool fp8_side_streams = false;
 };
 
 /// What the binder needs beyond the schedule: the user's MoE GEMM choice and the GPU it binds for.

@@ -5,8 +5,10 @@
 #include <catch2/catch.hpp>
 #include <iostream>
 #include <string>
+#include <utility>
 
 #include "backend/cuda/cuda_backend.hpp"
+#include "backend/cuda/op_binder.hpp"
 #include "models/schedule_builder.hpp"
 #include "tests/backend/cuda_test_models.hpp"
 #include "topology/cluster.hpp"
@@ -125,4 +127,21 @@ TEST_CASE("the --moe-gemm hopper-kernel leaves fp8 experts and MLA's absorb GEMM
   CHECK(result.stats.moe_gemm_ops_fp8 == 2);  // the MoE layer's gate_up and down
   CHECK_THAT(moe_gemm_summary(result.stats), Catch::Contains("2 fp8 on block-scaled cuBLASLt streams"));
   CHECK(result.stats.moe_gemm_fallbacks.empty());
+}
+
+// Binding touches no GPU: the bound program says whether the engine gives the side streams their cuBLASLt workspaces
+// (4 x 32 MiB, outside the pool): only for fp8 GEMMs of several experts, not for fp8 dense GEMMs or bf16 experts.
+TEST_CASE("the side streams get cuBLASLt workspaces only where fp8 GEMMs of several experts run on them", "[gpu]") {
+  const auto bound = [](const ModelSpec& model, int layers) {
+    auto options = prefill(256);
+    options.layers = layers;
+    const auto schedule = build_schedule(model, ParallelConfig{}, options);
+    cuda::RankProgram program;
+    cuda::bind_rank(schedule, model, 0, 1, cuda::BindOptions{}, program);
+    return std::make_pair(program.fp8_side_streams, program.fp8_moe_gemms);
+  };
+  const auto deepseek = tiny_deepseek_fp8();
+  CHECK(bound(deepseek, 0) == std::make_pair(true, std::int64_t{2}));   // its MoE layer's fp8 gate_up and down
+  CHECK(bound(deepseek, 1) == std::make_pair(false, std::int64_t{0}));  // the dense first layer: fp8 dense GEMMs only
+  CHECK(bound(tiny_qwen_moe(), 0) == std::make_pair(false, std::int64_t{0}));  // bf16 experts
 }
