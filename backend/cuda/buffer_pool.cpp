@@ -116,6 +116,7 @@ std::int64_t BufferPool::total_bytes() const {
   std::int64_t total = 0;
   for (const auto& e : entries_) total += (e.bytes + 255) / 256 * 256;
   for (const auto& e : kernel_tables_) {
+    if (allocated_ && e.block == nullptr) continue;  // no tensor maps for its operands: nothing was allocated
     const auto pointers = table_addresses_[static_cast<std::size_t>(e.table)].size();
     total += (kernel_tables_bytes(e, pointers) + 255) / 256 * 256;
   }
@@ -141,6 +142,7 @@ void BufferPool::allocate(cudaStream_t stream) {
     for (const auto& a : addresses) table.push_back(static_cast<char*>(ptr(a.buffer)) + a.offset_bytes);
   }
   for (auto& e : kernel_tables_) make_kernel_tables(e, stream);
+  allocated_ = true;
   // Activations and scratch start as seeded random bf16 (or fp8, or positive fp32 scales), never zeros (zeros make
   // GEMMs faster than real data); index tables and seeded tensors are written below.
   std::uint64_t k = 0x5eed;
@@ -185,6 +187,7 @@ void BufferPool::release() {
     e.block = nullptr;
     e.device = {};
   }
+  allocated_ = false;
 }
 
 }  // namespace paratwin::cuda

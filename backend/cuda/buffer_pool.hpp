@@ -68,6 +68,9 @@ class BufferPool {
   [[nodiscard]] std::int64_t bytes(int id) const { return entries_[static_cast<std::size_t>(id)].bytes; }
   /// Pointer table `table` (valid after allocate).
   [[nodiscard]] void* const* pointers(int table) const { return tables_[static_cast<std::size_t>(table)].data(); }
+  /// The device bytes of the buffers and kernel tables (each rounded up to 256). Before allocate an upper bound: it
+  /// counts every grouped_kernel_tables block that allocate may make; after it, only the blocks it made (none where
+  /// the operands got no tensor maps).
   [[nodiscard]] std::int64_t total_bytes() const;
   /// Allocates and initialises every buffer (on the current device) on `stream`.
   void allocate(cudaStream_t stream);
@@ -98,6 +101,7 @@ class BufferPool {
   static std::int64_t kernel_tables_bytes(const KernelTablesEntry& e, std::size_t pointers);
   void make_kernel_tables(KernelTablesEntry& e, cudaStream_t stream);
   std::vector<KernelTablesEntry> kernel_tables_;
+  bool allocated_ = false;  ///< allocate has made the kernel tables (total_bytes counts the blocks it made)
 };
 
 }  // namespace paratwin::cuda

@@ -435,7 +435,6 @@ void Worker::body() {
   std::size_t free_bytes = 0, total_bytes = 0;
   PARATWIN_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
   const auto need = prog_.pool.total_bytes() + reserve_bytes;
-  mine.device_bytes = prog_.pool.total_bytes();
   if (need > static_cast<std::int64_t>(free_bytes)) {
     fail(
         "rank {} needs {:.2f} GiB on GPU {} (schedule buffers {:.2f} GiB + {:.2f} GiB for CUDA/NCCL and cuBLASLt "
@@ -457,6 +456,7 @@ void Worker::body() {
   cudnn_attention_ = std::make_unique<cuda::CudnnAttention>();
   gemm_streams_ = std::make_unique<cuda::GemmStreams>(cuda::kGemmSideStreams, side_lt_workspace_bytes);
   prog_.pool.allocate(compute_);
+  mine.device_bytes = prog_.pool.total_bytes();  // what was allocated (the check above used an upper bound)
   auto moe_gemms = cuda::moe_gemm_launches(prog_);
   mine.moe_gemm_ops = std::move(moe_gemms.ops);
   mine.moe_gemm_fallbacks = std::move(moe_gemms.fallbacks);
