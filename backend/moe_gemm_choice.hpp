@@ -4,6 +4,7 @@
 /// checks the flag in every build; the per-shape rule behind kAuto is backend/cuda_plan/moe_gemm_rule.hpp.
 
 #include <array>
+#include <cstddef>
 #include <optional>
 #include <string_view>
 

@@ -34,9 +34,9 @@ inline constexpr int kHopperKernelComputeCapability = 90;
 ///   (~1,020-2,060: the streams ahead at every shape). The band runs from half the smallest measured count to halfway
 ///   between the two groups; outside it nothing was measured or the kernel lost.
 /// - n: the one 8K shape where the kernel lost to the streams in both the bench and the engine is DeepSeek-V3.2's down
-///   GEMM, the one with n above 4096 (n 7168, k 2048: 0.82-1.00 x the streams' rate in bench_kernels, 3 % slower in
-///   the engine); the other three (n 3072 and 4096, k 1536-7168) ran 0.97-1.13 x in bench_kernels and 4-11 % faster
-///   in the engine.
+///   GEMM, the one with n above 4096 (n 7168, k 2048: 0.75-0.89 x the streams' rate at EP 1 and 0.96-1.00 x at EP 8
+///   over the day's bench_kernels runs of this kernel, 3 % slower in the engine); the other three (n 3072 and 4096,
+///   k 1536-7168) ran 0.97-1.17 x in bench_kernels and 4-11 % faster in the engine.
 struct AutoMoeGemmRule {
   double min_rows_per_expert = 128;
   double max_rows_per_expert = 768;
@@ -46,8 +46,9 @@ struct AutoMoeGemmRule {
 /// --moe-gemm auto's choice for `shape`; `rule` is a parameter so that the tests can move its bounds.
 [[nodiscard]] MoeGemmMethod auto_moe_gemm_method(const MoeGemmShape& shape, const AutoMoeGemmRule& rule = {});
 
-/// Why the Hopper kernel cannot run `shape` ("the GPU is sm_80; the kernel needs sm_90", "n 192 is not a multiple of
-/// 256"); empty where it can (its operands' 16-byte alignment is checked later, when their tensor maps are encoded).
+/// Why the Hopper kernel cannot run `shape` ("the GPU is sm_80; the kernel runs on sm_90 only", "n 192 x k 160 is off
+/// the kernel's tiles (n a multiple of 256, k of 64)"); empty where it can (its operands' 16-byte alignment is checked
+/// later, when their tensor maps are encoded).
 [[nodiscard]] std::string hopper_kernel_unsupported_reason(const MoeGemmShape& shape);
 
 /// The launch of one op: the method `choice` resolves to at `shape`, and where the Hopper kernel was asked for (or
