@@ -122,6 +122,13 @@ CudaCheckResult check_cuda(const Schedule& schedule, const Schedule& reference, 
         MoeGemmChoice::kCublasStreams;  // the Hopper kernel, where asked for, is checked against cuBLAS
     const auto ref = cuda::run_engine(reference, model, RankDevices{{d.gpu.front()}, {0}}, ref_options, true);
     result = compare_outputs(par.outputs, ref.outputs.front());
+    // Which launch the experts' GEMMs took under test: a PASSED check of --moe-gemm hopper-kernel says nothing of the
+    // kernel where every op fell back to the streams.
+    const auto& stats = par.run.stats;
+    if (stats.moe_gemm_ops_cublas_streams + stats.moe_gemm_ops_hopper_kernel + stats.moe_gemm_ops_fp8 > 0) {
+      result.detail += fmt::format("; MoE expert GEMMs of rank 0 per step: {}", moe_gemm_summary(stats));
+      for (const auto& why : stats.moe_gemm_fallbacks) result.detail += "; " + why;
+    }
   }
   return several ? share_check_result(*o.processes, result) : result;
 }

@@ -82,6 +82,8 @@ TEST_CASE("a MoE step with --moe-gemm hopper-kernel runs every expert GEMM on th
   CHECK(r.stats.moe_gemm_ops_hopper_kernel == kExpertGemmsPerStep);
   CHECK(r.stats.moe_gemm_ops_cublas_streams == 0);
   CHECK(r.stats.moe_gemm_fallbacks.empty());
+  // --check's report says which launch it checked
+  CHECK_THAT(r.check.detail, Catch::Contains("0 on cuBLAS streams, 4 on the Hopper kernel"));
 }
 
 TEST_CASE("a MoE step with --moe-gemm cublas-streams runs every expert GEMM on cuBLAS streams and equals one GPU",
@@ -111,6 +113,9 @@ TEST_CASE("the --moe-gemm hopper-kernel off the kernel's tiles falls back to cuB
   REQUIRE(r.stats.moe_gemm_fallbacks.size() == 2);  // one line per reason: gate_up's n 192, down's k 96
   CHECK_THAT(r.stats.moe_gemm_fallbacks[0], Catch::Contains("2 op(s)") && Catch::Contains("off the kernel's tiles"));
   CHECK_THAT(r.stats.moe_gemm_fallbacks[1], Catch::Contains("2 op(s)") && Catch::Contains("off the kernel's tiles"));
+  // a PASSED check of these ops checked the streams, and says so
+  CHECK_THAT(r.check.detail, Catch::Contains("4 on cuBLAS streams, 0 on the Hopper kernel") &&
+                                 Catch::Contains("off the kernel's tiles"));
 }
 
 TEST_CASE("the --moe-gemm hopper-kernel leaves fp8 experts and MLA's absorb GEMMs on their own launches", "[gpu]") {
