@@ -32,11 +32,11 @@ Fp8GroupedGemm::Fp8GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k)
   for (std::size_t g = 0; g < group_rows_.size(); ++g) {
     if (group_rows_[g] == 0) continue;
     rows_in_call.push_back(group_rows_[g]);
-    places.insert(places.end(), {static_cast<int>(offsets_[g]), static_cast<int>(scale_offsets_[g]),
-                                 static_cast<int>(g)});
+    places.insert(places.end(),
+                  {static_cast<int>(offsets_[g]), static_cast<int>(scale_offsets_[g]), static_cast<int>(g)});
   }
   if (rows_in_call.empty()) return;
-  auto schedule = cuda_plan::make_grouped_tile_schedule(rows_in_call, n_, kFp8GroupedTileCols);
+  auto schedule = cuda_plan::make_grouped_tile_schedule(rows_in_call, n_);
   kernel_table_ = std::move(schedule.table);
   kernel_table_.insert(kernel_table_.end(), places.begin(), places.end());
   kernel_groups_ = schedule.groups;
@@ -45,7 +45,7 @@ Fp8GroupedGemm::Fp8GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k)
 
 bool Fp8GroupedGemm::run_kernel(const Launch& launch, const Operands& operands) const {
   if (launch.device_kernel_table == nullptr || !fp8_grouped_kernel_supports(n_, k_)) return false;
-  if (kernel_pairs_ == 0) return true;  // every group is empty
+  if (kernel_pairs_ == 0) return true;                                       // every group is empty
   if (reinterpret_cast<std::uintptr_t>(operands.y) % 16 != 0) return false;  // the bulk stores' rule
   Fp8GroupedKernelArgs args;
   const auto experts = static_cast<i64>(group_rows_.size());

@@ -10,7 +10,8 @@
 /// rounded up to 4, up to 3 garbage rows into the next groups' first rows; cuda_plan::plan_fp8_group_streams gives
 /// each stream a contiguous run of groups and orders the runs' boundary groups so that every row is written last by
 /// its own group (fp8_group_streams.hpp says how). Without side streams, every call runs in group order on the
-/// caller's stream.
+/// caller's stream. run_kernel instead runs every group in one launch of the backend's persistent fp8 kernel
+/// (fp8_grouped_gemm_kernel.hpp; the engine's choice between the two: cuda_plan::decide_fp8_moe_gemm).
 ///
 /// Buffers (the caller's): X and Y hold rows() + 3 rows (the last group's rounding), X's scales
 /// activation_scale_count() floats (each group's block in its padded rows, group after group), W's
@@ -44,7 +45,7 @@ class Fp8GroupedGemm {
     void* workspace = nullptr;  ///< the caller's stream's (runs without side streams)
     std::size_t workspace_bytes = 0;
     cudaStream_t stream = nullptr;
-    const GemmStreams* side = nullptr;  ///< null, or made without cuBLASLt workspaces: every call on `stream`
+    const GemmStreams* side = nullptr;         ///< null, or made without cuBLASLt workspaces: every call on `stream`
     const int* device_kernel_table = nullptr;  ///< a device copy of kernel_table() (run_kernel)
   };
 

@@ -15,11 +15,10 @@ bool grouped_kernel_supports(std::int64_t n, std::int64_t k) {
          n <= kIntMax && k <= kIntMax;
 }
 
-GroupedTileSchedule make_grouped_tile_schedule(const std::vector<std::int64_t>& group_rows, std::int64_t n,
-                                               std::int64_t tile_cols) {
-  PARATWIN_ASSERT(tile_cols >= 1 && n >= tile_cols && n % tile_cols == 0 && n <= kIntMax,
-                  "grouped kernel schedule at n {} in column blocks of {}", n, tile_cols);
-  const auto col_blocks = static_cast<int>(n / tile_cols);
+GroupedTileSchedule make_grouped_tile_schedule(const std::vector<std::int64_t>& group_rows, std::int64_t n) {
+  PARATWIN_ASSERT(n >= kGroupedTileCols && n % kGroupedTileCols == 0 && n <= kIntMax, "grouped kernel schedule at n {}",
+                  n);
+  const auto col_blocks = static_cast<int>(n / kGroupedTileCols);
   GroupedTileSchedule s;
   std::int64_t pairs = 0;
   for (const std::int64_t rows : group_rows) {

@@ -41,10 +41,9 @@ struct GroupedTileSchedule {
   int pairs = 0;
 };
 
-/// The schedule of the non-empty groups `group_rows` at width n in column blocks of `tile_cols` (n a multiple of it;
-/// the bf16 kernel's kGroupedTileCols, where grouped_kernel_supports(n, any k) must hold; the fp8 kernel's 128).
+/// The schedule of the non-empty groups `group_rows` at width n (grouped_kernel_supports(n, any k) must hold).
 [[nodiscard]] GroupedTileSchedule make_grouped_tile_schedule(const std::vector<std::int64_t>& group_rows,
-                                                             std::int64_t n, std::int64_t tile_cols = kGroupedTileCols);
+                                                             std::int64_t n);
 
 /// The tensor cores' work over the useful work: rows × columns the kernel computes (whole row blocks of 128, a
 /// remainder of at most 64 as 64, the zeros of an unpaired tile's partner) over Σ rows_g × n.

@@ -193,19 +193,6 @@ TEST_CASE("grouped kernel schedule of one group and of none", "[backend]") {
   CHECK_THROWS_AS(make_grouped_tile_schedule({5}, 200), InternalError);
 }
 
-TEST_CASE("grouped kernel schedule in 128-column blocks (the fp8 kernel's) counts n / 128 column blocks", "[backend]") {
-  // 300 rows: 3 row blocks (one shared-weight pair and a last row block per column block); n 384: 3 column blocks, so
-  // 3 shared-weight pairs, one shared-rows pair (column blocks 0 and 1) and the zero partner of column block 2.
-  const auto s = make_grouped_tile_schedule({300, 64}, 384, 128);
-  CHECK(s.table == std::vector<int>{300, 0, 64, 5});
-  CHECK(s.pairs == 5 + 2);
-  CHECK(s.pairs == make_grouped_tile_schedule({300, 64}, 3 * 256).pairs);  // the same walk, 256-column blocks
-  const GroupedPair last = decode_grouped_pair(s.table.data(), s.groups, 3, 4);
-  CHECK((last.group == 0 && last.row_block == 2 && last.col_block == 2 && last.kind == GroupedPairKind::kSharedWeights));
-  CHECK_THROWS_AS(make_grouped_tile_schedule({5}, 200, 128), InternalError);
-  CHECK_THROWS_AS(make_grouped_tile_schedule({5}, 256, 0), InternalError);
-}
-
 TEST_CASE("grouped kernel padding: whole 128-row blocks, remainders of up to 64 rows as 64", "[backend]") {
   CHECK(grouped_kernel_padding({}, 512) == 1.0);
   CHECK(grouped_kernel_padding({0, 128}, 512) == 1.0);

@@ -3,7 +3,8 @@
 // per-tensor scaling, on fresh random fp8 operands and random positive scales, into a poisoned output; shapes with m
 // not a multiple of 4, 16 or 128 (block scaling runs m rounded up to 4 rows), n not a multiple of 128, and k/128 not a
 // multiple of 4 (the padded weight-scale rows).
-// Plus the errors for a k the scaling cannot take, and the MoE experts' fp8 GEMMs on concurrent side streams.
+// Plus the errors for a k the scaling cannot take, and the MoE experts' fp8 GEMMs on concurrent side streams and on the
+// backend's persistent fp8 kernel.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -298,13 +299,13 @@ TEST_CASE("fp8 expert GEMMs on side streams equal the host product, ragged and e
 }
 
 // The backend's persistent fp8 kernel (fp8_grouped_gemm_kernel.hpp) through Fp8GroupedGemm::run_kernel: ragged groups
-// around its 64- and 128-row tiles (0, 1, 3, 63–65, 127–129, 300 rows), 3 column blocks (an odd count: pairs that
-// share X, and the zero partner of an unpaired tile) and 2, k/128 = 3 (weight-scale rows padded to 4) and 5; every
-// element against the host's dequantised product in a poisoned output, the 3 rows past the last group left unwritten,
-// bit for bit the same over repeated launches (a race would move it).
-TEST_CASE("fp8 grouped kernel equals the host product, ragged and empty groups included", "[gpu][fp8]") {
+// around its 64- and 128-row tiles (0, 1, 3, 63–65, 127–129, 300 rows), 3 column tiles of 256 (an odd count: pairs
+// that share X, and the zero partner of an unpaired tile; 6 weight-scale blocks) and 1, k/128 = 3 (weight-scale rows
+// padded to 4) and 5; every element against the host's dequantised product in a poisoned output, the 3 rows past the
+// last group left unwritten, bit for bit the same over repeated launches (a race would move it).
+TEST_CASE("fp8 grouped kernel equals the host product with ragged and empty groups", "[gpu][fp8]") {
   const std::vector<i64> group_rows{3, 0, 65, 1, 128, 300, 0, 63, 127, 64, 129, 2, 0};
-  for (const auto& [n, k, seed] : {std::tuple<i64, i64, std::uint64_t>{384, 384, 41}, {256, 640, 42}}) {
+  for (const auto& [n, k, seed] : {std::tuple<i64, i64, std::uint64_t>{768, 384, 41}, {256, 640, 42}}) {
     CAPTURE(n, k);
     Fp8GroupedGemm gemm(group_rows, n, k);
     REQUIRE(!gemm.kernel_table().empty());
@@ -327,8 +328,7 @@ TEST_CASE("fp8 grouped kernel equals the host product, ragged and empty groups i
     Fp8GroupedGemm::Launch launch;
     launch.stream = stream;
     launch.device_kernel_table = static_cast<const int*>(dtable);
-    const Fp8GroupedGemm::Operands operands{dx, static_cast<const float*>(dxs), dw, static_cast<const float*>(dws),
-                                            dy};
+    const Fp8GroupedGemm::Operands operands{dx, static_cast<const float*>(dxs), dw, static_cast<const float*>(dws), dy};
     const auto run = [&] {
       REQUIRE(cudaMemset(dy, 0xFF, y_bytes) == cudaSuccess);  // NaN in bf16: an unwritten element fails
       REQUIRE(gemm.run_kernel(launch, operands));
