@@ -328,7 +328,7 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
 }
 
 std::function<void(const ExecCtx&)> Binder::bind_fp8_gemm(const Op& op, const std::vector<i64>& group_rows, i64 n,
-                                                          i64 k, int y) {
+                                                          i64 k, int y, bool moe_experts) {
   auto& pool = p_.pool;
   if (k % kFp8ScaleBlock != 0) {
     fail(
@@ -364,14 +364,32 @@ std::function<void(const ExecCtx&)> Binder::bind_fp8_gemm(const Op& op, const st
   s_init.bias = 1.0f;
   s_init.fp32 = true;
   const int w_scale = pool.random("w.scale:" + op.name, s_init);
+  auto method = cuda_plan::MoeGemmMethod::kCublasStreams;
+  if (moe_experts) {
+    cuda_plan::MoeGemmShape shape;
+    shape.rows_per_expert = experts == 0 ? 0.0 : static_cast<double>(rows) / static_cast<double>(experts);
+    shape.n = n;
+    shape.k = k;
+    shape.compute_capability = options_.compute_capability;
+    auto decision = cuda_plan::decide_fp8_moe_gemm(options_.moe_gemm, shape);
+    method = decision.method;
+    if (!decision.fallback.empty()) p_.fp8_moe_fallbacks.push_back(std::move(decision.fallback));
+    ++(method == cuda_plan::MoeGemmMethod::kHopperKernel ? p_.fp8_moe_kernel_gemms : p_.fp8_moe_gemms);
+  }
+  // The kernel's tile schedule in device memory (none where every expert is empty: nothing to run).
+  const int kernel_table = method == cuda_plan::MoeGemmMethod::kHopperKernel && !gemm->kernel_table().empty()
+                               ? pool.ints("fp8k:" + op.name, gemm->kernel_table())
+                               : -1;
   return [=](const ExecCtx& e) {
-    const Fp8GroupedGemm::Launch launch{e.blas_lt, e.lt_workspace, e.lt_workspace_bytes, e.stream, e.gemm_streams};
+    Fp8GroupedGemm::Launch launch{e.blas_lt, e.lt_workspace, e.lt_workspace_bytes, e.stream, e.gemm_streams};
+    if (kernel_table >= 0) launch.device_kernel_table = static_cast<const int*>(e.pool->ptr(kernel_table));
     Fp8GroupedGemm::Operands o;
     o.x = e.pool->ptr(x);
     o.x_scale = static_cast<const float*>(e.pool->ptr(x_scale));
     o.w = e.pool->ptr(w);
     o.w_scale = static_cast<const float*>(e.pool->ptr(w_scale));
     o.y = e.pool->ptr(y);
+    if (kernel_table >= 0 && gemm->run_kernel(launch, o)) return;
     gemm->run(launch, o);
   };
 }

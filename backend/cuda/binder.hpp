@@ -154,8 +154,10 @@ class Binder {
   // An fp8 GEMM (or grouped GEMM: one cuBLASLt call per group's rows) of the timing path, block-scaled as DeepSeek-V3
   // quantises: fp8 weights with 128×128 block scales, activations with 1×128 group scales (the bytes the schedule
   // counts); every tensor and scale seeded random, scales positive.
+  // `moe_experts`: a MoE op's experts, launched as --moe-gemm resolves at their shape (decide_fp8_moe_gemm) and
+  // counted in RankProgram; other fp8 GEMMs run cuBLASLt.
   std::function<void(const ExecCtx&)> bind_fp8_gemm(const Op& op, const std::vector<i64>& group_rows, i64 n, i64 k,
-                                                    int y);
+                                                    int y, bool moe_experts);
   void bind_comm(const Op& op, BoundOp& b, int send, int recv);
   // A bf16 grouped GEMM: the MoE experts' (roles "moe.*") by the method --moe-gemm resolves to at its shape
   // (cuda_plan::decide_moe_gemm), recorded in RankProgram::moe_gemms; any other on cuBLAS streams.

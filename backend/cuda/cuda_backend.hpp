@@ -75,7 +75,8 @@ struct CudaRunStats {
   /// Rank 0's MoE expert GEMMs (bf16 grouped GEMMs) of one step by launch, and why the ones that wanted the Hopper
   /// kernel run cuBLAS streams: one line per distinct reason, with its op count.
   std::int64_t moe_gemm_ops_cublas_streams = 0, moe_gemm_ops_hopper_kernel = 0;
-  std::int64_t moe_gemm_ops_fp8 = 0;  ///< fp8 expert GEMMs (block-scaled cuBLASLt on side streams; not --moe-gemm's)
+  /// Rank 0's fp8 expert GEMMs of one step: block-scaled cuBLASLt on side streams, the persistent fp8 kernel.
+  std::int64_t moe_gemm_ops_fp8 = 0, moe_gemm_ops_fp8_kernel = 0;
   std::vector<std::string> moe_gemm_fallbacks;
 };
 

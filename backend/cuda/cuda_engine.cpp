@@ -461,6 +461,7 @@ void Worker::body() {
   mine.moe_gemm_ops = std::move(moe_gemms.ops);
   mine.moe_gemm_fallbacks = std::move(moe_gemms.fallbacks);
   mine.moe_gemm_fp8_ops = moe_gemms.fp8_ops;
+  mine.moe_gemm_fp8_kernel_ops = moe_gemms.fp8_kernel_ops;
   make_comms();
   if (!st_.barrier()) return;
 
@@ -755,6 +756,7 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDev
     stats.moe_gemm_ops_hopper_kernel = moe_ops[static_cast<std::size_t>(cuda_plan::MoeGemmMethod::kHopperKernel)];
   }
   stats.moe_gemm_ops_fp8 = st.results[0].moe_gemm_fp8_ops;
+  stats.moe_gemm_ops_fp8_kernel = st.results[0].moe_gemm_fp8_kernel_ops;
   std::map<std::string, int> fallback_ops;  // one line per reason
   for (const auto& why : st.results[0].moe_gemm_fallbacks) ++fallback_ops[why];
   for (const auto& [why, ops] : fallback_ops) {
@@ -879,9 +881,9 @@ std::string moe_gemm_summary(const CudaRunStats& stats) {
                              cuda_plan::moe_gemm_method_name(cuda_plan::MoeGemmMethod::kCublasStreams),
                              stats.moe_gemm_ops_hopper_kernel,
                              cuda_plan::moe_gemm_method_name(cuda_plan::MoeGemmMethod::kHopperKernel));
-  if (stats.moe_gemm_ops_fp8 > 0) {
-    summary += fmt::format(", {} fp8 on block-scaled cuBLASLt streams (--moe-gemm chooses for bf16 experts only)",
-                           stats.moe_gemm_ops_fp8);
+  if (stats.moe_gemm_ops_fp8 + stats.moe_gemm_ops_fp8_kernel > 0) {
+    summary += fmt::format(", {} fp8 on block-scaled cuBLASLt streams, {} fp8 on the fp8 Hopper kernel",
+                           stats.moe_gemm_ops_fp8, stats.moe_gemm_ops_fp8_kernel);
   }
   return summary;
 }

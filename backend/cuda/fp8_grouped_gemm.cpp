@@ -1,7 +1,10 @@
 #include "backend/cuda/fp8_grouped_gemm.hpp"
 
+#include <cstdint>
 #include <utility>
 
+#include "backend/cuda/fp8_grouped_gemm_kernel.hpp"
+#include "backend/cuda_plan/grouped_gemm_tiles.hpp"
 #include "topology/error.hpp"
 
 namespace paratwin::cuda {
@@ -23,6 +26,43 @@ Fp8GroupedGemm::Fp8GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k)
     offsets_.push_back(offsets_.back() + r);
     scale_offsets_.push_back(scale_offsets_.back() + fp8_padded_rows(Fp8Scaling::kBlock, r));
   }
+  if (!fp8_grouped_kernel_supports(n_, k_) || rows() + kBlockRowMultiple > std::int64_t{1} << 30) return;
+  std::vector<i64> rows_in_call;
+  std::vector<int> places;  // per non-empty group: first row, first scale row, expert
+  for (std::size_t g = 0; g < group_rows_.size(); ++g) {
+    if (group_rows_[g] == 0) continue;
+    rows_in_call.push_back(group_rows_[g]);
+    places.insert(places.end(),
+                  {static_cast<int>(offsets_[g]), static_cast<int>(scale_offsets_[g]), static_cast<int>(g)});
+  }
+  if (rows_in_call.empty()) return;
+  auto schedule = cuda_plan::make_grouped_tile_schedule(rows_in_call, n_);
+  kernel_table_ = std::move(schedule.table);
+  kernel_table_.insert(kernel_table_.end(), places.begin(), places.end());
+  kernel_groups_ = schedule.groups;
+  kernel_pairs_ = schedule.pairs;
+}
+
+bool Fp8GroupedGemm::run_kernel(const Launch& launch, const Operands& operands) const {
+  if (launch.device_kernel_table == nullptr || !fp8_grouped_kernel_supports(n_, k_)) return false;
+  if (kernel_pairs_ == 0) return true;                                       // every group is empty
+  if (reinterpret_cast<std::uintptr_t>(operands.y) % 16 != 0) return false;  // the bulk stores' rule
+  Fp8GroupedKernelArgs args;
+  const auto experts = static_cast<i64>(group_rows_.size());
+  if (!encode_fp8_grouped_tensor_maps(operands.x, rows() + kBlockRowMultiple - 1, operands.w, experts, n_, k_,
+                                      args.x_map, args.w_map)) {
+    return false;
+  }
+  args.table = launch.device_kernel_table;
+  args.x_scale = operands.x_scale;
+  args.w_scale = operands.w_scale;
+  args.y = operands.y;
+  args.groups = kernel_groups_;
+  args.pairs = kernel_pairs_;
+  args.n = static_cast<int>(n_);
+  args.k = static_cast<int>(k_);
+  launch_fp8_grouped_gemm_kernel(args, launch.stream);
+  return true;
 }
 
 i64 Fp8GroupedGemm::weight_scale_count() const {

@@ -10,7 +10,8 @@
 /// rounded up to 4, up to 3 garbage rows into the next groups' first rows; cuda_plan::plan_fp8_group_streams gives
 /// each stream a contiguous run of groups and orders the runs' boundary groups so that every row is written last by
 /// its own group (fp8_group_streams.hpp says how). Without side streams, every call runs in group order on the
-/// caller's stream.
+/// caller's stream. run_kernel instead runs every group in one launch of the backend's persistent fp8 kernel
+/// (fp8_grouped_gemm_kernel.hpp; the engine's choice between the two: cuda_plan::decide_fp8_moe_gemm).
 ///
 /// Buffers (the caller's): X and Y hold rows() + 3 rows (the last group's rounding), X's scales
 /// activation_scale_count() floats (each group's block in its padded rows, group after group), W's
@@ -44,7 +45,8 @@ class Fp8GroupedGemm {
     void* workspace = nullptr;  ///< the caller's stream's (runs without side streams)
     std::size_t workspace_bytes = 0;
     cudaStream_t stream = nullptr;
-    const GemmStreams* side = nullptr;  ///< null, or made without cuBLASLt workspaces: every call on `stream`
+    const GemmStreams* side = nullptr;         ///< null, or made without cuBLASLt workspaces: every call on `stream`
+    const int* device_kernel_table = nullptr;  ///< a device copy of kernel_table() (run_kernel)
   };
 
   /// n, k: as Fp8Gemm (kBlock: k a multiple of 128; paratwin::Error otherwise). Groups of 0 rows run nothing.
@@ -53,6 +55,15 @@ class Fp8GroupedGemm {
   /// Enqueues every group's GEMM; allocates nothing and never waits on the host (after the first call of each row
   /// count, which picks its algorithm). cuBLAS and CUDA errors throw paratwin::Error.
   void run(const Launch& launch, const Operands& operands);
+
+  /// Enqueues every group's GEMM as one launch of the backend's persistent fp8 kernel (fp8_grouped_gemm_kernel.hpp)
+  /// on launch.stream, writing each group's rows only (none past them), with launch.device_kernel_table. False (and
+  /// nothing enqueued) where the kernel does not support n × k, the table is missing, or X, W or Y is not 16-byte
+  /// aligned; the caller then runs run(). CUDA errors throw paratwin::Error.
+  bool run_kernel(const Launch& launch, const Operands& operands) const;
+  /// The kernel's tile schedule and group places (Fp8GroupedKernelArgs::table) for the caller to upload once; empty
+  /// where the kernel does not support n × k or every group is empty.
+  [[nodiscard]] const std::vector<int>& kernel_table() const { return kernel_table_; }
 
   [[nodiscard]] std::int64_t rows() const { return offsets_.back(); }
   [[nodiscard]] std::int64_t activation_scale_count() const { return scale_offsets_.back() * k_ / kFp8ScaleBlock; }
@@ -68,6 +79,8 @@ class Fp8GroupedGemm {
   std::vector<std::int64_t> offsets_{0};        ///< first row of each group in X and Y, then the total
   std::vector<std::int64_t> scale_offsets_{0};  ///< first padded row of each group's scale block, then the total
   Fp8Gemm gemm_;
+  std::vector<int> kernel_table_;
+  int kernel_groups_ = 0, kernel_pairs_ = 0;
   int planned_streams_ = 0;
   std::vector<cuda_plan::Fp8StreamRun> runs_;
 };

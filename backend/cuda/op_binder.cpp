@@ -75,6 +75,8 @@ MoeGemmLaunches moe_gemm_launches(const RankProgram& program) {
   MoeGemmLaunches out;
   out.ops.assign(2, 0);
   out.fp8_ops = program.fp8_moe_gemms;
+  out.fp8_kernel_ops = program.fp8_moe_kernel_gemms;
+  out.fallbacks = program.fp8_moe_fallbacks;
   for (const auto& g : program.moe_gemms) {
     auto method = g.method;
     std::string why = g.fallback;

@@ -79,9 +79,12 @@ struct RankProgram {
   RankOutputs outputs;
   std::vector<std::string> generic_ops;  ///< names of ops without the real data flow
   std::vector<MoeGemmBinding> moe_gemms;
-  /// fp8 MoE expert GEMMs (block-scaled cuBLASLt over the side streams, fp8_grouped_gemm.hpp): --moe-gemm picks
-  /// among the bf16 launches only, so these are counted apart.
+  /// fp8 MoE expert GEMMs (fp8_grouped_gemm.hpp), counted apart from the bf16 ones: on block-scaled cuBLASLt over
+  /// the side streams, and on the persistent fp8 kernel (cuda_plan::decide_fp8_moe_gemm), and why those that wanted
+  /// the kernel run the streams.
   std::int64_t fp8_moe_gemms = 0;
+  std::int64_t fp8_moe_kernel_gemms = 0;
+  std::vector<std::string> fp8_moe_fallbacks;
   /// An fp8 GEMM of more than one group (Fp8GroupedGemm): only then do the side streams need cuBLASLt workspaces of
   /// their own (kGemmSideStreams × kLtWorkspaceBytes), so the engine allocates them only then.
   bool fp8_side_streams = false;
@@ -104,7 +107,8 @@ void bind_rank(const Schedule& schedule, const ModelSpec& model, int rank, std::
 struct MoeGemmLaunches {
   std::vector<std::int64_t> ops;
   std::vector<std::string> fallbacks;
-  std::int64_t fp8_ops = 0;  ///< RankProgram::fp8_moe_gemms
+  std::int64_t fp8_ops = 0;         ///< RankProgram::fp8_moe_gemms
+  std::int64_t fp8_kernel_ops = 0;  ///< RankProgram::fp8_moe_kernel_gemms
 };
 [[nodiscard]] MoeGemmLaunches moe_gemm_launches(const RankProgram& program);
 

@@ -1,7 +1,8 @@
 #pragma once
 /// Tensor maps (CUtensorMap) for the copy engine's 2-D bulk tensor loads (hopper_ops.cuh's tma_load_2d), encoded on
 /// the host through the driver's cuTensorMapEncodeTiled, reached through the runtime's entry-point query so that the
-/// backend does not link against libcuda. Used by indexer_wgmma.cu and grouped_gemm_kernel.cu.
+/// backend does not link against libcuda. Used by indexer_wgmma.cu, grouped_gemm_kernel.cu and
+/// fp8_grouped_gemm_kernel.cu.
 #include <cuda.h>
 
 #include <cstdint>
@@ -18,7 +19,14 @@ namespace paratwin::cuda {
 [[nodiscard]] bool encode_bf16_tensor_map_sw128(CUtensorMap& map, const void* base, std::int64_t rows,
                                                 std::int64_t cols, std::int64_t row_stride_bytes, unsigned box_rows);
 
+/// As encode_bf16_tensor_map_sw128 for a matrix of 1-byte elements (fp8 e4m3, copied as bytes) read in boxes of
+/// `box_rows` × 128 columns (again one 128-byte swizzle row per box row).
+[[nodiscard]] bool encode_fp8_tensor_map_sw128(CUtensorMap& map, const void* base, std::int64_t rows, std::int64_t cols,
+                                               std::int64_t row_stride_bytes, unsigned box_rows);
+
 /// The box's width: 64 bf16 columns, one 128-byte swizzle row.
 inline constexpr unsigned kTensorMapBoxCols = 64;
+/// The fp8 box's width: 128 columns of one byte.
+inline constexpr unsigned kFp8TensorMapBoxCols = 128;
 
 }  // namespace paratwin::cuda

@@ -51,6 +51,33 @@ struct AutoMoeGemmRule {
 /// later, when their tensor maps are encoded).
 [[nodiscard]] std::string hopper_kernel_unsupported_reason(const MoeGemmShape& shape);
 
+/// fp8 experts with block scales (backend/cuda/fp8_grouped_gemm.hpp): why the backend's persistent fp8 kernel
+/// (fp8_grouped_gemm_kernel.hpp) cannot run `shape` (not sm_90; n not a multiple of 256; k not of 128); empty where
+/// it can.
+[[nodiscard]] std::string fp8_kernel_unsupported_reason(const MoeGemmShape& shape);
+
+/// Where --moe-gemm auto runs fp8 experts on the persistent fp8 kernel rather than block-scaled cuBLASLt calls on the
+/// side streams (where the GPU and n × k allow it): experts of [min_rows_per_expert, max_rows_per_expert] rows each,
+/// k at most max_k. An empirical rule fitted to DeepSeek-V3.2's fp8 expert GEMMs measured on H200, 2026-11-29
+/// (docs/performance.md "MoE expert GEMMs", the fp8 kernel's bullet; bench_kernels --fp8-experts-only, the kernel's
+/// rate over the 4 streams', medians of two runs in one call), not a model of the kernel:
+/// - rows: at ~253-256 rows per expert (8K tokens) the kernel ran the down GEMM (n 7168, k 2048) 1.23 × (EP 1) and
+///   1.16 × (EP 8) as fast as the streams; at ~1,024 (32K) it lost every shape (0.74-0.86 ×). The band runs from half
+///   the smallest measured count to halfway between the two.
+/// - k: the gate_up GEMM (n 4096, k 7168) lost at 8K EP 1 (0.92 ×) and was level at EP 8 (1.06 ×, within the ~6 %
+///   spread between runs). Likely (reasoned, not measured by counters): the kernel waits for each k-block's wgmma
+///   before scaling them, so it runs at ~670-810 TFLOP/s whatever the shape, while the streams' per-call costs weigh
+///   less over a long k. In the engine (`paratwin run --model deepseek-v3.2 --prompt-len 8192 --layers 4`) the down
+///   GEMM ran 2.912 → 2.775 ms on the kernel and the gate_up GEMM 4.873 → 5.375 ms.
+struct AutoFp8MoeGemmRule {
+  double min_rows_per_expert = 128;
+  double max_rows_per_expert = 640;
+  std::int64_t max_k = 2048;
+};
+
+/// --moe-gemm auto's choice for fp8 experts at `shape`; `rule` is a parameter so that the tests can move its bounds.
+[[nodiscard]] MoeGemmMethod auto_fp8_moe_gemm_method(const MoeGemmShape& shape, const AutoFp8MoeGemmRule& rule = {});
+
 /// The launch of one op: the method `choice` resolves to at `shape`, and where the Hopper kernel was asked for (or
 /// picked by the rule) but cannot run, `fallback` says why and the method is cuBLAS streams.
 struct MoeGemmDecision {
@@ -58,5 +85,8 @@ struct MoeGemmDecision {
   std::string fallback;
 };
 [[nodiscard]] MoeGemmDecision decide_moe_gemm(MoeGemmChoice choice, const MoeGemmShape& shape);
+/// The same for fp8 experts: kHopperKernel is the persistent fp8 kernel, kCublasStreams the cuBLASLt calls on the
+/// side streams.
+[[nodiscard]] MoeGemmDecision decide_fp8_moe_gemm(MoeGemmChoice choice, const MoeGemmShape& shape);
 
 }  // namespace paratwin::cuda_plan

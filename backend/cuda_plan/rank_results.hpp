@@ -29,6 +29,7 @@ struct RankResults {
   std::vector<std::int64_t> moe_gemm_ops;
   std::vector<std::string> moe_gemm_fallbacks;  ///< per op that runs cuBLAS streams for want of the kernel: why
   std::int64_t moe_gemm_fp8_ops = 0;  ///< fp8 MoE expert GEMMs of one step (block-scaled cuBLASLt on side streams)
+  std::int64_t moe_gemm_fp8_kernel_ops = 0;  ///< fp8 MoE expert GEMMs of one step on the persistent fp8 kernel
   RankOutputs outputs;
   friend bool operator==(const RankResults&, const RankResults&) = default;
 };

@@ -14,8 +14,8 @@
 //   --grouped-only the MoE expert GEMMs of grouped_gemm.hpp only, each method against its dense GEMM of the same
 //                  size, against the same ceilings
 //   --fp8-experts-only  DeepSeek-V3.2's fp8 expert GEMMs only (fp8_grouped_gemm.hpp on the backend's 4 side
-//                  streams, on 8 and on one; 8K tokens at EP 1 and 8, 32K at EP 1), against the dense block-scaled
-//                  fp8 GEMM of the same size
+//                  streams, on 8 and on one, and its persistent fp8 kernel; 8K and 32K tokens at EP 1 and 8),
+//                  against the dense block-scaled fp8 GEMM of the same size
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
         }
       };
       const auto fp8_experts = [&] {
-        for (const auto& [tokens, ep] : {std::pair<i64, int>{8192, 1}, {8192, 8}, {32768, 1}}) {
+        for (const auto& [tokens, ep] : {std::pair<i64, int>{8192, 1}, {8192, 8}, {32768, 1}, {32768, 8}}) {
           b.set_prompt_tokens(tokens);
           b.fp8_grouped_gemms(m, tokens, ep);  // no rows for bf16 models
         }

@@ -23,6 +23,40 @@ MoeGemmShape shape(double rows_per_expert, std::int64_t n, std::int64_t k, int c
 
 }  // namespace
 
+TEST_CASE("fp8 experts: --moe-gemm auto runs the fp8 kernel for DeepSeek-V3.2's 8K down GEMM only",
+          "[cuda_plan][moe_gemm]") {
+  const AutoFp8MoeGemmRule rule;
+  // DeepSeek-V3.2's fp8 expert GEMMs at 8K tokens (~253-256 rows per expert): the kernel measured ahead at down
+  // (n 7168, k 2048), behind or level at gate_up (n 4096, k 7168); at 32K (~1,024) behind at both.
+  CHECK(auto_fp8_moe_gemm_method(shape(253, 7168, 2048)) == MoeGemmMethod::kHopperKernel);
+  CHECK(auto_fp8_moe_gemm_method(shape(256, 7168, 2048)) == MoeGemmMethod::kHopperKernel);
+  CHECK(auto_fp8_moe_gemm_method(shape(256, 4096, 7168)) == MoeGemmMethod::kCublasStreams);
+  CHECK(auto_fp8_moe_gemm_method(shape(1024, 7168, 2048)) == MoeGemmMethod::kCublasStreams);
+  CHECK(auto_fp8_moe_gemm_method(shape(1024, 4096, 7168)) == MoeGemmMethod::kCublasStreams);
+  // The band's edges, k at its bound, and a GPU other than Hopper.
+  CHECK(auto_fp8_moe_gemm_method(shape(rule.min_rows_per_expert, 7168, 2048)) == MoeGemmMethod::kHopperKernel);
+  CHECK(auto_fp8_moe_gemm_method(shape(rule.max_rows_per_expert, 7168, 2048)) == MoeGemmMethod::kHopperKernel);
+  CHECK(auto_fp8_moe_gemm_method(shape(rule.min_rows_per_expert - 1, 7168, 2048)) == MoeGemmMethod::kCublasStreams);
+  CHECK(auto_fp8_moe_gemm_method(shape(rule.max_rows_per_expert + 1, 7168, 2048)) == MoeGemmMethod::kCublasStreams);
+  CHECK(auto_fp8_moe_gemm_method(shape(256, 7168, rule.max_k + 128)) == MoeGemmMethod::kCublasStreams);
+  CHECK(auto_fp8_moe_gemm_method(shape(256, 7168, 2048, 80)) == MoeGemmMethod::kCublasStreams);
+  CHECK(decide_fp8_moe_gemm(MoeGemmChoice::kAuto, shape(256, 7168, 2048)).method == MoeGemmMethod::kHopperKernel);
+  CHECK(decide_fp8_moe_gemm(MoeGemmChoice::kAuto, shape(256, 4096, 7168)).fallback.empty());  // a choice
+  CHECK(decide_fp8_moe_gemm(MoeGemmChoice::kCublasStreams, shape(256, 7168, 2048)).method ==
+        MoeGemmMethod::kCublasStreams);
+  CHECK(decide_fp8_moe_gemm(MoeGemmChoice::kHopperKernel, shape(2048, 4096, 7168)).method ==
+        MoeGemmMethod::kHopperKernel);
+  // Off the kernel's tiles (n a multiple of 256, k of 128) or off Hopper: hopper-kernel falls back and says why.
+  for (const auto& [n, k, cc, why] : {std::tuple<std::int64_t, std::int64_t, int, const char*>{
+                                          384, 2048, 90, "n 384 x k 2048 is off the fp8 kernel's tiles"},
+                                      {4096, 192, 90, "n 4096 x k 192 is off the fp8 kernel's tiles"},
+                                      {4096, 7168, 100, "the GPU is sm_100"}}) {
+    const auto d = decide_fp8_moe_gemm(MoeGemmChoice::kHopperKernel, shape(255, n, k, cc));
+    CHECK(d.method == MoeGemmMethod::kCublasStreams);
+    CHECK_THAT(d.fallback, Catch::Contains(why));
+  }
+}
+
 TEST_CASE("the --moe-gemm spellings round-trip and nothing else parses", "[cuda_plan][moe_gemm]") {
   for (const auto choice : {MoeGemmChoice::kAuto, MoeGemmChoice::kCublasStreams, MoeGemmChoice::kHopperKernel}) {
     CHECK(parse_moe_gemm_choice(moe_gemm_choice_name(choice)) == choice);

@@ -24,6 +24,7 @@ RankResults sample(int rank) {
   r.attention_calls = {2, 0, rank};
   r.moe_gemm_ops = {rank, 4};
   r.moe_gemm_fp8_ops = 2 * rank + 1;
+  r.moe_gemm_fp8_kernel_ops = 3 * rank + 2;
   r.moe_gemm_fallbacks =
       rank == 2 ? std::vector<std::string>{"n 192 x k 160 is off the kernel's tiles"} : std::vector<std::string>{};
   r.outputs.request = {0, 0, 1};

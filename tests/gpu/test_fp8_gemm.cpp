@@ -3,7 +3,8 @@
 // per-tensor scaling, on fresh random fp8 operands and random positive scales, into a poisoned output; shapes with m
 // not a multiple of 4, 16 or 128 (block scaling runs m rounded up to 4 rows), n not a multiple of 128, and k/128 not a
 // multiple of 4 (the padded weight-scale rows).
-// Plus the errors for a k the scaling cannot take, and the MoE experts' fp8 GEMMs on concurrent side streams.
+// Plus the errors for a k the scaling cannot take, and the MoE experts' fp8 GEMMs on concurrent side streams and on the
+// backend's persistent fp8 kernel.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "backend/cuda/fp8_gemm.hpp"
@@ -156,6 +158,65 @@ void check_fp8_gemm(Fp8Scaling scaling, i64 m, i64 n, i64 k, std::uint64_t seed)
   for (void* p : {dx, dw, dxs, dws, dy}) cudaFree(p);
 }
 
+// The double-precision host product of fp8 expert GEMMs (Fp8GroupedGemm's operands and scale layouts) and the check
+// of a bf16 output against it: |y − ref| ≤ 1e-2·|ref| + 2e-3·Σ|terms| for every real row.
+struct GroupedReference {
+  i64 n = 0;
+  std::vector<double> ref, magnitude;
+
+  GroupedReference(const std::vector<i64>& group_rows, i64 n_cols, i64 k, const std::vector<std::uint8_t>& x,
+                   const std::vector<std::uint8_t>& w, const std::vector<float>& x_scale,
+                   const std::vector<float>& w_scale)
+      : n(n_cols) {
+    const i64 k_groups = k / kFp8ScaleBlock, w_ld = (k_groups + 3) / 4 * 4;
+    const i64 w_scales = fp8_weight_scale_count(Fp8Scaling::kBlock, n, k);
+    std::vector<double> xv(x.size()), wv(w.size());
+    for (std::size_t i = 0; i < x.size(); ++i) xv[i] = e4m3_value(x[i]);
+    for (std::size_t i = 0; i < w.size(); ++i) wv[i] = e4m3_value(w[i]);
+    i64 rows = 0;
+    for (const i64 m : group_rows) rows += m;
+    ref.resize(static_cast<std::size_t>(rows * n));
+    magnitude.resize(ref.size());
+    i64 row = 0, scale_row = 0;
+    for (std::size_t g = 0; g < group_rows.size(); ++g) {
+      const i64 m = group_rows[g], m4 = fp8_padded_rows(Fp8Scaling::kBlock, m), gi = static_cast<i64>(g);
+      for (i64 r = 0; r < m; ++r) {
+        for (i64 c = 0; c < n; ++c) {
+          double sum = 0, size = 0;
+          for (i64 j = 0; j < k; ++j) {
+            const double xs = x_scale[static_cast<std::size_t>(scale_row * k_groups + j / kFp8ScaleBlock * m4 + r)];
+            const double ws =
+                w_scale[static_cast<std::size_t>(gi * w_scales + c / kFp8ScaleBlock * w_ld + j / kFp8ScaleBlock)];
+            const double term = xv[static_cast<std::size_t>((row + r) * k + j)] * xs *
+                                wv[static_cast<std::size_t>((gi * n + c) * k + j)] * ws;
+            sum += term;
+            size += std::abs(term);
+          }
+          ref[static_cast<std::size_t>((row + r) * n + c)] = sum;
+          magnitude[static_cast<std::size_t>((row + r) * n + c)] = size;
+        }
+      }
+      row += m;
+      scale_row += m4;
+    }
+  }
+
+  // Elements of `raw` (bf16, the real rows first) off the reference; reports the first 5.
+  [[nodiscard]] i64 mismatches(const std::vector<std::uint16_t>& raw) const {
+    i64 bad = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+      const double got = bf16_value(raw[i]);
+      if (!(std::abs(got - ref[i]) <= 1e-2 * std::abs(ref[i]) + 2e-3 * magnitude[i])) {
+        if (bad < 5)
+          UNSCOPED_INFO("y row " << static_cast<i64>(i) / n << " col " << static_cast<i64>(i) % n << " = " << got
+                                 << ", reference " << ref[i]);
+        ++bad;
+      }
+    }
+    return bad;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("fp8 GEMM with block scales equals the dequantised host product", "[gpu][fp8]") {
@@ -188,7 +249,7 @@ TEST_CASE("fp8 expert GEMMs on side streams equal the host product, ragged and e
   // tail 77, 61, whose 3 extra rows cover the empty group 8, all of group 9 and a row of group 10, the next run's
   // head; [8, 16) with the tail 33, 7, 1 writing into the last run's first group.
   const std::vector<i64> group_rows{5, 0, 3, 128, 24, 0, 77, 61, 0, 2, 9, 60, 0, 33, 7, 1, 40, 2, 45, 3, 0, 52, 6};
-  const i64 n = 256, k = 384, k_groups = k / kFp8ScaleBlock;
+  const i64 n = 256, k = 384;
   Fp8GroupedGemm gemm(group_rows, n, k);
   const GemmStreams side(4, Lt::kWorkspaceBytes);
   const auto& runs = gemm.stream_runs(side.size());
@@ -198,7 +259,7 @@ TEST_CASE("fp8 expert GEMMs on side streams equal the host product, ragged and e
 
   std::mt19937_64 rng(31);
   const i64 rows = gemm.rows(), groups = static_cast<i64>(group_rows.size());
-  const i64 w_scales = gemm.weight_scale_count(), w_ld = (k_groups + 3) / 4 * 4;
+  const i64 w_scales = gemm.weight_scale_count();
   const auto x = random_fp8((rows + 3) * k, rng);
   const auto w = random_fp8(groups * n * k, rng);
   const auto x_scale = random_scales(gemm.activation_scale_count(), rng);
@@ -224,45 +285,8 @@ TEST_CASE("fp8 expert GEMMs on side streams equal the host product, ragged and e
   };
   const auto in_order = run(nullptr);
 
-  std::vector<double> xv(x.size()), wv(w.size());
-  for (std::size_t i = 0; i < x.size(); ++i) xv[i] = e4m3_value(x[i]);
-  for (std::size_t i = 0; i < w.size(); ++i) wv[i] = e4m3_value(w[i]);
-  std::vector<double> ref(static_cast<std::size_t>(rows * n)), magnitude(ref.size());
-  i64 row = 0, scale_row = 0;
-  for (i64 g = 0; g < groups; ++g) {
-    const i64 m = group_rows[static_cast<std::size_t>(g)], m4 = fp8_padded_rows(Fp8Scaling::kBlock, m);
-    for (i64 r = 0; r < m; ++r) {
-      for (i64 c = 0; c < n; ++c) {
-        double sum = 0, size = 0;
-        for (i64 j = 0; j < k; ++j) {
-          const double xs = x_scale[static_cast<std::size_t>(scale_row * k_groups + j / kFp8ScaleBlock * m4 + r)];
-          const double ws =
-              w_scale[static_cast<std::size_t>(g * w_scales + c / kFp8ScaleBlock * w_ld + j / kFp8ScaleBlock)];
-          const double term = xv[static_cast<std::size_t>((row + r) * k + j)] * xs *
-                              wv[static_cast<std::size_t>((g * n + c) * k + j)] * ws;
-          sum += term;
-          size += std::abs(term);
-        }
-        ref[static_cast<std::size_t>((row + r) * n + c)] = sum;
-        magnitude[static_cast<std::size_t>((row + r) * n + c)] = size;
-      }
-    }
-    row += m;
-    scale_row += m4;
-  }
-  const auto check = [&](const std::vector<std::uint16_t>& raw) {
-    i64 bad = 0;
-    for (std::size_t i = 0; i < raw.size(); ++i) {
-      const double got = bf16_value(raw[i]);
-      if (!(std::abs(got - ref[i]) <= 1e-2 * std::abs(ref[i]) + 2e-3 * magnitude[i])) {
-        if (bad < 5)
-          UNSCOPED_INFO("y row " << static_cast<i64>(i) / n << " col " << static_cast<i64>(i) % n << " = " << got
-                                 << ", reference " << ref[i]);
-        ++bad;
-      }
-    }
-    return bad;
-  };
+  const GroupedReference reference(group_rows, n, k, x, w, x_scale, w_scale);
+  const auto check = [&](const std::vector<std::uint16_t>& raw) { return reference.mismatches(raw); };
   CHECK(check(in_order) == 0);
   for (int trial = 0; trial < 5; ++trial) {
     CAPTURE(trial);
@@ -272,4 +296,61 @@ TEST_CASE("fp8 expert GEMMs on side streams equal the host product, ragged and e
   }
   cudaStreamDestroy(stream);
   for (void* p : {dx, dw, dxs, dws, dy}) cudaFree(p);
+}
+
+// The backend's persistent fp8 kernel (fp8_grouped_gemm_kernel.hpp) through Fp8GroupedGemm::run_kernel: ragged groups
+// around its 64- and 128-row tiles (0, 1, 3, 63–65, 127–129, 300 rows), 3 column tiles of 256 (an odd count: pairs
+// that share X, and the zero partner of an unpaired tile; 6 weight-scale blocks) and 1, k/128 = 3 (weight-scale rows
+// padded to 4) and 5; every element against the host's dequantised product in a poisoned output, the 3 rows past the
+// last group left unwritten, bit for bit the same over repeated launches (a race would move it).
+TEST_CASE("fp8 grouped kernel equals the host product with ragged and empty groups", "[gpu][fp8]") {
+  const std::vector<i64> group_rows{3, 0, 65, 1, 128, 300, 0, 63, 127, 64, 129, 2, 0};
+  for (const auto& [n, k, seed] : {std::tuple<i64, i64, std::uint64_t>{768, 384, 41}, {256, 640, 42}}) {
+    CAPTURE(n, k);
+    Fp8GroupedGemm gemm(group_rows, n, k);
+    REQUIRE(!gemm.kernel_table().empty());
+    std::mt19937_64 rng(seed);
+    const i64 rows = gemm.rows(), groups = static_cast<i64>(group_rows.size());
+    const auto x = random_fp8((rows + 3) * k, rng);
+    const auto w = random_fp8(groups * n * k, rng);
+    const auto x_scale = random_scales(gemm.activation_scale_count(), rng);
+    const auto w_scale = random_scales(groups * gemm.weight_scale_count(), rng);
+    void* dx = upload(x);
+    void* dw = upload(w);
+    void* dxs = upload(x_scale);
+    void* dws = upload(w_scale);
+    void* dtable = upload(gemm.kernel_table());
+    void* dy = nullptr;
+    const auto y_bytes = static_cast<std::size_t>((rows + 3) * n * 2);
+    REQUIRE(cudaMalloc(&dy, y_bytes) == cudaSuccess);
+    cudaStream_t stream = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
+    Fp8GroupedGemm::Launch launch;
+    launch.stream = stream;
+    launch.device_kernel_table = static_cast<const int*>(dtable);
+    const Fp8GroupedGemm::Operands operands{dx, static_cast<const float*>(dxs), dw, static_cast<const float*>(dws), dy};
+    const auto run = [&] {
+      REQUIRE(cudaMemset(dy, 0xFF, y_bytes) == cudaSuccess);  // NaN in bf16: an unwritten element fails
+      REQUIRE(gemm.run_kernel(launch, operands));
+      REQUIRE(cudaGetLastError() == cudaSuccess);
+      REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
+      std::vector<std::uint16_t> raw(static_cast<std::size_t>((rows + 3) * n));
+      REQUIRE(cudaMemcpy(raw.data(), dy, y_bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+      return raw;
+    };
+    const GroupedReference reference(group_rows, n, k, x, w, x_scale, w_scale);
+    const auto first = run();
+    CHECK(reference.mismatches(first) == 0);
+    i64 written_past_end = 0;
+    for (std::size_t i = static_cast<std::size_t>(rows * n); i < first.size(); ++i) {
+      if (first[i] != 0xFFFF) ++written_past_end;
+    }
+    CHECK(written_past_end == 0);
+    for (int trial = 0; trial < 3; ++trial) {
+      CAPTURE(trial);
+      CHECK(run() == first);
+    }
+    cudaStreamDestroy(stream);
+    for (void* p : {dx, dw, dxs, dws, dtable, dy}) cudaFree(p);
+  }
 }

@@ -118,20 +118,26 @@ TEST_CASE("the --moe-gemm hopper-kernel off the kernel's tiles falls back to cuB
                                  Catch::Contains("off the kernel's tiles"));
 }
 
-TEST_CASE("the --moe-gemm hopper-kernel leaves fp8 experts and MLA's absorb GEMMs on their own launches", "[gpu]") {
+TEST_CASE("the --moe-gemm hopper-kernel runs fp8 experts on the fp8 kernel and MLA's absorb GEMMs on cuBLAS", "[gpu]") {
   REQUIRE(cuda_device_count() >= 1);
-  // The tiny DeepSeek: one MoE layer of fp8 experts (block-scaled cuBLASLt), bf16 grouped q_absorb / v_unabsorb.
+  // The tiny DeepSeek: one MoE layer of fp8 experts (gate_up n 256 × k 256, down n 256 × k 128: on the fp8 kernel's
+  // tiles; 64 rows per expert, below auto's band), bf16 grouped q_absorb / v_unabsorb (not experts: cuBLAS).
   const auto model = tiny_deepseek_fp8();
   const auto schedule = build_schedule(model, ParallelConfig{}, prefill(256));
   const RankLayout layout(ParallelConfig{});
   const Placement placement(layout, load_cluster("h200-sxm", 1));
-  const auto result = run_cuda(schedule, placement, options_for(model, MoeGemmChoice::kHopperKernel));
-  CHECK(result.trace.events.size() == schedule.ranks[0].size());
-  CHECK(result.stats.moe_gemm_ops_hopper_kernel == 0);
-  CHECK(result.stats.moe_gemm_ops_cublas_streams == 0);
-  CHECK(result.stats.moe_gemm_ops_fp8 == 2);  // the MoE layer's gate_up and down
-  CHECK_THAT(moe_gemm_summary(result.stats), Catch::Contains("2 fp8 on block-scaled cuBLASLt streams"));
-  CHECK(result.stats.moe_gemm_fallbacks.empty());
+  const auto kernel = run_cuda(schedule, placement, options_for(model, MoeGemmChoice::kHopperKernel));
+  CHECK(kernel.trace.events.size() == schedule.ranks[0].size());
+  CHECK(kernel.stats.moe_gemm_ops_hopper_kernel == 0);
+  CHECK(kernel.stats.moe_gemm_ops_cublas_streams == 0);
+  CHECK(kernel.stats.moe_gemm_ops_fp8 == 0);
+  CHECK(kernel.stats.moe_gemm_ops_fp8_kernel == 2);  // the MoE layer's gate_up and down
+  CHECK_THAT(moe_gemm_summary(kernel.stats), Catch::Contains("2 fp8 on the fp8 Hopper kernel"));
+  CHECK(kernel.stats.moe_gemm_fallbacks.empty());
+  const auto automatic = run_cuda(schedule, placement, options_for(model, MoeGemmChoice::kAuto));
+  CHECK(automatic.stats.moe_gemm_ops_fp8 == 2);
+  CHECK(automatic.stats.moe_gemm_ops_fp8_kernel == 0);
+  CHECK_THAT(moe_gemm_summary(automatic.stats), Catch::Contains("2 fp8 on block-scaled cuBLASLt streams"));
 }
 
 // Binding touches no GPU: the bound program says whether the engine gives the side streams their cuBLASLt workspaces

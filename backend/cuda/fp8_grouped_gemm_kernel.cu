@@ -1,0 +1,329 @@
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/fp8_grouped_gemm_kernel.hpp"
+#include "backend/cuda/hopper_ops.cuh"
+#include "backend/cuda/tensor_map.hpp"
+#include "backend/cuda_plan/grouped_gemm_tiles.hpp"
+
+namespace paratwin::cuda {
+
+namespace {
+
+namespace hw = hopper;
+using cuda_plan::kGroupedHalfTileRows;
+using cuda_plan::kGroupedTileCols;
+using cuda_plan::kGroupedTileRows;
+
+constexpr int kKBlock = 128;  // k per ring stage: one scale block, one 128-byte swizzle row of e4m3
+constexpr int kStages = 3;    // 3 × 48 KB in flight per block (4 leave no room for the output staging)
+constexpr int kWarpgroupThreads = 128;
+constexpr int kConsumers = 2;  // warpgroups, 64 rows each
+constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
+constexpr int kScaleBlock = 128;                                // n-rows of one weight-scale block
+constexpr int kNHalf = 128;                                     // columns of one wgmma n128 (one scale block)
+constexpr unsigned kBoxBytes = kGroupedHalfTileRows * kKBlock;  // 64 rows × 128 k: one copy box, 8 KB
+constexpr unsigned kABytes = 2 * kBoxBytes;                     // X tile: 128 rows × 128 k, K-major
+constexpr unsigned kBBoxes = kGroupedTileCols / 64;             // W tile: 4 boxes of 64 n-rows × 128 k, K-major
+constexpr unsigned kBBytes = kBBoxes * kBoxBytes;               // 32 KB
+constexpr unsigned kNHalfBytes = kNHalf * kKBlock;              // one n128 half of the W tile, 16 KB
+constexpr unsigned kStageBytes = kABytes + kBBytes;             // 48 KB
+// Output staging as in the bf16 kernel: each consumer warp's 16 rows of bf16, rows padded by 16 bytes (banks).
+constexpr unsigned kStagingRowBytes = kGroupedTileCols * 2 + 16;
+constexpr unsigned kWarpStagingBytes = 16 * kStagingRowBytes;
+constexpr unsigned kStagingOffset = kStages * kStageBytes;
+constexpr unsigned kBarrierOffset = kStagingOffset + kConsumers * 4 * kWarpStagingBytes;
+constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
+static_assert(kSmemBytes <= 227 * 1024, "a block's shared memory on sm_90");
+// The consumers hold 192 accumulator registers per thread (a 256-column sum and a 128-column partial), which the
+// compiler fits in 232 with 32 bytes of spills (224: 108 bytes; a producer of 24 spills itself).
+// 128·40 + 256·232 = 64,512 ≤ the 65,536 of the register file.
+constexpr unsigned kProducerRegisters = 40;
+constexpr unsigned kConsumerRegisters = 232;
+static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <= 65536, "register file");
+static_assert(kFp8TensorMapBoxCols == kKBlock, "one k-block is one 128-byte box row");
+static_assert(kGroupedTileRows == kConsumers * 64 && kGroupedTileCols == 2 * kNHalf, "wgmma m64n128, two per row");
+static_assert(kFp8GroupedTileCols == kGroupedTileCols, "the bf16 kernel's tile walk");
+
+struct BlockTile {
+  int group = 0, row0 = 0, col0 = 0;
+  bool shared_weights = true;
+};
+// The tile of this block (rank 0 or 1 of its cluster) in a pair, as the bf16 kernel's.
+__device__ inline BlockTile block_tile(const Fp8GroupedKernelArgs& a, int pair, unsigned rank) {
+  const auto p = cuda_plan::decode_grouped_pair(a.table, a.groups, a.n / kGroupedTileCols, pair);
+  const bool shared_weights = p.kind == cuda_plan::GroupedPairKind::kSharedWeights;
+  const int r = static_cast<int>(rank);
+  return {p.group, (p.row_block + (shared_weights ? r : 0)) * kGroupedTileRows,
+          (p.col_block + (shared_weights ? 0 : r)) * kGroupedTileCols, shared_weights};
+}
+
+// A non-empty group's place in the operands (Fp8GroupedKernelArgs::table).
+struct GroupPlace {
+  int rows = 0, first_row = 0, scale_row = 0, expert = 0;
+};
+__device__ inline GroupPlace group_place(const Fp8GroupedKernelArgs& a, int group) {
+  const int* info = a.table + 2 * a.groups + 3 * group;
+  return {a.table[2 * group], info[0], info[1], info[2]};
+}
+
+// The producer, one thread per block, as the bf16 kernel's: per pair and k-block, waits until both blocks' consumers
+// released the slot, then fills its part of it in both blocks: a pair sharing W loads its own X tile (two boxes of 64
+// rows) and W boxes 2·rank, 2·rank + 1 (n-rows 128·rank .. +127) into both blocks; a pair sharing X loads X rows
+// 64·rank .. +63 into both blocks and its own 4 W boxes. Either way each block's `full` barrier counts the stage's
+// 48 KB.
+__device__ void produce(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank) {
+  constexpr std::uint16_t kBothBlocks = 0b11;
+  const int k_blocks = a.k / kKBlock;
+  int slot = 0;
+  unsigned phase = 0;
+  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+    const BlockTile tile = block_tile(a, pair, rank);
+    const GroupPlace place = group_place(a, tile.group);
+    const int x_row0 = place.first_row + tile.row0;
+    const int w_row0 = place.expert * a.n + tile.col0;
+    for (int kb = 0; kb < k_blocks; ++kb) {
+      const unsigned full_bar = full + 8 * static_cast<unsigned>(slot);
+      hw::mbarrier_wait(empty + 8 * static_cast<unsigned>(slot), phase ^ 1);  // a fresh barrier reads as released
+      const unsigned sa = ring + static_cast<unsigned>(slot) * kStageBytes, sb = sa + kABytes;
+      const int k0 = kb * kKBlock;
+      hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes);
+      if (tile.shared_weights) {
+        hw::tma_load_2d(sa, &a.x_map, full_bar, k0, x_row0);
+        hw::tma_load_2d(sa + kBoxBytes, &a.x_map, full_bar, k0, x_row0 + kGroupedHalfTileRows);
+#pragma unroll
+        for (unsigned b = 2 * rank; b < 2 * rank + 2; ++b) {
+          hw::tma_load_2d_multicast(sb + b * kBoxBytes, &a.w_map, full_bar, k0, w_row0 + static_cast<int>(b) * 64,
+                                    kBothBlocks);
+        }
+      } else {
+        hw::tma_load_2d_multicast(sa + rank * kBoxBytes, &a.x_map, full_bar, k0,
+                                  x_row0 + static_cast<int>(rank) * kGroupedHalfTileRows, kBothBlocks);
+#pragma unroll
+        for (unsigned b = 0; b < kBBoxes; ++b) {
+          hw::tma_load_2d(sb + b * kBoxBytes, &a.w_map, full_bar, k0, w_row0 + static_cast<int>(b) * 64);
+        }
+      }
+      if (++slot == kStages) {
+        slot = 0;
+        phase ^= 1;
+      }
+    }
+  }
+}
+
+// One consumer warp is done reading ring slot `slot`: tells both blocks of the cluster (both producers write it).
+__device__ inline void release_slot(unsigned empty, unsigned rank, int slot) {
+  hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(slot));
+  hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), rank ^ 1);
+}
+
+// The ring position the consumers read next, advanced stage by stage.
+struct RingCursor {
+  unsigned rank = 0;  ///< this block's in its cluster
+  int slot = 0;
+  unsigned phase = 0;
+  __device__ void advance() {
+    if (++slot == kStages) {
+      slot = 0;
+      phase ^= 1;
+    }
+  }
+};
+
+// Where one consumer warpgroup's share of a tile lies: its 64 X rows `a_offset` bytes into the stage's X tile (rows
+// `row0` .. +63 of the group, `rows` of them valid, ≤ 0 for none), its kHalves · 128 columns `b_offset` bytes into the
+// stage's W tile (n-block `n_block` of the expert first), its output at `y` (rows a.n apart).
+struct ConsumerShare {
+  unsigned a_offset = 0, b_offset = 0;
+  int row0 = 0, rows = 0, n_block = 0;
+  const float* x_scale = nullptr;  ///< the group's scale block
+  int padded_rows = 0;             ///< its column height
+  const float* w_scale = nullptr;  ///< the expert's scales
+  __nv_bfloat16* y = nullptr;
+};
+
+// One consumer warpgroup's share of one tile: 64 rows × kHalves · 128 columns. Per k-block: waits for the slot; per
+// n128 half, issues 4 wgmma k32 steps into `partial`, reads (first half) this thread's two rows' activation scales and
+// the half's weight scale while they run, waits for them, and adds partial · x_scale · w_scale into `sum`; releases the
+// slot after the last half's wgmma. Two accumulator sets (sum, partial) of 64 registers per half: `partial` is reused
+// by the second half. A share of no valid rows only follows the ring. Epilogue as the bf16 kernel's: bf16 into this
+// warp's staging rows (at `staging`), stored row by row by the copy engine while the warp goes on.
+template <int kHalves>
+__device__ void consume_tile(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty,
+                             RingCursor& ring_at, const ConsumerShare& share, unsigned staging) {
+  const int t = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
+  const int warp = t / 32, lane = t % 32;
+  const int k_blocks = a.k / kKBlock;
+  const int w_scale_ld = (k_blocks + 3) / 4 * 4;  // fp8_gemm.hpp: k-blocks padded to a multiple of 4
+  const bool active = share.rows > 0;
+  // Thread t holds rows lane / 4 and + 8 of the warp's 16, columns 8j + 2·(lane % 4) and + 1 (hopper_ops.cuh).
+  const int r0 = share.row0 + warp * 16 + lane / 4, r1 = r0 + 8;  // rows within the group
+  const int valid_rows = share.row0 + share.rows;
+  float sum[64 * kHalves];
+  float partial[64];
+#pragma unroll
+  for (int i = 0; i < 64 * kHalves; ++i) sum[i] = 0.0f;
+  for (int kb = 0; kb < k_blocks; ++kb) {
+    hw::mbarrier_wait(full + 8 * static_cast<unsigned>(ring_at.slot), ring_at.phase);
+    if (!active) {
+      if (lane == 0) release_slot(empty, ring_at.rank, ring_at.slot);
+      ring_at.advance();
+      continue;
+    }
+    const unsigned stage = ring + static_cast<unsigned>(ring_at.slot) * kStageBytes;
+    const unsigned sa = stage + share.a_offset, sb = stage + kABytes + share.b_offset;
+    float x_scale0 = 0.0f, x_scale1 = 0.0f;
+#pragma unroll
+    for (int h = 0; h < kHalves; ++h) {
+      hw::wgmma_fence();
+#pragma unroll
+      for (unsigned kk = 0; kk < kKBlock / 32; ++kk) {  // a k32 step is 32 bytes along the swizzled rows
+        hw::wgmma_m64n128k32_e4m3(partial, hw::smem_descriptor_k_major_sw128(sa + kk * 32),
+                                  hw::smem_descriptor_k_major_sw128(sb + h * kNHalfBytes + kk * 32), kk > 0);
+      }
+      hw::wgmma_commit_group();
+      const float w_scale = __ldg(share.w_scale + (share.n_block + h) * w_scale_ld + kb);
+      if (h == 0) {
+        const std::int64_t column = std::int64_t{kb} * share.padded_rows;
+        if (r0 < valid_rows) x_scale0 = __ldg(share.x_scale + column + r0);
+        if (r1 < valid_rows) x_scale1 = __ldg(share.x_scale + column + r1);
+      }
+      hw::wgmma_wait_group<0>();
+      hw::wgmma_fence_operands(partial);
+      if (h == kHalves - 1) {
+        if (lane == 0) release_slot(empty, ring_at.rank, ring_at.slot);
+        ring_at.advance();
+      }
+      const float scale0 = x_scale0 * w_scale, scale1 = x_scale1 * w_scale;
+#pragma unroll
+      for (int c = 0; c < 16; ++c) {
+        sum[64 * h + 4 * c] += partial[4 * c] * scale0;
+        sum[64 * h + 4 * c + 1] += partial[4 * c + 1] * scale0;
+        sum[64 * h + 4 * c + 2] += partial[4 * c + 2] * scale1;
+        sum[64 * h + 4 * c + 3] += partial[4 * c + 3] * scale1;
+      }
+    }
+  }
+  if (!active) return;
+  const unsigned warp_staging = staging + static_cast<unsigned>(warp) * kWarpStagingBytes;
+  const unsigned at0 = warp_staging + static_cast<unsigned>(lane / 4) * kStagingRowBytes + 4u * (lane % 4);
+  const unsigned at8 = at0 + 8 * kStagingRowBytes;
+  if (lane == 0) hw::bulk_wait_group_read();  // the previous tile's copies have read the staging rows
+  __syncwarp();
+#pragma unroll
+  for (int j = 0; j < 16 * kHalves; ++j) {
+    hw::st_shared_b32(at0 + 16u * j, hw::pack_bf16x2(sum[4 * j], sum[4 * j + 1]));
+    hw::st_shared_b32(at8 + 16u * j, hw::pack_bf16x2(sum[4 * j + 2], sum[4 * j + 3]));
+  }
+  hw::fence_proxy_async_shared();
+  __syncwarp();
+  if (lane == 0) {
+    const int warp_rows = std::min(16, share.rows - warp * 16);
+    for (int i = 0; i < warp_rows; ++i) {
+      hw::bulk_store(share.y + std::int64_t{warp * 16 + i} * a.n,
+                     warp_staging + static_cast<unsigned>(i) * kStagingRowBytes, kHalves * kNHalf * 2);
+    }
+    hw::bulk_commit_group();
+  }
+}
+
+// Consumer warpgroup `half` (0 or 1) over this block's tiles, as the bf16 kernel's: a tile of more than 64 valid rows
+// (rows past the group's end are the next group's, or zeros, and are not stored): this warpgroup multiplies rows
+// 64·half .. +63 by all 256 columns; a tile of at most 64 (a group's remainder): both warpgroups take rows 0..63, this
+// one columns 128·half .. +127, so that the tensor cores compute 64 rows, not 128, with both warpgroups busy.
+__device__ void consume(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank,
+                        int half) {
+  RingCursor ring_at;
+  ring_at.rank = rank;
+  const int k_blocks = a.k / kKBlock;
+  const std::int64_t w_scales_per_expert = std::int64_t{a.n / kScaleBlock} * ((k_blocks + 3) / 4 * 4);
+  const unsigned staging = ring + kStagingOffset + static_cast<unsigned>(half) * 4 * kWarpStagingBytes;
+  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+    const BlockTile tile = block_tile(a, pair, rank);
+    const GroupPlace place = group_place(a, tile.group);
+    const int tile_rows = place.rows - tile.row0;  // ≤ 0 for the zero partner past a group's end
+    ConsumerShare share;
+    share.x_scale = a.x_scale + std::int64_t{place.scale_row} * k_blocks;
+    share.padded_rows = (place.rows + 3) / 4 * 4;
+    share.w_scale = a.w_scale + place.expert * w_scales_per_expert;
+    share.n_block = tile.col0 / kScaleBlock;
+    auto* y = static_cast<__nv_bfloat16*>(a.y) + (std::int64_t{place.first_row} + tile.row0) * a.n + tile.col0;
+    if (tile_rows <= kGroupedHalfTileRows) {
+      share.b_offset = static_cast<unsigned>(half) * kNHalfBytes;
+      share.row0 = tile.row0;
+      share.rows = tile_rows;
+      share.n_block += half;
+      share.y = y + kNHalf * half;
+      consume_tile<1>(a, ring, full, empty, ring_at, share, staging);
+    } else {
+      share.a_offset = static_cast<unsigned>(half) * kBoxBytes;
+      share.row0 = tile.row0 + 64 * half;
+      share.rows = tile_rows - 64 * half;
+      share.y = y + std::int64_t{64} * half * a.n;
+      consume_tile<2>(a, ring, full, empty, ring_at, share, staging);
+    }
+  }
+  if (threadIdx.x % 32 == 0) hw::bulk_wait_group();  // the last tile's stores are done before the block's exit
+}
+
+__global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
+    fp8_grouped_gemm_kernel(const __grid_constant__ Fp8GroupedKernelArgs args) {
+  extern __shared__ __align__(1024) std::uint8_t fp8_grouped_smem[];
+  // The 128-byte swizzle repeats every 1024 bytes: align the ring (at the same offset in both blocks, which the
+  // multicast copies rely on).
+  const unsigned ring = (hw::smem_address(fp8_grouped_smem) + 1023u) & ~1023u;
+  const unsigned full = ring + kBarrierOffset;  // kStages mbarriers of 8 bytes
+  const unsigned empty = full + kStages * 8;
+  const unsigned rank = hw::cluster_cta_rank();
+  if (threadIdx.x == 0) {
+    for (unsigned s = 0; s < kStages; ++s) {
+      hw::mbarrier_init(full + 8 * s, 1);                    // the producer's arrive (plus the copies' bytes)
+      hw::mbarrier_init(empty + 8 * s, 2 * kConsumers * 4);  // one arrival per consumer warp of both blocks
+    }
+    hw::fence_mbarrier_init();
+  }
+  hw::cluster_sync();  // both blocks' barriers exist before either block's copies or arrivals reach them
+  const int warpgroup = static_cast<int>(threadIdx.x) / kWarpgroupThreads;
+  if (warpgroup == 0) {
+    hw::warpgroup_release_registers<kProducerRegisters>();
+    if (threadIdx.x == 0) produce(args, ring, full, empty, rank);
+    __syncwarp();
+  } else {
+    hw::warpgroup_claim_registers<kConsumerRegisters>();
+    consume(args, ring, full, empty, rank, warpgroup - 1);
+  }
+  hw::cluster_sync();  // neither block leaves while the other may still write its shared memory or barriers
+}
+
+}  // namespace
+
+bool encode_fp8_grouped_tensor_maps(const void* x, std::int64_t x_rows, const void* w, std::int64_t experts,
+                                    std::int64_t n, std::int64_t k, CUtensorMap& x_map, CUtensorMap& w_map) {
+  const auto aligned16 = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  if (!aligned16(x) || !aligned16(w)) return false;
+  return encode_fp8_tensor_map_sw128(x_map, x, x_rows, k, k, kGroupedHalfTileRows) &&
+         encode_fp8_tensor_map_sw128(w_map, w, experts * n, k, k, kGroupedHalfTileRows);
+}
+
+void launch_fp8_grouped_gemm_kernel(const Fp8GroupedKernelArgs& args, cudaStream_t stream) {
+  if (args.pairs == 0) return;
+  PARATWIN_CUDA_CHECK(
+      cudaFuncSetAttribute(fp8_grouped_gemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(2);
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = kSmemBytes;
+  config.stream = stream;
+  int clusters = 0;
+  PARATWIN_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, fp8_grouped_gemm_kernel, &config));
+  PARATWIN_ASSERT(clusters >= 1, "the fp8 grouped GEMM kernel fits no cluster on this device");
+  const int blocks = 2 * std::min(args.pairs, clusters);
+  fp8_grouped_gemm_kernel<<<blocks, kThreads, kSmemBytes, stream>>>(args);
+  PARATWIN_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace paratwin::cuda
