@@ -19,10 +19,11 @@ step ds_16k_cp1 90 "$BIN/paratwin" $RUN --model deepseek-v3.2 --prompt-len 16384
   --trace "$OUT/ds_16k_cp1.json"
 step ds_64k_cp1 120 "$BIN/paratwin" $RUN --model deepseek-v3.2 --prompt-len 65536 --layers 1 \
   --trace "$OUT/ds_64k_cp1.json"
-# model|layers|extra flags|choices in order. DeepSeek-V3.2's first 3 layers are dense; its zoo experts are fp8, which
-# --moe-gemm leaves alone (it picks for bf16 experts: --weight-dtype bf16 runs them in bf16).
+# model|layers|extra flags|choices in order. DeepSeek-V3.2's first 3 layers are dense; its zoo experts are fp8
+# (block-scaled; --weight-dtype bf16 runs them in bf16).
 for run in "qwen3-235b-a22b|1||cublas-streams auto auto cublas-streams" \
-           "deepseek-v3.2|4|--weight-dtype bf16|cublas-streams auto auto cublas-streams" "deepseek-v3.2|4||auto auto"; do
+           "deepseek-v3.2|4|--weight-dtype bf16|cublas-streams auto auto cublas-streams" \
+           "deepseek-v3.2|4||cublas-streams auto auto cublas-streams"; do
   IFS='|' read -r model layers extra choices <<<"$run"
   tag=$model${extra:+-bf16}
   i=0
