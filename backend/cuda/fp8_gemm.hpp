@@ -31,6 +31,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -41,6 +42,10 @@ enum class Fp8Scaling { kPerTensor, kBlock };
 
 /// Rows and columns of one scale group / block of kBlock scaling.
 inline constexpr std::int64_t kFp8ScaleBlock = 128;
+
+/// The cuBLASLt workspace the engine gives each stream that runs fp8 GEMMs (and bench_kernels its fp8 rows): enough
+/// for the algorithms cuBLASLt's heuristic picks at the zoo's shapes.
+inline constexpr std::size_t kLtWorkspaceBytes = std::size_t{32} << 20;
 
 /// Rows a call of m rows reads from X and writes to Y: m (kPerTensor) or m rounded up to a multiple of 4 (kBlock).
 [[nodiscard]] std::int64_t fp8_padded_rows(Fp8Scaling scaling, std::int64_t m);

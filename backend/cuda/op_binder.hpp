@@ -18,6 +18,7 @@
 
 #include "backend/cuda/attention_dispatch.hpp"
 #include "backend/cuda/buffer_pool.hpp"
+#include "backend/cuda/fp8_gemm.hpp"
 #include "backend/cuda/grouped_gemm.hpp"
 #include "backend/cuda_plan/moe_gemm_rule.hpp"
 #include "backend/cuda_plan/nccl_call_plan.hpp"
@@ -26,8 +27,6 @@
 #include "models/schedule.hpp"
 
 namespace paratwin::cuda {
-
-inline constexpr std::size_t kLtWorkspaceBytes = std::size_t{32} << 20;
 
 struct ExecCtx {
   cudaStream_t stream = nullptr;

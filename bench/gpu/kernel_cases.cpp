@@ -323,9 +323,8 @@ void KernelBench::fp8_gemms(const ModelSpec& m, i64 tokens) {
   cublasLtHandle_t lt = nullptr;
   PARATWIN_CUBLAS_CHECK(cublasLtCreate(&lt));
   const std::unique_ptr<cublasLtContext, decltype(&cublasLtDestroy)> lt_owner(lt, &cublasLtDestroy);
-  constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;  // the engine's cuBLASLt workspace
-  DeviceBuffer workspace(static_cast<i64>(kWorkspaceBytes));
-  const cuda::Fp8GemmLaunch launch{lt, workspace.get(), kWorkspaceBytes, stream_};
+  DeviceBuffer workspace(static_cast<i64>(cuda::kLtWorkspaceBytes));
+  const cuda::Fp8GemmLaunch launch{lt, workspace.get(), cuda::kLtWorkspaceBytes, stream_};
   const std::tuple<const char*, i64, i64> shapes[] = {
       {"q_b_proj", m.num_attention_heads * m.qk_head_dim(), m.mla->q_lora_rank},
       {"o_proj", m.hidden_size, m.num_attention_heads * m.mla->v_head_dim},
@@ -474,9 +473,8 @@ void KernelBench::fp8_grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
   cublasLtHandle_t lt = nullptr;
   PARATWIN_CUBLAS_CHECK(cublasLtCreate(&lt));
   const std::unique_ptr<cublasLtContext, decltype(&cublasLtDestroy)> lt_owner(lt, &cublasLtDestroy);
-  constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;  // the engine's cuBLASLt workspace, per stream
-  DeviceBuffer workspace(static_cast<i64>(kWorkspaceBytes));
-  const cuda::GemmStreams side(cuda::kGemmSideStreams, kWorkspaceBytes), side8(8, kWorkspaceBytes);
+  DeviceBuffer workspace(static_cast<i64>(cuda::kLtWorkspaceBytes));
+  const cuda::GemmStreams side(cuda::kGemmSideStreams, cuda::kLtWorkspaceBytes), side8(8, cuda::kLtWorkspaceBytes);
   const i64 ffn = m.moe->expert_intermediate_size, H = m.hidden_size;
   for (const auto& [name, n, k] : {std::tuple<const char*, i64, i64>{"gate_up", 2 * ffn, H}, {"down", H, ffn}}) {
     cuda::Fp8GroupedGemm grouped(group_rows, n, k);
@@ -492,7 +490,7 @@ void KernelBench::fp8_grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
     cuda::launch_fill_random(xs.get(), true, 1, xs_count, 0, nullptr, xs_count, seed(), 0.5f, 1.0f, stream_);
     cuda::launch_fill_random(ws.get(), true, 1, local * ws_count, 0, nullptr, local * ws_count, seed(), 0.5f, 1.0f,
                              stream_);
-    const cuda::Fp8GemmLaunch dense_launch{lt, workspace.get(), kWorkspaceBytes, stream_};
+    const cuda::Fp8GemmLaunch dense_launch{lt, workspace.get(), cuda::kLtWorkspaceBytes, stream_};
     const cuda::Fp8GemmOperands dense_operands{x.get(), xs.as<float>(), w.get(), ws.as<float>(), y.get()};
     const double dense_s = time([&] { dense.run(dense_launch, dense_operands, rows); });
     const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
@@ -510,7 +508,7 @@ void KernelBench::fp8_grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
     const bool engine_kernel =
         cuda_plan::auto_fp8_moe_gemm_method(rule_shape) == cuda_plan::MoeGemmMethod::kHopperKernel;
     for (const cuda::GemmStreams* streams : {&side, &side8, static_cast<const cuda::GemmStreams*>(nullptr)}) {
-      const cuda::Fp8GroupedGemm::Launch launch{lt, workspace.get(), kWorkspaceBytes, stream_, streams};
+      const cuda::Fp8GroupedGemm::Launch launch{lt, workspace.get(), cuda::kLtWorkspaceBytes, stream_, streams};
       const double s = time([&] { grouped.run(launch, operands); });
       std::optional<double> target;
       if (streams == &side && !engine_kernel) target = 0.8;
@@ -524,7 +522,7 @@ void KernelBench::fp8_grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
     DeviceBuffer device_kernel_table(static_cast<i64>(std::max<std::size_t>(kernel_table.size(), 1) * sizeof(int)));
     PARATWIN_CUDA_CHECK(cudaMemcpy(device_kernel_table.get(), kernel_table.data(), kernel_table.size() * sizeof(int),
                                    cudaMemcpyHostToDevice));
-    cuda::Fp8GroupedGemm::Launch kernel_launch{lt, workspace.get(), kWorkspaceBytes, stream_, nullptr};
+    cuda::Fp8GroupedGemm::Launch kernel_launch{lt, workspace.get(), cuda::kLtWorkspaceBytes, stream_, nullptr};
     kernel_launch.device_kernel_table = device_kernel_table.as<int>();
     bool kernel_ran = true;
     const double kernel_s = time([&] { kernel_ran = grouped.run_kernel(kernel_launch, operands) && kernel_ran; });
