@@ -50,16 +50,16 @@ bool Binder::bind_ring(const Op& op, BoundOp& b, const std::string& role, const 
         p_.pool.request(fmt::format("L{}.mb{}.ring_lse{}.{}", layer, mb, step, pair), q_rows * heads * 4));
   };
 
-  if (starts_with(role, "attn.ring_send")) {
+  if (role.starts_with("attn.ring_send")) {
     bind_comm(op, b, block(number_after("attn.ring_send")), -1);
     return true;
   }
-  if (starts_with(role, "attn.ring_recv")) {
+  if (role.starts_with("attn.ring_recv")) {
     const int next = block(number_after("attn.ring_recv") + 1);
     bind_comm(op, b, next, next);
     return true;
   }
-  if (starts_with(role, "attn.ring_attention")) {
+  if (role.starts_with("attn.ring_attention")) {
     // "attn.ring_attention<step>.<query run><owner run>": runs are single digits (a rank holds at most two).
     const auto dot = role.find('.', std::string_view("attn.ring_attention").size());
     const int step = number_after("attn.ring_attention");
@@ -106,7 +106,7 @@ bool Binder::bind_ring(const Op& op, BoundOp& b, const std::string& role, const 
     };
     return true;
   }
-  if (starts_with(role, "attn.ring_merge")) {
+  if (role.starts_with("attn.ring_merge")) {
     const int step = number_after("attn.ring_merge");
     struct Slot {
       int out, lse;
@@ -126,8 +126,8 @@ bool Binder::bind_ring(const Op& op, BoundOp& b, const std::string& role, const 
         after_me = true;
         continue;
       }
-      if (after_me && starts_with(other_role, "attn.ring_merge")) last_merge = false;
-      if (!starts_with(other_role, attention_prefix.c_str())) continue;
+      if (after_me && other_role.starts_with("attn.ring_merge")) last_merge = false;
+      if (!other_role.starts_with(attention_prefix)) continue;
       const auto pair = other_role.substr(attention_prefix.size());
       const auto qi = static_cast<std::size_t>(pair[0] - '0');
       const i64 q_rows = runs.runs[qi].count * runs.batch;

@@ -75,8 +75,8 @@ bool Binder::bind_functional(const Op& op, BoundOp& b) {
     bind_comm(op, b, x, x);
     return true;
   }
-  if (layer < 0 && !starts_with(role, "head.")) return false;
-  if (starts_with(role, "moe.")) return bind_moe(op, b, role, runs, x);
+  if (layer < 0 && !role.starts_with("head.")) return false;
+  if (role.starts_with("moe.")) return bind_moe(op, b, role, runs, x);
   if (role == "attn.input_norm" || role == "mlp.norm") {
     const int w = weight(L + role, 1, H, 0, H, {}, 0.1f, 1.0f);
     const int xn = act("xn", mb, bf(rows * H));
@@ -113,7 +113,7 @@ bool Binder::bind_functional(const Op& op, BoundOp& b) {
     return true;
   }
   if (s_.meta.cp_algorithm == CpAlgorithm::kUlysses && cp > 1 &&
-      (role == "attn.rope" || starts_with(role, "attn.ulysses") || role == "attn.attention")) {
+      (role == "attn.rope" || role.starts_with("attn.ulysses") || role == "attn.attention")) {
     if (role == "attn.rope") {
       const int qkv = act("qkv", mb, bf(rows * qkv_row));
       const int pos = pool.ints(fmt::format("mb{}.positions", mb), positions());
@@ -134,7 +134,7 @@ bool Binder::bind_functional(const Op& op, BoundOp& b) {
     }
     return bind_ulysses(op, b, role, runs);
   }
-  if (s_.meta.cp_algorithm == CpAlgorithm::kRing && cp > 1 && starts_with(role, "attn.ring_")) {
+  if (s_.meta.cp_algorithm == CpAlgorithm::kRing && cp > 1 && role.starts_with("attn.ring_")) {
     return bind_ring(op, b, role, runs);
   }
   if (role == "attn.rope") {
@@ -224,7 +224,7 @@ bool Binder::bind_functional(const Op& op, BoundOp& b) {
     };
     return true;
   }
-  if (starts_with(role, "attn.attention") && shape != nullptr) {
+  if (role.starts_with("attn.attention") && shape != nullptr) {
     // Query rows of this run start after the earlier runs of the layer.
     i64 offset = 0;
     for (const auto& other : ops_) {

@@ -46,7 +46,6 @@ std::uint64_t name_seed(std::uint64_t seed, const std::string& name);
 int token_id(std::uint64_t seed, i64 request, i64 position, i64 vocab);
 /// The role of an op: its name without the "L3." / "mb1." prefix.
 std::string role_of(const Op& op);
-bool starts_with(const std::string& s, const char* p);
 
 // The query runs of one rank in one micro-batch, read from its attention ops of one layer.
 struct Runs {

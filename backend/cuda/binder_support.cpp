@@ -55,7 +55,7 @@ std::function<void(const ExecCtx&)> Binder::bind_grouped_gemm(const Op& op, cons
                                                               i64 k, const GroupedGemm::Operands& operands) {
   // --moe-gemm is the MoE experts' choice (as SGLang's MoE runner): other grouped GEMMs (MLA's per-head absorb GEMMs)
   // stay on cuBLAS streams.
-  if (!starts_with(role_of(op), "moe.")) {
+  if (!role_of(op).starts_with("moe.")) {
     return grouped_gemm(p_.pool, GroupedGemm(group_rows, n, k), operands, cuda_plan::MoeGemmMethod::kCublasStreams)
         .launch;
   }
@@ -101,11 +101,7 @@ int token_id(std::uint64_t seed, i64 request, i64 position, i64 vocab) {
 // The role of an op: its name without the "L3." / "mb1." prefix.
 std::string role_of(const Op& op) {
   const auto prefix = build::op_prefix(op.layer, op.micro_batch);
-  return op.name.rfind(prefix, 0) == 0 ? op.name.substr(prefix.size()) : op.name;
-}
-
-bool starts_with(const std::string& s, const char* p) {
-  return s.rfind(p, 0) == 0;
+  return op.name.starts_with(prefix) ? op.name.substr(prefix.size()) : op.name;
 }
 
 // The query runs of `rank` in each micro-batch, from the same token split the builder used (models/builders).
