@@ -19,23 +19,9 @@ step ds_16k_cp1 90 "$BIN/paratwin" $RUN --model deepseek-v3.2 --prompt-len 16384
   --trace "$OUT/ds_16k_cp1.json"
 step ds_64k_cp1 120 "$BIN/paratwin" $RUN --model deepseek-v3.2 --prompt-len 65536 --layers 1 \
   --trace "$OUT/ds_64k_cp1.json"
-# model|layers|extra flags|choices in order. DeepSeek-V3.2's first 3 layers are dense; its zoo experts are fp8
-# (block-scaled; --weight-dtype bf16 runs them in bf16).
-for run in "qwen3-235b-a22b|1||cublas-streams auto auto cublas-streams" \
-           "deepseek-v3.2|4|--weight-dtype bf16|cublas-streams auto auto cublas-streams" \
-           "deepseek-v3.2|4||cublas-streams auto auto cublas-streams"; do
-  IFS='|' read -r model layers extra choices <<<"$run"
-  tag=$model${extra:+-bf16}
-  i=0
-  for choice in $choices; do
-    i=$((i + 1))
-    # shellcheck disable=SC2086
-    step "run-$tag-$choice-$i" 150 "$BIN/paratwin" $RUN --model "$model" $extra --prompt-len 8192 --layers "$layers" \
-      --instrumentation per-op --moe-gemm "$choice" --trace "$OUT/trace-$tag-$choice-$i.json"
-  done
-done
-python3 "$(dirname "$0")/moe-gemm-ops.py" "$OUT"/trace-*.json >"$OUT/moe_gemm_summary.txt" 2>&1
-grep -h "MoE expert GEMMs\|note:" "$OUT"/run-*.txt | sort | uniq -c >>"$OUT/moe_gemm_summary.txt"
-cat "$OUT/moe_gemm_summary.txt"
+# DeepSeek-V3.2's zoo experts are fp8 (block-scaled; --weight-dtype bf16 runs them in bf16).
+moe_layer_runs "$OUT/moe_gemm_summary.txt" "qwen3-235b-a22b|1||cublas-streams auto auto cublas-streams" \
+  "deepseek-v3.2|4|--weight-dtype bf16|cublas-streams auto auto cublas-streams" \
+  "deepseek-v3.2|4||cublas-streams auto auto cublas-streams"
 pack_results
 exit 0

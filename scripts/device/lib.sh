@@ -25,3 +25,29 @@ packed_results() {
 pack_results() {
   tar czf "$FINAL/results.tgz" -C "$FINAL" results && rm -rf "$OUT"
 }
+
+# `moe_layer_runs SUMMARY "MODEL|LAYERS|EXTRA FLAGS|CHOICE ..." ...`: `paratwin run` ($BIN/paratwin) of each model at
+# 8K tokens with each --moe-gemm choice in the order given (LAYERS: DeepSeek-V3.2's first 3 layers are dense, so 4
+# reach its MoE layer), a per-op trace each ($OUT/trace-<model>[-bf16 with extra flags]-<choice>-<i>.json); then
+# writes to SUMMARY, and prints, moe-gemm-ops.py's medians of the expert GEMMs and the step and the runs' launch
+# counts and fallback notes.
+moe_layer_runs() {
+  local summary=$1 spec model layers extra choices tag choice i
+  shift
+  for spec in "$@"; do
+    IFS='|' read -r model layers extra choices <<<"$spec"
+    tag=$model${extra:+-bf16}
+    i=0
+    for choice in $choices; do
+      i=$((i + 1))
+      # shellcheck disable=SC2086
+      step "run-$tag-$choice-$i" 150 "$BIN/paratwin" run --model "$model" $extra --prompt-len 8192 \
+        --layers "$layers" --warmup 1 --steps 3 --instrumentation per-op --moe-gemm "$choice" \
+        --trace "$OUT/trace-$tag-$choice-$i.json"
+    done
+  done
+  {
+    python3 "$(dirname "${BASH_SOURCE[0]}")/moe-gemm-ops.py" "$OUT"/trace-*.json 2>&1
+    grep -h "MoE expert GEMMs\|note:" "$OUT"/run-*.txt | sort | uniq -c
+  } | tee "$summary"
+}

@@ -104,4 +104,13 @@ inline ScheduleOptions prefill(std::int64_t tokens, CpSplit split = CpSplit::kRo
   return o;
 }
 
+// Per-token routing: each token's experts a seeded hash of its (request, position), so the schedule's dispatch sizes
+// and the tensors the run routes agree on every layout (and with the one-GPU reference).
+inline ScheduleOptions per_token_routing(std::int64_t tokens) {
+  auto o = prefill(tokens);
+  o.routing.load = RoutingLoad::kPerToken;
+  o.routing.seed = 7;
+  return o;
+}
+
 }  // namespace paratwin::test

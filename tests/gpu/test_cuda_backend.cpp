@@ -50,15 +50,6 @@ CudaCheckResult check(const ModelSpec& model, const ParallelConfig& config, cons
   return r;
 }
 
-// Per-token routing: each token's experts a seeded hash of its (request, position), so the schedule's dispatch sizes
-// and the tensors the run routes agree on every layout (and with the one-GPU reference).
-ScheduleOptions per_token_routing(std::int64_t tokens) {
-  auto o = prefill(tokens);
-  o.routing.load = RoutingLoad::kPerToken;
-  o.routing.seed = 7;
-  return o;
-}
-
 Placement placement_for(const ParallelConfig& config) {
   const RankLayout layout(config);
   auto cluster = load_cluster("h200-sxm", 1);

@@ -29,13 +29,6 @@ CudaOptions options_for(const ModelSpec& model, MoeGemmChoice moe_gemm) {
   return o;
 }
 
-ScheduleOptions per_token_routing(std::int64_t tokens) {
-  auto o = prefill(tokens);
-  o.routing.load = RoutingLoad::kPerToken;
-  o.routing.seed = 7;
-  return o;
-}
-
 // The tiny Qwen3-MoE with another expert width: 96 makes gate_up's n 192 and down's k 96, off the kernel's tiles.
 ModelSpec tiny_qwen_moe_of_width(int expert_width) {
   std::string config = kCudaTinyQwenMoe;
