@@ -4,6 +4,7 @@
 #include <cuda_fp8.h>
 
 #include <cfloat>
+#include <climits>
 #include <cstdint>
 
 #include "backend/cuda/kernels.hpp"
@@ -296,6 +297,76 @@ __global__ void moe_route_kernel(const bf16* logits, int* ids, float* weights, i
   }
 }
 
+// The router with a warp per token: lane l holds experts l, l + 32, ... of the token's row (the warp's loads are
+// consecutive), and the maximum, the softmax denominator and each top-k round are warp reductions. The thread-per-token
+// kernel above read its row one scalar at a time, each thread its own row (no two loads of a warp in one transaction),
+// and scanned it topk times: 219 µs for 8,192 tokens × 128 experts on H200, ~100 × the roofline of the row's bytes.
+// Same choices as that kernel, which stays for rows of more than kRouteExpertsPerLane · 32 experts: the top-k by logit
+// (softmax and sigmoid are monotonic), the lowest expert among equal logits, -1 and a zero weight where the row has
+// fewer experts than topk.
+constexpr int kRouteExpertsPerLane = 16;  // rows of up to 512 experts
+
+struct RouteCandidate {
+  float value;
+  int expert;  // INT_MAX: none (every expert of the lane taken)
+};
+
+__device__ inline bool route_beats(const RouteCandidate& a, const RouteCandidate& b) {
+  if (a.expert == INT_MAX) return false;
+  if (b.expert == INT_MAX) return true;
+  return a.value > b.value || (a.value == b.value && a.expert < b.expert);
+}
+
+__global__ void moe_route_warp_kernel(const bf16* logits, int* ids, float* weights, i64 tokens, int experts, int topk,
+                                      bool sigmoid) {
+  const i64 t = (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x) / 32;
+  if (t >= tokens) return;  // whole warps leave together: blocks are whole warps
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const bf16* row = logits + t * experts;
+  float v[kRouteExpertsPerLane];
+  unsigned available = 0;  // bit i: expert lane + 32·i exists and is not chosen yet
+  float mx = -FLT_MAX;
+#pragma unroll
+  for (int i = 0; i < kRouteExpertsPerLane; ++i) {
+    const int e = lane + 32 * i;
+    v[i] = e < experts ? to_f(row[e]) : -FLT_MAX;
+    if (e < experts) {
+      available |= 1u << i;
+      mx = fmaxf(mx, v[i]);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  float denom = 0.0f;
+  if (!sigmoid) {
+#pragma unroll
+    for (int i = 0; i < kRouteExpertsPerLane; ++i) {
+      if ((available >> i) & 1u) denom += __expf(v[i] - mx);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) denom += __shfl_xor_sync(0xffffffffu, denom, o);
+  }
+  for (int k = 0; k < topk; ++k) {
+    RouteCandidate best{-FLT_MAX, INT_MAX};
+#pragma unroll
+    for (int i = 0; i < kRouteExpertsPerLane; ++i) {  // ascending experts: strict > keeps the lowest of equal logits
+      if (((available >> i) & 1u) && (best.expert == INT_MAX || v[i] > best.value)) best = {v[i], lane + 32 * i};
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const RouteCandidate other{__shfl_xor_sync(0xffffffffu, best.value, o),
+                                 __shfl_xor_sync(0xffffffffu, best.expert, o)};
+      if (route_beats(other, best)) best = other;
+    }
+    if (best.expert != INT_MAX && lane == best.expert % 32) available &= ~(1u << (best.expert / 32));
+    if (lane == 0) {
+      const float x = best.value;
+      ids[t * topk + k] = best.expert == INT_MAX ? -1 : best.expert;
+      weights[t * topk + k] = sigmoid ? 1.0f / (1.0f + __expf(-x)) : __expf(x - mx) / denom;
+    }
+  }
+}
+
 __global__ void moe_route_fixed_kernel(const float* logits, const int* ids, float* weights, i64 tokens, i64 experts,
                                        i64 topk, bool renormalize) {
   const i64 t = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
@@ -398,8 +469,16 @@ void launch_gather_rows(const void* src, void* dst, i64 rows, i64 row_bytes, con
 void launch_moe_route(const void* logits, int* ids, float* weights, i64 tokens, i64 experts, i64 topk, bool sigmoid,
                       cudaStream_t stream) {
   if (tokens == 0) return;
+  const i64 k = topk < kMaxTopK ? topk : kMaxTopK;
+  if (experts <= 32 * kRouteExpertsPerLane) {
+    constexpr int kTokensPerBlock = 4;  // a warp each
+    moe_route_warp_kernel<<<blocks_for(tokens, kTokensPerBlock), 32 * kTokensPerBlock, 0, stream>>>(
+        static_cast<const bf16*>(logits), ids, weights, tokens, static_cast<int>(experts), static_cast<int>(k),
+        sigmoid);
+    return;
+  }
   moe_route_kernel<<<blocks_for(tokens, 128), 128, 0, stream>>>(static_cast<const bf16*>(logits), ids, weights, tokens,
-                                                                experts, topk < kMaxTopK ? topk : kMaxTopK, sigmoid);
+                                                                experts, k, sigmoid);
 }
 
 void launch_moe_route_fixed(const float* logits, const int* ids, float* weights, i64 tokens, i64 experts, i64 topk,

@@ -90,7 +90,9 @@ void launch_add(void* y, const void* x, std::int64_t count, cudaStream_t stream)
 void launch_gather_rows(const void* src, void* dst, std::int64_t rows, std::int64_t row_bytes, const int* map,
                         cudaStream_t stream);
 
-/// Router: softmax (or sigmoid) scores of bf16 logits [tokens × experts], top-k experts per token → ids, weights.
+/// Router: softmax (or sigmoid) scores of bf16 logits [tokens × experts], top-k experts per token → ids, weights
+/// [tokens × topk] (topk at most 32): the experts of the k largest logits, the lowest expert first among equal ones,
+/// and -1 with weight 0 where a row has fewer than topk experts.
 void launch_moe_route(const void* logits, int* ids, float* weights, std::int64_t tokens, std::int64_t experts,
                       std::int64_t topk, bool sigmoid, cudaStream_t stream);
 
