@@ -157,7 +157,7 @@ void add_run_command(CLI::App& root, Action& action, Io io) {
   cmd->add_option("--moe-gemm", options->moe_gemm,
                   "MoE expert GEMMs: auto (a rule of the experts' rows, n, k and the GPU: the kernel on sm_90 for "
                   "128-768 rows per expert and n <= 4096, else cuBLAS streams; fp8 experts: the fp8 kernel for "
-                  "128-640 rows per expert and k <= 2048, else cuBLASLt streams), cublas-streams (one cuBLAS or "
+                  "128-640 rows per expert, else cuBLASLt streams), cublas-streams (one cuBLAS or "
                   "cuBLASLt GEMM per expert on 4 side streams) or hopper-kernel (the backend's persistent sm_90 "
                   "kernel, bf16 or fp8; cuBLAS streams where it cannot run, which the run reports)")
       ->capture_default_str()

@@ -45,8 +45,10 @@ Fp8GroupedGemm::Fp8GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k)
 
 bool Fp8GroupedGemm::run_kernel(const Launch& launch, const Operands& operands) const {
   if (launch.device_kernel_table == nullptr || !fp8_grouped_kernel_supports(n_, k_)) return false;
-  if (kernel_pairs_ == 0) return true;                                       // every group is empty
-  if (reinterpret_cast<std::uintptr_t>(operands.y) % 16 != 0) return false;  // the bulk stores' rule
+  if (kernel_pairs_ == 0) return true;  // every group is empty
+  const auto aligned16 = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  // the bulk stores' and the scales' bulk copies' rule
+  if (!aligned16(operands.y) || !aligned16(operands.x_scale) || !aligned16(operands.w_scale)) return false;
   Fp8GroupedKernelArgs args;
   const auto experts = static_cast<i64>(group_rows_.size());
   if (!encode_fp8_grouped_tensor_maps(operands.x, rows() + kBlockRowMultiple - 1, operands.w, experts, n_, k_,

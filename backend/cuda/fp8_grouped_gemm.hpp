@@ -58,8 +58,8 @@ class Fp8GroupedGemm {
 
   /// Enqueues every group's GEMM as one launch of the backend's persistent fp8 kernel (fp8_grouped_gemm_kernel.hpp)
   /// on launch.stream, writing each group's rows only (none past them), with launch.device_kernel_table. False (and
-  /// nothing enqueued) where the kernel does not support n × k, the table is missing, or X, W or Y is not 16-byte
-  /// aligned; the caller then runs run(). CUDA errors throw paratwin::Error.
+  /// nothing enqueued) where the kernel does not support n × k, the table is missing, or X, W, Y or a scale array is
+  /// not 16-byte aligned; the caller then runs run(). CUDA errors throw paratwin::Error.
   bool run_kernel(const Launch& launch, const Operands& operands) const;
   /// The kernel's tile schedule and group places (Fp8GroupedKernelArgs::table) for the caller to upload once; empty
   /// where the kernel does not support n × k or every group is empty.

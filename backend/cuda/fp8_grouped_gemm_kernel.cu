@@ -35,15 +35,28 @@ constexpr unsigned kStageBytes = kABytes + kBBytes;             // 48 KB
 constexpr unsigned kStagingRowBytes = kGroupedTileCols * 2 + 16;
 constexpr unsigned kWarpStagingBytes = 16 * kStagingRowBytes;
 constexpr unsigned kStagingOffset = kStages * kStageBytes;
-constexpr unsigned kBarrierOffset = kStagingOffset + kConsumers * 4 * kWarpStagingBytes;
+// Each ring stage's scales, copied in by the producer with its operands so that the consumers read them from shared
+// memory while their wgmma run (an L2 round trip takes about as long as a k-block half's 4 wgmma): the tile's 128
+// activation scales of the k-block (one per X row), then per weight-scale block (n-block) of the tile the aligned 4
+// k-blocks' weight scales around it (a bulk copy moves multiples of 16 bytes).
+constexpr unsigned kXScaleBytes = kGroupedTileRows * 4;
+constexpr unsigned kWScaleBytes = 16;  // 4 k-blocks of one n-block
+constexpr unsigned kScaleStageBytes = kXScaleBytes + 2 * kWScaleBytes;
+constexpr unsigned kScaleOffset = kStagingOffset + kConsumers * 4 * kWarpStagingBytes;
+constexpr unsigned kBarrierOffset = kScaleOffset + kStages * kScaleStageBytes;
 constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
 static_assert(kSmemBytes <= 227 * 1024, "a block's shared memory on sm_90");
 // The consumers hold 192 accumulator registers per thread (a 256-column sum and a 128-column partial), which the
-// compiler fits in 232 with 32 bytes of spills (224: 108 bytes; a producer of 24 spills itself).
-// 128·40 + 256·232 = 64,512 ≤ the 65,536 of the register file.
+// compiler fits in 232 (224: 108 bytes of spills). setmaxnreg moves registers within what the block was launched
+// with, 168 per thread (65,536 / 384 rounded down to 8): 128·40 + 256·232 = 384·168. (The producer spills a few
+// registers of its scale-copy addresses at 40: ptxas -v reports 80 bytes of spill stores for the kernel, 40 at 48
+// producer registers; 48 would need more than the block has and the consumers' setmaxnreg would wait forever.)
 constexpr unsigned kProducerRegisters = 40;
 constexpr unsigned kConsumerRegisters = 232;
-static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <= 65536, "register file");
+constexpr unsigned kEntryRegisters = 65536u / static_cast<unsigned>(kThreads) / 8u * 8u;
+static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <=
+                  kEntryRegisters * static_cast<unsigned>(kThreads),
+              "the block's registers at launch");
 static_assert(kFp8TensorMapBoxCols == kKBlock, "one k-block is one 128-byte box row");
 static_assert(kGroupedTileRows == kConsumers * 64 && kGroupedTileCols == 2 * kNHalf, "wgmma m64n128, two per row");
 static_assert(kFp8GroupedTileCols == kGroupedTileCols, "the bf16 kernel's tile walk");
@@ -74,10 +87,14 @@ __device__ inline GroupPlace group_place(const Fp8GroupedKernelArgs& a, int grou
 // released the slot, then fills its part of it in both blocks: a pair sharing W loads its own X tile (two boxes of 64
 // rows) and W boxes 2·rank, 2·rank + 1 (n-rows 128·rank .. +127) into both blocks; a pair sharing X loads X rows
 // 64·rank .. +63 into both blocks and its own 4 W boxes. Either way each block's `full` barrier counts the stage's
-// 48 KB.
+// 48 KB, plus the scales this block loads for itself: its tile's activation scales of the k-block (the rows of the
+// group's padded scale column from the tile's first on, at most 128; none for a zero partner past the group's end)
+// and 16 bytes of weight scales per n-block.
 __device__ void produce(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank) {
   constexpr std::uint16_t kBothBlocks = 0b11;
   const int k_blocks = a.k / kKBlock;
+  const int w_scale_ld = (k_blocks + 3) / 4 * 4;  // fp8_gemm.hpp: k-blocks padded to a multiple of 4
+  const std::int64_t w_scales_per_expert = std::int64_t{a.n / kScaleBlock} * w_scale_ld;
   int slot = 0;
   unsigned phase = 0;
   for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
@@ -85,12 +102,26 @@ __device__ void produce(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned f
     const GroupPlace place = group_place(a, tile.group);
     const int x_row0 = place.first_row + tile.row0;
     const int w_row0 = place.expert * a.n + tile.col0;
+    const int padded_rows = (place.rows + 3) / 4 * 4;
+    const unsigned x_scale_bytes =
+        4u * static_cast<unsigned>(std::clamp(padded_rows - tile.row0, 0, static_cast<int>(kGroupedTileRows)));
+    const float* x_scale = a.x_scale + std::int64_t{place.scale_row} * k_blocks + tile.row0;
+    const float* w_scale = a.w_scale + place.expert * w_scales_per_expert + (tile.col0 / kScaleBlock) * w_scale_ld;
     for (int kb = 0; kb < k_blocks; ++kb) {
       const unsigned full_bar = full + 8 * static_cast<unsigned>(slot);
       hw::mbarrier_wait(empty + 8 * static_cast<unsigned>(slot), phase ^ 1);  // a fresh barrier reads as released
       const unsigned sa = ring + static_cast<unsigned>(slot) * kStageBytes, sb = sa + kABytes;
+      const unsigned scales = ring + kScaleOffset + static_cast<unsigned>(slot) * kScaleStageBytes;
       const int k0 = kb * kKBlock;
-      hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes);
+      hw::mbarrier_arrive_expect_bytes(full_bar, kStageBytes + x_scale_bytes + 2 * kWScaleBytes);
+      if (x_scale_bytes > 0) {
+        hw::bulk_load(scales, x_scale + std::int64_t{kb} * padded_rows, x_scale_bytes, full_bar);
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        hw::bulk_load(scales + kXScaleBytes + static_cast<unsigned>(h) * kWScaleBytes,
+                      w_scale + h * w_scale_ld + (kb & ~3), kWScaleBytes, full_bar);
+      }
       if (tile.shared_weights) {
         hw::tma_load_2d(sa, &a.x_map, full_bar, k0, x_row0);
         hw::tma_load_2d(sa + kBoxBytes, &a.x_map, full_bar, k0, x_row0 + kGroupedHalfTileRows);
@@ -136,33 +167,32 @@ struct RingCursor {
 
 // Where one consumer warpgroup's share of a tile lies: its 64 X rows `a_offset` bytes into the stage's X tile (rows
 // `row0` .. +63 of the group, `rows` of them valid, ≤ 0 for none), its kHalves · 128 columns `b_offset` bytes into the
-// stage's W tile (n-block `n_block` of the expert first), its output at `y` (rows a.n apart).
+// stage's W tile, its rows' activation scales from row `scale_row0` of the stage's and its first half's weight scales
+// the stage's block `w_scale_half`, its output at `y` (rows a.n apart).
 struct ConsumerShare {
   unsigned a_offset = 0, b_offset = 0;
-  int row0 = 0, rows = 0, n_block = 0;
-  const float* x_scale = nullptr;  ///< the group's scale block
-  int padded_rows = 0;             ///< its column height
-  const float* w_scale = nullptr;  ///< the expert's scales
+  int row0 = 0, rows = 0;
+  unsigned scale_row0 = 0, w_scale_half = 0;
   __nv_bfloat16* y = nullptr;
 };
 
 // One consumer warpgroup's share of one tile: 64 rows × kHalves · 128 columns. Per k-block: waits for the slot; per
 // n128 half, issues 4 wgmma k32 steps into `partial`, reads (first half) this thread's two rows' activation scales and
-// the half's weight scale while they run, waits for them, and adds partial · x_scale · w_scale into `sum`; releases the
-// slot after the last half's wgmma. Two accumulator sets (sum, partial) of 64 registers per half: `partial` is reused
-// by the second half. A share of no valid rows only follows the ring. Epilogue as the bf16 kernel's: bf16 into this
-// warp's staging rows (at `staging`), stored row by row by the copy engine while the warp goes on.
+// the half's weight scale while they run (from the stage's scales in shared memory), waits for them, and adds
+// partial · x_scale · w_scale into `sum`; releases the slot after the last half's wgmma (its scales read by then).
+// Two accumulator sets (sum, partial) of 64 registers per half: `partial` is reused by the second half. A share of no
+// valid rows only follows the ring. Epilogue as the bf16 kernel's: bf16 into this warp's staging rows (at `staging`),
+// stored row by row by the copy engine while the warp goes on.
 template <int kHalves>
 __device__ void consume_tile(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty,
                              RingCursor& ring_at, const ConsumerShare& share, unsigned staging) {
   const int t = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
   const int warp = t / 32, lane = t % 32;
   const int k_blocks = a.k / kKBlock;
-  const int w_scale_ld = (k_blocks + 3) / 4 * 4;  // fp8_gemm.hpp: k-blocks padded to a multiple of 4
   const bool active = share.rows > 0;
-  // Thread t holds rows lane / 4 and + 8 of the warp's 16, columns 8j + 2·(lane % 4) and + 1 (hopper_ops.cuh).
-  const int r0 = share.row0 + warp * 16 + lane / 4, r1 = r0 + 8;  // rows within the group
-  const int valid_rows = share.row0 + share.rows;
+  // Thread t holds rows lane / 4 and + 8 of the warp's 16, columns 8j + 2·(lane % 4) and + 1 (hopper_ops.cuh). Rows
+  // past the group's scales read stale scales: their products are never stored.
+  const unsigned x_scale_at = 4u * (share.scale_row0 + static_cast<unsigned>(warp * 16 + lane / 4));
   float sum[64 * kHalves];
   float partial[64];
 #pragma unroll
@@ -176,6 +206,7 @@ __device__ void consume_tile(const Fp8GroupedKernelArgs& a, unsigned ring, unsig
     }
     const unsigned stage = ring + static_cast<unsigned>(ring_at.slot) * kStageBytes;
     const unsigned sa = stage + share.a_offset, sb = stage + kABytes + share.b_offset;
+    const unsigned scales = ring + kScaleOffset + static_cast<unsigned>(ring_at.slot) * kScaleStageBytes;
     float x_scale0 = 0.0f, x_scale1 = 0.0f;
 #pragma unroll
     for (int h = 0; h < kHalves; ++h) {
@@ -186,15 +217,16 @@ __device__ void consume_tile(const Fp8GroupedKernelArgs& a, unsigned ring, unsig
                                   hw::smem_descriptor_k_major_sw128(sb + h * kNHalfBytes + kk * 32), kk > 0);
       }
       hw::wgmma_commit_group();
-      const float w_scale = __ldg(share.w_scale + (share.n_block + h) * w_scale_ld + kb);
+      const float w_scale = hw::ld_shared_f32(scales + kXScaleBytes + (share.w_scale_half + h) * kWScaleBytes +
+                                              4u * static_cast<unsigned>(kb % 4));
       if (h == 0) {
-        const std::int64_t column = std::int64_t{kb} * share.padded_rows;
-        if (r0 < valid_rows) x_scale0 = __ldg(share.x_scale + column + r0);
-        if (r1 < valid_rows) x_scale1 = __ldg(share.x_scale + column + r1);
+        x_scale0 = hw::ld_shared_f32(scales + x_scale_at);
+        x_scale1 = hw::ld_shared_f32(scales + x_scale_at + 8 * 4);
       }
       hw::wgmma_wait_group<0>();
       hw::wgmma_fence_operands(partial);
       if (h == kHalves - 1) {
+        __syncwarp();  // every lane's scale reads happen before lane 0's release lets the producer refill the slot
         if (lane == 0) release_slot(empty, ring_at.rank, ring_at.slot);
         ring_at.advance();
       }
@@ -239,30 +271,25 @@ __device__ void consume(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned f
                         int half) {
   RingCursor ring_at;
   ring_at.rank = rank;
-  const int k_blocks = a.k / kKBlock;
-  const std::int64_t w_scales_per_expert = std::int64_t{a.n / kScaleBlock} * ((k_blocks + 3) / 4 * 4);
   const unsigned staging = ring + kStagingOffset + static_cast<unsigned>(half) * 4 * kWarpStagingBytes;
   for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
     const BlockTile tile = block_tile(a, pair, rank);
     const GroupPlace place = group_place(a, tile.group);
     const int tile_rows = place.rows - tile.row0;  // ≤ 0 for the zero partner past a group's end
     ConsumerShare share;
-    share.x_scale = a.x_scale + std::int64_t{place.scale_row} * k_blocks;
-    share.padded_rows = (place.rows + 3) / 4 * 4;
-    share.w_scale = a.w_scale + place.expert * w_scales_per_expert;
-    share.n_block = tile.col0 / kScaleBlock;
     auto* y = static_cast<__nv_bfloat16*>(a.y) + (std::int64_t{place.first_row} + tile.row0) * a.n + tile.col0;
     if (tile_rows <= kGroupedHalfTileRows) {
       share.b_offset = static_cast<unsigned>(half) * kNHalfBytes;
       share.row0 = tile.row0;
       share.rows = tile_rows;
-      share.n_block += half;
+      share.w_scale_half = static_cast<unsigned>(half);
       share.y = y + kNHalf * half;
       consume_tile<1>(a, ring, full, empty, ring_at, share, staging);
     } else {
       share.a_offset = static_cast<unsigned>(half) * kBoxBytes;
       share.row0 = tile.row0 + 64 * half;
       share.rows = tile_rows - 64 * half;
+      share.scale_row0 = 64u * static_cast<unsigned>(half);
       share.y = y + std::int64_t{64} * half * a.n;
       consume_tile<2>(a, ring, full, empty, ring_at, share, staging);
     }

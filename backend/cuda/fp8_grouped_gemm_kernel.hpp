@@ -15,12 +15,15 @@
 /// accumulator that the warpgroup then adds into its running fp32 sum scaled by x_scale[row, kb] · w_scale[n-block,
 /// kb]. Registers: the sum of 256 columns (128 per thread) and one partial of 128 columns (64), reused by both halves;
 /// a second partial, which would let one half's wgmma run while the other's is scaled, does not fit beside them (256
-/// columns of sum and two partials: 256 registers). Scales are read from global memory (L2) while the wgmma run.
-/// Measured on H200 (docs/performance.md "MoE expert GEMMs", the fp8 kernel's bullet): 670-810 TFLOP/s whatever the
-/// shape, 0.49-0.75 × the dense block-scaled fp8 GEMM; ahead of the cuBLASLt streams at DeepSeek-V3.2's 8K down GEMM
-/// only (cuda_plan::AutoFp8MoeGemmRule). A first version's 128 × 128 tiles (1.5 × the L2 reads per flop) ran only 3-7 %
-/// slower (in another call), so the L2 is likely not what holds it back; more likely each warpgroup's wait for its
-/// wgmma before every promotion.
+/// columns of sum and two partials: 256 registers). The producer copies each k-block's scales of the tile (128
+/// activation scales, 2 × 16 bytes of weight scales) into the ring stage beside its operands; the consumers read them
+/// from shared memory while the wgmma run.
+/// Measured on H200 (docs/performance.md "MoE expert GEMMs", the fp8 kernel's bullets): 790-920 TFLOP/s, 0.61-0.81 ×
+/// the dense block-scaled fp8 GEMM (0.61-0.72 × at DeepSeek-V3.2's 8K shapes), ahead of the cuBLASLt streams at the
+/// four 8K shapes (cuda_plan::AutoFp8MoeGemmRule), behind at 32K. Reading the scales from L2 (global loads issued
+/// beside the wgmma, awaited before each promotion) instead ran 660-800 TFLOP/s, 0.51-0.72 × in the same runs: likely
+/// (reasoned, not measured by counters) because an L2 round trip takes about as long as a half's 4 wgmma (64 × 128 ×
+/// 128 multiply-adds: ~256 cycles at an SM's fp8 rate), so each promotion waited for its scales.
 /// Output: bf16 through a shared-memory staging area and bulk stores, the rows of each expert only (no row rounding:
 /// the kernel writes nothing past an expert's rows).
 
@@ -46,8 +49,8 @@ struct Fp8GroupedKernelArgs {
   /// Device copy of Fp8GroupedGemm::kernel_table(): 2 ints per non-empty group (cuda_plan::GroupedTileSchedule's
   /// {rows, first pair}), then 3 per non-empty group: {first row in X and Y, first row of its scale block, expert}.
   const int* table = nullptr;
-  const float* x_scale = nullptr;  ///< every expert's block, as Fp8GroupedGemm::Operands
-  const float* w_scale = nullptr;  ///< weight_scale_count floats per expert
+  const float* x_scale = nullptr;  ///< every expert's block, as Fp8GroupedGemm::Operands; 16-byte aligned
+  const float* w_scale = nullptr;  ///< weight_scale_count floats per expert; 16-byte aligned
   void* y = nullptr;               ///< bf16, 16-byte aligned
   int groups = 0, pairs = 0;       ///< non-empty groups, tile pairs
   int n = 0, k = 0;                ///< fp8_grouped_kernel_supports(n, k)

@@ -1,12 +1,12 @@
 #pragma once
 // Hopper's (sm_90a) asynchronous building blocks, as small inline-PTX device helpers: mbarriers (arrive / expect a
 // byte count / wait on a phase), 2-D bulk tensor copies (TMA) into shared memory that complete on an mbarrier (also
-// multicast to the blocks of a cluster), bulk copies from shared to global memory, cluster ranks, remote arrivals and
-// the cluster barrier, named barriers, register re-allocation between warpgroups, and the warpgroup MMA (wgmma) reading
-// both operands from shared memory through matrix descriptors (K-major, and MN-major for a B stored as rows of n). Used
-// by indexer_wgmma.cu, grouped_gemm_kernel.cu and fp8_grouped_gemm_kernel.cu. Names follow the PTX instructions they
-// wrap (PTX ISA 8.x, "Asynchronous warpgroup level matrix multiply-accumulate" and "mbarrier"); the comments say what
-// the caller must guarantee.
+// multicast to the blocks of a cluster), bulk copies from global to shared memory and back, cluster ranks, remote
+// arrivals and the cluster barrier, named barriers, register re-allocation between warpgroups, and the warpgroup MMA
+// (wgmma) reading both operands from shared memory through matrix descriptors (K-major, and MN-major for a B stored as
+// rows of n). Used by indexer_wgmma.cu, grouped_gemm_kernel.cu and fp8_grouped_gemm_kernel.cu. Names follow the PTX
+// instructions they wrap (PTX ISA 8.x, "Asynchronous warpgroup level matrix multiply-accumulate" and "mbarrier"); the
+// comments say what the caller must guarantee.
 #include <cstdint>
 
 namespace paratwin::cuda::hopper {
@@ -72,6 +72,14 @@ __device__ inline void tma_load_2d_multicast(unsigned dst, const void* tensor_ma
       : "memory");
 }
 
+/// Copies `bytes` (a multiple of 16) from global memory at `src` to this block's shared memory at `dst` (both 16-byte
+/// aligned) with the copy engine; the bytes count towards `bar`'s expected transaction bytes, as tma_load_2d's.
+__device__ inline void bulk_load(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+
 /// Copies `bytes` (a multiple of 16) from shared memory at `src` to global memory at `dst` (both 16-byte aligned) with
 /// the copy engine, as part of this thread's current bulk group (bulk_commit_group closes it). The shared memory must
 /// have been written before through fence_proxy_async_shared (the copy engine reads it through the async proxy).
@@ -99,6 +107,12 @@ __device__ inline void fence_proxy_async_shared() {
 /// Stores 4 bytes at shared-memory address `addr`.
 __device__ inline void st_shared_b32(unsigned addr, unsigned value) {
   asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(value) : "memory");
+}
+/// The float at shared-memory address `addr`.
+__device__ inline float ld_shared_f32(unsigned addr) {
+  float value = 0.0f;
+  asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(value) : "r"(addr) : "memory");
+  return value;
 }
 /// Two floats as a pair of bf16 (round to nearest even): `lo` in the low 16 bits (the lower address in memory).
 __device__ inline unsigned pack_bf16x2(float lo, float hi) {

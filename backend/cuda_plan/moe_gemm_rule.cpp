@@ -66,7 +66,7 @@ std::string fp8_kernel_unsupported_reason(const MoeGemmShape& shape) {
 MoeGemmMethod auto_fp8_moe_gemm_method(const MoeGemmShape& shape, const AutoFp8MoeGemmRule& rule) {
   const bool kernel = fp8_kernel_unsupported_reason(shape).empty() &&
                       shape.rows_per_expert >= rule.min_rows_per_expert &&
-                      shape.rows_per_expert <= rule.max_rows_per_expert && shape.k <= rule.max_k;
+                      shape.rows_per_expert <= rule.max_rows_per_expert;
   return kernel ? MoeGemmMethod::kHopperKernel : MoeGemmMethod::kCublasStreams;
 }
 

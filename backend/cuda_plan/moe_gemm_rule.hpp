@@ -57,22 +57,22 @@ struct AutoMoeGemmRule {
 [[nodiscard]] std::string fp8_kernel_unsupported_reason(const MoeGemmShape& shape);
 
 /// Where --moe-gemm auto runs fp8 experts on the persistent fp8 kernel rather than block-scaled cuBLASLt calls on the
-/// side streams (where the GPU and n × k allow it): experts of [min_rows_per_expert, max_rows_per_expert] rows each,
-/// k at most max_k. An empirical rule fitted to DeepSeek-V3.2's fp8 expert GEMMs measured on H200, 2026-11-29
-/// (docs/performance.md "MoE expert GEMMs", the fp8 kernel's bullet; bench_kernels --fp8-experts-only, the kernel's
-/// rate over the 4 streams', medians of two runs in one call), not a model of the kernel:
-/// - rows: at ~253-256 rows per expert (8K tokens) the kernel ran the down GEMM (n 7168, k 2048) 1.23 × (EP 1) and
-///   1.16 × (EP 8) as fast as the streams; at ~1,024 (32K) it lost every shape (0.74-0.86 ×). The band runs from half
-///   the smallest measured count to halfway between the two.
-/// - k: the gate_up GEMM (n 4096, k 7168) lost at 8K EP 1 (0.92 ×) and was level at EP 8 (1.06 ×, within the ~6 %
-///   spread between runs). Likely (reasoned, not measured by counters): the kernel waits for each k-block's wgmma
-///   before scaling them, so it runs at ~670-810 TFLOP/s whatever the shape, while the streams' per-call costs weigh
-///   less over a long k. In the engine (`paratwin run --model deepseek-v3.2 --prompt-len 8192 --layers 4`) the down
-///   GEMM ran 2.912 → 2.775 ms on the kernel and the gate_up GEMM 4.873 → 5.375 ms.
+/// side streams (where the GPU and n × k allow it): experts of [min_rows_per_expert, max_rows_per_expert] rows each.
+/// An empirical rule fitted to DeepSeek-V3.2's fp8 expert GEMMs measured on H200, 2026-11-29, with the kernel's scales
+/// staged in shared memory (docs/performance.md "MoE expert GEMMs", the fp8 kernel's bullets; bench_kernels
+/// --fp8-experts-only, the kernel's time against the 4 streams' in the same runs, medians of two), not a model of the
+/// kernel:
+/// - rows: at ~253-256 rows per expert (8K tokens) the kernel ran both GEMMs faster than the streams: gate_up (n 4096,
+///   k 7168) 1.10 × at EP 1 and 1.29 × at EP 8, down (n 7168, k 2048) 1.31 × and 1.27 × (the streams' median over the
+///   call's four runs); at ~1,024 (32K) it lost every shape (0.82-0.94 ×). The band runs from half the smallest
+///   measured count to halfway between the two.
+/// - n and k: no bound. Before the scales were staged (they were read from L2 while the wgmma ran) the kernel lost the
+///   8K gate_up GEMM (0.92 ×) and the rule had k ≤ 2048; in the engine (`paratwin run --model deepseek-v3.2
+///   --prompt-len 8192 --layers 4 --moe-gemm hopper-kernel`) gate_up now runs 4.452 ms against the streams' 4.949 and
+///   down 2.390 against 2.914.
 struct AutoFp8MoeGemmRule {
   double min_rows_per_expert = 128;
   double max_rows_per_expert = 640;
-  std::int64_t max_k = 2048;
 };
 
 /// --moe-gemm auto's choice for fp8 experts at `shape`; `rule` is a parameter so that the tests can move its bounds.

@@ -23,25 +23,26 @@ MoeGemmShape shape(double rows_per_expert, std::int64_t n, std::int64_t k, int c
 
 }  // namespace
 
-TEST_CASE("fp8 experts: --moe-gemm auto runs the fp8 kernel for DeepSeek-V3.2's 8K down GEMM only",
+TEST_CASE("fp8 experts: --moe-gemm auto runs the fp8 kernel for DeepSeek-V3.2's 8K expert GEMMs",
           "[cuda_plan][moe_gemm]") {
   const AutoFp8MoeGemmRule rule;
-  // DeepSeek-V3.2's fp8 expert GEMMs at 8K tokens (~253-256 rows per expert): the kernel measured ahead at down
-  // (n 7168, k 2048), behind or level at gate_up (n 4096, k 7168); at 32K (~1,024) behind at both.
+  // DeepSeek-V3.2's fp8 expert GEMMs at 8K tokens (~253-256 rows per expert): the kernel measured ahead at both
+  // gate_up (n 4096, k 7168) and down (n 7168, k 2048); at 32K (~1,024) behind at both.
   CHECK(auto_fp8_moe_gemm_method(shape(253, 7168, 2048)) == MoeGemmMethod::kHopperKernel);
   CHECK(auto_fp8_moe_gemm_method(shape(256, 7168, 2048)) == MoeGemmMethod::kHopperKernel);
-  CHECK(auto_fp8_moe_gemm_method(shape(256, 4096, 7168)) == MoeGemmMethod::kCublasStreams);
+  CHECK(auto_fp8_moe_gemm_method(shape(253, 4096, 7168)) == MoeGemmMethod::kHopperKernel);
+  CHECK(auto_fp8_moe_gemm_method(shape(256, 4096, 7168)) == MoeGemmMethod::kHopperKernel);
   CHECK(auto_fp8_moe_gemm_method(shape(1024, 7168, 2048)) == MoeGemmMethod::kCublasStreams);
   CHECK(auto_fp8_moe_gemm_method(shape(1024, 4096, 7168)) == MoeGemmMethod::kCublasStreams);
-  // The band's edges, k at its bound, and a GPU other than Hopper.
+  // The band's edges, and a GPU other than Hopper.
   CHECK(auto_fp8_moe_gemm_method(shape(rule.min_rows_per_expert, 7168, 2048)) == MoeGemmMethod::kHopperKernel);
-  CHECK(auto_fp8_moe_gemm_method(shape(rule.max_rows_per_expert, 7168, 2048)) == MoeGemmMethod::kHopperKernel);
+  CHECK(auto_fp8_moe_gemm_method(shape(rule.max_rows_per_expert, 4096, 7168)) == MoeGemmMethod::kHopperKernel);
   CHECK(auto_fp8_moe_gemm_method(shape(rule.min_rows_per_expert - 1, 7168, 2048)) == MoeGemmMethod::kCublasStreams);
-  CHECK(auto_fp8_moe_gemm_method(shape(rule.max_rows_per_expert + 1, 7168, 2048)) == MoeGemmMethod::kCublasStreams);
-  CHECK(auto_fp8_moe_gemm_method(shape(256, 7168, rule.max_k + 128)) == MoeGemmMethod::kCublasStreams);
+  CHECK(auto_fp8_moe_gemm_method(shape(rule.max_rows_per_expert + 1, 4096, 7168)) == MoeGemmMethod::kCublasStreams);
   CHECK(auto_fp8_moe_gemm_method(shape(256, 7168, 2048, 80)) == MoeGemmMethod::kCublasStreams);
   CHECK(decide_fp8_moe_gemm(MoeGemmChoice::kAuto, shape(256, 7168, 2048)).method == MoeGemmMethod::kHopperKernel);
-  CHECK(decide_fp8_moe_gemm(MoeGemmChoice::kAuto, shape(256, 4096, 7168)).fallback.empty());  // a choice
+  CHECK(decide_fp8_moe_gemm(MoeGemmChoice::kAuto, shape(256, 4096, 7168)).method == MoeGemmMethod::kHopperKernel);
+  CHECK(decide_fp8_moe_gemm(MoeGemmChoice::kAuto, shape(1024, 4096, 7168)).fallback.empty());  // a choice
   CHECK(decide_fp8_moe_gemm(MoeGemmChoice::kCublasStreams, shape(256, 7168, 2048)).method ==
         MoeGemmMethod::kCublasStreams);
   CHECK(decide_fp8_moe_gemm(MoeGemmChoice::kHopperKernel, shape(2048, 4096, 7168)).method ==

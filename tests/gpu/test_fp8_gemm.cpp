@@ -302,7 +302,8 @@ TEST_CASE("fp8 expert GEMMs on side streams equal the host product, ragged and e
 // around its 64- and 128-row tiles (0, 1, 3, 63–65, 127–129, 300 rows), 3 column tiles of 256 (an odd count: pairs
 // that share X, and the zero partner of an unpaired tile; 6 weight-scale blocks) and 1, k/128 = 3 (weight-scale rows
 // padded to 4) and 5; every element against the host's dequantised product in a poisoned output, the 3 rows past the
-// last group left unwritten, bit for bit the same over repeated launches (a race would move it).
+// last group left unwritten, bit for bit the same over repeated launches (a race would move it); a scale array off
+// the 16-byte grid refused.
 TEST_CASE("fp8 grouped kernel equals the host product with ragged and empty groups", "[gpu][fp8]") {
   const std::vector<i64> group_rows{3, 0, 65, 1, 128, 300, 0, 63, 127, 64, 129, 2, 0};
   for (const auto& [n, k, seed] : {std::tuple<i64, i64, std::uint64_t>{768, 384, 41}, {256, 640, 42}}) {
@@ -350,6 +351,10 @@ TEST_CASE("fp8 grouped kernel equals the host product with ragged and empty grou
       CAPTURE(trial);
       CHECK(run() == first);
     }
+    // The kernel copies the scales with the bulk copy engine (16-byte aligned): an unaligned scale array is refused.
+    const Fp8GroupedGemm::Operands unaligned_scales{dx, static_cast<const float*>(dxs) + 1, dw,
+                                                    static_cast<const float*>(dws), dy};
+    CHECK_FALSE(gemm.run_kernel(launch, unaligned_scales));
     cudaStreamDestroy(stream);
     for (void* p : {dx, dw, dxs, dws, dtable, dy}) cudaFree(p);
   }
