@@ -142,6 +142,7 @@ void emit_compute(Chain& chain) {
     s.n = 4096;
     chain.compute(fmt::format("bench.rms_norm.m{}", m), ComputeKind::kRmsNorm, s);
     chain.compute(fmt::format("bench.residual_add.m{}", m), ComputeKind::kResidualAdd, s);
+    chain.compute(fmt::format("bench.add_rms_norm.m{}", m), ComputeKind::kAddRmsNorm, s);
     chain.compute(fmt::format("bench.embedding.m{}", m), ComputeKind::kEmbedding, s);
     ComputeShape act = s;
     act.n = 8192;

@@ -288,6 +288,12 @@ void fill_cost(ComputeOp& op) {
     case ComputeKind::kKvReorder:
       op.bytes = 2 * d(s.m * s.n) * e;
       break;
+    case ComputeKind::kAddRmsNorm:
+      // The add (1 FLOP) and the norm (4) per element; read the update, the residual and the weight, write the new
+      // residual and the normed rows: the two ops' bytes less the norm's re-read of the sum.
+      op.flops = 5 * d(s.m * s.n);
+      op.bytes = (4 * d(s.m * s.n) + d(s.n)) * e;
+      break;
   }
 }
 

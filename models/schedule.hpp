@@ -59,6 +59,8 @@ enum class ComputeKind : std::uint8_t {
                      ///< fp8 writes fp8 + 1×128 scales
   kResidualAdd,      ///< m × n
   kKvReorder,        ///< copy/re-order of gathered KV rows: m rows × n elements of dtype
+  kAddRmsNorm,       ///< residual add fused into the next RMSNorm (SGLang's fused_add_rmsnorm): m tokens × n
+                     ///< (hidden); residual += update, then out = rmsnorm(residual) · weight
 };
 
 /// Shapes of a compute op. Fields unused by a kind stay 0. Token counts are this rank's.

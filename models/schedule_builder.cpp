@@ -273,7 +273,8 @@ Schedule build_schedule(const ModelSpec& model, const ParallelConfig& config, co
         ctx.routing = &routing.get(std::move(member_tokens));
       }
       e.set_position(-1, mb, options.phase);
-      OpRef hidden = first_stage ? build::embed_tokens(ctx, e) : build::receive_from_previous_stage(ctx, e);
+      build::ResidualStream hidden;
+      hidden.residual = first_stage ? build::embed_tokens(ctx, e) : build::receive_from_previous_stage(ctx, e);
       for (int layer = stage.first; layer < stage.end; ++layer) {
         e.set_position(layer, mb, options.phase);
         switch (config.attn_cp_size > 1 && options.phase == Phase::kPrefill ? options.cp_algorithm
@@ -290,11 +291,14 @@ Schedule build_schedule(const ModelSpec& model, const ParallelConfig& config, co
         }
         hidden = model.is_moe_layer(layer) ? build::moe_mlp(ctx, e, hidden) : build::dense_mlp(ctx, e, hidden);
       }
+      // The stage's last add has no norm of the same rows after it (the head norms each request's last token
+      // only, after the CP gather; a send moves the stream to the next stage): it runs alone, in its layer.
+      const OpRef whole = build::close_stream(ctx, e, hidden);
       e.set_position(-1, mb, options.phase);
       if (last_stage) {
-        build::final_logits(ctx, e, hidden);
+        build::final_logits(ctx, e, whole);
       } else {
-        build::send_to_next_stage(ctx, e, hidden);
+        build::send_to_next_stage(ctx, e, whole);
       }
     }
   }

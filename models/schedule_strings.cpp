@@ -32,7 +32,7 @@ Enum parse_of(const std::array<std::pair<Enum, std::string_view>, N>& table, std
   fail("{} '{}' is unknown: use one of {}", what, text, fmt::join(accepted, ", "));
 }
 
-constexpr std::array<std::pair<ComputeKind, std::string_view>, 15> kComputeKinds = {{
+constexpr std::array<std::pair<ComputeKind, std::string_view>, 16> kComputeKinds = {{
     {ComputeKind::kEmbedding, "embedding"},
     {ComputeKind::kRmsNorm, "rms_norm"},
     {ComputeKind::kGemm, "gemm"},
@@ -48,6 +48,7 @@ constexpr std::array<std::pair<ComputeKind, std::string_view>, 15> kComputeKinds
     {ComputeKind::kActivation, "activation"},
     {ComputeKind::kResidualAdd, "residual_add"},
     {ComputeKind::kKvReorder, "kv_reorder"},
+    {ComputeKind::kAddRmsNorm, "add_rms_norm"},
 }};
 constexpr std::array<std::pair<CollectiveKind, std::string_view>, 5> kCollectiveKinds = {{
     {CollectiveKind::kAllGather, "all_gather"},

@@ -10,7 +10,7 @@ import argparse
 import csv
 import sys
 
-MEMORY_KERNELS = ("rmsnorm", "add (residual)", "rope", "silu_mul")
+MEMORY_KERNELS = ("rmsnorm", "add (residual)", "add_rmsnorm", "rope", "silu_mul")
 MODEL_NAMES = {"deepseek-v3.2": "DeepSeek-V3.2", "llama-3.1-70b": "Llama-3.1-70B", "qwen3-235b-a22b": "Qwen3-235B-A22B"}
 
 

@@ -25,7 +25,8 @@ constexpr std::array<std::string_view, 3> kNodeClassKeys = {"one_node", "two_nod
 constexpr std::array<std::string_view, kComputeKindCount> kKernelKeys = {
     "embedding",   "rms_norm",         "gemm",          "grouped_gemm", "rope",
     "attention",   "sparse_attention", "indexer_score", "top_k",        "moe_route",
-    "moe_permute", "moe_unpermute",    "activation",    "residual_add", "kv_reorder"};
+    "moe_permute", "moe_unpermute",    "activation",    "residual_add", "kv_reorder",
+    "add_rms_norm"};
 
 EfficiencyCurve curve(std::initializer_list<std::pair<double, double>> points) {
   return EfficiencyCurve{points};

@@ -36,7 +36,7 @@ inline constexpr int kNcclHwCount = 3;
 [[nodiscard]] std::string_view calibration_kernel_key(ComputeKind kind);
 
 /// Number of ComputeKind enumerators.
-inline constexpr std::size_t kComputeKindCount = 15;
+inline constexpr std::size_t kComputeKindCount = 16;
 
 /// A value per (algorithm, protocol).
 using AlgoProtoTable = std::array<std::array<double, kNcclProtoCount>, kNcclAlgoCount>;

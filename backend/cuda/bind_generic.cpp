@@ -76,6 +76,17 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
       };
       return;
     }
+    case ComputeKind::kAddRmsNorm: {
+      const int residual = pool.request("g.a", bf(m * n));
+      const int update = pool.request("g.y", bf(m * n));
+      const int out = pool.request("g.o", bf(m * n));
+      const int w = weight(fmt::format("g.norm.{}", n), 1, n, 0, n, {}, 0.1f, 1.0f);
+      b.compute = [=](const ExecCtx& e) {
+        launch_add_rmsnorm(e.pool->ptr(residual), e.pool->ptr(update), e.pool->ptr(out), e.pool->ptr(w), m, n, 1e-6f,
+                           e.stream);
+      };
+      return;
+    }
     case ComputeKind::kRope: {
       const int x = pool.request("g.y", bf(m * s.heads * s.head_dim_qk));
       const i64 heads = s.heads, dim = s.head_dim_qk;

@@ -146,15 +146,43 @@ const Binder::MoeTables* Binder::moe_tables(int layer, int mb, const Runs& runs)
   return &moe_.emplace(key, std::move(t)).first->second;
 }
 
-bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const Runs& runs, int x) {
+bool Binder::moe_functional() const {
   if (!m_.moe || !s_.meta.per_token_routing_seed) return false;  // synthetic routing: scratch data, timing only
   const auto& moe = *m_.moe;
   const auto& c = s_.meta.config;
   const bool a2a = s_.meta.moe_mode == MoeMode::kAllToAll;
-  if (m_.weight_dtype != DType::kBf16 || moe.scoring != RouterScoring::kSoftmax || moe.num_shared_experts != 0 ||
-      moe.routed_scaling_factor != 1.0 || c.attn_tp_size() != 1 || (a2a && c.moe_tp_size() != 1)) {
-    return false;
+  return m_.weight_dtype == DType::kBf16 && moe.scoring == RouterScoring::kSoftmax && moe.num_shared_experts == 0 &&
+         moe.routed_scaling_factor == 1.0 && c.attn_tp_size() == 1 && (!a2a || c.moe_tp_size() == 1);
+}
+
+bool Binder::moe_update(int layer, int mb, const Runs& runs, ResidualUpdate& out) {
+  if (!moe_functional()) return false;
+  const auto* t = moe_tables(layer, mb, runs);
+  const i64 H = m_.hidden_size, rows = runs.rows();
+  if (s_.meta.moe_mode != MoeMode::kAllToAll) {
+    out.buffer =
+        t->group > 1 ? act("moe_scattered", mb, bf(t->shard * H)) : act("moe_combined", mb, bf(t->gate_rows * H));
+    return true;
   }
+  // Each local token: the sum of the rows the ranks holding its experts sent back.
+  const i64 send_rows = static_cast<i64>(t->send_map.size());
+  const int back = act("moe_back", mb, bf(send_rows * H));
+  const int map = p_.pool.ints(fmt::format("L{}.mb{}.moe_back_map", layer, mb), t->back_map);
+  const int sum = act("moe_out", mb, bf(rows * H));
+  const i64 members = t->members;
+  out.buffer = sum;
+  out.prepare = [=](const ExecCtx& e) {
+    launch_moe_combine(e.pool->ptr(back), static_cast<const int*>(e.pool->ptr(map)), nullptr, e.pool->ptr(sum), rows,
+                       members, H, e.stream);
+  };
+  return true;
+}
+
+bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const Runs& runs, int x) {
+  if (!moe_functional()) return false;
+  const auto& moe = *m_.moe;
+  const auto& c = s_.meta.config;
+  const bool a2a = s_.meta.moe_mode == MoeMode::kAllToAll;
   const int layer = op.layer, mb = op.micro_batch;
   const i64 H = m_.hidden_size, E = moe.num_experts, topk = moe.experts_per_token;
   const i64 rows = runs.rows();
@@ -209,6 +237,14 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
     const int w = weight(L + role, 1, H, 0, H, {}, 0.1f, 1.0f);
     b.compute = [=](const ExecCtx& e) {
       launch_rmsnorm(e.pool->ptr(x), e.pool->ptr(xn), e.pool->ptr(w), rows, H, 1, H, nullptr, 1e-5f, e.stream);
+    };
+    return true;
+  }
+  if (role == "moe.add_norm") {  // the attention's residual add fused into this norm (same weight as moe.norm)
+    const int w = weight(L + "moe.norm", 1, H, 0, H, {}, 0.1f, 1.0f);
+    const int o = act("o", mb, bf(rows * H));
+    b.compute = [=](const ExecCtx& e) {
+      launch_add_rmsnorm(e.pool->ptr(x), e.pool->ptr(o), e.pool->ptr(xn), e.pool->ptr(w), rows, H, 1e-5f, e.stream);
     };
     return true;
   }
@@ -307,21 +343,12 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
     return true;
   }
   if (role == "moe.residual_add") {
-    if (a2a) {
-      // Each local token: the sum of the rows the ranks holding its experts sent back, then the residual.
-      const int back = act("moe_back", mb, bf(send_rows * H));
-      const int map = pool.ints(T + "moe_back_map", t->back_map);
-      const int sum = act("moe_out", mb, bf(rows * H));
-      const i64 members = t->members;
-      b.compute = [=](const ExecCtx& e) {
-        launch_moe_combine(e.pool->ptr(back), static_cast<const int*>(e.pool->ptr(map)), nullptr, e.pool->ptr(sum),
-                           rows, members, H, e.stream);
-        launch_add(e.pool->ptr(x), e.pool->ptr(sum), rows * H, e.stream);
-      };
-      return true;
-    }
-    const int y = t->group > 1 ? act("moe_scattered", mb, bf(t->shard * H)) : comb;
-    b.compute = [=](const ExecCtx& e) { launch_add(e.pool->ptr(x), e.pool->ptr(y), rows * H, e.stream); };
+    ResidualUpdate update;
+    if (!moe_update(layer, mb, runs, update)) return false;
+    b.compute = [=](const ExecCtx& e) {
+      if (update.prepare) update.prepare(e);
+      launch_add(e.pool->ptr(x), e.pool->ptr(update.buffer), rows * H, e.stream);
+    };
     return true;
   }
   return false;  // moe.tp_all_reduce, shared experts: excluded above

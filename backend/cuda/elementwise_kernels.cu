@@ -4,7 +4,8 @@
 //   row length a multiple of 8. Anything else (ragged sizes, unaligned pointers) runs the same kernel one element per
 //   access (Pack<1>), so both paths share one body and one semantics.
 // - Several independent loads issued before their first use, so each SM keeps enough bytes in flight.
-// - RMSNorm holds its row in registers: one read of HBM, the sum of squares, then the scaled write.
+// - RMSNorm holds its row in registers: one read of HBM, the sum of squares, then the scaled write. The fused residual
+//   add + RMSNorm (SGLang's fused_add_rmsnorm) is the same kernel reading a second row and writing the sum back first.
 // - RoPE's angles depend on (token, dim) only: each thread computes the sines and cosines of its 8 dims once and
 //   applies them to several heads of the token.
 // Math is fp32 with the same operation order as the reference kernels they replaced; outputs round to nearest bf16.
@@ -88,6 +89,13 @@ struct NormRows {
   __device__ bf16* dst(i64 r, const bf16* x) const { return out == in ? const_cast<bf16*>(x) : out + r * n; }
 };
 
+// The fused add's second operand: row r of the update is update + r·n (plain rows; `in` is then the residual, written
+// with the sum). Unused (null) by the plain norm.
+struct AddRows {
+  const bf16* update;
+  __device__ const bf16* row(i64 r, i64 n) const { return update + r * n; }
+};
+
 __device__ float block_sum_f32(float v) {
   __shared__ float partial[32];
 #pragma unroll
@@ -127,6 +135,48 @@ struct RowSlice {
     }
     return ss;
   }
+  // The fused add: residual row += update row, rounded to bf16 and written back at once; the sum of squares is taken
+  // on the rounded sum, the value the residual stream keeps (as SGLang's fused_add_rmsnorm does), so the normed
+  // output is the plain norm of the new residual. All loads of both rows are issued before the first use.
+  __device__ float load_add(bf16* row, const bf16* update, int first, int step, int packs) {
+    Pack<kElems> u[kVecs];
+#pragma unroll
+    for (int k = 0; k < kVecs; ++k) {
+      const int j = first + k * step;
+      if (j < packs) {
+        x[k].load(row + j * kElems);
+        u[k].load(update + j * kElems);
+      }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kVecs; ++k) {
+      const int j = first + k * step;
+      if (j < packs) {
+        float v[kElems], d[kElems];
+        x[k].to_float(v);
+        u[k].to_float(d);
+#pragma unroll
+        for (int e = 0; e < kElems; ++e) v[e] += d[e];
+        x[k].from_float(v);
+        x[k].store(row + j * kElems);
+        x[k].to_float(v);
+#pragma unroll
+        for (int e = 0; e < kElems; ++e) ss += v[e] * v[e];
+      }
+    }
+    return ss;
+  }
+  // load, or load_add when the kernel fuses the add (row r of `add`).
+  template <bool kAdd>
+  __device__ float read(const NormRows& a, const AddRows& add, i64 r, const bf16* x_row, int first, int step,
+                        int packs) {
+    if constexpr (kAdd) {
+      return load_add(const_cast<bf16*>(x_row), add.row(r, a.n), first, step, packs);
+    } else {
+      return load(x_row, first, step, packs);
+    }
+  }
   __device__ void store(bf16* row, const bf16* weight, float inv, int first, int step, int packs) const {
 #pragma unroll
     for (int k = 0; k < kVecs; ++k) {
@@ -147,15 +197,15 @@ struct RowSlice {
 };
 
 // Short rows: kLanes lanes of a warp per row (several rows per warp when kLanes < 32).
-template <int kLanes, int kVecs>
-__global__ void rmsnorm_rows_in_warp_kernel(NormRows a, const bf16* weight, i64 rows, float eps) {
+template <int kLanes, int kVecs, bool kAdd>
+__global__ void rmsnorm_rows_in_warp_kernel(NormRows a, AddRows add, const bf16* weight, i64 rows, float eps) {
   const i64 r = (blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x) / kLanes;
   const int lane = static_cast<int>(threadIdx.x % kLanes);
   const bool valid = r < rows;  // no early return: the whole warp takes part in the shuffles
   const int packs = static_cast<int>(a.n / kVecElems);
   const bf16* x = valid ? a.src(r) : nullptr;
   RowSlice<kVecElems, kVecs> slice;
-  float ss = valid ? slice.load(x, lane, kLanes, packs) : 0.0f;
+  float ss = valid ? slice.template read<kAdd>(a, add, r, x, lane, kLanes, packs) : 0.0f;
 #pragma unroll
   for (int o = kLanes / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
   if (!valid) return;
@@ -168,28 +218,34 @@ __global__ void rmsnorm_rows_in_warp_kernel(NormRows a, const bf16* weight, i64 
 // flight during the current row's reduction (0.03–0.09 of copy slower).
 constexpr int kMaxNormThreads = 1024;  // the row-per-block launch picks up to this many threads
 
-template <int kElems, int kVecs>
+template <int kElems, int kVecs, bool kAdd>
 __global__ void __launch_bounds__(kMaxNormThreads)
-    rmsnorm_row_per_block_kernel(NormRows a, const bf16* weight, float eps) {
+    rmsnorm_row_per_block_kernel(NormRows a, AddRows add, const bf16* weight, float eps) {
   const i64 r = blockIdx.x;
   const int packs = static_cast<int>(a.n / kElems);
   const int first = static_cast<int>(threadIdx.x), step = static_cast<int>(blockDim.x);
   const bf16* x = a.src(r);
   RowSlice<kElems, kVecs> slice;
-  const float ss = block_sum_f32(slice.load(x, first, step, packs));
+  const float ss = block_sum_f32(slice.template read<kAdd>(a, add, r, x, first, step, packs));
   const float inv = rsqrtf(ss / static_cast<float>(a.n) + eps);
   slice.store(a.dst(r, x), weight, inv, first, step, packs);
 }
 
 // Rows too long for registers (> 8192 ragged or > 32768 aligned elements: 8 packs per thread would spill at 1024
-// threads): two passes over memory, the second mostly from L2.
-__global__ void rmsnorm_streaming_kernel(NormRows a, const bf16* weight, float eps) {
+// threads): two passes over memory, the second mostly from L2. The fused add writes the rounded sum in the first.
+template <bool kAdd>
+__global__ void rmsnorm_streaming_kernel(NormRows a, AddRows add, const bf16* weight, float eps) {
   const i64 r = blockIdx.x;
   const bf16* x = a.src(r);
   bf16* y = a.dst(r, x);
   float ss = 0;
   for (i64 j = threadIdx.x; j < a.n; j += blockDim.x) {
-    const float v = __bfloat162float(x[j]);
+    float v = __bfloat162float(x[j]);
+    if constexpr (kAdd) {
+      const bf16 sum = __float2bfloat16(v + __bfloat162float(add.row(r, a.n)[j]));
+      const_cast<bf16*>(x)[j] = sum;
+      v = __bfloat162float(sum);
+    }
     ss += v * v;
   }
   const float inv = rsqrtf(block_sum_f32(ss) / static_cast<float>(a.n) + eps);
@@ -198,17 +254,46 @@ __global__ void rmsnorm_streaming_kernel(NormRows a, const bf16* weight, float e
   }
 }
 
-template <int kLanes, int kVecs>
-void launch_rows_in_warp(const NormRows& a, const bf16* weight, i64 rows, float eps, cudaStream_t stream) {
-  rmsnorm_rows_in_warp_kernel<kLanes, kVecs>
-      <<<grid_for(rows, kBlock / kLanes), kBlock, 0, stream>>>(a, weight, rows, eps);
+template <int kLanes, int kVecs, bool kAdd>
+void launch_rows_in_warp(const NormRows& a, const AddRows& add, const bf16* weight, i64 rows, float eps,
+                         cudaStream_t stream) {
+  rmsnorm_rows_in_warp_kernel<kLanes, kVecs, kAdd>
+      <<<grid_for(rows, kBlock / kLanes), kBlock, 0, stream>>>(a, add, weight, rows, eps);
 }
 
-template <int kElems, int kVecs>
-void launch_row_per_block(const NormRows& a, const bf16* weight, i64 rows, float eps, cudaStream_t stream) {
+template <int kElems, int kVecs, bool kAdd>
+void launch_row_per_block(const NormRows& a, const AddRows& add, const bf16* weight, i64 rows, float eps,
+                          cudaStream_t stream) {
   const i64 threads_needed = (a.n / kElems + kVecs - 1) / kVecs;
   const unsigned threads = static_cast<unsigned>(std::max<i64>((threads_needed + 31) / 32 * 32, 32));
-  rmsnorm_row_per_block_kernel<kElems, kVecs><<<static_cast<unsigned>(rows), threads, 0, stream>>>(a, weight, eps);
+  rmsnorm_row_per_block_kernel<kElems, kVecs, kAdd>
+      <<<static_cast<unsigned>(rows), threads, 0, stream>>>(a, add, weight, eps);
+}
+
+// The norm's (or fused add + norm's) launch by row length: lanes of a warp per row for short rows, a block per row,
+// or two streaming passes for rows too long for registers. `vectors`: every row start 16-byte aligned, n % 8 = 0.
+template <bool kAdd>
+void launch_norm(const NormRows& a, const AddRows& add, const bf16* w, i64 rows, bool vectors, float eps,
+                 cudaStream_t stream) {
+  const i64 n = a.n;
+  const i64 packs = n / kVecElems;
+  if (vectors && packs <= 8) {
+    launch_rows_in_warp<8, 1, kAdd>(a, add, w, rows, eps, stream);
+  } else if (vectors && packs <= 16) {
+    launch_rows_in_warp<16, 1, kAdd>(a, add, w, rows, eps, stream);
+  } else if (vectors && packs <= 32) {
+    launch_rows_in_warp<32, 1, kAdd>(a, add, w, rows, eps, stream);
+  } else if (vectors && packs <= 64) {
+    launch_rows_in_warp<32, 2, kAdd>(a, add, w, rows, eps, stream);
+  } else if (vectors && packs <= 128) {
+    launch_rows_in_warp<32, 4, kAdd>(a, add, w, rows, eps, stream);
+  } else if (vectors && packs <= kMaxNormThreads * 4) {
+    launch_row_per_block<kVecElems, 4, kAdd>(a, add, w, rows, eps, stream);
+  } else if (!vectors && n <= kMaxNormThreads * 8) {
+    launch_row_per_block<1, 8, kAdd>(a, add, w, rows, eps, stream);
+  } else {
+    rmsnorm_streaming_kernel<kAdd><<<static_cast<unsigned>(rows), kBlock, 0, stream>>>(a, add, w, eps);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -454,27 +539,19 @@ void launch_rmsnorm(const void* in, void* out, const void* weight, i64 rows, i64
                     const int* row_map, float eps, cudaStream_t stream) {
   if (rows == 0) return;
   const NormRows a{static_cast<const bf16*>(in), static_cast<bf16*>(out), n, inner, outer_stride, row_map};
-  const auto* w = static_cast<const bf16*>(weight);
   const bool vectors =
       n % kVecElems == 0 && outer_stride % kVecElems == 0 && aligned16(in) && aligned16(out) && aligned16(weight);
-  const i64 packs = n / kVecElems;
-  if (vectors && packs <= 8) {
-    launch_rows_in_warp<8, 1>(a, w, rows, eps, stream);
-  } else if (vectors && packs <= 16) {
-    launch_rows_in_warp<16, 1>(a, w, rows, eps, stream);
-  } else if (vectors && packs <= 32) {
-    launch_rows_in_warp<32, 1>(a, w, rows, eps, stream);
-  } else if (vectors && packs <= 64) {
-    launch_rows_in_warp<32, 2>(a, w, rows, eps, stream);
-  } else if (vectors && packs <= 128) {
-    launch_rows_in_warp<32, 4>(a, w, rows, eps, stream);
-  } else if (vectors && packs <= kMaxNormThreads * 4) {
-    launch_row_per_block<kVecElems, 4>(a, w, rows, eps, stream);
-  } else if (!vectors && n <= kMaxNormThreads * 8) {
-    launch_row_per_block<1, 8>(a, w, rows, eps, stream);
-  } else {
-    rmsnorm_streaming_kernel<<<static_cast<unsigned>(rows), kBlock, 0, stream>>>(a, w, eps);
-  }
+  launch_norm<false>(a, AddRows{nullptr}, static_cast<const bf16*>(weight), rows, vectors, eps, stream);
+}
+
+void launch_add_rmsnorm(void* residual, const void* update, void* out, const void* weight, i64 rows, i64 n, float eps,
+                        cudaStream_t stream) {
+  if (rows == 0) return;
+  const NormRows a{static_cast<const bf16*>(residual), static_cast<bf16*>(out), n, 1, n, nullptr};
+  const bool vectors =
+      n % kVecElems == 0 && aligned16(residual) && aligned16(update) && aligned16(out) && aligned16(weight);
+  launch_norm<true>(a, AddRows{static_cast<const bf16*>(update)}, static_cast<const bf16*>(weight), rows, vectors, eps,
+                    stream);
 }
 
 void launch_rope(void* x, i64 tokens, i64 heads, i64 head_dim, i64 row_stride, const int* positions, float theta,

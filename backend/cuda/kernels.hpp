@@ -25,6 +25,13 @@ void launch_fill_random_fp8(void* dst, std::int64_t count, std::uint64_t seed, f
 void launch_rmsnorm(const void* in, void* out, const void* weight, std::int64_t rows, std::int64_t n,
                     std::int64_t inner, std::int64_t outer_stride, const int* row_map, float eps, cudaStream_t stream);
 
+/// Residual add fused into the RMSNorm after it (SGLang's fused_add_rmsnorm), on `rows` plain rows of n elements:
+/// residual += update (rounded to bf16, the residual stream's type), then out = rmsnorm(residual) · weight with the
+/// sum of squares taken on that rounded sum, so `out` equals launch_rmsnorm of the new residual. One launch, one pass
+/// over the rows. `out` may be `update` (SGLang's in-place form), not `residual`.
+void launch_add_rmsnorm(void* residual, const void* update, void* out, const void* weight, std::int64_t rows,
+                        std::int64_t n, float eps, cudaStream_t stream);
+
 /// Rotary embedding (rotate-half) in place on `heads` heads of head_dim at x + t·row_stride + h·head_dim, for
 /// tokens t at positions[t] (t when null).
 void launch_rope(void* x, std::int64_t tokens, std::int64_t heads, std::int64_t head_dim, std::int64_t row_stride,

@@ -7,8 +7,9 @@
 // the same way ("of copy@size": what a launch of that size can reach; bench_memory_launch breaks the difference
 // down). Cases: kernel_cases.hpp.
 // Usage: bench_kernels [--csv FILE] [--memory-only | --dsa-only | --grouped-only | --fp8-experts-only]
-//   --memory-only  only the memory-bound layer kernels (rmsnorm, add, rope, silu_mul; a few seconds, for comparing
-//                  variants of them; the full table runs them between GEMMs, which leave the GPU's clock lower)
+//   --memory-only  only the memory-bound layer kernels (rmsnorm, add, add_rmsnorm, rope, silu_mul; a few seconds,
+//                  for comparing variants of them; the full table runs them between GEMMs, which leave the GPU's
+//                  clock lower)
 //   --dsa-only     only DeepSeek-V3.2's DSA rows (the indexer on each of its tensor-core kernels, top-k, sparse
 //                  attention), against the same ceilings, measured first as always
 //   --grouped-only the MoE expert GEMMs of grouped_gemm.hpp only, each method against its dense GEMM of the same

@@ -86,6 +86,13 @@ void KernelBench::memory_kernels(const ModelSpec& m, i64 tokens) {
     const double a = time([&] { cuda::launch_add(y.get(), x.get(), tokens * H, stream_); });
     add_layer_memory_kernel("add (residual)", m, fmt::format("{} x {}", tokens, H), a,
                             3.0 * static_cast<double>(tokens * H * 2));
+    // The two fused (the layers' form, models/builders ResidualStream): read the residual and the update, write the
+    // new residual and the normed rows, in one launch.
+    DeviceBuffer normed(tokens * H * 2);
+    const double f =
+        time([&] { cuda::launch_add_rmsnorm(x.get(), y.get(), normed.get(), w.get(), tokens, H, 1e-6f, stream_); });
+    add_layer_memory_kernel("add_rmsnorm", m, fmt::format("{} x {}", tokens, H), f,
+                            4.0 * static_cast<double>(tokens * H * 2));
   }
   {
     // Rotary on the query and key heads of a QKV row (MLA: the 64 rope dims of each of the 128 query heads, packed).

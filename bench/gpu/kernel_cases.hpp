@@ -45,7 +45,7 @@ class KernelBench {
   KernelBench(const KernelBench&) = delete;
   KernelBench& operator=(const KernelBench&) = delete;
 
-  void memory_kernels(const ModelSpec& m, std::int64_t tokens);  ///< rmsnorm, add, rope, silu_mul
+  void memory_kernels(const ModelSpec& m, std::int64_t tokens);  ///< rmsnorm, add, add_rmsnorm, rope, silu_mul
   void moe_kernels(const ModelSpec& m, std::int64_t tokens);     ///< router, permute, unpermute, combine
   void attention(const ModelSpec& m, std::int64_t tokens);       ///< attention_gemm and the reference kernel
   void dsa(const ModelSpec& m, std::int64_t tokens);             ///< indexer, top-k, sparse attention (DSA models)

@@ -5,7 +5,7 @@
 
 namespace paratwin::build {
 
-OpRef attention_cp_allgather(LayerContext& ctx, RankEmitter& e, OpRef input) {
+ResidualStream attention_cp_allgather(LayerContext& ctx, RankEmitter& e, const ResidualStream& input) {
   const auto qkv = project_qkv(ctx, e, input);
   const auto d = attention_dims(ctx);
   const auto act = ctx.activation_dtype;
@@ -23,7 +23,7 @@ OpRef attention_cp_allgather(LayerContext& ctx, RankEmitter& e, OpRef input) {
   }
   const OpRef topk = ctx.model.indexer ? dsa_indexer(ctx, e, qkv) : kNoOp;
   const auto attention = attention_core(ctx, e, qkv, kv_ready, topk, ctx.tokens.runs);
-  return attention_output(ctx, e, attention, input);
+  return attention_output(ctx, e, attention, qkv.residual);
 }
 
 }  // namespace paratwin::build

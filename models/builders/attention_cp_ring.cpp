@@ -16,7 +16,7 @@ std::int64_t block_match(int layer, int micro_batch, int step, int src, int worl
 
 }  // namespace
 
-OpRef attention_cp_ring(LayerContext& ctx, RankEmitter& e, OpRef input) {
+ResidualStream attention_cp_ring(LayerContext& ctx, RankEmitter& e, const ResidualStream& input) {
   const auto& c = ctx.config();
   const int cp = c.attn_cp_size;
   const int me = ctx.coords.attn_cp_rank;
@@ -101,7 +101,7 @@ OpRef attention_cp_ring(LayerContext& ctx, RankEmitter& e, OpRef input) {
     if (next_block != kNoOp) block_in_hand = next_block;
   }
   PARATWIN_ASSERT(!step_outputs.empty(), "rank {} attended to nothing", e.rank());
-  return attention_output(ctx, e, step_outputs.back(), input);
+  return attention_output(ctx, e, step_outputs.back(), qkv.residual);
 }
 
 }  // namespace paratwin::build

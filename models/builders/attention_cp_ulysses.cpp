@@ -5,7 +5,7 @@
 
 namespace paratwin::build {
 
-OpRef attention_cp_ulysses(LayerContext& ctx, RankEmitter& e, OpRef input) {
+ResidualStream attention_cp_ulysses(LayerContext& ctx, RankEmitter& e, const ResidualStream& input) {
   const auto& c = ctx.config();
   const auto& m = ctx.model;
   const int cp = c.attn_cp_size;
@@ -64,7 +64,7 @@ OpRef attention_cp_ulysses(LayerContext& ctx, RankEmitter& e, OpRef input) {
   for (const auto b : send_out) total_out += b;
   const auto to_sequence = e.collective("attn.ulysses_out_all_to_all", CollectiveKind::kAllToAll, GroupFamily::kAttnCp,
                                         total_out, act, {attention}, send_out, recv_out);
-  return attention_output(ctx, e, to_sequence, input);
+  return attention_output(ctx, e, to_sequence, qkv.residual);
 }
 
 }  // namespace paratwin::build

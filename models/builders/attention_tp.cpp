@@ -67,16 +67,15 @@ AttentionDims attention_dims(const LayerContext& ctx) {
   return d;
 }
 
-QkvOps project_qkv(LayerContext& ctx, RankEmitter& e, OpRef input) {
+QkvOps project_qkv(LayerContext& ctx, RankEmitter& e, const ResidualStream& input) {
   const auto& m = ctx.model;
   const auto n = ctx.tokens.local();
   const auto d = attention_dims(ctx);
   const auto act = ctx.activation_dtype;
   QkvOps out;
-  ComputeShape norm_shape;
-  norm_shape.m = n;
-  norm_shape.n = m.hidden_size;
-  out.norm = e.compute("attn.input_norm", ComputeKind::kRmsNorm, norm_shape, act, {input});
+  const auto opened = open_stage(ctx, e, input, n, {"attn.input_norm", "attn.add_norm"});
+  out.norm = opened.normed;
+  out.residual = opened.residual;
   ComputeShape rope;
   rope.m = n;
   if (m.mla) {
@@ -232,7 +231,7 @@ bool mlp_splits_attn_tp(const LayerContext& ctx, int layer) {
   return ctx.config().attn_tp_size() > 1 && ctx.model.is_moe_layer(layer);
 }
 
-OpRef attention_output(LayerContext& ctx, RankEmitter& e, OpRef attention, OpRef residual) {
+ResidualStream attention_output(LayerContext& ctx, RankEmitter& e, OpRef attention, OpRef residual) {
   const auto& m = ctx.model;
   const auto n = ctx.tokens.local();
   const auto d = attention_dims(ctx);
@@ -254,10 +253,7 @@ OpRef attention_output(LayerContext& ctx, RankEmitter& e, OpRef attention, OpRef
                              bytes_of(n * m.hidden_size, act), act, {o});
     }
   }
-  ComputeShape add;
-  add.m = rows;
-  add.n = m.hidden_size;
-  return e.compute("attn.residual_add", ComputeKind::kResidualAdd, add, act, {reduced, residual});
+  return {residual, reduced, rows, "attn.residual_add"};
 }
 
 }  // namespace paratwin::build

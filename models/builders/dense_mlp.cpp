@@ -4,16 +4,13 @@
 
 namespace paratwin::build {
 
-OpRef dense_mlp(LayerContext& ctx, RankEmitter& e, OpRef input) {
+ResidualStream dense_mlp(LayerContext& ctx, RankEmitter& e, const ResidualStream& input) {
   const auto& m = ctx.model;
   const auto n = ctx.tokens.local();
   const int attn_tp = ctx.config().attn_tp_size();
   const auto act = ctx.activation_dtype;
   const auto ffn = m.intermediate_size / attn_tp;
-  ComputeShape norm;
-  norm.m = n;
-  norm.n = m.hidden_size;
-  const auto normed = e.compute("mlp.norm", ComputeKind::kRmsNorm, norm, act, {input});
+  const auto [normed, residual] = open_stage(ctx, e, input, n, {"mlp.norm", "mlp.add_norm"});
   ComputeShape gate_up;
   gate_up.m = n;
   gate_up.n = 2 * ffn;
@@ -33,10 +30,7 @@ OpRef dense_mlp(LayerContext& ctx, RankEmitter& e, OpRef input) {
         e.collective("mlp.all_reduce", CollectiveKind::kAllReduce, GroupFamily::kAttnTp,
                      static_cast<std::int64_t>(static_cast<double>(n * m.hidden_size) * dtype_bytes(act)), act, {out});
   }
-  ComputeShape add;
-  add.m = n;
-  add.n = m.hidden_size;
-  return e.compute("mlp.residual_add", ComputeKind::kResidualAdd, add, act, {out, input});
+  return {residual, out, n, "mlp.residual_add"};  // added by the next layer's input norm (or close_stream)
 }
 
 }  // namespace paratwin::build

@@ -3,6 +3,7 @@
 /// current micro-batch, and the choices (CP algorithm, MoE mode, routing) of the schedule.
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "models/builders/op_emitter.hpp"
@@ -56,13 +57,41 @@ struct AttentionDims {
 };
 [[nodiscard]] AttentionDims attention_dims(const LayerContext& ctx);
 
-// The layer stages. Each takes the op that produced the layer input (the residual stream) and returns the op that
-// produces its output. Attention builders include the input norm, projections, communication and residual add.
-OpRef attention_cp_allgather(LayerContext& ctx, RankEmitter& e, OpRef input);
-OpRef attention_cp_ring(LayerContext& ctx, RankEmitter& e, OpRef input);
-OpRef attention_cp_ulysses(LayerContext& ctx, RankEmitter& e, OpRef input);
-OpRef dense_mlp(LayerContext& ctx, RankEmitter& e, OpRef input);
-OpRef moe_mlp(LayerContext& ctx, RankEmitter& e, OpRef input);
+/// The residual stream between layer stages. Every stage ends with a residual add and every stage but the model
+/// head starts with an RMSNorm of the same rows; SGLang runs the two as one kernel (fused_add_rmsnorm: residual +=
+/// update; out = rmsnorm(residual) · w). So a stage hands the next its add still pending: `update` is added to
+/// `residual` by the next stage's opening norm (one kAddRmsNorm), or by close_stream where no norm of the same rows
+/// follows (the stage's last layer, a gather in between).
+struct ResidualStream {
+  OpRef residual = kNoOp;  ///< the op whose output is the stream (before `update` is added)
+  OpRef update = kNoOp;    ///< the op whose output is still to be added; kNoOp: the stream is whole
+  std::int64_t rows = 0;   ///< rows of the pending add
+  std::string add_name;    ///< the add's name when it runs alone ("mlp.residual_add")
+};
+/// A stage's opening norm: its output rows and the op whose output is the whole residual stream.
+struct NormedStream {
+  OpRef normed = kNoOp;
+  OpRef residual = kNoOp;
+};
+/// Names of a stage's opening norm when alone and when it absorbs the pending add.
+struct StageNames {
+  std::string norm;   ///< "mlp.norm"
+  std::string fused;  ///< "mlp.add_norm"
+};
+/// The RMSNorm of `rows` × hidden that opens a stage: kAddRmsNorm when `in` has an add pending (of the same rows),
+/// else kRmsNorm.
+NormedStream open_stage(LayerContext& ctx, RankEmitter& e, const ResidualStream& in, std::int64_t rows,
+                        const StageNames& names);
+/// Emits `in`'s pending add, if any; returns the op whose output is the whole stream.
+OpRef close_stream(LayerContext& ctx, RankEmitter& e, const ResidualStream& in);
+
+// The layer stages. Each takes the residual stream and returns it, its own residual add pending where a norm of the
+// same rows follows. Attention builders include the input norm, projections, communication and residual add.
+ResidualStream attention_cp_allgather(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);
+ResidualStream attention_cp_ring(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);
+ResidualStream attention_cp_ulysses(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);
+ResidualStream dense_mlp(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);
+ResidualStream moe_mlp(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);
 
 // Shared pieces of attention (attention_tp.cpp).
 struct QkvOps {
@@ -70,18 +99,19 @@ struct QkvOps {
   OpRef kv = kNoOp;        ///< this rank's new KV rows ready (MLA: latent + rope key)
   OpRef q_latent = kNoOp;  ///< MLA: the q_a latent (input of the DSA indexer's query projection)
   OpRef norm = kNoOp;      ///< the layer's input norm (input of the indexer's key projection)
+  OpRef residual = kNoOp;  ///< the whole residual stream (the input norm when it absorbed the previous add)
 };
 /// Input norm and QKV projections on the rank's local tokens.
-QkvOps project_qkv(LayerContext& ctx, RankEmitter& e, OpRef input);
+QkvOps project_qkv(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);
 /// MLA: the per-head up-projection of the gathered latent (prefill form) or query absorption (absorbed form);
 /// returns the op after which the core attention can run.
 OpRef attention_core(LayerContext& ctx, RankEmitter& e, const QkvOps& qkv, OpRef kv_ready, OpRef topk_ready,
                      const std::vector<TokenRun>& runs);
 /// DSA lightning indexer: projections, key gather over ATTN_CP, scores and top-k per run. Returns the top-k op.
 OpRef dsa_indexer(LayerContext& ctx, RankEmitter& e, const QkvOps& qkv);
-/// Output projection, the attention-TP reduction (all-reduce, or reduce-scatter when the MLP wants tokens split
-/// over attention TP) and the residual add.
-OpRef attention_output(LayerContext& ctx, RankEmitter& e, OpRef attention, OpRef residual);
+/// Output projection and the attention-TP reduction (all-reduce, or reduce-scatter when the MLP wants tokens split
+/// over attention TP); the residual add is left pending for the MLP's norm, which covers the same rows.
+ResidualStream attention_output(LayerContext& ctx, RankEmitter& e, OpRef attention, OpRef residual);
 
 /// Whether the MLP of `layer` runs on tokens split over attention TP (MoE layers under TP: the attention output is
 /// reduce-scattered instead of all-reduced, and gathered back after the MLP).

@@ -110,7 +110,7 @@ GroupFamily gather_family(const ParallelConfig& c) {
 
 }  // namespace
 
-OpRef moe_mlp(LayerContext& ctx, RankEmitter& e, OpRef input) {
+ResidualStream moe_mlp(LayerContext& ctx, RankEmitter& e, const ResidualStream& input) {
   const auto& m = ctx.model;
   const auto& c = ctx.config();
   const auto act = ctx.activation_dtype;
@@ -121,7 +121,7 @@ OpRef moe_mlp(LayerContext& ctx, RankEmitter& e, OpRef input) {
   ComputeShape norm;
   norm.m = n;
   norm.n = m.hidden_size;
-  const auto normed = e.compute("moe.norm", ComputeKind::kRmsNorm, norm, act, {input});
+  const auto [normed, residual] = open_stage(ctx, e, input, n, {"moe.norm", "moe.add_norm"});
   PARATWIN_ASSERT(ctx.routing != nullptr, "MoE layer {} without routing", e.layer());
 
   OpRef mlp_out = kNoOp;
@@ -185,12 +185,17 @@ OpRef moe_mlp(LayerContext& ctx, RankEmitter& e, OpRef input) {
     }
     mlp_out = summed;
   }
-  OpRef out = e.compute("moe.residual_add", ComputeKind::kResidualAdd, norm, act, {mlp_out, input});
+  ResidualStream out{residual, mlp_out, n, "moe.residual_add"};
   if (split_tp) {
-    out = e.collective("moe.attn_tp_all_gather", CollectiveKind::kAllGather, GroupFamily::kAttnTp,
-                       bytes_of(n * m.hidden_size, act), act, {out});
+    // The next norm sees the gathered rows, not these: the add runs alone before the gather.
+    const auto whole = close_stream(ctx, e, out);
+    return {e.collective("moe.attn_tp_all_gather", CollectiveKind::kAllGather, GroupFamily::kAttnTp,
+                         bytes_of(n * m.hidden_size, act), act, {whole}),
+            kNoOp,
+            0,
+            {}};
   }
-  return out;
+  return out;  // added by the next layer's input norm (or close_stream)
 }
 
 }  // namespace paratwin::build

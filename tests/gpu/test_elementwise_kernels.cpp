@@ -224,6 +224,73 @@ TEST_CASE("RMSNorm kernels equal a float64 reference on every path (warp rows, b
 
 namespace {
 
+struct AddNormCase {
+  const char* name;
+  i64 rows, n;
+  i64 misalign = 0;            // elements the residual and update start past a 16-byte boundary
+  bool out_is_update = false;  // SGLang's in-place form: the normed rows overwrite the update
+};
+
+// The fused add + RMSNorm: the residual must hold bf16(residual + update) (checked against the float64 sum) and the
+// output the float64 RMSNorm of that rounded residual (the kernel's stated semantics: the norm of the stream it keeps).
+void check_add_rmsnorm(const AddNormCase& c, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const i64 count = c.rows * c.n;
+  DeviceBf16 residual(count, c.misalign), update(count, c.misalign), w(c.n), out(c.out_is_update ? 1 : count);
+  const Bits r0 = random_bf16(count, rng), u0 = random_bf16(count, rng), wt = random_bf16(c.n, rng, 0.5f, 1.5f);
+  residual.upload(r0);
+  update.upload(u0);
+  w.upload(wt);
+  const float eps = 1e-6f;
+  void* dst = c.out_is_update ? update.get() : out.get();
+  launch_add_rmsnorm(residual.get(), update.get(), dst, w.get(), c.rows, c.n, eps, nullptr);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
+
+  std::vector<double> sum(at(count)), ref(at(count));
+  for (i64 r = 0; r < c.rows; ++r) {
+    double ss = 0;
+    for (i64 j = 0; j < c.n; ++j) {
+      const auto i = at(r * c.n + j);
+      sum[i] = static_cast<double>(bf16_to_float(r0[i])) + bf16_to_float(u0[i]);
+      const double kept = bf16_to_float(float_to_bf16(bf16_to_float(r0[i]) + bf16_to_float(u0[i])));
+      ss += kept * kept;
+      ref[i] = kept;
+    }
+    const double inv = 1.0 / std::sqrt(ss / static_cast<double>(c.n) + eps);
+    for (i64 j = 0; j < c.n; ++j) ref[at(r * c.n + j)] *= inv * bf16_to_float(wt[at(j)]);
+  }
+  check_close(std::string(c.name) + ": residual", residual.download(), sum, constant(sum.size(), 1e-6));
+  check_close(std::string(c.name) + ": normed", c.out_is_update ? update.download() : out.download(), ref,
+              constant(ref.size(), 1e-5));
+}
+
+}  // namespace
+
+TEST_CASE("fused residual add + RMSNorm equals a float64 reference on every path, both outputs", "[gpu]") {
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  const AddNormCase cases[] = {
+      {"hidden 4096 (Qwen3-235B), block per row", 37, 4096},
+      {"hidden 7168 (DeepSeek-V3.2): 224 threads", 5, 7168},
+      {"hidden 8192 (Llama-3.1-70B)", 3, 8192},
+      {"hidden 4096, normed rows over the update", 9, 4096, 0, true},
+      {"rows of 64: 8 lanes per row", 33, 64},
+      {"rows of 256: a warp per row", 33, 256},
+      {"rows of 512: 2 packs per lane", 19, 512},
+      {"rows of 1024: 4 packs per lane", 19, 1024},
+      {"block rows: 3001 rows of 1032 (129 packs)", 3001, 1032},
+      {"block rows: 1 row of 32768 (1024 threads)", 1, 32768},
+      {"row of 40000: longer than registers hold", 3, 40000},
+      {"ragged 1001", 21, 1001},
+      {"ragged 9001: two passes over memory", 3, 9001},
+      {"unaligned residual and update", 13, 512, 1},
+      {"unaligned, normed rows over the update", 7, 4096, 1, true},
+  };
+  std::uint64_t seed = 150;
+  for (const auto& c : cases) check_add_rmsnorm(c, ++seed);
+}
+
+namespace {
+
 struct RopeCase {
   const char* name;
   i64 tokens, heads, head_dim;

@@ -106,6 +106,16 @@ TEST_CASE("element-wise ops and GEMMs: hand-computed FLOPs and bytes", "[models]
     CHECK(reorder.flops == 0);
     CHECK(reorder.bytes == 2 * 15);
   }
+  SECTION("add fused into RMSNorm, 2 × 8 bf16: update and residual read, residual and output written, the weight") {
+    const auto fused = op(ComputeKind::kAddRmsNorm, DType::kBf16, mnk(2, 8));
+    CHECK(fused.flops == 5 * 16);
+    CHECK(fused.bytes == (4 * 16 + 8) * 2);
+    // The pair it replaces, less the norm's re-read of the sum.
+    const auto add = op(ComputeKind::kResidualAdd, DType::kBf16, mnk(2, 8));
+    const auto norm = op(ComputeKind::kRmsNorm, DType::kBf16, mnk(2, 8));
+    CHECK(fused.flops == add.flops + norm.flops);
+    CHECK(fused.bytes == add.bytes + norm.bytes - 16 * 2);
+  }
 }
 
 TEST_CASE("MoE routing ops: hand-computed FLOPs and bytes", "[models][costs]") {

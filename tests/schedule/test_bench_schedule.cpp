@@ -76,7 +76,7 @@ TEST_CASE("bench schedule: ops form one chain per rank and compute ops carry the
         CHECK(c->bytes > 0);
       }
     }
-    CHECK(kinds.size() == 15);  // every compute kind of the IR
+    CHECK(kinds.size() == 16);  // every compute kind of the IR
   }
 }
 

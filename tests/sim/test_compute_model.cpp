@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "models/op_costs.hpp"
 #include "sim/calibration.hpp"
 #include "sim/compute_model.hpp"
 #include "tests/sim/sim_test_util.hpp"
@@ -35,6 +36,22 @@ TEST_CASE("compute model: roofline, fp8 peak, causal attention curve, launch ove
   // A memory-bound elementwise op.
   const ComputeOp norm = test::cost(1e6, 1e9, ComputeKind::kRmsNorm);
   CHECK(model.op_time_s(norm) == Approx(1e9 / (4.8e12 * 2903.0 / 3350.0) + 0.9e-6));
+  // The fused add + norm: one launch over its bytes, cheaper than the add and the norm it replaces by one launch
+  // overhead and the norm's re-read of the sum (Qwen3-235B's 8K rows: 8192 × 4096 bf16).
+  ComputeOp fused;
+  fused.kind = ComputeKind::kAddRmsNorm;
+  fused.shape.m = 8192;
+  fused.shape.n = 4096;
+  fill_cost(fused);
+  auto add = fused, plain = fused;
+  add.kind = ComputeKind::kResidualAdd;
+  plain.kind = ComputeKind::kRmsNorm;
+  fill_cost(add);
+  fill_cost(plain);
+  const double hbm = 4.8e12 * 2903.0 / 3350.0;
+  CHECK(model.op_time_s(fused) == Approx((4.0 * 8192 * 4096 + 4096) * 2 / hbm + 0.9e-6));
+  CHECK(model.op_time_s(add) + model.op_time_s(plain) - model.op_time_s(fused) ==
+        Approx(8192.0 * 4096 * 2 / hbm + 0.9e-6));
   // Grouped GEMM reads its curve at mean rows per expert.
   ComputeOp grouped;
   grouped.kind = ComputeKind::kGroupedGemm;

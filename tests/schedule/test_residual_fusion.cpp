@@ -1,0 +1,149 @@
+// The builders fuse each residual add into the RMSNorm after it (kAddRmsNorm, models/builders ResidualStream) where
+// the norm covers the same rows and nothing else reads the sum first, and keep the add alone elsewhere: the stage's
+// last layer (before the head or a PP send) and a MoE layer under attention TP, whose add is followed by a gather.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "models/schedule_json.hpp"
+#include "models/schedule_strings.hpp"
+#include "tests/schedule/schedule_test_util.hpp"
+
+using namespace paratwin;
+using namespace paratwin::test;
+
+namespace {
+
+const Op* find_op(const std::vector<Op>& ops, const std::string& name) {
+  const auto it = std::find_if(ops.begin(), ops.end(), [&](const Op& op) { return op.name == name; });
+  return it == ops.end() ? nullptr : &*it;
+}
+
+const ComputeOp& compute_of(const std::vector<Op>& ops, const std::string& name) {
+  const Op* op = find_op(ops, name);
+  INFO(name);
+  REQUIRE(op != nullptr);
+  REQUIRE(std::holds_alternative<ComputeOp>(op->body));
+  return std::get<ComputeOp>(op->body);
+}
+
+int count_kind(const std::vector<Op>& ops, ComputeKind kind) {
+  return static_cast<int>(std::count_if(ops.begin(), ops.end(), [&](const Op& op) {
+    const auto* c = std::get_if<ComputeOp>(&op.body);
+    return c != nullptr && c->kind == kind;
+  }));
+}
+
+int index_of(const std::vector<Op>& ops, const std::string& name) {
+  const Op* op = find_op(ops, name);
+  INFO(name);
+  REQUIRE(op != nullptr);
+  return op->index;
+}
+
+// The indices of the named ops, in the ascending order the emitter keeps dependencies in.
+std::vector<int> indices(const std::vector<Op>& ops, const std::vector<std::string>& names) {
+  std::vector<int> out;
+  for (const auto& name : names) out.push_back(index_of(ops, name));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+int count_kind_in_micro_batch(const std::vector<Op>& ops, ComputeKind kind, int micro_batch) {
+  return static_cast<int>(std::count_if(ops.begin(), ops.end(), [&](const Op& op) {
+    const auto* c = std::get_if<ComputeOp>(&op.body);
+    return c != nullptr && c->kind == kind && op.micro_batch == micro_batch;
+  }));
+}
+
+}  // namespace
+
+TEST_CASE("dense layers: every add but the stage's last is fused into the next norm", "[schedule][fusion]") {
+  const auto model = load_model("llama-3.1-8b");
+  const auto s = build_schedule(model, cp_config(1, 1), prefill(4096, 3));
+  const auto& ops = s.ranks[0];
+  // 3 layers: the first input norm alone, then attention add + MLP norm and MLP add + next input norm fused (5), and
+  // the last layer's MLP add alone before the head's norm.
+  CHECK(count_kind(ops, ComputeKind::kAddRmsNorm) == 5);
+  CHECK(count_kind(ops, ComputeKind::kResidualAdd) == 1);
+  CHECK(count_kind(ops, ComputeKind::kRmsNorm) == 2);  // L0.attn.input_norm, head.final_norm
+  CHECK(compute_of(ops, "L0.attn.input_norm").kind == ComputeKind::kRmsNorm);
+  for (const int layer : {0, 1, 2}) {
+    const auto mlp = compute_of(ops, fmt::format("L{}.mlp.add_norm", layer));
+    CHECK(mlp.shape.m == 4096);
+    CHECK(mlp.shape.n == model.hidden_size);
+    CHECK(find_op(ops, fmt::format("L{}.attn.residual_add", layer)) == nullptr);
+    CHECK(find_op(ops, fmt::format("L{}.mlp.norm", layer)) == nullptr);
+  }
+  CHECK(compute_of(ops, "L1.attn.add_norm").kind == ComputeKind::kAddRmsNorm);
+  CHECK(compute_of(ops, "L2.attn.add_norm").kind == ComputeKind::kAddRmsNorm);
+  CHECK(find_op(ops, "L0.mlp.residual_add") == nullptr);
+  CHECK(compute_of(ops, "L2.mlp.residual_add").kind == ComputeKind::kResidualAdd);
+  // The fused op waits for the update and for the op that last wrote the stream; what read the stream before
+  // (the next add's residual operand) now reads the fused op.
+  const auto& fused = *find_op(ops, "L1.attn.add_norm");
+  CHECK(fused.deps == indices(ops, {"L0.mlp.down_proj", "L0.mlp.add_norm"}));
+  CHECK(find_op(ops, "L1.mlp.add_norm")->deps == indices(ops, {"L1.attn.o_proj", "L1.attn.add_norm"}));
+  CHECK(find_op(ops, "L2.mlp.residual_add")->deps == indices(ops, {"L2.mlp.down_proj", "L2.mlp.add_norm"}));
+  CHECK(find_op(ops, "head.final_norm")->deps == indices(ops, {"L2.mlp.residual_add"}));
+  CHECK(schedule_violations(s).empty());
+}
+
+TEST_CASE("fusion saves the norm's re-read of each sum and one launch, and the work stays the same",
+          "[schedule][fusion]") {
+  const auto model = load_model("qwen3-235b-a22b");
+  const std::int64_t tokens = 8192;
+  const int layers = 4;
+  const auto s = build_schedule(model, cp_config(1, 1), prefill(tokens, layers));
+  const auto& ops = s.ranks[0];
+  const int fused = count_kind(ops, ComputeKind::kAddRmsNorm);
+  CHECK(fused == 2 * layers - 1);
+  double fused_bytes = 0;
+  for (const auto& op : ops) {
+    const auto* c = std::get_if<ComputeOp>(&op.body);
+    if (c != nullptr && c->kind == ComputeKind::kAddRmsNorm) fused_bytes += c->bytes;
+  }
+  // Each replaces an add (3 m·n) and a norm (2 m·n + n), bf16.
+  const double m_n = static_cast<double>(tokens * model.hidden_size);
+  CHECK(fused_bytes == Approx(fused * (4 * m_n + static_cast<double>(model.hidden_size)) * 2));
+}
+
+TEST_CASE("the add stays alone where the next norm sees other rows or there is none", "[schedule][fusion]") {
+  SECTION("MoE under attention TP: the MoE runs on a 1/attn_tp share and gathers after its add") {
+    const auto model = load_model("qwen3-30b-a3b");
+    const auto s = build_schedule(model, cp_config(4, 2, 4), prefill(2048, 2));  // attention TP 2, EP 4
+    const auto& ops = s.ranks[0];
+    const auto moe_norm = compute_of(ops, "L0.moe.add_norm");  // attention's reduce-scatter + add: same share
+    CHECK(moe_norm.shape.m == (1024 + 1) / 2);
+    CHECK(compute_of(ops, "L0.moe.residual_add").kind == ComputeKind::kResidualAdd);
+    CHECK(index_of(ops, "L0.moe.attn_tp_all_gather") > index_of(ops, "L0.moe.residual_add"));
+    CHECK(compute_of(ops, "L1.attn.input_norm").kind == ComputeKind::kRmsNorm);  // on the gathered rows
+    CHECK(find_op(ops, "L1.attn.add_norm") == nullptr);
+    CHECK(schedule_violations(s).empty());
+  }
+  SECTION("pipeline stages: each stage's last add runs before the send, each stage's first norm alone") {
+    const auto model = load_model("llama-3.1-8b");
+    const auto s = build_schedule(model, cp_config(1, 1, 1, 2), prefill(2048, 4));
+    const auto& first = s.ranks[0];
+    const auto& second = s.ranks[1];
+    CHECK(find_op(first, "pp_send")->deps == indices(first, {"L1.mlp.residual_add"}));
+    CHECK(compute_of(second, "L2.attn.input_norm").kind == ComputeKind::kRmsNorm);
+    CHECK(compute_of(second, "L3.attn.add_norm").kind == ComputeKind::kAddRmsNorm);
+    // Per micro-batch, 2 layers a stage: 3 fused, the last add alone.
+    CHECK(count_kind_in_micro_batch(first, ComputeKind::kAddRmsNorm, 0) == 3);
+    CHECK(count_kind_in_micro_batch(second, ComputeKind::kAddRmsNorm, 0) == 3);
+    CHECK(count_kind_in_micro_batch(first, ComputeKind::kResidualAdd, 0) == 1);
+    CHECK(schedule_violations(s).empty());
+  }
+}
+
+TEST_CASE("the fused op's kind reads and writes as add_rms_norm and survives the JSON round trip",
+          "[schedule][fusion]") {
+  CHECK(to_string(ComputeKind::kAddRmsNorm) == "add_rms_norm");
+  CHECK(parse_compute_kind("add_rms_norm") == ComputeKind::kAddRmsNorm);
+  const auto s = build_schedule(load_model("qwen3-30b-a3b"), cp_config(4, 4, 4), prefill(4096, 2));
+  CHECK(schedule_from_json(schedule_to_json(s), "round trip") == s);
+}
