@@ -9,7 +9,7 @@ set -u
 packed_results
 { nvidia-smi -L; ldd "$BIN/paratwin" | grep -E "cudnn|nccl|mpi|not found"; } >"$OUT/machine.txt" 2>&1
 one_gpu="a GPU is visible*,more ranks than GPUs*,attention*,fused cuDNN*,grouped GEMM*,RMSNorm*,RoPE*,residual add*"
-one_gpu+=",MoE unpermute*,the DSA*,index-sparse*,the KV-cache write*,fp8*,persistent grouped GEMM*,*moe-gemm*,the MoE router*"
+one_gpu+=",MoE unpermute*,the DSA*,index-sparse*,the KV-cache write*,fp8*,persistent grouped GEMM*,*moe-gemm*,the MoE router*,fused residual add*"
 step gpu_tests 240 "$BIN/gpu_tests" --durations yes "$one_gpu"
 step bench_kernels 200 "$BIN/bench_kernels" --csv "$OUT/kernels.csv"
 RUN="run --warmup 1 --steps 3"
