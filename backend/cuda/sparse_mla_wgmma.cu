@@ -110,7 +110,19 @@ __device__ void produce(const AttentionArgs& a, const QueryView& v, unsigned sme
     }
   }
   const int* index = a.key_index + v.query_row * a.keys_per_query;
+  const i64 keys = a.keys_per_query;
+  // The next tile's key indices, loaded before waiting for its stage: their latency stays off the gather's path.
+  int next[kKeyTile / 16];
+#pragma unroll
+  for (int r = 0; r < kKeyTile / 16; ++r) next[r] = row0 + 16 * r < keys ? index[row0 + 16 * r] : -1;
   for (int t = 0; t < tiles; ++t) {
+    int j[kKeyTile / 16];
+#pragma unroll
+    for (int r = 0; r < kKeyTile / 16; ++r) {
+      j[r] = next[r];
+      const i64 slot = static_cast<i64>(t + 1) * kKeyTile + row0 + 16 * r;
+      next[r] = slot < keys ? index[slot] : -1;
+    }
     const unsigned s = static_cast<unsigned>(t % kStages);
     const unsigned round = static_cast<unsigned>(t / kStages);
     if (round > 0) hw::mbarrier_wait(empty + 8 * s, (round - 1) & 1);  // the consumers released the stage's last use
@@ -118,13 +130,11 @@ __device__ void produce(const AttentionArgs& a, const QueryView& v, unsigned sme
 #pragma unroll
     for (int r = 0; r < kKeyTile / 16; ++r) {
       const int row = row0 + 16 * r;
-      const i64 slot = static_cast<i64>(t) * kKeyTile + row;
       // Keys not selected (−1), out of range or after the query: zero rows, flagged invalid (masked to −inf).
-      const i64 j = slot < a.keys_per_query ? index[slot] : -1;
-      bool valid = j >= 0 && j < a.kv_tokens;
-      if (valid && a.causal) valid = a.kv_start + j * a.kv_stride <= v.position;
+      bool valid = j[r] >= 0 && j[r] < a.kv_tokens;
+      if (valid && a.causal) valid = a.kv_start + j[r] * a.kv_stride <= v.position;
       if (sub == 0) key_valid[s * kKeyTile + static_cast<unsigned>(row)] = valid ? 1 : 0;
-      const bf16* src = valid ? v.kv_base + j * a.k_row_stride : v.kv_base;
+      const bf16* src = valid ? v.kv_base + j[r] * a.k_row_stride : v.kv_base;
 #pragma unroll
       for (int i = 0; i < kDimBlocks; ++i) {
         const int chunk = sub + 8 * i;
@@ -221,8 +231,11 @@ __device__ void consume(const AttentionArgs& a, const QueryView& v, unsigned sme
     hw::fence_proxy_async_shared();  // P's ordinary stores before the tensor cores read them
     hw::named_barrier_sync(kPWritten, 128 * kConsumers);
 
+    // Rescale O only where a row maximum grew (after the first tiles, rarely): a warp-uniform branch.
+    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
 #pragma unroll
-    for (int i = 0; i < 128; ++i) o[i] *= corr[(i / 2) % 2];
+      for (int i = 0; i < 128; ++i) o[i] *= corr[(i / 2) % 2];
+    }
     // O (64 heads × this consumer's 256 value dims) += P · V over the tile's 64 keys: 4 K steps of 16 keys. V is the
     // first 512 dims of the same rows, read N-major: 64-dim blocks 8 KB apart along n, 16 keys = 2048 bytes per step.
     hw::wgmma_fence();
