@@ -36,8 +36,9 @@ enum class SparseMlaKernel : int { kWgmma = 0, kMmaSync = 1 };
 [[nodiscard]] bool sparse_mla_wgmma_takes(const AttentionArgs& a);
 
 /// The wgmma kernel, for arguments sparse_mla_wgmma_takes accepts: 64-key tiles through a 2-stage ring filled by a
-/// producer warpgroup; two consumer warpgroups each score half of a tile's keys (wgmma m64n32k16) and accumulate half
-/// of the 512 value dims over all of them (m64n256k16).
+/// producer warpgroup; two consumer warpgroups each multiply half of the 576 dims of a tile's scores (wgmma
+/// m64n64k16), swap partial sums so that each owns half of the keys' softmax, and accumulate half of the 512 value dims
+/// over all 64 keys (m64n256k16).
 void launch_sparse_mla_wgmma(const AttentionArgs& a, cudaStream_t stream);
 
 }  // namespace paratwin::cuda

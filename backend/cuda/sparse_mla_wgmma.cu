@@ -6,11 +6,15 @@
 //   72 KB) into a 2-stage ring with cp.async (the rows are picked by index, so the copy engine's tiled loads do not
 //   apply), 128-byte swizzled as the tensor cores read them; a stage's completion reaches the consumers through an
 //   mbarrier (cp.async.mbarrier.arrive) together with the tile's key-valid flags;
-// - warpgroups 1 and 2 (consumers) split each tile: consumer w computes the scores of keys 32w … 32w + 31 for all 64
-//   heads (S = Q·Kᵀ, wgmma m64n32k16, Q and K both from shared memory), the two exchange their row maxima through
-//   shared memory, write their halves of P (bf16) into one shared 64 × 64 tile, and each then accumulates value dims
-//   256w … 256w + 255 of O += P·V over all 64 keys (wgmma m64n256k16, P K-major and V read N-major from the same
-//   latent rows). O (64 × 256 fp32 per consumer) and the softmax state stay in registers.
+// - warpgroups 1 and 2 (consumers) split each tile: consumer w multiplies half of the 576 dims (288w …) of Q·Kᵀ for
+//   all 64 heads × 64 keys (wgmma m64n64k16, Q and K from shared memory: each operand byte is read once per block,
+//   where splitting by keys read Q twice), the two swap the partial scores of each other's 32 keys through shared
+//   memory the tile no longer needs, then each owns the scores of keys 32w … 32w + 31: the two exchange their row
+//   maxima, write their halves of P (bf16) into one shared 64 × 64 tile, and each accumulates value dims 256w … of
+//   O += P·V over all 64 keys (wgmma m64n256k16, P K-major and V read N-major from the same latent rows). O (64 × 256
+//   fp32 per consumer) and the softmax state stay in registers.
+// Measured variants that lost (H200, docs/performance.md): scores split by keys (m64n32k16, Q read twice), the next
+// tile's scores queued behind P·V (delays the stage's release, so the gather of the tile after waits).
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -48,9 +52,9 @@ constexpr unsigned kSumOffset = kMaxOffset + kConsumers * kHeads * 4;         //
 constexpr unsigned kSmemBytes = kSumOffset + kConsumers * kHeads * 4 + 1024;  // + room to align the base to 1024
 static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
 // Named barriers of the two consumers (0 is __syncthreads).
-constexpr unsigned kMaxesWritten = 1, kPWritten = 2;
-// Registers per thread after re-allocation: 128 O accumulators + 16 scores in each consumer thread; the producer's
-// unrolled copies spill at 40.
+constexpr unsigned kMaxesWritten = 1, kPWritten = 2, kScoresDone = 3, kPartialsWritten = 4;
+// Registers per thread after re-allocation: 128 O accumulators + 32 partial scores in each consumer thread; the
+// producer's unrolled copies spill at 40.
 constexpr unsigned kProducerRegs = 56, kConsumerRegs = 224;
 static_assert(kProducerRegs * 128 + kConsumerRegs * 128 * kConsumers <= 65536, "register file");
 
@@ -62,20 +66,23 @@ __device__ inline void cp_async_mbarrier_arrive_noinc(unsigned bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
 }
 
-// d (64 × 32, fp32) = a · b (+ d when `accumulate`), a and b K-major in shared memory (hopper_ops.cuh's descriptors).
-// Thread t of the warpgroup holds d[4c + 2h + e] = D[16·(t/32) + (t%32)/4 + 8h][8c + 2·(t%4) + e] (c < 4, h, e < 2).
-__device__ inline void wgmma_m64n32k16_bf16(float (&d)[16], std::uint64_t desc_a, std::uint64_t desc_b,
+// d (64 × 64, fp32) = a · b (+ d when `accumulate`), a and b K-major in shared memory (hopper_ops.cuh's descriptors).
+// Thread t of the warpgroup holds d[4c + 2h + e] = D[16·(t/32) + (t%32)/4 + 8h][8c + 2·(t%4) + e] (c < 8, h, e < 2).
+__device__ inline void wgmma_m64n64k16_bf16(float (&d)[32], std::uint64_t desc_a, std::uint64_t desc_b,
                                             bool accumulate) {
   asm volatile(
       "{\n"
       ".reg .pred accumulate;\n"
-      "setp.ne.b32 accumulate, %18, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16\n"
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15},\n"
-      "%16, %17, accumulate, 1, 1, 0, 0;\n"
+      "setp.ne.b32 accumulate, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16\n"
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,\n"
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31},\n"
+      "%32, %33, accumulate, 1, 1, 0, 0;\n"
       "}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
       : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0));
 }
 
@@ -148,8 +155,11 @@ __device__ void produce(const AttentionArgs& a, const QueryView& v, unsigned sme
   }
 }
 
-// Consumer warpgroup w (0 or 1): keys 32w … of each tile for the scores, value dims 256w … of the output.
-__device__ void consume(const AttentionArgs& a, const QueryView& v, unsigned smem, int w, int tiles) {
+// Consumer warpgroup w (0 or 1): dims 288w … of each tile's scores, then keys 32w … of its softmax, value dims 256w …
+// of the output. A template parameter, so that the descriptors of its dims and the exchange's regions are constants
+// (with a run-time w the compiler kept them live across tiles and spilled).
+template <int w>
+__device__ void consume(const AttentionArgs& a, const QueryView& v, unsigned smem, int tiles) {
   const unsigned full = smem + kBarrierOffset, empty = full + 8 * kStages;
   const int* key_valid = reinterpret_cast<const int*>(__cvta_shared_to_generic(smem + kValidOffset));
   float* tile_maxima = reinterpret_cast<float*>(__cvta_shared_to_generic(smem + kMaxOffset));
@@ -172,20 +182,39 @@ __device__ void consume(const AttentionArgs& a, const QueryView& v, unsigned sme
     hw::fence_proxy_async_shared();  // the producer's cp.async writes (generic proxy) before the tensor cores read
     const unsigned stage = smem + kStageOffset + s * kOperandBytes;
 
-    // S (64 heads × this consumer's 32 keys) = Q · Kᵀ over 576 dims: 36 K steps of 16, 4 per 64-dim block.
-    float sc[16] = {};
-    hw::wgmma_fence();
+    // S = Q · Kᵀ split by dims: this consumer's 18 K steps of 16 (dims 288w …) for all 64 keys (m64n64k16: the
+    // operands read from shared memory once per block instead of Q twice), then each consumer sends the other the
+    // partial sums of the other's 32 keys through shared memory the tile no longer needs once both have multiplied:
+    // consumer 0 through the stage's last dim block (read by the scores only), consumer 1 through the P tile (both
+    // free once the two consumers' score MMAs are done: each finished its previous P·V before these). Thread-indexed
+    // words: no bank conflicts.
+    float sc[16];
+    {
+      float part[32] = {};
+      hw::wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < kDimQk / 16; ++ks) {
-      const unsigned block = static_cast<unsigned>(ks / 4) * kDimBlockBytes, step = static_cast<unsigned>(ks % 4) * 32;
-      const auto desc_q = hw::smem_descriptor_k_major_sw128(smem + block + step);
-      const auto desc_k = hw::smem_descriptor_k_major_sw128(
-          stage + block + static_cast<unsigned>(w * kConsumerKeys) * kRowBytes + step);
-      wgmma_m64n32k16_bf16(sc, desc_q, desc_k, ks > 0);
+      for (int i = 0; i < kDimQk / 32; ++i) {
+        const int ks = w * (kDimQk / 32) + i;
+        const unsigned block = static_cast<unsigned>(ks / 4) * kDimBlockBytes,
+                       step = static_cast<unsigned>(ks % 4) * 32;
+        const auto desc_q = hw::smem_descriptor_k_major_sw128(smem + block + step);
+        const auto desc_k = hw::smem_descriptor_k_major_sw128(stage + block + step);
+        wgmma_m64n64k16_bf16(part, desc_q, desc_k, i > 0);
+      }
+      hw::wgmma_commit_group();
+      hw::wgmma_wait_group<0>();
+      hw::wgmma_fence_operands(part);
+      hw::named_barrier_sync(kScoresDone, 128 * kConsumers);
+      const unsigned exchange0 = stage + (kDimBlocks - 1) * kDimBlockBytes, exchange1 = p_tile;
+      float* out_partials = reinterpret_cast<float*>(__cvta_shared_to_generic(w == 0 ? exchange0 : exchange1));
+      const float* in_partials =
+          reinterpret_cast<const float*>(__cvta_shared_to_generic(w == 0 ? exchange1 : exchange0));
+#pragma unroll
+      for (int i = 0; i < 16; ++i) out_partials[i * 128 + thread] = w == 0 ? part[16 + i] : part[i];
+      hw::named_barrier_sync(kPartialsWritten, 128 * kConsumers);
+#pragma unroll
+      for (int i = 0; i < 16; ++i) sc[i] = (w == 0 ? part[i] : part[16 + i]) + in_partials[i * 128 + thread];
     }
-    hw::wgmma_commit_group();
-    hw::wgmma_wait_group<0>();
-    hw::wgmma_fence_operands(sc);
 
     // Online softmax in base 2. Masked keys score −inf; the tile's row maxima are exchanged with the other consumer.
     float tile_max[2] = {-INFINITY, -INFINITY};
@@ -251,7 +280,10 @@ __device__ void consume(const AttentionArgs& a, const QueryView& v, unsigned sme
     hw::wgmma_commit_group();
     hw::wgmma_wait_group<0>();
     hw::wgmma_fence_operands(o);
-    if (lane == 0) hw::mbarrier_arrive(empty + 8 * s);  // this warp's reads of the stage (and of P) are done
+    // This warp's reads of the stage (its flags with ordinary loads) are done: the warp barrier orders every lane's
+    // loads before lane 0's arrival (an arrival releases only its own thread's accesses).
+    __syncwarp();
+    if (lane == 0) hw::mbarrier_arrive(empty + 8 * s);
   }
 
   // Each consumer summed the probabilities of its own keys: add the other's.
@@ -310,7 +342,11 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_wgmma_kernel(Attention
     produce(a, v, smem, tiles);
   } else {
     hw::warpgroup_claim_registers<kConsumerRegs>();
-    consume(a, v, smem, warpgroup - 1, tiles);
+    if (warpgroup == 1) {
+      consume<0>(a, v, smem, tiles);
+    } else {
+      consume<1>(a, v, smem, tiles);
+    }
   }
 }
 
