@@ -1,4 +1,5 @@
-// Index-sparse MLA attention on the tensor cores (sparse_mla_attention.hpp). One block = one query's 64 heads; its
+// Index-sparse MLA attention on mma.sync (sparse_mla_attention.hpp; the fallback of the wgmma kernel in
+// sparse_mla_wgmma.cu, and the dispatch between the two at the end of this file). One block = one query's 64 heads; its
 // 8 warps split them into 4 groups of 16 heads × 2 halves of the 512 value dims. The two warps of a head group (a
 // "pair") each compute half of the group's 16 × 32 score tile (16 keys), exchange their row maxima and their P
 // fragments (bf16, already in the A-operand layout of P·V) through shared memory under a pair barrier, and keep the
@@ -216,12 +217,37 @@ bool sparse_mla_attention_takes(const AttentionArgs& a) {
          aligned(a.out) && a.q_row_stride % 8 == 0 && a.k_row_stride % 8 == 0 && a.out_row_stride % 8 == 0;
 }
 
-void launch_sparse_mla_attention(const AttentionArgs& a, cudaStream_t stream) {
+const char* to_string(SparseMlaKernel kernel) {
+  switch (kernel) {
+    case SparseMlaKernel::kWgmma:
+      return "wgmma";
+    case SparseMlaKernel::kMmaSync:
+      return "mma.sync";
+  }
+  return "?";
+}
+
+SparseMlaKernel sparse_mla_kernel_for(const AttentionArgs& a) {
+  return sparse_mla_wgmma_takes(a) ? SparseMlaKernel::kWgmma : SparseMlaKernel::kMmaSync;
+}
+
+bool launch_sparse_mla_attention_on(SparseMlaKernel kernel, const AttentionArgs& a, cudaStream_t stream) {
+  if (kernel == SparseMlaKernel::kWgmma) {
+    if (!sparse_mla_wgmma_takes(a)) return false;
+    launch_sparse_mla_wgmma(a, stream);
+    return true;
+  }
+  if (!sparse_mla_attention_takes(a)) return false;
   const i64 blocks = a.batch * a.q_tokens * (a.heads / kHeadsPerBlock);
-  if (blocks == 0) return;
+  if (blocks == 0) return true;
   // Per device (the engine may drive several from one process) and cheap: set on every launch.
   (void)cudaFuncSetAttribute(sparse_mla_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
   sparse_mla_attention_kernel<<<static_cast<unsigned>(blocks), kThreads, kSmemBytes, stream>>>(a);
+  return true;
+}
+
+void launch_sparse_mla_attention(const AttentionArgs& a, cudaStream_t stream) {
+  (void)launch_sparse_mla_attention_on(sparse_mla_kernel_for(a), a, stream);
 }
 
 }  // namespace paratwin::cuda

@@ -14,9 +14,31 @@ namespace paratwin::cuda {
 /// rows 16-byte aligned.
 [[nodiscard]] bool sparse_mla_attention_takes(const AttentionArgs& a);
 
-/// Enqueues `a` (sparse_mla_attention_takes(a) must hold): one block per (request, query, 64 heads); the selected rows
-/// are gathered 32 at a time into shared memory (cp.async, two stages) and S = Q·Kᵀ, the online softmax and O += P·V
-/// run on mma.sync m16n8k16 in registers.
+/// Enqueues `a` (sparse_mla_attention_takes(a) must hold) on the kernel sparse_mla_kernel_for(a) names.
 void launch_sparse_mla_attention(const AttentionArgs& a, cudaStream_t stream);
+
+/// The two kernels: warpgroup MMA (sparse_mla_wgmma.cu, Hopper only) and mma.sync (sparse_mla_attention.cu, its
+/// fallback). Both run one block per (request, query, 64 heads) over the selected latent rows gathered into shared
+/// memory (cp.async), with the online softmax and O in registers.
+enum class SparseMlaKernel : int { kWgmma = 0, kMmaSync = 1 };
+
+/// "wgmma", "mma.sync".
+[[nodiscard]] const char* to_string(SparseMlaKernel kernel);
+
+/// The kernel launch_sparse_mla_attention runs for `a` (sparse_mla_attention_takes(a) must hold): wgmma on a Hopper
+/// GPU, mma.sync elsewhere.
+[[nodiscard]] SparseMlaKernel sparse_mla_kernel_for(const AttentionArgs& a);
+
+/// `a` on the given kernel; false (nothing launched) when that kernel does not take `a`.
+[[nodiscard]] bool launch_sparse_mla_attention_on(SparseMlaKernel kernel, const AttentionArgs& a, cudaStream_t stream);
+
+/// Whether the wgmma kernel takes `a`: sparse_mla_attention_takes(a) on a Hopper GPU (the kernel is sm_90a code).
+[[nodiscard]] bool sparse_mla_wgmma_takes(const AttentionArgs& a);
+
+/// The wgmma kernel, for arguments sparse_mla_wgmma_takes accepts: 64-key tiles through a 2-stage ring filled by a
+/// producer warpgroup; two consumer warpgroups each multiply half of the 576 dims of a tile's scores (wgmma
+/// m64n64k16), swap partial sums so that each owns half of the keys' softmax, and accumulate half of the 512 value dims
+/// over all 64 keys (m64n256k16).
+void launch_sparse_mla_wgmma(const AttentionArgs& a, cudaStream_t stream);
 
 }  // namespace paratwin::cuda

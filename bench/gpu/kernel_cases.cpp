@@ -291,10 +291,19 @@ void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
     add_flops("attention sparse (reference)", m,
               fmt::format("last {} q of {}, {} keys, {} heads, d {}/{}", queries, tokens, topk, heads_q, dqk, dv), s,
               2.0 * static_cast<double>(queries * topk * heads_q * (dqk + dv)), "FlashMLA 640 (H800)");
-    const double tc = time([&] { cuda::launch_sparse_mla_attention(a, stream_); });
-    add_flops("attention sparse (tensor cores)", m,
-              fmt::format("last {} q of {}, {} keys, {} heads, d {}/{}", queries, tokens, topk, heads_q, dqk, dv), tc,
-              2.0 * static_cast<double>(queries * topk * heads_q * (dqk + dv)), "FlashMLA 640 (H800)");
+    // The kernel launch_sparse_mla_attention picks (wgmma on Hopper), then the mma.sync kernel it falls back to.
+    std::vector<cuda::SparseMlaKernel> kernels = {cuda::sparse_mla_kernel_for(a)};
+    if (kernels.front() != cuda::SparseMlaKernel::kMmaSync) kernels.push_back(cuda::SparseMlaKernel::kMmaSync);
+    for (const auto kernel : kernels) {
+      bool launched = true;
+      const double tc = time([&] { launched = cuda::launch_sparse_mla_attention_on(kernel, a, stream_); });
+      if (!launched) {
+        paratwin::fail("attention sparse: the {} kernel does not take the benchmark's shape", cuda::to_string(kernel));
+      }
+      add_flops(fmt::format("attention sparse ({})", cuda::to_string(kernel)), m,
+                fmt::format("last {} q of {}, {} keys, {} heads, d {}/{}", queries, tokens, topk, heads_q, dqk, dv), tc,
+                2.0 * static_cast<double>(queries * topk * heads_q * (dqk + dv)), "FlashMLA 640 (H800)");
+    }
   }
 }
 

@@ -1,9 +1,10 @@
-// DeepSeek-V3.2's DSA kernels (dsa_kernels.cu, indexer_wgmma.cu, sparse_mla_attention.cu) against references on fresh
-// random inputs with poisoned outputs: the indexer's scores (each of its kernels: wgmma and mma.sync at 64 heads × 128,
-// the reference kernel at any shape) against a double-precision sum, on ragged shapes (keys and queries not multiples
-// of the kernels' tiles, the causal boundary inside a key tile, offset, strided, descending and negative query
-// positions, blocks that see no key, causal and not); the top-k's selected values against a host sort, with ties and
-// rows of fewer than k candidates; the index-sparse MLA attention against the reference attention kernel.
+// DeepSeek-V3.2's DSA kernels (dsa_kernels.cu, indexer_wgmma.cu, sparse_mla_attention.cu, sparse_mla_wgmma.cu) against
+// references on fresh random inputs with poisoned outputs: the indexer's scores (each of its kernels: wgmma and
+// mma.sync at 64 heads × 128, the reference kernel at any shape) against a double-precision sum, on ragged shapes (keys
+// and queries not multiples of the kernels' tiles, the causal boundary inside a key tile, offset, strided, descending
+// and negative query positions, blocks that see no key, causal and not); the top-k's selected values against a host
+// sort, with ties and rows of fewer than k candidates; the index-sparse MLA attention (each of its kernels: wgmma and
+// mma.sync) against the reference attention kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -190,8 +191,9 @@ struct SparseShape {
 // tensor-core kernel and by the reference kernel, on the same random q, latent rows and key indices (−1 entries,
 // indices past the keys, repeated indices, keys after the query under causality; one query of each request selects
 // nothing valid). Outputs poisoned with NaN.
-void check_sparse_mla(const SparseShape& s, std::uint32_t seed) {
-  INFO(s.what);
+// `kernel`: that kernel (else the dispatched path, which must be the sparse MLA one).
+void check_sparse_mla(const SparseShape& s, std::uint32_t seed, std::optional<SparseMlaKernel> kernel = std::nullopt) {
+  INFO(s.what << (kernel ? std::string(" on ") + to_string(*kernel) : std::string()));
   const std::int64_t q_rows = s.batch * s.q_tokens, kv_rows = s.batch * s.kv_tokens;
   const std::int64_t dqk = 576, dv = 512;
   Device q(static_cast<std::size_t>(q_rows * s.heads * dqk * 2)), kv(static_cast<std::size_t>(kv_rows * dqk * 2));
@@ -238,7 +240,11 @@ void check_sparse_mla(const SparseShape& s, std::uint32_t seed) {
   got.out = got_out.ptr;
   REQUIRE(sparse_mla_attention_takes(got));
   launch_attention(ref, nullptr);
-  CHECK(dispatch_attention(got, AttentionResources{}, nullptr) == AttentionPath::kSparseMla);
+  if (kernel) {
+    REQUIRE(launch_sparse_mla_attention_on(*kernel, got, nullptr));
+  } else {
+    CHECK(dispatch_attention(got, AttentionResources{}, nullptr) == AttentionPath::kSparseMla);
+  }
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
 
   std::vector<std::uint16_t> rb(out_count), gb(out_count);
@@ -343,6 +349,26 @@ TEST_CASE("index-sparse MLA attention on the tensor cores equals the reference k
   for (const auto& s : shapes) check_sparse_mla(s, seed++);
 }
 
+TEST_CASE("index-sparse MLA attention's wgmma and mma.sync kernels each equal the reference kernel", "[gpu]") {
+  // The wgmma kernel's 64-key tiles: fewer keys than one tile, one past a tile, several heads blocks, ragged counts.
+  const SparseShape shapes[] = {
+      {"128 heads, causal, 100 keys per query (not a multiple of the key tile)", 2, 5, 300, 128, 100, 295, 1, true},
+      {"64 heads, not causal, 10 keys per query (less than a tile)", 1, 4, 90, 64, 10, 0, 1, false},
+      {"192 heads (3 head blocks), causal, 65 keys per query (one past a tile)", 1, 3, 200, 192, 65, 150, 1, true},
+      {"128 heads, causal, strided positions, 2048 keys per query (32 tiles through the 2-stage ring)", 1, 3, 2500, 128,
+       2048, 100, 1000, true},
+      {"64 heads, 2 requests, causal from position 0: early queries see few keys", 2, 6, 400, 64, 300, 0, 1, true},
+  };
+  std::uint32_t seed = 61;
+  int device = 0, major = 0;
+  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
+  for (const auto kernel : {SparseMlaKernel::kWgmma, SparseMlaKernel::kMmaSync}) {
+    if (kernel == SparseMlaKernel::kWgmma && major != 9) continue;  // sm_90a code
+    for (const auto& s : shapes) check_sparse_mla(s, seed++, kernel);
+  }
+}
+
 TEST_CASE("index-sparse attention outside MLA's absorbed form stays on the reference kernel", "[gpu]") {
   AttentionArgs a;
   int dummy_index = 0;
@@ -358,6 +384,11 @@ TEST_CASE("index-sparse attention outside MLA's absorbed form stays on the refer
   a.k_row_stride = a.v_row_stride = 576;
   a.out_row_stride = 128 * 512;
   CHECK(sparse_mla_attention_takes(a));
+  int device = 0, major = 0;
+  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
+  if (major == 9) CHECK(sparse_mla_kernel_for(a) == SparseMlaKernel::kWgmma);
+  CHECK(std::string(to_string(SparseMlaKernel::kMmaSync)) == "mma.sync");
   auto other = a;
   other.head_dim_qk = 192;  // not the 576-wide latent
   CHECK_FALSE(sparse_mla_attention_takes(other));
@@ -370,4 +401,8 @@ TEST_CASE("index-sparse attention outside MLA's absorbed form stays on the refer
   other = a;
   other.lse = reinterpret_cast<float*>(dummy);  // the partial form (ring CP)
   CHECK_FALSE(sparse_mla_attention_takes(other));
+  // Neither kernel launches what it does not take.
+  CHECK_FALSE(sparse_mla_wgmma_takes(other));
+  CHECK_FALSE(launch_sparse_mla_attention_on(SparseMlaKernel::kWgmma, other, nullptr));
+  CHECK_FALSE(launch_sparse_mla_attention_on(SparseMlaKernel::kMmaSync, other, nullptr));
 }
