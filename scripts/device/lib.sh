@@ -1,6 +1,6 @@
 # Sourced by the device scripts (after they may set BIN): the binaries' folder ($BIN, default .gpucarry) joins the
 # library path; `step NAME SECONDS CMD...` runs CMD under a timeout, logs its output to $OUT/NAME.txt and its exit
-# status and wall time to $OUT/steps.txt; `packed_results` / `pack_results` put everything into one tarball.
+# status and wall time to $OUT/steps.txt (`timed` likewise, within a budget); `packed_results` / `pack_results` put everything into one tarball.
 BIN=${BIN:-.gpucarry}
 export LD_LIBRARY_PATH=$PWD/$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
@@ -13,6 +13,18 @@ step() {
   rc=$?
   t1=$(date +%s%N)
   printf '%-28s rc=%-3s %6d ms\n' "$name" "$rc" $(((t1 - t0) / 1000000)) | tee -a "$OUT/steps.txt"
+}
+
+# `timed NAME SECONDS CMD...`: `step`, its limit cut to what is left of the call's budget (the caller sets
+# budget_end=$((SECONDS + N)) first); false, and the step skipped, once fewer than 5 s are left.
+timed() {
+  local name=$1 limit=$2 left=$((${budget_end:?set budget_end before timed} - SECONDS))
+  shift 2
+  if ((left < 5)); then
+    echo "$name: skipped (budget spent)" | tee -a "$OUT/steps.txt"
+    return 1
+  fi
+  step "$name" $((limit < left ? limit : left)) "$@"
 }
 
 # The device tool brings back a few files only: results go to $OUT/results, and pack_results turns that folder into

@@ -22,15 +22,6 @@ here=$(dirname "$0")
 packed_results
 export PATH=$PATH:/usr/local/cuda/bin
 budget_end=$((SECONDS + ${SECONDS_BUDGET:-150}))
-timed() {  # timed NAME SECONDS CMD...: step, cut to the budget left; false once the budget is spent
-  local name=$1 limit=$2 left=$((budget_end - SECONDS))
-  shift 2
-  if ((left < 5)); then
-    echo "$name: skipped (budget spent)" | tee -a "$OUT/steps.txt"
-    return 1
-  fi
-  step "$name" $((limit < left ? limit : left)) "$@"
-}
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader | tee "$OUT/gpu.txt"
 kernel_test="fp8 grouped kernel equals the host product with ragged and empty groups"
 timed kernel_test 25 "$new/gpu_tests" --durations yes "$kernel_test"

@@ -19,15 +19,6 @@ mkdir -p "$OUT"
 packed_results
 export PATH=$PATH:/usr/local/cuda/bin
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader | tee "$OUT/gpu.txt"
-timed() {  # timed NAME SECONDS CMD...: step, cut to the budget left; false once the budget is spent
-  local name=$1 limit=$2 left=$((budget_end - SECONDS))
-  shift 2
-  if ((left < 5)); then
-    echo "$name: skipped (budget spent)" | tee -a "$OUT/steps.txt"
-    return 1
-  fi
-  step "$name" $((limit < left ? limit : left)) "$@"
-}
 bench_summary() { grep -E "fp8|GEMM 8192|copy" "$OUT/$1.txt"; }
 kernel_test="fp8 grouped kernel equals the host product with ragged and empty groups"
 timed kernel_test 40 "$BIN/gpu_tests" --durations yes "$kernel_test"
