@@ -280,10 +280,11 @@ __device__ void consume(const AttentionArgs& a, const QueryView& v, unsigned sme
     hw::wgmma_commit_group();
     hw::wgmma_wait_group<0>();
     hw::wgmma_fence_operands(o);
-    // This warp's reads of the stage (its flags with ordinary loads) are done: the warp barrier orders every lane's
-    // loads before lane 0's arrival (an arrival releases only its own thread's accesses).
-    __syncwarp();
-    if (lane == 0) hw::mbarrier_arrive(empty + 8 * s);
+    // This thread's reads of the stage are done (the MMAs' by the wait above; its flags and the swapped partial
+    // scores by ordinary loads). Every consumer thread arrives: an arrival releases only its own thread's accesses
+    // (with lane 0 arriving for its warp after a __syncwarp, racecheck reported the producer's refill as racing with
+    // the other lanes' loads).
+    hw::mbarrier_arrive(empty + 8 * s);
   }
 
   // Each consumer summed the probabilities of its own keys: add the other's.
@@ -329,8 +330,8 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_wgmma_kernel(Attention
 
   if (threadIdx.x == 0) {
     for (unsigned s = 0; s < kStages; ++s) {
-      hw::mbarrier_init(full + 8 * s, 2 * 128);          // per producer thread: its copies landed + its flags written
-      hw::mbarrier_init(empty + 8 * s, 4 * kConsumers);  // one arrive per consumer warp
+      hw::mbarrier_init(full + 8 * s, 2 * 128);            // per producer thread: its copies landed + its flags written
+      hw::mbarrier_init(empty + 8 * s, 128 * kConsumers);  // one arrive per consumer thread
     }
     hw::fence_mbarrier_init();
   }
