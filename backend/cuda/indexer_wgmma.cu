@@ -19,6 +19,7 @@
 #include <cfloat>
 #include <cstdint>
 
+#include "backend/cuda/device_arch.hpp"
 #include "backend/cuda/hopper_ops.cuh"
 #include "backend/cuda/indexer_score.hpp"
 #include "backend/cuda/tensor_map.hpp"
@@ -226,14 +227,6 @@ bool encode_rows_tensor_map(CUtensorMap& map, const void* base, i64 rows, unsign
   return encode_bf16_tensor_map_sw128(map, base, rows, kDim, kDim * 2, box_rows);
 }
 
-bool current_device_is_hopper() {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return false;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
-  if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) return false;
-  return major == 9 && minor == 0;  // the kernel is built for sm_90a only
-}
-
 }  // namespace
 
 bool indexer_wgmma_takes(const void* q, const void* k, i64 queries, i64 keys, i64 heads, i64 dim) {
@@ -241,7 +234,7 @@ bool indexer_wgmma_takes(const void* q, const void* k, i64 queries, i64 keys, i6
   constexpr i64 kMaxCoordinate = 2147483647;
   return heads == kHeads && dim == kDim && aligned16(q) && aligned16(k) && queries > 0 && keys > 0 &&
          (queries + kBlockQueries) * kHeads <= kMaxCoordinate && keys + kKeyTile <= kMaxCoordinate &&
-         tensor_map_encoder_available() && current_device_is_hopper();
+         tensor_map_encoder_available() && current_device_is_sm90();
 }
 
 bool launch_indexer_score_wgmma(const void* q, const void* k, const void* w, float* out, i64 queries, i64 keys,

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backend/cuda/device_arch.hpp"
 #include "backend/cuda/hopper_ops.cuh"
 #include "backend/cuda/sparse_mla_attention.hpp"
 #include "backend/cuda/tensor_core_ops.cuh"
@@ -351,18 +352,10 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_wgmma_kernel(Attention
   }
 }
 
-bool current_device_is_hopper() {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return false;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
-  if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) return false;
-  return major == 9 && minor == 0;  // the kernel is built for sm_90a only
-}
-
 }  // namespace
 
 bool sparse_mla_wgmma_takes(const AttentionArgs& a) {
-  return sparse_mla_attention_takes(a) && current_device_is_hopper();
+  return sparse_mla_attention_takes(a) && current_device_is_sm90();
 }
 
 void launch_sparse_mla_wgmma(const AttentionArgs& a, cudaStream_t stream) {
