@@ -4,9 +4,9 @@
 // multicast to the blocks of a cluster), bulk copies from global to shared memory and back, cluster ranks, remote
 // arrivals and the cluster barrier, named barriers, register re-allocation between warpgroups, and the warpgroup MMA
 // (wgmma) reading both operands from shared memory through matrix descriptors (K-major, and MN-major for a B stored as
-// rows of n). Used by indexer_wgmma.cu, grouped_gemm_kernel.cu and fp8_grouped_gemm_kernel.cu. Names follow the PTX
-// instructions they wrap (PTX ISA 8.x, "Asynchronous warpgroup level matrix multiply-accumulate" and "mbarrier"); the
-// comments say what the caller must guarantee.
+// rows of n). Used by indexer_wgmma.cu, grouped_gemm_kernel.cu, fp8_grouped_gemm_kernel.cu and sparse_mla_wgmma.cu.
+// Names follow the PTX instructions they wrap (PTX ISA 8.x, "Asynchronous warpgroup level matrix multiply-accumulate"
+// and "mbarrier"); the comments say what the caller must guarantee.
 #include <cstdint>
 
 namespace paratwin::cuda::hopper {
