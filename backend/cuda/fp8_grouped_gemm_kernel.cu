@@ -53,9 +53,7 @@ static_assert(kSmemBytes <= 227 * 1024, "a block's shared memory on sm_90");
 // producer registers; 48 would need more than the block has and the consumers' setmaxnreg would wait forever.)
 constexpr unsigned kProducerRegisters = 40;
 constexpr unsigned kConsumerRegisters = 232;
-constexpr unsigned kEntryRegisters = 65536u / static_cast<unsigned>(kThreads) / 8u * 8u;
-static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <=
-                  kEntryRegisters * static_cast<unsigned>(kThreads),
+static_assert(hw::warpgroup_registers_fit(kProducerRegisters, kConsumerRegisters, kConsumers),
               "the block's registers at launch");
 static_assert(kFp8TensorMapBoxCols == kKBlock, "one k-block is one 128-byte box row");
 static_assert(kGroupedTileRows == kConsumers * 64 && kGroupedTileCols == 2 * kNHalf, "wgmma m64n128, two per row");

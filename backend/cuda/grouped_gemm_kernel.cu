@@ -39,11 +39,12 @@ constexpr unsigned kStagingOffset = kStages * kStageBytes;
 constexpr unsigned kBarrierOffset = kStagingOffset + kConsumers * 4 * kWarpStagingBytes;
 constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
 static_assert(kSmemBytes <= 227 * 1024, "a block's shared memory on sm_90");
-constexpr unsigned kProducerRegisters = 40;  // 128·40 + 256·232 = 64,512 ≤ the 65,536 of the register file
+constexpr unsigned kProducerRegisters = 40;  // 128·40 + 256·232 = 64,512: all the block holds at launch (168 · 384)
 constexpr unsigned kConsumerRegisters = 232;
 static_assert(kGroupedTileDepth == 64 && kTensorMapBoxCols == 64, "one k stage is one 128-byte swizzle row of bf16");
 static_assert(kGroupedTileCols == 256 && kGroupedTileRows == kConsumers * 64, "wgmma m64n256 per consumer");
-static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <= 65536, "register file");
+static_assert(hw::warpgroup_registers_fit(kProducerRegisters, kConsumerRegisters, kConsumers),
+              "the block's registers at launch");
 
 // The tile of this block (rank 0 or 1 of its cluster) in a pair.
 struct BlockTile {

@@ -4,9 +4,9 @@
 // multicast to the blocks of a cluster), bulk copies from global to shared memory and back, cluster ranks, remote
 // arrivals and the cluster barrier, named barriers, register re-allocation between warpgroups, and the warpgroup MMA
 // (wgmma) reading both operands from shared memory through matrix descriptors (K-major, and MN-major for a B stored as
-// rows of n). Used by indexer_wgmma.cu, grouped_gemm_kernel.cu and fp8_grouped_gemm_kernel.cu. Names follow the PTX
-// instructions they wrap (PTX ISA 8.x, "Asynchronous warpgroup level matrix multiply-accumulate" and "mbarrier"); the
-// comments say what the caller must guarantee.
+// rows of n). Used by indexer_wgmma.cu, grouped_gemm_kernel.cu, fp8_grouped_gemm_kernel.cu and sparse_mla_wgmma.cu.
+// Names follow the PTX instructions they wrap (PTX ISA 8.x, "Asynchronous warpgroup level matrix multiply-accumulate"
+// and "mbarrier"); the comments say what the caller must guarantee.
 #include <cstdint>
 
 namespace paratwin::cuda::hopper {
@@ -169,6 +169,15 @@ __device__ inline void warpgroup_release_registers() {
 template <unsigned kRegs>
 __device__ inline void warpgroup_claim_registers() {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+/// Whether a block of one producer and `consumers` consumer warpgroups, launched with __launch_bounds__(its threads,
+/// 1), can re-allocate to `producer` and `consumer` registers per thread. setmaxnreg only moves registers within what
+/// the block holds at launch, 65,536 / threads per thread rounded down to the allocation unit of 8 (168 at 384
+/// threads: 64,512, not the register file's 65,536), and a claim beyond that waits forever: a hang, not an error.
+constexpr bool warpgroup_registers_fit(unsigned producer, unsigned consumer, unsigned consumers) {
+  const unsigned threads = 128 * (1 + consumers);
+  const unsigned at_launch = 65536 / threads / 8 * 8;
+  return 128 * producer + 128 * consumers * consumer <= at_launch * threads;
 }
 
 // ---- warpgroup MMA ----------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ constexpr unsigned kSmemBytes = kBarrierOffset + kBarrierCount * 8 + 1024;  // +
 constexpr unsigned kTurnFirst = 1, kTurnSecond = 2;
 // Registers per thread after re-allocation: 128 accumulators + 64 head weights in each consumer thread.
 constexpr unsigned kProducerRegs = 40, kConsumerRegs = 232;
-static_assert(kProducerRegs * 128 + kConsumerRegs * 128 * kConsumers <= 65536, "register file");
+static_assert(hw::warpgroup_registers_fit(kProducerRegs, kConsumerRegs, kConsumers), "the block's registers at launch");
 
 // Keys the block must compute: up to the largest visible position of its queries (all keys when not causal).
 __device__ inline i64 block_visible_keys(i64 q0, i64 block_queries, i64 keys, i64 q_start, i64 q_stride, bool causal) {

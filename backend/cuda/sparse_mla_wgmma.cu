@@ -57,7 +57,7 @@ constexpr unsigned kMaxesWritten = 1, kPWritten = 2, kScoresDone = 3, kPartialsW
 // Registers per thread after re-allocation: 128 O accumulators + 32 partial scores in each consumer thread; the
 // producer's unrolled copies spill at 40.
 constexpr unsigned kProducerRegs = 56, kConsumerRegs = 224;
-static_assert(kProducerRegs * 128 + kConsumerRegs * 128 * kConsumers <= 65536, "register file");
+static_assert(hw::warpgroup_registers_fit(kProducerRegs, kConsumerRegs, kConsumers), "the block's registers at launch");
 
 // Makes `bar` track this thread's cp.async copies issued so far: once they have all landed, the barrier receives one
 // arrival that counts towards its expected arrivals (.noinc: the init count includes it). The copies are ordinary

@@ -86,7 +86,8 @@ NormedStream open_stage(LayerContext& ctx, RankEmitter& e, const ResidualStream&
 OpRef close_stream(LayerContext& ctx, RankEmitter& e, const ResidualStream& in);
 
 // The layer stages. Each takes the residual stream and returns it, its own residual add pending where a norm of the
-// same rows follows. Attention builders include the input norm, projections, communication and residual add.
+// same rows follows. Attention builders include the input norm, projections and communication; their residual add is
+// left pending for the MLP's norm.
 ResidualStream attention_cp_allgather(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);
 ResidualStream attention_cp_ring(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);
 ResidualStream attention_cp_ulysses(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);

@@ -1,6 +1,8 @@
 // The builders fuse each residual add into the RMSNorm after it (kAddRmsNorm, models/builders ResidualStream) where
 // the norm covers the same rows and nothing else reads the sum first, and keep the add alone elsewhere: the stage's
 // last layer (before the head or a PP send) and a MoE layer under attention TP, whose add is followed by a gather.
+// On every path (CP algorithms, PP micro-batches, decode, MoE modes, MLA) each add still runs once, after the op that
+// last wrote the stream.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -146,4 +148,111 @@ TEST_CASE("the fused op's kind reads and writes as add_rms_norm and survives the
   CHECK(parse_compute_kind("add_rms_norm") == ComputeKind::kAddRmsNorm);
   const auto s = build_schedule(load_model("qwen3-30b-a3b"), cp_config(4, 4, 4), prefill(4096, 2));
   CHECK(schedule_from_json(schedule_to_json(s), "round trip") == s);
+}
+
+namespace {
+
+bool is_kind(const Op& op, ComputeKind kind) {
+  const auto* c = std::get_if<ComputeOp>(&op.body);
+  return c != nullptr && c->kind == kind;
+}
+
+// An op whose output is the whole residual stream (or, for a fused op, the stream with its update added).
+bool writes_stream(const Op& op) {
+  return is_kind(op, ComputeKind::kAddRmsNorm) || op.name.ends_with(".residual_add") ||
+         is_kind(op, ComputeKind::kEmbedding) || op.name.ends_with("pp_recv") ||
+         op.name.ends_with(".moe.attn_tp_all_gather");
+}
+
+// Per rank and micro-batch of `s`: every layer's two residual adds (attention, MLP) run exactly once, fused into the
+// next norm or alone; a fused op depends on its update and on the latest op that wrote the stream; an add runs alone
+// only at the stage's last layer or before a MoE's attention-TP gather, and every other layer-opening norm is fused.
+void require_each_add_once(const Schedule& s, const std::string& what) {
+  INFO(what);
+  for (std::size_t rank = 0; rank < s.ranks.size(); ++rank) {
+    INFO("rank " << rank);
+    const auto& ops = s.ranks[rank];
+    for (int mb = 0; mb < s.meta.micro_batches; ++mb) {
+      INFO("micro-batch " << mb);
+      int first_layer = -1, last_layer = -1, fused = 0, alone = 0, gathers = 0, plain_norms = 0;
+      int stream = -1;  // the latest op of this micro-batch that wrote the stream
+      for (const auto& op : ops) {
+        if (op.micro_batch != mb) continue;
+        if (op.layer >= 0) {
+          if (first_layer < 0) first_layer = op.layer;
+          last_layer = op.layer;
+        }
+        if (is_kind(op, ComputeKind::kAddRmsNorm)) {
+          ++fused;
+          INFO(op.name);
+          REQUIRE(op.deps.size() == 2);
+          CHECK(std::find(op.deps.begin(), op.deps.end(), stream) != op.deps.end());
+          const int update = op.deps[0] == stream ? op.deps[1] : op.deps[0];
+          CHECK_FALSE(writes_stream(ops[static_cast<std::size_t>(update)]));
+        } else if (op.name.ends_with(".residual_add")) {
+          ++alone;
+          INFO(op.name);
+          CHECK(std::find(op.deps.begin(), op.deps.end(), stream) != op.deps.end());
+        } else if (op.name.ends_with(".attn.input_norm") || op.name.ends_with(".mlp.norm") ||
+                   op.name.ends_with(".moe.norm")) {
+          ++plain_norms;
+          INFO(op.name);
+          REQUIRE(op.deps.size() == 1);
+          CHECK(op.deps[0] == stream);
+        }
+        if (op.name.ends_with(".moe.attn_tp_all_gather")) ++gathers;
+        if (writes_stream(op)) stream = op.index;
+      }
+      if (first_layer < 0) continue;  // no layer of this micro-batch on this rank
+      const int layers = last_layer - first_layer + 1;
+      CHECK(fused + alone == 2 * layers);
+      // Alone: the stage's last add, and each add before a MoE's gather (the last layer's add may be both).
+      const bool last_gathers = std::any_of(ops.begin(), ops.end(), [&](const Op& op) {
+        return op.micro_batch == mb && op.layer == last_layer && op.name.ends_with(".moe.attn_tp_all_gather");
+      });
+      CHECK(alone == gathers + (last_gathers ? 0 : 1));
+      // Plain norms: the stage's first input norm, and the input norm after each gather but the last layer's.
+      CHECK(plain_norms == 1 + gathers - (last_gathers ? 1 : 0));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("on every path each residual add runs once, fused into the norm of its rows or alone, after the stream",
+          "[schedule][fusion]") {
+  struct Case {
+    std::string what;
+    std::string model;
+    ParallelConfig config;
+    ScheduleOptions options;
+  };
+  ScheduleOptions decode;
+  decode.phase = Phase::kDecode;
+  decode.prompt_tokens = 4096;
+  decode.batch = 8;
+  decode.layers = 3;
+  ScheduleOptions chunked = prefill(4096, 4);
+  chunked.micro_batches = 3;
+  ScheduleOptions gather = prefill(2048, 3);
+  gather.moe_mode = MoeMode::kGather;
+  std::vector<Case> cases = {
+      {"dense tp2 cp2 all-gather", "llama-3.1-8b", cp_config(4, 2), prefill(4096, 3)},
+      {"dense cp4 ring", "llama-3.1-8b", cp_config(4, 4), prefill(4096, 3, CpSplit::kZigzag, CpAlgorithm::kRing)},
+      {"dense cp4 ulysses", "llama-3.1-8b", cp_config(4, 4), prefill(4096, 3, CpSplit::kZigzag, CpAlgorithm::kUlysses)},
+      {"dense pp2 cp2, 3 micro-batches", "llama-3.1-8b", cp_config(2, 2, 1, 2), chunked},
+      {"dense decode tp2", "llama-3.1-8b", cp_config(2, 1), decode},
+      {"MoE cp4 ep4 all-to-all", "qwen3-30b-a3b", cp_config(4, 4, 4), prefill(2048, 3)},
+      {"MoE attention TP 2, ep4 (reduce-scatter, gather)", "qwen3-30b-a3b", cp_config(4, 2, 4), prefill(2048, 3)},
+      {"MoE tp4 cp4 gather", "qwen3-30b-a3b", cp_config(4, 4), gather},
+      {"MoE pp2 attention TP 2", "qwen3-30b-a3b", cp_config(4, 2, 4, 2), prefill(2048, 4)},
+      {"MoE decode dp4 attention", "qwen3-30b-a3b", cp_config(4, 1, 4, 1, 4), decode},
+      {"MLA + DSA cp4 ep4, dense first layers", "deepseek-v3.2", cp_config(4, 4, 4), prefill(4096, 5)},
+      {"MLA + DSA attention TP 2", "deepseek-v3.2", cp_config(4, 2, 4), prefill(4096, 5)},
+  };
+  for (const auto& c : cases) {
+    const auto s = build_schedule(load_model(c.model), c.config, c.options);
+    require_each_add_once(s, c.what);
+    CHECK(schedule_violations(s).empty());
+  }
 }
