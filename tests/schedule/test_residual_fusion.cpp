@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "models/op_costs.hpp"
 #include "models/schedule_json.hpp"
 #include "models/schedule_strings.hpp"
 #include "tests/schedule/schedule_test_util.hpp"
@@ -102,15 +103,27 @@ TEST_CASE("fusion saves the norm's re-read of each sum and one launch, and the w
   const auto s = build_schedule(model, cp_config(1, 1), prefill(tokens, layers));
   const auto& ops = s.ranks[0];
   const int fused = count_kind(ops, ComputeKind::kAddRmsNorm);
-  CHECK(fused == 2 * layers - 1);
-  double fused_bytes = 0;
+  CHECK(fused == 2 * layers - 1);  // every add but the last layer's, which has no norm of its rows after it
+  // One launch per fusion saved: 2 adds and 2 norms per layer (+ the head's norm) run as fused + alone ops.
+  CHECK(fused + count_kind(ops, ComputeKind::kResidualAdd) == 2 * layers);
+  const auto stream_norms = std::count_if(ops.begin(), ops.end(), [](const Op& op) {
+    const auto* c = std::get_if<ComputeOp>(&op.body);  // the norms of the residual stream, not Qwen3's q/k norms
+    return c != nullptr && c->kind == ComputeKind::kRmsNorm && op.name.find("qk_norm") == std::string::npos;
+  });
+  CHECK(fused + stream_norms == 2 * layers + 1);  // + the head's final norm
   for (const auto& op : ops) {
     const auto* c = std::get_if<ComputeOp>(&op.body);
-    if (c != nullptr && c->kind == ComputeKind::kAddRmsNorm) fused_bytes += c->bytes;
+    if (c == nullptr || c->kind != ComputeKind::kAddRmsNorm) continue;
+    // The unfused pair of the same rows, costed by the same formulas.
+    ComputeOp add{ComputeKind::kResidualAdd, c->shape, c->dtype};
+    ComputeOp norm{ComputeKind::kRmsNorm, c->shape, c->dtype};
+    fill_cost(add);
+    fill_cost(norm);
+    INFO(op.name);
+    CHECK(c->flops == Approx(add.flops + norm.flops));
+    const double sum_bytes = static_cast<double>(c->shape.m * c->shape.n) * dtype_bytes(c->dtype);
+    CHECK(c->bytes == Approx(add.bytes + norm.bytes - sum_bytes));
   }
-  // Each replaces an add (3 m·n) and a norm (2 m·n + n), bf16.
-  const double m_n = static_cast<double>(tokens * model.hidden_size);
-  CHECK(fused_bytes == Approx(fused * (4 * m_n + static_cast<double>(model.hidden_size)) * 2));
 }
 
 TEST_CASE("the add stays alone where the next norm sees other rows or there is none", "[schedule][fusion]") {
