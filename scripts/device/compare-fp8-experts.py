@@ -8,6 +8,10 @@ import statistics
 import sys
 from collections import defaultdict
 
+if len(sys.argv) < 2:
+    sys.exit("compare-fp8-experts.py: give the bench_kernels --fp8-experts-only CSVs, named <build>-<i>.csv "
+             "(e.g. base-1.csv new-1.csv)")
+
 # (build, shape, GEMM, method) -> [(seconds, fraction of dense, rate per s)]
 rows = defaultdict(list)
 for path in sys.argv[1:]:
