@@ -20,7 +20,7 @@ if ! command -v compute-sanitizer >/dev/null; then
   exit 1
 fi
 # Every kernel test case (the engine's multi-GPU cases are not kernel tests); the project's own kernels first.
-cases="RMSNorm*,fused residual add*,RoPE*,residual add*,MoE unpermute*,the DSA*,index-sparse*,attention*,fused cuDNN*,grouped GEMM*,persistent grouped GEMM*"
+cases="RMSNorm*,fused residual add*,RoPE*,residual add*,MoE unpermute*,the MoE router*,the DSA*,index-sparse*,attention*,fused cuDNN*,grouped GEMM*,persistent grouped GEMM*"
 export PARATWIN_GPU_TEST_SMALL=1
 status=0
 for tool in $TOOLS; do
