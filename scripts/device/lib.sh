@@ -27,6 +27,12 @@ timed() {
   step "$name" $((limit < left ? limit : left)) "$@"
 }
 
+# `gpu_state`: the GPU's name, clocks, temperature and power now, printed and written to $OUT/gpu.txt (a measurement's
+# context: a clock below the usual 1,980 MHz explains a slow run).
+gpu_state() {
+  nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader | tee "$OUT/gpu.txt"
+}
+
 # The device tool brings back a few files only: results go to $OUT/results, and pack_results turns that folder into
 # $OUT/results.tgz.
 packed_results() {

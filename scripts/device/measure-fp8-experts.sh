@@ -13,7 +13,7 @@ OUT=${OUT:?set OUT to the output folder}
 mkdir -p "$OUT"
 . "$(dirname "$0")/lib.sh"
 packed_results
-nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader | tee "$OUT/gpu.txt"
+gpu_state
 step fp8_tests 60 "$BIN/gpu_tests" --durations yes "[fp8]"
 step fp8_engine_test 60 "$BIN/gpu_tests" --durations yes "fp8 GEMMs of a DeepSeek-style model*"
 step grouped_tests 60 "$BIN/gpu_tests" "*grouped GEMM*"

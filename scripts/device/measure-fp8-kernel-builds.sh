@@ -22,7 +22,7 @@ here=$(dirname "$0")
 packed_results
 export PATH=$PATH:/usr/local/cuda/bin
 budget_end=$((SECONDS + ${SECONDS_BUDGET:-150}))
-nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader | tee "$OUT/gpu.txt"
+gpu_state
 kernel_test="fp8 grouped kernel equals the host product with ragged and empty groups"
 timed kernel_test 25 "$new/gpu_tests" --durations yes "$kernel_test"
 tail -n 4 "$OUT/kernel_test.txt"

@@ -18,7 +18,7 @@ mkdir -p "$OUT"
 . "$here/lib.sh"
 packed_results
 export PATH=$PATH:/usr/local/cuda/bin
-nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader | tee "$OUT/gpu.txt"
+gpu_state
 bench_summary() { grep -E "fp8|GEMM 8192|copy" "$OUT/$1.txt"; }
 kernel_test="fp8 grouped kernel equals the host product with ragged and empty groups"
 timed kernel_test 40 "$BIN/gpu_tests" --durations yes "$kernel_test"

@@ -11,7 +11,7 @@ OUT=${OUT:?set OUT to the output folder}
 mkdir -p "$OUT"
 . "$(dirname "$0")/lib.sh"
 packed_results
-nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader | tee "$OUT/gpu.txt"
+gpu_state
 step moe_gemm_tests 180 "$BIN/gpu_tests" --durations yes "*moe-gemm*"
 step grouped_tests 120 "$BIN/gpu_tests" --durations yes "*grouped GEMM*"
 step fp8_moe_test 120 "$BIN/gpu_tests" "fp8 GEMMs of a DeepSeek-style model*"

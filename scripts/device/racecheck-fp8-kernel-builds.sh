@@ -21,7 +21,7 @@ here=$(dirname "$0")
 packed_results
 export PATH=$PATH:/usr/local/cuda/bin
 budget_end=$((SECONDS + ${SECONDS_BUDGET:-75}))
-nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader | tee "$OUT/gpu.txt"
+gpu_state
 kernel_test="fp8 grouped kernel equals the host product with ragged and empty groups"
 timed kernel_test_new 20 "${dir[new]}/gpu_tests" "$kernel_test"
 tail -n 2 "$OUT/kernel_test_new.txt"
