@@ -144,29 +144,6 @@ __device__ void produce(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned f
   }
 }
 
-// One consumer thread is done reading ring slot `slot`: tells both blocks of the cluster (both producers write it).
-// Every consumer thread arrives, not lane 0 of each warp after a __syncwarp: each thread's ld.shared of the slot's
-// scales then precede its own release in program order, so the producer's next bulk copy into the slot waits for them
-// in a way compute-sanitizer racecheck follows (with one arrival per warp it reported every scale read as a
-// write-after-read hazard against that copy); measured no slower on an H200 (docs/performance.md).
-__device__ inline void release_slot(unsigned empty, unsigned rank, int slot) {
-  hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(slot));
-  hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), rank ^ 1);
-}
-
-// The ring position the consumers read next, advanced stage by stage.
-struct RingCursor {
-  unsigned rank = 0;  ///< this block's in its cluster
-  int slot = 0;
-  unsigned phase = 0;
-  __device__ void advance() {
-    if (++slot == kStages) {
-      slot = 0;
-      phase ^= 1;
-    }
-  }
-};
-
 // Where one consumer warpgroup's share of a tile lies: its 64 X rows `a_offset` bytes into the stage's X tile (rows
 // `row0` .. +63 of the group, `rows` of them valid, ≤ 0 for none), its kHalves · 128 columns `b_offset` bytes into the
 // stage's W tile, its rows' activation scales from row `scale_row0` of the stage's and its first half's weight scales
@@ -187,7 +164,7 @@ struct ConsumerShare {
 // stored row by row by the copy engine while the warp goes on.
 template <int kHalves>
 __device__ void consume_tile(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty,
-                             RingCursor& ring_at, const ConsumerShare& share, unsigned staging) {
+                             hw::RingCursor<kStages>& ring_at, const ConsumerShare& share, unsigned staging) {
   const int t = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
   const int warp = t / 32, lane = t % 32;
   const int k_blocks = a.k / kKBlock;
@@ -202,7 +179,7 @@ __device__ void consume_tile(const Fp8GroupedKernelArgs& a, unsigned ring, unsig
   for (int kb = 0; kb < k_blocks; ++kb) {
     hw::mbarrier_wait(full + 8 * static_cast<unsigned>(ring_at.slot), ring_at.phase);
     if (!active) {
-      release_slot(empty, ring_at.rank, ring_at.slot);
+      hw::release_pair_slot(empty, ring_at.rank, ring_at.slot);
       ring_at.advance();
       continue;
     }
@@ -228,7 +205,7 @@ __device__ void consume_tile(const Fp8GroupedKernelArgs& a, unsigned ring, unsig
       hw::wgmma_wait_group<0>();
       hw::wgmma_fence_operands(partial);
       if (h == kHalves - 1) {
-        release_slot(empty, ring_at.rank, ring_at.slot);  // this thread's scale reads are done
+        hw::release_pair_slot(empty, ring_at.rank, ring_at.slot);  // this thread's scale reads are done
         ring_at.advance();
       }
       const float scale0 = x_scale0 * w_scale, scale1 = x_scale1 * w_scale;
@@ -270,7 +247,7 @@ __device__ void consume_tile(const Fp8GroupedKernelArgs& a, unsigned ring, unsig
 // one columns 128·half .. +127, so that the tensor cores compute 64 rows, not 128, with both warpgroups busy.
 __device__ void consume(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank,
                         int half) {
-  RingCursor ring_at;
+  hw::RingCursor<kStages> ring_at;
   ring_at.rank = rank;
   const unsigned staging = ring + kStagingOffset + static_cast<unsigned>(half) * 4 * kWarpStagingBytes;
   for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
@@ -310,7 +287,12 @@ __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
   if (threadIdx.x == 0) {
     for (unsigned s = 0; s < kStages; ++s) {
       hw::mbarrier_init(full + 8 * s, 1);  // the producer's arrive (plus the copies' bytes)
-      hw::mbarrier_init(empty + 8 * s, 2 * kConsumers * kWarpgroupThreads);  // every consumer thread of both blocks
+      // Every consumer thread of both blocks releases a slot, not lane 0 of each warp after a __syncwarp: each
+      // thread's ld.shared of the slot's scales then precede its own release in program order, so the producer's next
+      // bulk copy into the slot waits for them in a way compute-sanitizer racecheck follows (with one arrival per warp
+      // it reported every scale read as a write-after-read hazard against that copy); measured no slower on an H200
+      // (docs/performance.md).
+      hw::mbarrier_init(empty + 8 * s, 2 * kConsumers * kWarpgroupThreads);
     }
     hw::fence_mbarrier_init();
   }

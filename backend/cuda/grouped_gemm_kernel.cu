@@ -104,26 +104,6 @@ __device__ void produce(const GroupedKernelArgs& a, unsigned ring, unsigned full
   }
 }
 
-// One consumer warp is done reading ring slot `slot`: tells both blocks of the cluster, whose producers both write it
-// (the other block's barrier through a remote arrival at CTA scope: docs/performance.md has what cluster scope cost).
-__device__ inline void release_slot(unsigned empty, unsigned rank, int slot) {
-  hw::mbarrier_arrive(empty + 8 * static_cast<unsigned>(slot));
-  hw::mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), rank ^ 1);
-}
-
-// The ring position the consumers read next, advanced stage by stage.
-struct RingCursor {
-  unsigned rank = 0;  ///< this block's in its cluster
-  int slot = 0;
-  unsigned phase = 0;
-  __device__ void advance() {
-    if (++slot == kStages) {
-      slot = 0;
-      phase ^= 1;
-    }
-  }
-};
-
 // One consumer warpgroup's share of one tile: 64 rows × kCols columns, its X rows `a_offset` bytes into the stage's X
 // tile and its W columns `b_offset` bytes into the stage's W tile. Per k stage: waits for the slot, issues 4 wgmma k16
 // steps as one group, waits for the previous group and releases its slot (one wgmma group stays in flight while the
@@ -132,7 +112,7 @@ struct RingCursor {
 // (rows a.n apart) for r < `rows`, asynchronously: the warp goes on to its next tile meanwhile.
 template <int kCols>
 __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty,
-                             RingCursor& ring_at, unsigned a_offset, unsigned b_offset, unsigned staging,
+                             hw::RingCursor<kStages>& ring_at, unsigned a_offset, unsigned b_offset, unsigned staging,
                              __nv_bfloat16* y, int rows) {
   static_assert(kCols == 256 || kCols == 128, "wgmma m64n256 or m64n128");
   const int t = static_cast<int>(threadIdx.x) % kWarpgroupThreads;
@@ -158,13 +138,13 @@ __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned
     }
     hw::wgmma_commit_group();
     hw::wgmma_wait_group<1>();
-    if (held >= 0 && lane == 0) release_slot(empty, ring_at.rank, held);
+    if (held >= 0 && lane == 0) hw::release_pair_slot(empty, ring_at.rank, held);
     held = ring_at.slot;
     ring_at.advance();
   }
   hw::wgmma_wait_group<0>();
   hw::wgmma_fence_operands(acc);
-  if (lane == 0) release_slot(empty, ring_at.rank, held);
+  if (lane == 0) hw::release_pair_slot(empty, ring_at.rank, held);
   // Thread t holds rows lane / 4 and + 8 of the warp's 16, columns 8j + 2·(lane % 4) and + 1 (hopper_ops.cuh).
   const unsigned warp_staging = staging + static_cast<unsigned>(warp) * kWarpStagingBytes;
   const unsigned at0 = warp_staging + static_cast<unsigned>(lane / 4) * kStagingRowBytes + 4u * (lane % 4);
@@ -194,7 +174,7 @@ __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned
 // 128·half .. +127, so that the tensor cores compute 64 rows, not 128, with both warpgroups busy.
 __device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank,
                         int half) {
-  RingCursor ring_at;
+  hw::RingCursor<kStages> ring_at;
   ring_at.rank = rank;
   const unsigned staging = ring + kStagingOffset + static_cast<unsigned>(half) * 4 * kWarpStagingBytes;
   for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {

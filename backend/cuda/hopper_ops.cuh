@@ -150,6 +150,30 @@ __device__ inline void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 
+// ---- the operand ring of the persistent grouped GEMMs (clusters of two blocks) -------------------------------------
+
+/// A consumer is done reading ring slot `slot`, which the producers of both blocks of its pair write (multicast):
+/// arrives on this block's empty barrier of the slot and, remotely at CTA scope, on the other block's
+/// (docs/performance.md has what cluster scope cost). Who arrives (a thread per warp, or every thread) is the
+/// kernel's choice, matched by the barrier's count.
+__device__ inline void release_pair_slot(unsigned empty, unsigned rank, int slot) {
+  mbarrier_arrive(empty + 8 * static_cast<unsigned>(slot));
+  mbarrier_arrive_cluster(empty + 8 * static_cast<unsigned>(slot), rank ^ 1);
+}
+/// The ring position the consumers read next, advanced stage by stage (the parity flips each time the ring wraps).
+template <int kStages>
+struct RingCursor {
+  unsigned rank = 0;  ///< this block's in its cluster
+  int slot = 0;
+  unsigned phase = 0;
+  __device__ void advance() {
+    if (++slot == kStages) {
+      slot = 0;
+      phase ^= 1;
+    }
+  }
+};
+
 // ---- named barriers and register re-allocation -------------------------------------------------------------------
 
 /// Waits at hardware barrier `id` (1..15; 0 is __syncthreads) until `threads` threads have arrived or waited there.
@@ -266,6 +290,26 @@ __device__ inline void wgmma_m64n256k16_bf16(float (&d)[128], std::uint64_t desc
         "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]),
         "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
       : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0), "n"(static_cast<int>(kB)));
+}
+
+/// d (64 × 64, fp32) = a · b (+ d when `accumulate`), a and b K-major in shared memory (smem_descriptor_k_major_sw128).
+/// Thread t of the warpgroup holds d[4c + 2h + e] = D[16·(t/32) + (t%32)/4 + 8h][8c + 2·(t%4) + e] (c < 8, h, e < 2).
+__device__ inline void wgmma_m64n64k16_bf16(float (&d)[32], std::uint64_t desc_a, std::uint64_t desc_b,
+                                            bool accumulate) {
+  asm volatile(
+      "{\n"
+      ".reg .pred accumulate;\n"
+      "setp.ne.b32 accumulate, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16\n"
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,\n"
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31},\n"
+      "%32, %33, accumulate, 1, 1, 0, 0;\n"
+      "}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0));
 }
 
 /// d (64 × 128, fp32) = a · b (+ d when `accumulate`): as wgmma_m64n256k16_bf16 with half the columns. Thread t of the

@@ -67,26 +67,6 @@ __device__ inline void cp_async_mbarrier_arrive_noinc(unsigned bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
 }
 
-// d (64 × 64, fp32) = a · b (+ d when `accumulate`), a and b K-major in shared memory (hopper_ops.cuh's descriptors).
-// Thread t of the warpgroup holds d[4c + 2h + e] = D[16·(t/32) + (t%32)/4 + 8h][8c + 2·(t%4) + e] (c < 8, h, e < 2).
-__device__ inline void wgmma_m64n64k16_bf16(float (&d)[32], std::uint64_t desc_a, std::uint64_t desc_b,
-                                            bool accumulate) {
-  asm volatile(
-      "{\n"
-      ".reg .pred accumulate;\n"
-      "setp.ne.b32 accumulate, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16\n"
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,\n"
-      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31},\n"
-      "%32, %33, accumulate, 1, 1, 0, 0;\n"
-      "}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
-        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
-        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "l"(desc_a), "l"(desc_b), "r"(accumulate ? 1 : 0));
-}
-
 // Byte offset of 16-byte chunk `chunk` (0–71) of row `row` in an operand of kDimBlocks swizzled 64-dim blocks: the
 // chunk's 16-byte slot inside its 128-byte row is XOR-ed with the row's low 3 bits (the 128-byte swizzle).
 __device__ inline unsigned swizzled_chunk(int row, int chunk) {
@@ -200,7 +180,7 @@ __device__ void consume(const AttentionArgs& a, const QueryView& v, unsigned sme
                        step = static_cast<unsigned>(ks % 4) * 32;
         const auto desc_q = hw::smem_descriptor_k_major_sw128(smem + block + step);
         const auto desc_k = hw::smem_descriptor_k_major_sw128(stage + block + step);
-        wgmma_m64n64k16_bf16(part, desc_q, desc_k, i > 0);
+        hw::wgmma_m64n64k16_bf16(part, desc_q, desc_k, i > 0);
       }
       hw::wgmma_commit_group();
       hw::wgmma_wait_group<0>();
