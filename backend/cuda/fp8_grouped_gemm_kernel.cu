@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_arch.hpp"
 #include "backend/cuda/fp8_grouped_gemm_kernel.hpp"
 #include "backend/cuda/hopper_ops.cuh"
 #include "backend/cuda/tensor_map.hpp"
@@ -321,17 +322,8 @@ bool encode_fp8_grouped_tensor_maps(const void* x, std::int64_t x_rows, const vo
 
 void launch_fp8_grouped_gemm_kernel(const Fp8GroupedKernelArgs& args, cudaStream_t stream) {
   if (args.pairs == 0) return;
-  PARATWIN_CUDA_CHECK(
-      cudaFuncSetAttribute(fp8_grouped_gemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(2);
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = kSmemBytes;
-  config.stream = stream;
-  int clusters = 0;
-  PARATWIN_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, fp8_grouped_gemm_kernel, &config));
-  PARATWIN_ASSERT(clusters >= 1, "the fp8 grouped GEMM kernel fits no cluster on this device");
-  const int blocks = 2 * std::min(args.pairs, clusters);
+  const int blocks = persistent_pair_blocks(reinterpret_cast<const void*>(fp8_grouped_gemm_kernel), kThreads,
+                                            kSmemBytes, args.pairs, "fp8 grouped GEMM kernel");
   fp8_grouped_gemm_kernel<<<blocks, kThreads, kSmemBytes, stream>>>(args);
   PARATWIN_CUDA_CHECK(cudaGetLastError());
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_arch.hpp"
 #include "backend/cuda/grouped_gemm_kernel.hpp"
 #include "backend/cuda/hopper_ops.cuh"
 #include "backend/cuda/tensor_map.hpp"
@@ -241,19 +242,8 @@ bool encode_grouped_tensor_maps(void* const* table, const int* rows, int groups,
 
 void launch_grouped_gemm_kernel(const GroupedKernelArgs& args, cudaStream_t stream) {
   if (args.pairs == 0) return;
-  // Per device (the engine may drive several from one process) and cheap: set on every launch.
-  PARATWIN_CUDA_CHECK(
-      cudaFuncSetAttribute(grouped_gemm_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  // As many clusters as fit at once (a cluster's two blocks share a GPC, whose multiprocessors may be odd in number).
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(2);
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = kSmemBytes;
-  config.stream = stream;
-  int clusters = 0;
-  PARATWIN_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, grouped_gemm_kernel, &config));
-  PARATWIN_ASSERT(clusters >= 1, "the grouped GEMM kernel fits no cluster on this device");
-  const int blocks = 2 * std::min(args.pairs, clusters);
+  const int blocks = persistent_pair_blocks(reinterpret_cast<const void*>(grouped_gemm_kernel), kThreads, kSmemBytes,
+                                            args.pairs, "grouped GEMM kernel");
   grouped_gemm_kernel<<<blocks, kThreads, kSmemBytes, stream>>>(args);
   PARATWIN_CUDA_CHECK(cudaGetLastError());
 }
