@@ -41,12 +41,12 @@ namespace {
 namespace hw = hopper;
 using namespace indexer_tile;
 
-constexpr int kDimBytes = 128;                   // one e4m3 head row = one 128-byte swizzle row
-constexpr int kStages = 8;                       // k tiles in flight (8 KB each)
-constexpr int kKSteps = kDimBytes / 32;          // wgmma K = 32 e4m3
+constexpr int kDimBytes = 128;                                         // one e4m3 head row = one 128-byte swizzle row
+constexpr int kStages = 8;                                             // k tiles in flight (8 KB each)
+constexpr int kKSteps = kDimBytes / 32;                                // wgmma K = 32 e4m3
 constexpr unsigned kQGroupBytes = kGroupQueries * kHeads * kDimBytes;  // a consumer's B operand: 256 rows, 32 KB
-constexpr unsigned kKStageBytes = kKeyTile * kDimBytes;               // one k tile: 8 KB
-constexpr unsigned kKOffset = kConsumers * kQGroupBytes;              // q first, then the k ring
+constexpr unsigned kKStageBytes = kKeyTile * kDimBytes;                // one k tile: 8 KB
+constexpr unsigned kKOffset = kConsumers * kQGroupBytes;               // q first, then the k ring
 constexpr unsigned kBarrierOffset = kKOffset + kStages * kKStageBytes;
 constexpr unsigned kBarrierCount = 2 * kStages + kConsumers;  // full[stage], empty[stage], q_full[consumer]
 constexpr unsigned kSmemBytes = kBarrierOffset + kBarrierCount * 8 + 1024;  // + room to align the base to 1024
@@ -86,8 +86,8 @@ __device__ inline void load_key_scales(const float* k_scale, i64 keys, int t, in
 }
 
 // Consumer warpgroup `group` (0 or 1): queries q0 + 4·group .. +3 against every computed key tile.
-__device__ void consume(const float* k_scale, const float* w, float* out, unsigned smem, int group, i64 q0,
-                        i64 queries, i64 keys, i64 q_start, i64 q_stride, bool causal, int tiles) {
+__device__ void consume(const float* k_scale, const float* w, float* out, unsigned smem, int group, i64 q0, i64 queries,
+                        i64 keys, i64 q_start, i64 q_stride, bool causal, int tiles) {
   const unsigned full = smem + kBarrierOffset, empty = full + 8 * kStages, q_full = empty + 8 * kStages;
   const int thread = static_cast<int>(threadIdx.x) % 128;
   const int warp = thread / 32, lane = thread % 32;
@@ -148,8 +148,8 @@ __device__ void consume(const float* k_scale, const float* w, float* out, unsign
 
 __global__ void __launch_bounds__(kThreads, 1)
     indexer_score_fp8_wgmma_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
-                                   const float* k_scale, const float* w, float* out, i64 queries, i64 keys,
-                                   i64 q_start, i64 q_stride, bool causal) {
+                                   const float* k_scale, const float* w, float* out, i64 queries, i64 keys, i64 q_start,
+                                   i64 q_stride, bool causal) {
   extern __shared__ __align__(1024) unsigned char fp8_indexer_smem[];
   // The 128-byte swizzle pattern repeats every 1024 bytes: tiles must start on such a boundary.
   const unsigned smem = (hw::smem_address(fp8_indexer_smem) + 1023u) & ~1023u;

@@ -1,5 +1,6 @@
 // The DSA indexer's scores on Hopper's warpgroup MMA: out[i][j] = Σ_h w[i][h] · relu(q[i][h] · k[j]) for 64 heads of
-// 128 dims (launch_indexer_score's contract, kernels.hpp; dispatched from dsa_kernels.cu).
+// 128 dims (launch_indexer_score's contract, kernels.hpp; dispatched from dsa_kernels.cu). Its fp8 twin is
+// indexer_fp8_wgmma.cu; what they share (tile geometry, the epilogue over heads) is in indexer_wgmma_tile.cuh.
 //
 // Shape of the product. Keys are the MMA's M dimension and (query, head) pairs its N dimension: a 64-key tile of k is
 // A (64 × 128, K-major), four queries' 64 head rows of q are B (256 × 128, K-major), so one wgmma m64n256k16 chain of 8
@@ -34,9 +35,9 @@ namespace hw = hopper;
 using namespace indexer_tile;
 
 constexpr int kDim = 128;
-constexpr int kStages = 4;          // k tiles in flight
-constexpr int kKSteps = kDim / 16;  // wgmma K = 16
-constexpr unsigned kSwizzleRowBytes = 128;                 // 64 dims: one 128-byte swizzle row
+constexpr int kStages = 4;                                                   // k tiles in flight
+constexpr int kKSteps = kDim / 16;                                           // wgmma K = 16
+constexpr unsigned kSwizzleRowBytes = 128;                                   // 64 dims: one 128-byte swizzle row
 constexpr unsigned kQHalfBytes = kGroupQueries * kHeads * kSwizzleRowBytes;  // 256 rows × one 64-dim half: 32 KB
 constexpr unsigned kQGroupBytes = 2 * kQHalfBytes;                           // a consumer's B operand: 64 KB
 constexpr unsigned kKHalfBytes = kKeyTile * kSwizzleRowBytes;                // 8 KB

@@ -228,7 +228,7 @@ TEST_CASE("the DSA indexer's fp8 scores equal a double-precision host sum on rag
   std::uint32_t seed = 211;
   for (const auto& s : kFp8Shapes) {
     if (!paratwin::test::runs_at_this_size(static_cast<double>(s.queries * s.keys * s.heads), kSmallTriples)) continue;
-    check_fp8_indexer(s, seed++);                               // dispatched: the wgmma kernel on Hopper
+    check_fp8_indexer(s, seed++);                             // dispatched: the wgmma kernel on Hopper
     check_fp8_indexer(s, seed++, IndexerKernel::kReference);  // the fallback on the same shapes
   }
 }
@@ -243,8 +243,7 @@ TEST_CASE("the DSA indexer's fp8 reference kernel equals a double-precision host
   check_fp8_indexer({"general shape (8 heads x 32), causal, dispatched", 13, 70, 8, 32, 57, 1, true}, seed++);
 }
 
-TEST_CASE("the DSA indexer's fp8 launcher picks the Hopper kernel at 64 heads x 128 and falls back by shape",
-          "[gpu]") {
+TEST_CASE("the DSA indexer's fp8 launcher picks the Hopper kernel at 64 heads x 128 and falls back by shape", "[gpu]") {
   alignas(16) static char operand[32];
   const void* q = operand;
   const void* k = operand + 16;
@@ -259,10 +258,10 @@ TEST_CASE("the DSA indexer's fp8 launcher picks the Hopper kernel at 64 heads x 
   // q rows past the copy engine's 32-bit coordinates.
   CHECK(indexer_fp8_kernel_for(q, k, std::int64_t{1} << 26, 16384, 64, 128) == IndexerKernel::kReference);
   // A kernel that does not take the arguments launches nothing and says so; there is no fp8 mma.sync kernel.
-  CHECK_FALSE(launch_indexer_score_fp8_on(IndexerKernel::kWgmma, q, k, nullptr, nullptr, nullptr, 16, 16, 32, 128, 0,
+  CHECK_FALSE(launch_indexer_score_fp8_on(IndexerKernel::kWgmma, q, k, nullptr, nullptr, nullptr, 16, 16, 32, 128, 0, 1,
+                                          true, nullptr));
+  CHECK_FALSE(launch_indexer_score_fp8_on(IndexerKernel::kMmaSync, q, k, nullptr, nullptr, nullptr, 16, 16, 64, 128, 0,
                                           1, true, nullptr));
-  CHECK_FALSE(launch_indexer_score_fp8_on(IndexerKernel::kMmaSync, q, k, nullptr, nullptr, nullptr, 16, 16, 64, 128,
-                                          0, 1, true, nullptr));
 }
 
 // Binding touches no GPU: the bound program counts the indexer ops by kernel family.
