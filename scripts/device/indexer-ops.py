@@ -16,13 +16,12 @@ def main(path):
         if e.get("ph") != "X" or e["args"].get("rank") != 0 or e["args"].get("stream") != "compute":
             continue
         name, args = e["name"], e["args"]
-        if not any(part in name for part in ("idx.", "attn.core", "sparse")) and args.get("kind") not in (
-            "indexer_score", "top_k", "sparse_attention"):
+        if "idx." not in name and args.get("kind") not in ("indexer_score", "topk", "sparse_attention"):
             continue
         ms = e["dur"] / 1e3  # microseconds in the file
         if args.get("kind") == "indexer_score":
             indexer_ms += ms
-        if args.get("flops", 0) > 0 and args.get("kind") not in ("top_k",):
+        if args.get("flops", 0) > 0 and args.get("kind") != "topk":
             rate = f"{args['flops'] / (ms * 1e-3) / 1e12:.1f} TFLOP/s"
         else:
             rate = f"{args.get('bytes', 0) / (ms * 1e-3) / 1e9:.0f} GB/s"

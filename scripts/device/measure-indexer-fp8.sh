@@ -5,7 +5,8 @@
 # racecheck and synccheck of the fp8 kernel test at small shapes (PARATWIN_GPU_TEST_SMALL=1); bench_kernels --dsa-only
 # (the fp8 kernel's row beside the bf16 ones, against a dense fp8 GEMM of 8192^3 measured in the same run); and
 # `paratwin run` of one DeepSeek-V3.2 layer at 16K tokens with per-op events (idx.score is fp8 in the schedule: the
-# binder runs it on the fp8 kernel on sm_90), whose idx.* and attention op times indexer-ops.py prints. Steps run in
+# binder runs it on the fp8 kernel on sm_90, and the run's "DSA indexer ops" line says so), whose DSA op times
+# indexer-ops.py prints. Steps run in
 # that order within SECONDS_BUDGET (default 420 s), each cut to what is left; a failed or hung fp8 kernel test skips
 # the sanitizers and the engine run (a kernel that is wrong or hangs there would only hang again), not the benchmark.
 # Results: $OUT/results.tgz (every step's log, steps.txt, the CSV and the trace).
@@ -44,7 +45,7 @@ timed bench 120 "$BIN/bench_kernels" --dsa-only --csv "$OUT/dsa.csv" &&
 
 if ((fp8_ok)); then
   timed run_16k 120 "$BIN/paratwin" run --model deepseek-v3.2 --prompt-len 16384 --layers 1 --warmup 1 --steps 3 \
-    --instrumentation per-op --trace "$OUT/trace-ds16k.json" && tail -n 8 "$OUT/run_16k.txt"
+    --instrumentation per-op --trace "$OUT/trace-ds16k.json" && tail -n 10 "$OUT/run_16k.txt"
   python3 "$here/indexer-ops.py" "$OUT/trace-ds16k.json" 2>&1 | tee "$OUT/ops.txt"
 fi
 cat "$OUT/steps.txt"
