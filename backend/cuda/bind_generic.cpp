@@ -8,6 +8,7 @@
 
 #include "backend/cuda/fp8_gemm.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/tensor_map.hpp"
 #include "backend/cuda_plan/indexer_score_rule.hpp"
 #include "topology/error.hpp"
 
@@ -153,7 +154,14 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
       rule_shape.heads = s.heads;
       rule_shape.head_dim = s.head_dim_qk;
       rule_shape.compute_capability = options_.compute_capability;
-      if (cuda_plan::indexer_score_path(rule_shape) == cuda_plan::IndexerScorePath::kFp8Wgmma) {
+      auto path = cuda_plan::indexer_score_path(rule_shape);
+      auto fallback = cuda_plan::fp8_indexer_unsupported_reason(rule_shape);
+      if (path == cuda_plan::IndexerScorePath::kFp8Wgmma && !tensor_map_encoder_available()) {
+        // Without tensor maps the fp8 launcher could only run its reference kernel: far slower than the bf16 ones.
+        path = cuda_plan::IndexerScorePath::kBf16;
+        fallback = "the driver offers no tensor-map encoder (cuTensorMapEncodeTiled) for the fp8 kernel's copies";
+      }
+      if (path == cuda_plan::IndexerScorePath::kFp8Wgmma) {
         // As DeepSeek-V3.2 runs it: e4m3 q and k, one fp32 scale per key, fp32 head weights that carry q's
         // per-(token, head) scales (launch_indexer_score_fp8). Scratch fills: random e4m3 in [−1, 1), positive scales
         // and weights in [0.5, 1.5) (BufferPool::Fill), never zeros.
@@ -177,9 +185,7 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
       }
       // bf16 ops, and fp8 ops off the fp8 kernel's GPU or shape (timed as bf16: the reason is kept).
       ++p_.indexer_bf16_ops;
-      if (auto why = cuda_plan::fp8_indexer_unsupported_reason(rule_shape); !why.empty()) {
-        p_.indexer_fp8_fallbacks.push_back(std::move(why));
-      }
+      if (!fallback.empty()) p_.indexer_fp8_fallbacks.push_back(std::move(fallback));
       const int q = pool.request("g.q", bf(qrows * s.heads * s.head_dim_qk));
       const int kk = weight(fmt::format("g.k.{}", s.batch * s.kv_tokens * s.head_dim_qk), s.batch * s.kv_tokens,
                             s.head_dim_qk, 0, s.head_dim_qk, {}, 1.0f);

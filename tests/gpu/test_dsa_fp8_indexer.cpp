@@ -31,6 +31,7 @@
 #include "backend/cuda/indexer_score.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/op_binder.hpp"
+#include "backend/cuda/tensor_map.hpp"
 #include "models/schedule_builder.hpp"
 #include "tests/gpu/small_shapes.hpp"
 
@@ -264,8 +265,10 @@ TEST_CASE("the DSA indexer's fp8 launcher picks the Hopper kernel at 64 heads x 
                                           1, true, nullptr));
 }
 
-// Binding touches no GPU: the bound program counts the indexer ops by kernel family.
+// Binding runs no kernel (the compute capability is the test's); it asks the driver for its tensor-map encoder, which
+// the fp8 kernel needs. The bound program counts the indexer ops by kernel family.
 TEST_CASE("the DSA indexer's fp8 ops bind to the fp8 kernel on sm_90 and fall back to bf16 elsewhere", "[gpu]") {
+  REQUIRE(tensor_map_encoder_available());
   const auto model = load_model("deepseek-v3.2");
   ScheduleOptions options;
   options.prompt_tokens = 256;
