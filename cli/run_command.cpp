@@ -105,6 +105,10 @@ int run_run(const RunCommandOptions& o, Io io) {
     s += fmt::format("  attention calls of rank 0 per step: {}\n", attention_paths_summary(st));
     s += fmt::format("  MoE expert GEMMs of rank 0 per step (--moe-gemm {}): {}\n", o.moe_gemm, moe_gemm_summary(st));
     for (const auto& why : st.moe_gemm_fallbacks) s += "  note: --moe-gemm " + o.moe_gemm + ": " + why + "\n";
+    if (st.indexer_ops_fp8 + st.indexer_ops_bf16 > 0) {
+      s += fmt::format("  DSA indexer ops of rank 0 per step: {}\n", indexer_summary(st));
+    }
+    for (const auto& why : st.indexer_fallbacks) s += fmt::format("  note: {}\n", why);
     if (!o.trace.empty() && reporter) {
       result.trace.meta.cluster = fmt::format("{} ({} × {})", cluster.name, cluster.nodes, cluster.gpus_per_node);
       write_chrome_trace_file(result.trace, o.trace);

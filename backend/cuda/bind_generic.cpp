@@ -8,6 +8,8 @@
 
 #include "backend/cuda/fp8_gemm.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/tensor_map.hpp"
+#include "backend/cuda_plan/indexer_score_rule.hpp"
 #include "topology/error.hpp"
 
 namespace paratwin::cuda::binding {
@@ -143,12 +145,51 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
     }
     case ComputeKind::kIndexerScore: {
       const i64 qrows = s.batch * s.q_tokens;
+      const int out = pool.request("g.scores", qrows * s.kv_tokens * 4);
+      const auto sh = s;
+      cuda_plan::IndexerScoreShape rule_shape;
+      rule_shape.fp8 = c.dtype == DType::kFp8;
+      rule_shape.queries = s.q_tokens;
+      rule_shape.keys = s.kv_tokens;
+      rule_shape.heads = s.heads;
+      rule_shape.head_dim = s.head_dim_qk;
+      rule_shape.compute_capability = options_.compute_capability;
+      auto path = cuda_plan::indexer_score_path(rule_shape);
+      auto fallback = cuda_plan::fp8_indexer_unsupported_reason(rule_shape);
+      if (path == cuda_plan::IndexerScorePath::kFp8Wgmma && !tensor_map_encoder_available()) {
+        // Without tensor maps the fp8 launcher could only run its reference kernel: far slower than the bf16 ones.
+        path = cuda_plan::IndexerScorePath::kBf16;
+        fallback = "the driver offers no tensor-map encoder (cuTensorMapEncodeTiled) for the fp8 kernel's copies";
+      }
+      if (path == cuda_plan::IndexerScorePath::kFp8Wgmma) {
+        // As DeepSeek-V3.2 runs it: e4m3 q and k, one fp32 scale per key, fp32 head weights that carry q's
+        // per-(token, head) scales (launch_indexer_score_fp8). Scratch fills: random e4m3 in [−1, 1), positive scales
+        // and weights in [0.5, 1.5) (BufferPool::Fill), never zeros.
+        ++p_.indexer_fp8_ops;
+        const int q = pool.request("g.q8", qrows * s.heads * s.head_dim_qk, BufferPool::Fill::kFp8);
+        const int kk = pool.request("g.k8", s.batch * s.kv_tokens * s.head_dim_qk, BufferPool::Fill::kFp8);
+        const int k_scale = pool.request("g.k8.scale", s.batch * s.kv_tokens * 4, BufferPool::Fill::kScaleFp32);
+        const int w = pool.request("g.w32", qrows * s.heads * 4, BufferPool::Fill::kScaleFp32);
+        b.compute = [=](const ExecCtx& e) {
+          for (i64 req = 0; req < sh.batch; ++req) {
+            launch_indexer_score_fp8(
+                static_cast<const char*>(e.pool->ptr(q)) + req * sh.q_tokens * sh.heads * sh.head_dim_qk,
+                static_cast<const char*>(e.pool->ptr(kk)) + req * sh.kv_tokens * sh.head_dim_qk,
+                static_cast<const float*>(e.pool->ptr(k_scale)) + req * sh.kv_tokens,
+                static_cast<const float*>(e.pool->ptr(w)) + req * sh.q_tokens * sh.heads,
+                static_cast<float*>(e.pool->ptr(out)) + req * sh.q_tokens * sh.kv_tokens, sh.q_tokens, sh.kv_tokens,
+                sh.heads, sh.head_dim_qk, sh.q_start, sh.q_stride, sh.causal, e.stream);
+          }
+        };
+        return;
+      }
+      // bf16 ops, and fp8 ops off the fp8 kernel's GPU or shape (timed as bf16: the reason is kept).
+      ++p_.indexer_bf16_ops;
+      if (!fallback.empty()) p_.indexer_fp8_fallbacks.push_back(std::move(fallback));
       const int q = pool.request("g.q", bf(qrows * s.heads * s.head_dim_qk));
       const int kk = weight(fmt::format("g.k.{}", s.batch * s.kv_tokens * s.head_dim_qk), s.batch * s.kv_tokens,
                             s.head_dim_qk, 0, s.head_dim_qk, {}, 1.0f);
       const int w = pool.request("g.w", bf(qrows * s.heads));
-      const int out = pool.request("g.scores", qrows * s.kv_tokens * 4);
-      const auto sh = s;
       b.compute = [=](const ExecCtx& e) {
         for (i64 req = 0; req < sh.batch; ++req) {
           launch_indexer_score(

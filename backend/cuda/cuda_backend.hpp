@@ -78,6 +78,10 @@ struct CudaRunStats {
   /// Rank 0's fp8 expert GEMMs of one step: block-scaled cuBLASLt on side streams, the persistent fp8 kernel.
   std::int64_t moe_gemm_ops_fp8 = 0, moe_gemm_ops_fp8_kernel = 0;
   std::vector<std::string> moe_gemm_fallbacks;
+  /// Rank 0's DSA indexer-score ops of one step: on the fp8 Hopper kernel, on the bf16 kernels, and why the fp8 ops
+  /// among the latter cannot run the fp8 kernel: one line per distinct reason, with its op count.
+  std::int64_t indexer_ops_fp8 = 0, indexer_ops_bf16 = 0;
+  std::vector<std::string> indexer_fallbacks;
 };
 
 struct CudaRunResult {
@@ -109,6 +113,9 @@ struct CudaCheckResult {
 
 /// "4 on cuBLAS streams, 0 on the Hopper kernel": the MoE expert GEMMs of `stats` by launch.
 [[nodiscard]] std::string moe_gemm_summary(const CudaRunStats& stats);
+
+/// "2 on the fp8 Hopper kernel, 0 on the bf16 kernels": the DSA indexer-score ops of `stats` by kernel family.
+[[nodiscard]] std::string indexer_summary(const CudaRunStats& stats);
 
 /// A Backend running `run_cuda` with `options`.
 [[nodiscard]] std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& options);

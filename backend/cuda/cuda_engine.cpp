@@ -462,6 +462,9 @@ void Worker::body() {
   mine.moe_gemm_fallbacks = std::move(moe_gemms.fallbacks);
   mine.moe_gemm_fp8_ops = moe_gemms.fp8_ops;
   mine.moe_gemm_fp8_kernel_ops = moe_gemms.fp8_kernel_ops;
+  mine.indexer_fp8_ops = prog_.indexer_fp8_ops;
+  mine.indexer_bf16_ops = prog_.indexer_bf16_ops;
+  mine.indexer_fp8_fallbacks = prog_.indexer_fp8_fallbacks;
   make_comms();
   if (!st_.barrier()) return;
 
@@ -762,6 +765,14 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDev
   for (const auto& [why, ops] : fallback_ops) {
     stats.moe_gemm_fallbacks.push_back(fmt::format("{} op(s) run cuBLAS streams, not the Hopper kernel: {}", ops, why));
   }
+  stats.indexer_ops_fp8 = st.results[0].indexer_fp8_ops;
+  stats.indexer_ops_bf16 = st.results[0].indexer_bf16_ops;
+  std::map<std::string, int> indexer_fallback_ops;  // one line per reason
+  for (const auto& why : st.results[0].indexer_fp8_fallbacks) ++indexer_fallback_ops[why];
+  for (const auto& [why, ops] : indexer_fallback_ops) {
+    stats.indexer_fallbacks.push_back(
+        fmt::format("{} fp8 indexer op(s) run the bf16 kernels, not the fp8 Hopper kernel: {}", ops, why));
+  }
 
   auto& trace = result.run.trace;
   trace.meta.backend = "cuda";
@@ -776,7 +787,8 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDev
                       {"op_durations", o.per_op_median ? "per-op median over the measured steps" : "median step"},
                       {"attention_calls_per_step", attention_paths_summary(stats)},
                       {"moe_gemm", std::string(moe_gemm_choice_name(o.moe_gemm))},
-                      {"moe_gemm_ops_per_step", moe_gemm_summary(stats)}};
+                      {"moe_gemm_ops_per_step", moe_gemm_summary(stats)},
+                      {"indexer_ops_per_step", indexer_summary(stats)}};
   if (o.per_op_events) {
     for (int r = 0; r < world; ++r) {
       const auto& ops = s.ranks[static_cast<std::size_t>(r)];
@@ -886,6 +898,11 @@ std::string moe_gemm_summary(const CudaRunStats& stats) {
                            stats.moe_gemm_ops_fp8, stats.moe_gemm_ops_fp8_kernel);
   }
   return summary;
+}
+
+std::string indexer_summary(const CudaRunStats& stats) {
+  return fmt::format("{} on the fp8 Hopper kernel, {} on the bf16 kernels", stats.indexer_ops_fp8,
+                     stats.indexer_ops_bf16);
 }
 
 CudaRunResult run_cuda(const Schedule& schedule, const Placement& placement, const CudaOptions& options) {

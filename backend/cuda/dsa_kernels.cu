@@ -1,8 +1,10 @@
 // DeepSeek-V3.2's sparse attention (DSA) selection kernels: the indexer's scores on the tensor cores (mma.sync; the
-// Hopper wgmma kernel is indexer_wgmma.cu, tried first) and the per-row top-k by radix selection. Declared in
-// kernels.hpp (launch_indexer_score, launch_topk) with the other backend kernels; indexer_score.hpp picks among the
-// indexer's kernels.
+// Hopper wgmma kernel is indexer_wgmma.cu, tried first), their reference kernels (bf16, and fp8 behind the Hopper fp8
+// kernel of indexer_fp8_wgmma.cu) and the per-row top-k by radix selection. Declared in kernels.hpp
+// (launch_indexer_score, launch_indexer_score_fp8, launch_topk) with the other backend kernels; indexer_score.hpp
+// picks among the indexer's kernels.
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 
 #include <cfloat>
 #include <cstdint>
@@ -15,6 +17,7 @@ namespace paratwin::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
+using fp8 = __nv_fp8_e4m3;
 using i64 = std::int64_t;
 using tc::cp_async_16, tc::cp_async_commit, tc::cp_async_wait, tc::ldmatrix_x4, tc::mma_bf16;
 
@@ -187,6 +190,30 @@ __global__ void indexer_score_reference_kernel(const bf16* q, const bf16* k, con
       s += __bfloat162float(w[qi * heads + h]) * fmaxf(dot, 0.0f);
     }
     out[i] = s;
+  }
+}
+
+// fp8 operands, any head count and dimension, any GPU: one thread per (query, key), fp32 dot products of the e4m3
+// values (their products are exact in fp32), the key's scale applied to the sum over heads (launch_indexer_score_fp8).
+__global__ void indexer_score_fp8_reference_kernel(const fp8* q, const fp8* k, const float* k_scale, const float* w,
+                                                   float* out, i64 queries, i64 keys, i64 heads, i64 dim, i64 q_start,
+                                                   i64 q_stride, bool causal) {
+  const i64 total = queries * keys;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const i64 qi = i / keys, j = i % keys;
+    if (causal && j > q_start + qi * q_stride) {
+      out[i] = -FLT_MAX;
+      continue;
+    }
+    float s = 0.0f;
+    for (i64 h = 0; h < heads; ++h) {
+      float dot = 0.0f;
+      const fp8* qh = q + (qi * heads + h) * dim;
+      for (i64 d = 0; d < dim; ++d) dot += static_cast<float>(qh[d]) * static_cast<float>(k[j * dim + d]);
+      s += w[qi * heads + h] * fmaxf(dot, 0.0f);
+    }
+    out[i] = k_scale[j] * s;
   }
 }
 
@@ -383,6 +410,45 @@ void launch_indexer_score(const void* q, const void* k, const void* w, float* ou
       return;
     }
   }
+}
+
+IndexerKernel indexer_fp8_kernel_for(const void* q, const void* k, i64 queries, i64 keys, i64 heads, i64 dim) {
+  return indexer_fp8_wgmma_takes(q, k, queries, keys, heads, dim) ? IndexerKernel::kWgmma : IndexerKernel::kReference;
+}
+
+bool launch_indexer_score_fp8_on(IndexerKernel kernel, const void* q, const void* k, const float* k_scale,
+                                 const float* w, float* out, i64 queries, i64 keys, i64 heads, i64 dim, i64 q_start,
+                                 i64 q_stride, bool causal, cudaStream_t stream) {
+  switch (kernel) {
+    case IndexerKernel::kWgmma:
+      if (!indexer_fp8_wgmma_takes(q, k, queries, keys, heads, dim)) return false;
+      return launch_indexer_score_fp8_wgmma(q, k, k_scale, w, out, queries, keys, q_start, q_stride, causal, stream);
+    case IndexerKernel::kMmaSync:
+      return false;
+    case IndexerKernel::kReference: {
+      if (queries * keys == 0) return true;
+      constexpr int kBlock = 256;
+      const i64 blocks = (queries * keys + kBlock - 1) / kBlock;
+      indexer_score_fp8_reference_kernel<<<static_cast<unsigned>(blocks < 2147483647 ? blocks : 2147483647), kBlock, 0,
+                                           stream>>>(static_cast<const fp8*>(q), static_cast<const fp8*>(k), k_scale, w,
+                                                     out, queries, keys, heads, dim, q_start, q_stride, causal);
+      return true;
+    }
+  }
+  return false;
+}
+
+void launch_indexer_score_fp8(const void* q, const void* k, const float* k_scale, const float* w, float* out,
+                              i64 queries, i64 keys, i64 heads, i64 dim, i64 q_start, i64 q_stride, bool causal,
+                              cudaStream_t stream) {
+  if (queries * keys == 0) return;
+  // The wgmma kernel may still decline at launch (tensor maps refused): the reference kernel then.
+  if (launch_indexer_score_fp8_on(IndexerKernel::kWgmma, q, k, k_scale, w, out, queries, keys, heads, dim, q_start,
+                                  q_stride, causal, stream)) {
+    return;
+  }
+  (void)launch_indexer_score_fp8_on(IndexerKernel::kReference, q, k, k_scale, w, out, queries, keys, heads, dim,
+                                    q_start, q_stride, causal, stream);
 }
 
 void launch_topk(const float* in, int* indices, i64 rows, i64 n, i64 k, cudaStream_t stream) {

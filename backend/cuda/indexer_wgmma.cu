@@ -1,5 +1,6 @@
 // The DSA indexer's scores on Hopper's warpgroup MMA: out[i][j] = Σ_h w[i][h] · relu(q[i][h] · k[j]) for 64 heads of
-// 128 dims (launch_indexer_score's contract, kernels.hpp; dispatched from dsa_kernels.cu).
+// 128 dims (launch_indexer_score's contract, kernels.hpp; dispatched from dsa_kernels.cu). Its fp8 twin is
+// indexer_fp8_wgmma.cu; what they share (tile geometry, the epilogue over heads) is in indexer_wgmma_tile.cuh.
 //
 // Shape of the product. Keys are the MMA's M dimension and (query, head) pairs its N dimension: a 64-key tile of k is
 // A (64 × 128, K-major), four queries' 64 head rows of q are B (256 × 128, K-major), so one wgmma m64n256k16 chain of 8
@@ -22,6 +23,7 @@
 #include "backend/cuda/device_arch.hpp"
 #include "backend/cuda/hopper_ops.cuh"
 #include "backend/cuda/indexer_score.hpp"
+#include "backend/cuda/indexer_wgmma_tile.cuh"
 #include "backend/cuda/tensor_map.hpp"
 
 namespace paratwin::cuda {
@@ -30,17 +32,12 @@ namespace {
 using bf16 = __nv_bfloat16;
 using i64 = std::int64_t;
 namespace hw = hopper;
+using namespace indexer_tile;
 
-constexpr int kHeads = 64;
 constexpr int kDim = 128;
-constexpr int kKeyTile = 64;                               // keys per stage = the wgmma M extent
-constexpr int kGroupQueries = 4;                           // queries per consumer: N = 4 · 64 heads = 256
-constexpr int kConsumers = 2;                              // consumer warpgroups
-constexpr int kBlockQueries = kGroupQueries * kConsumers;  // 8
-constexpr int kStages = 4;                                 // k tiles in flight
-constexpr int kThreads = 128 * (1 + kConsumers);           // producer warpgroup + consumers
-constexpr int kKSteps = kDim / 16;                         // wgmma K = 16
-constexpr unsigned kSwizzleRowBytes = 128;                 // 64 dims: one 128-byte swizzle row
+constexpr int kStages = 4;                                                   // k tiles in flight
+constexpr int kKSteps = kDim / 16;                                           // wgmma K = 16
+constexpr unsigned kSwizzleRowBytes = 128;                                   // 64 dims: one 128-byte swizzle row
 constexpr unsigned kQHalfBytes = kGroupQueries * kHeads * kSwizzleRowBytes;  // 256 rows × one 64-dim half: 32 KB
 constexpr unsigned kQGroupBytes = 2 * kQHalfBytes;                           // a consumer's B operand: 64 KB
 constexpr unsigned kKHalfBytes = kKeyTile * kSwizzleRowBytes;                // 8 KB
@@ -49,20 +46,9 @@ constexpr unsigned kKOffset = kConsumers * kQGroupBytes;                     // 
 constexpr unsigned kBarrierOffset = kKOffset + kStages * kKStageBytes;
 constexpr unsigned kBarrierCount = 2 * kStages + kConsumers;  // full[stage], empty[stage], q_full[consumer]
 constexpr unsigned kSmemBytes = kBarrierOffset + kBarrierCount * 8 + 1024;  // + room to align the base to 1024
-// Named barriers of the consumers' turns on the tensor cores (0 is __syncthreads).
-constexpr unsigned kTurnFirst = 1, kTurnSecond = 2;
 // Registers per thread after re-allocation: 128 accumulators + 64 head weights in each consumer thread.
 constexpr unsigned kProducerRegs = 40, kConsumerRegs = 232;
 static_assert(hw::warpgroup_registers_fit(kProducerRegs, kConsumerRegs, kConsumers), "the block's registers at launch");
-
-// Keys the block must compute: up to the largest visible position of its queries (all keys when not causal).
-__device__ inline i64 block_visible_keys(i64 q0, i64 block_queries, i64 keys, i64 q_start, i64 q_stride, bool causal) {
-  if (!causal) return keys;
-  const i64 first = q_start + q0 * q_stride, last = q_start + (q0 + block_queries - 1) * q_stride;
-  const i64 max_pos = first > last ? first : last;
-  const i64 visible = max_pos + 1 < keys ? max_pos + 1 : keys;
-  return visible > 0 ? visible : 0;
-}
 
 // Warpgroup 0, warp 0, one thread: the block's q rows once, then the k tiles through the ring.
 __device__ void produce(const CUtensorMap* q_map, const CUtensorMap* k_map, unsigned smem, i64 q0, int tiles) {
@@ -94,20 +80,10 @@ __device__ void consume(const bf16* w, float* out, unsigned smem, int group, i64
   const int warp = thread / 32, lane = thread % 32;
   const i64 group_q0 = q0 + group * kGroupQueries;
 
-  // The head weights of this thread's accumulator columns: column block c (8 columns) is query c / 8, heads
-  // 8·(c % 8) + 2·(lane % 4) + e.
   float head_w[32][2];
-#pragma unroll
-  for (int c = 0; c < 32; ++c) {
-    const i64 qi = group_q0 + c / 8;
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int h = 8 * (c % 8) + 2 * (lane % 4) + e;
-      head_w[c][e] = qi < queries ? __bfloat162float(w[qi * kHeads + h]) : 0.0f;
-    }
-  }
-  // After the quad's reduce-scatter this lane holds query 2·(lane & 1) + (lane >> 1 & 1) at keys row0 and row0 + 8.
-  const i64 out_q = group_q0 + 2 * (lane & 1) + ((lane >> 1) & 1);
+  load_head_weights(head_w, group_q0, queries, lane, [w](i64 i) { return __bfloat162float(w[i]); });
+  // After head_weighted_sums this lane holds its output query's scores at keys row0 and row0 + 8.
+  const i64 out_q = output_query(group_q0, lane);
   const bool out_valid = out_q < queries;
   const i64 out_pos = q_start + out_q * q_stride;
   float* out_row = out + (out_valid ? out_q : 0) * keys;
@@ -140,37 +116,12 @@ __device__ void consume(const bf16* w, float* out, unsigned smem, int group, i64
     hw::wgmma_fence_operands(acc);
     if (lane == 0) hw::mbarrier_arrive(empty + 8 * s);  // this warp's reads of the stage are done
 
-    // relu · w summed over the thread's 16 heads of each query, for its two key rows: v[2·query + row].
-    float v[8];
-#pragma unroll
-    for (int qq = 0; qq < kGroupQueries; ++qq) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float sum = 0.0f;
-#pragma unroll
-        for (int cc = 0; cc < 8; ++cc) {
-          const int c = qq * 8 + cc;
-          sum = fmaf(head_w[c][0], fmaxf(acc[4 * c + 2 * r], 0.0f), sum);
-          sum = fmaf(head_w[c][1], fmaxf(acc[4 * c + 2 * r + 1], 0.0f), sum);
-        }
-        v[2 * qq + r] = sum;
-      }
-    }
-    // Sum over the quad's 4 lanes (the rest of the 64 heads) as a reduce-scatter: each round keeps half the values
-    // and adds the partner's copy of them, so 6 shuffles leave each lane 2 finished values.
-    const bool odd = (lane & 1) != 0, high = (lane & 2) != 0;
-    float u[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float keep = odd ? v[i + 4] : v[i], send = odd ? v[i] : v[i + 4];
-      u[i] = keep + __shfl_xor_sync(0xffffffffu, send, 1);
-    }
+    float score[2];
+    head_weighted_sums(acc, head_w, lane, score);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const float keep = high ? u[r + 2] : u[r], send = high ? u[r] : u[r + 2];
-      const float score = keep + __shfl_xor_sync(0xffffffffu, send, 2);
       const i64 j = static_cast<i64>(t) * kKeyTile + row0 + 8 * r;
-      if (out_valid && j < keys) out_row[j] = causal && j > out_pos ? -FLT_MAX : score;
+      if (out_valid && j < keys) out_row[j] = causal && j > out_pos ? -FLT_MAX : score[r];
     }
   }
 }
@@ -208,12 +159,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (threadIdx.x == 0 && tiles > 0) produce(&q_map, &k_map, smem, q0, tiles);
     } else {
       // Keys past every visible position of the block: masked without computing, while the consumers compute.
-      const i64 masked0 = static_cast<i64>(tiles) * kKeyTile;
-      const int filler = static_cast<int>(threadIdx.x) - 32;
-      for (i64 r = 0; r < block_queries; ++r) {
-        float* row = out + (q0 + r) * keys;
-        for (i64 j = masked0 + filler; j < keys; j += 96) row[j] = -FLT_MAX;
-      }
+      mask_keys_past(out, q0, block_queries, keys, static_cast<i64>(tiles) * kKeyTile,
+                     static_cast<int>(threadIdx.x) - 32, 96);
     }
   } else {
     hw::warpgroup_claim_registers<kConsumerRegs>();

@@ -125,6 +125,16 @@ void launch_indexer_score(const void* q, const void* k, const void* w, float* ou
                           std::int64_t keys, std::int64_t heads, std::int64_t dim, std::int64_t q_start,
                           std::int64_t q_stride, bool causal, cudaStream_t stream);
 
+/// DSA indexer logits with fp8 operands, as DeepSeek-V3.2 quantises them (SGLang's indexer, DeepGEMM's
+/// fp8_mqa_logits): out[i][j] = k_scale[j] · Σ_h w[i][h] · relu(q[i][h] · k[j]) for visible keys (as
+/// launch_indexer_score; −FLT_MAX otherwise); q [queries × heads × dim] and k [keys × dim] fp8 e4m3, k_scale [keys]
+/// fp32 (one scale per key, ≥ 0), w [queries × heads] fp32 holding the head weights times q's per-(query, head) scale
+/// (relu(s·x) = s·relu(x) for s ≥ 0: q's scale folds into w, as SGLang folds it); out fp32. Runs on the Hopper kernel
+/// where it takes the arguments, else on the reference kernel (indexer_score.hpp).
+void launch_indexer_score_fp8(const void* q, const void* k, const float* k_scale, const float* w, float* out,
+                              std::int64_t queries, std::int64_t keys, std::int64_t heads, std::int64_t dim,
+                              std::int64_t q_start, std::int64_t q_stride, bool causal, cudaStream_t stream);
+
 /// Per row of n fp32 values: the indices of the k largest (any order), −1 padding when a row has fewer than k
 /// finite values.
 void launch_topk(const float* in, int* indices, std::int64_t rows, std::int64_t n, std::int64_t k, cudaStream_t stream);

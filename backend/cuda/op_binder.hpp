@@ -84,6 +84,11 @@ struct RankProgram {
   std::int64_t fp8_moe_gemms = 0;
   std::int64_t fp8_moe_kernel_gemms = 0;
   std::vector<std::string> fp8_moe_fallbacks;
+  /// DSA indexer-score ops (cuda_plan::indexer_score_path): on the fp8 Hopper kernel, on the bf16 kernels, and why the
+  /// fp8 ops among the latter cannot run the fp8 kernel (one entry per op).
+  std::int64_t indexer_fp8_ops = 0;
+  std::int64_t indexer_bf16_ops = 0;
+  std::vector<std::string> indexer_fp8_fallbacks;
   /// An fp8 GEMM of more than one group (Fp8GroupedGemm): only then do the side streams need cuBLASLt workspaces of
   /// their own (kGemmSideStreams × kLtWorkspaceBytes), so the engine allocates them only then.
   bool fp8_side_streams = false;

@@ -96,6 +96,10 @@ std::string encode_rank_results(const std::vector<RankResults>& results) {
     for (const auto& why : r.moe_gemm_fallbacks) w.put(why);
     w.put(r.moe_gemm_fp8_ops);
     w.put(r.moe_gemm_fp8_kernel_ops);
+    w.put(r.indexer_fp8_ops);
+    w.put(r.indexer_bf16_ops);
+    w.put(static_cast<std::uint64_t>(r.indexer_fp8_fallbacks.size()));
+    for (const auto& why : r.indexer_fp8_fallbacks) w.put(why);
     w.put(r.outputs.request);
     w.put(r.outputs.position);
     w.put(r.outputs.hidden);
@@ -124,6 +128,10 @@ std::vector<RankResults> decode_rank_results(const std::string& bytes) {
     for (auto& why : r.moe_gemm_fallbacks) why = in.get_string();
     r.moe_gemm_fp8_ops = in.get<std::int64_t>();
     r.moe_gemm_fp8_kernel_ops = in.get<std::int64_t>();
+    r.indexer_fp8_ops = in.get<std::int64_t>();
+    r.indexer_bf16_ops = in.get<std::int64_t>();
+    r.indexer_fp8_fallbacks.resize(in.count(8));
+    for (auto& why : r.indexer_fp8_fallbacks) why = in.get_string();
     r.outputs.request = in.get_vector<std::int64_t>();
     r.outputs.position = in.get_vector<std::int64_t>();
     r.outputs.hidden = in.get_vector<float>();

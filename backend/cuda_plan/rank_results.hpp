@@ -30,6 +30,11 @@ struct RankResults {
   std::vector<std::string> moe_gemm_fallbacks;  ///< per op that runs cuBLAS streams for want of the kernel: why
   std::int64_t moe_gemm_fp8_ops = 0;  ///< fp8 MoE expert GEMMs of one step (block-scaled cuBLASLt on side streams)
   std::int64_t moe_gemm_fp8_kernel_ops = 0;  ///< fp8 MoE expert GEMMs of one step on the persistent fp8 kernel
+  /// DSA indexer-score ops of one step: on the fp8 Hopper kernel, on the bf16 kernels, and per fp8 op among the
+  /// latter why it cannot run the fp8 kernel (cuda_plan::indexer_score_path).
+  std::int64_t indexer_fp8_ops = 0;
+  std::int64_t indexer_bf16_ops = 0;
+  std::vector<std::string> indexer_fp8_fallbacks;
   RankOutputs outputs;
   friend bool operator==(const RankResults&, const RankResults&) = default;
 };

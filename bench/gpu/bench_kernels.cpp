@@ -10,8 +10,9 @@
 //   --memory-only  only the memory-bound layer kernels (rmsnorm, add, add_rmsnorm, rope, silu_mul; a few seconds,
 //                  for comparing variants of them; the full table runs them between GEMMs, which leave the GPU's
 //                  clock lower)
-//   --dsa-only     only DeepSeek-V3.2's DSA rows (the indexer on each of its tensor-core kernels, top-k, sparse
-//                  attention), against the same ceilings, measured first as always
+//   --dsa-only     only DeepSeek-V3.2's DSA rows (the indexer on each of its bf16 tensor-core kernels and on the
+//                  fp8 Hopper kernel, top-k, sparse attention), against the same ceilings, measured first as always,
+//                  and the fp8 indexer against a dense fp8 GEMM of 8192^3 measured in the same run (its own row)
 //   --grouped-only the MoE expert GEMMs of grouped_gemm.hpp only, each method against its dense GEMM of the same
 //                  size, against the same ceilings
 //   --fp8-experts-only  DeepSeek-V3.2's fp8 expert GEMMs only (fp8_grouped_gemm.hpp on the backend's 4 side

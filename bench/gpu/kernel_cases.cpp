@@ -213,8 +213,30 @@ void KernelBench::attention(const ModelSpec& m, i64 tokens) {
             per_pair * pairs(tokens - last, last), anchor, target);
 }
 
+double KernelBench::fp8_gemm_flops_per_s() {
+  if (fp8_gemm_flops_per_s_) return *fp8_gemm_flops_per_s_;
+  cublasLtHandle_t lt = nullptr;
+  PARATWIN_CUBLAS_CHECK(cublasLtCreate(&lt));
+  const std::unique_ptr<cublasLtContext, decltype(&cublasLtDestroy)> lt_owner(lt, &cublasLtDestroy);
+  DeviceBuffer workspace(static_cast<i64>(cuda::kLtWorkspaceBytes));
+  const i64 n = 8192;
+  DeviceBuffer x(n * n), w(n * n), y(n * n * 2), scales(2 * 4);
+  cuda::launch_fill_random_fp8(x.get(), n * n, seed(), 1.0f, stream_);
+  cuda::launch_fill_random_fp8(w.get(), n * n, seed(), 1.0f, stream_);
+  // Positive scales in [0.5, 1.5), never zero: one for X, one for W.
+  cuda::launch_fill_random(scales.get(), true, 1, 2, 0, nullptr, 2, seed(), 0.5f, 1.0f, stream_);
+  cuda::Fp8Gemm gemm(cuda::Fp8Scaling::kPerTensor, n, n);
+  const cuda::Fp8GemmLaunch launch{lt, workspace.get(), cuda::kLtWorkspaceBytes, stream_};
+  const cuda::Fp8GemmOperands operands{x.get(), scales.as<float>(), w.get(), scales.as<float>() + 1, y.get()};
+  const double s = time([&] { gemm.run(launch, operands, n); });
+  fp8_gemm_flops_per_s_ = 2.0 * static_cast<double>(n * n * n) / s;
+  return *fp8_gemm_flops_per_s_;
+}
+
 // DeepSeek-V3.2's DSA: indexer scores and top-k over a 16K context, and sparse attention (MQA over the 576-dim latent,
-// 2048 keys per query: the reference kernel and the tensor-core one). Issue 6: the indexer at ≥ 60 % of the GEMM rate.
+// 2048 keys per query: the reference kernel and the tensor-core one). Issue 6: the indexer at ≥ 60 % of the GEMM rate
+// (bf16 kernels against the bf16 GEMM ceiling, the fp8 kernel against the fp8 one, a per-tensor-scaled fp8 cuBLASLt
+// GEMM of 8192³ measured in the same run and shown as its own row).
 void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
   if (!m.indexer || !m.mla) return;
   const i64 heads = m.indexer->heads, dim = m.indexer->head_dim, topk = m.indexer->topk;
@@ -243,6 +265,42 @@ void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
       add_flops(fmt::format("indexer_score ({})", cuda::to_string(kernel)), m,
                 fmt::format("{} q x {} keys causal, {} heads x {}", queries, tokens, heads, dim), s,
                 2.0 * static_cast<double>(heads * dim) * pairs, "issue 6 >= 60% of GEMM", 0.6);
+    }
+  }
+  {
+    // The schedule's form (idx.score is fp8): e4m3 q and k, one fp32 scale per key, fp32 head weights (q's scales
+    // folded in). Only on the Hopper kernel: the fp8 reference kernel would take minutes here.
+    const i64 queries = tokens;
+    DeviceBuffer q(queries * heads * dim), k(tokens * dim), k_scale(tokens * 4), w(queries * heads * 4),
+        out(queries * tokens * 4);
+    cuda::launch_fill_random_fp8(q.get(), queries * heads * dim, seed(), 1.0f, stream_);
+    cuda::launch_fill_random_fp8(k.get(), tokens * dim, seed(), 1.0f, stream_);
+    // Positive key scales in [0.5, 1.5), never zero; head weights in [−1, 1).
+    cuda::launch_fill_random(k_scale.get(), true, 1, tokens, 0, nullptr, tokens, seed(), 0.5f, 1.0f, stream_);
+    fill_random(w, queries * heads, seed(), stream_, true);
+    const auto kernel = cuda::indexer_fp8_kernel_for(q.get(), k.get(), queries, tokens, heads, dim);
+    if (kernel == cuda::IndexerKernel::kWgmma) {
+      bool launched = true;
+      const double s = time(
+          [&] {
+            launched = cuda::launch_indexer_score_fp8_on(kernel, q.get(), k.get(), k_scale.as<float>(), w.as<float>(),
+                                                         out.as<float>(), queries, tokens, heads, dim, tokens - queries,
+                                                         1, true, stream_) &&
+                       launched;
+          },
+          10, 1);
+      if (!launched) paratwin::fail("indexer_score fp8: the wgmma kernel declined the benchmark's operands");
+      const double pairs = static_cast<double>(queries) * static_cast<double>(2 * tokens - queries + 1) / 2.0;
+      const double flops = 2.0 * static_cast<double>(heads * dim) * pairs;
+      const double ceiling = fp8_gemm_flops_per_s();
+      rows_.push_back({"indexer_score (fp8 wgmma)", m.name,
+                       fmt::format("{} q x {} keys causal, {} heads x {}", queries, tokens, heads, dim), s, flops, true,
+                       flops / s / ceiling, 0.6, "fp8 GEMM", "issue 6 >= 60% of fp8 GEMM", std::nullopt,
+                       prompt_tokens_});
+      const double gemm_s = 2.0 * 8192.0 * 8192.0 * 8192.0 / ceiling;
+      rows_.push_back({"dense fp8 GEMM 8192^3 (ceiling)", m.name, "per-tensor scales, cuBLASLt", gemm_s,
+                       2.0 * 8192.0 * 8192.0 * 8192.0, true, 1.0, std::nullopt, "fp8 GEMM", "", std::nullopt,
+                       prompt_tokens_});
     }
   }
   {

@@ -48,7 +48,7 @@ class KernelBench {
   void memory_kernels(const ModelSpec& m, std::int64_t tokens);  ///< rmsnorm, add, add_rmsnorm, rope, silu_mul
   void moe_kernels(const ModelSpec& m, std::int64_t tokens);     ///< router, permute, unpermute, combine
   void attention(const ModelSpec& m, std::int64_t tokens);       ///< attention_gemm and the reference kernel
-  void dsa(const ModelSpec& m, std::int64_t tokens);             ///< indexer, top-k, sparse attention (DSA models)
+  void dsa(const ModelSpec& m, std::int64_t tokens);             ///< indexer (bf16, fp8), top-k, sparse attention (DSA)
   void dense_gemms(const ModelSpec& m, std::int64_t tokens);     ///< the dense projections of one layer
   void fp8_gemms(const ModelSpec& m, std::int64_t tokens);       ///< fp8 projections (fp8 models), both scalings
   void grouped_gemms(const ModelSpec& m, std::int64_t tokens, int ep);  ///< the MoE expert GEMMs
@@ -72,6 +72,8 @@ class KernelBench {
   void add_flops(std::string kernel, const ModelSpec& m, std::string shape, double s, double flops, std::string anchor,
                  std::optional<double> target = std::nullopt);
   std::vector<int> random_ints(std::int64_t count, int bound);
+  /// The fp8 ceiling: a per-tensor-scaled fp8 cuBLASLt GEMM of 8192³ on random data, measured on first use.
+  double fp8_gemm_flops_per_s();
   /// Rows per local expert of one EP rank when `tokens` tokens each pick top-k distinct experts uniformly.
   std::vector<std::int64_t> routed_group_rows(const ModelSpec& m, std::int64_t tokens, int ep);
 
@@ -81,6 +83,7 @@ class KernelBench {
   std::vector<KernelRow> rows_;
   std::int64_t prompt_tokens_ = 0;
   std::uint64_t seed_ = 100;
+  std::optional<double> fp8_gemm_flops_per_s_;
   cuda::GemmStreams side4_{4}, side8_{8};  ///< the grouped GEMM's concurrent method at 4 (the backend's) and 8 streams
 };
 

@@ -27,6 +27,11 @@ RankResults sample(int rank) {
   r.moe_gemm_fp8_kernel_ops = 3 * rank + 2;
   r.moe_gemm_fallbacks =
       rank == 2 ? std::vector<std::string>{"n 192 x k 160 is off the kernel's tiles"} : std::vector<std::string>{};
+  r.indexer_fp8_ops = 4 * rank + 1;
+  r.indexer_bf16_ops = rank;
+  r.indexer_fp8_fallbacks = rank == 3 ? std::vector<std::string>{"the GPU is sm_80; the fp8 indexer kernel runs on "
+                                                                 "sm_90 only"}
+                                      : std::vector<std::string>{};
   r.outputs.request = {0, 0, 1};
   r.outputs.position = {3, 7, rank};
   r.outputs.hidden_size = 2;

@@ -1,0 +1,99 @@
+#pragma once
+// What the DSA indexer's two Hopper kernels share (indexer_wgmma.cu: bf16 q and k; indexer_fp8_wgmma.cu: e4m3 q and k
+// with per-key scales): the tile geometry, the keys a block must compute under causality, and the epilogue that turns
+// a consumer warpgroup's wgmma m64n256 accumulators (64 keys × 4 queries' 64 heads) into scores in registers: relu ·
+// head weight summed over the thread's 16 heads of each query, then over the quad's 4 lanes (the other 48 heads).
+// The accumulator layout is wgmma's for fp32 D of any input type (hopper_ops.cuh): thread t holds
+// acc[4c + 2h + e] = D[16·(t/32) + (t%32)/4 + 8h][8c + 2·(t%4) + e].
+#include <cfloat>
+#include <cstdint>
+
+namespace paratwin::cuda::indexer_tile {
+
+using i64 = std::int64_t;
+
+constexpr int kHeads = 64;
+constexpr int kKeyTile = 64;                               // keys per stage = the wgmma M extent
+constexpr int kGroupQueries = 4;                           // queries per consumer: N = 4 · 64 heads = 256
+constexpr int kConsumers = 2;                              // consumer warpgroups
+constexpr int kBlockQueries = kGroupQueries * kConsumers;  // 8
+constexpr int kThreads = 128 * (1 + kConsumers);           // producer warpgroup + consumers
+// Named barriers of the consumers' turns on the tensor cores (0 is __syncthreads).
+constexpr unsigned kTurnFirst = 1, kTurnSecond = 2;
+
+// Keys the block must compute: up to the largest visible position of its queries (all keys when not causal).
+__device__ inline i64 block_visible_keys(i64 q0, i64 block_queries, i64 keys, i64 q_start, i64 q_stride, bool causal) {
+  if (!causal) return keys;
+  const i64 first = q_start + q0 * q_stride, last = q_start + (q0 + block_queries - 1) * q_stride;
+  const i64 max_pos = first > last ? first : last;
+  const i64 visible = max_pos + 1 < keys ? max_pos + 1 : keys;
+  return visible > 0 ? visible : 0;
+}
+
+// The head weights of this thread's accumulator columns, as floats: column block c (8 columns) is query
+// group_q0 + c / 8, heads 8·(c % 8) + 2·(lane % 4) + e; 0 for queries past the last. `weight(i)` reads w[i].
+template <typename WeightAt>
+__device__ inline void load_head_weights(float (&head_w)[32][2], i64 group_q0, i64 queries, int lane,
+                                         WeightAt&& weight) {
+#pragma unroll
+  for (int c = 0; c < 32; ++c) {
+    const i64 qi = group_q0 + c / 8;
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int h = 8 * (c % 8) + 2 * (lane % 4) + e;
+      head_w[c][e] = qi < queries ? weight(qi * kHeads + h) : 0.0f;
+    }
+  }
+}
+
+// The query whose scores this lane holds after head_weighted_sums: 2·(lane & 1) + (lane >> 1 & 1) of the group.
+__device__ inline i64 output_query(i64 group_q0, int lane) {
+  return group_q0 + 2 * (lane & 1) + ((lane >> 1) & 1);
+}
+
+// Σ_h w · relu(acc) over a query's 64 heads for this lane's output query (output_query) at its two key rows
+// (16·warp + lane/4 and + 8 of the tile): score[r]. The sum over the thread's 16 heads of each query is local; the
+// sum over the quad's 4 lanes is a reduce-scatter: each round keeps half the values and adds the partner's copy of
+// them, so 6 shuffles leave each lane 2 finished values. All 32 lanes of the warp take part.
+__device__ inline void head_weighted_sums(const float (&acc)[128], const float (&head_w)[32][2], int lane,
+                                          float (&score)[2]) {
+  float v[8];  // v[2·query + row]
+#pragma unroll
+  for (int qq = 0; qq < kGroupQueries; ++qq) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int cc = 0; cc < 8; ++cc) {
+        const int c = qq * 8 + cc;
+        sum = fmaf(head_w[c][0], fmaxf(acc[4 * c + 2 * r], 0.0f), sum);
+        sum = fmaf(head_w[c][1], fmaxf(acc[4 * c + 2 * r + 1], 0.0f), sum);
+      }
+      v[2 * qq + r] = sum;
+    }
+  }
+  const bool odd = (lane & 1) != 0, high = (lane & 2) != 0;
+  float u[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float keep = odd ? v[i + 4] : v[i], send = odd ? v[i] : v[i + 4];
+    u[i] = keep + __shfl_xor_sync(0xffffffffu, send, 1);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float keep = high ? u[r + 2] : u[r], send = high ? u[r] : u[r + 2];
+    score[r] = keep + __shfl_xor_sync(0xffffffffu, send, 2);
+  }
+}
+
+// Writes −FLT_MAX to the keys from `masked0` on of the block's rows (past every visible position: never computed),
+// thread `filler` of `fillers`.
+__device__ inline void mask_keys_past(float* out, i64 q0, i64 block_queries, i64 keys, i64 masked0, int filler,
+                                      int fillers) {
+  for (i64 r = 0; r < block_queries; ++r) {
+    float* row = out + (q0 + r) * keys;
+    for (i64 j = masked0 + filler; j < keys; j += fillers) row[j] = -FLT_MAX;
+  }
+}
+
+}  // namespace paratwin::cuda::indexer_tile
