@@ -177,13 +177,17 @@ struct RingCursor {
 
 // ---- named barriers and register re-allocation -------------------------------------------------------------------
 
+// The non-.aligned forms (`barrier.sync`, not `bar.sync` = `barrier.sync.aligned`): warp-specialized kernels meet at
+// one barrier from different code (two template instances of a consumer, a producer's branch), and .aligned promises
+// that every thread executes the same barrier instruction; compute-sanitizer's synccheck reports such a meeting as
+// divergent threads.
 /// Waits at hardware barrier `id` (1..15; 0 is __syncthreads) until `threads` threads have arrived or waited there.
 __device__ inline void named_barrier_sync(unsigned id, unsigned threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+  asm volatile("barrier.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 /// Arrives at hardware barrier `id` without waiting.
 __device__ inline void named_barrier_arrive(unsigned id, unsigned threads) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+  asm volatile("barrier.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 /// The calling warpgroup gives registers back (down to kRegs per thread) / takes more (up to kRegs). Takes effect
 /// only in a kernel with a register cap at entry (__launch_bounds__(threads, 1)); all warps of the group execute it.
