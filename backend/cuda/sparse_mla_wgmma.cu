@@ -56,7 +56,10 @@ constexpr unsigned kSumOffset = kMaxOffset + 2 * kHeads * 4;         // float [c
 constexpr unsigned kSmemBytes = kSumOffset + 2 * kHeads * 4 + 1024;  // + room to align the base to 1024
 static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
 // Named barriers between the two consumers (0 is __syncthreads): one arrives, the other waits.
-constexpr unsigned kMax0Ready = 1, kMax1Ready = 2, kP0Ready = 3, kP1Ready = 4, kSumsReady = 5;
+constexpr unsigned kMax0Ready = 1, kMax1Ready = 2, kP0Ready = 3, kP1Ready = 4;
+// Row sums: each consumer arrives on its own and waits on the other's (never both waiting on one barrier id from two
+// code sites: bar.sync is .aligned, and synccheck reports such a barrier as divergent).
+constexpr unsigned kSums0Ready = 5, kSums1Ready = 6;
 // Registers per thread after re-allocation: 128 O accumulators + 32 scores + 16 packed probabilities per consumer
 // thread; the producer's unrolled copies spill at 40.
 constexpr unsigned kProducerRegs = 56, kConsumerRegs = 224;
@@ -413,7 +416,8 @@ __device__ void finish(const AttentionArgs& a, const QueryView& v, unsigned smem
     st.sum[h] += __shfl_xor_sync(0xffffffffu, st.sum[h], 2);
     if (lane % 4 == 0) row_sums[w * kHeads + st.row[h]] = st.sum[h];
   }
-  consumers_sync(kSumsReady);
+  consumers_arrive(w == 0 ? kSums0Ready : kSums1Ready);
+  consumers_sync(w == 0 ? kSums1Ready : kSums0Ready);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const float total = st.sum[h] + row_sums[(1 - w) * kHeads + st.row[h]];
@@ -551,6 +555,9 @@ __device__ void consume_odd(const AttentionArgs& a, const QueryView& v, unsigned
       pair_max[h] = fmaxf(maxima[st.row[h]], tile_max[h]);  // consumer 0's already includes the running maximum
       if (lane % 4 == 0) maxima[kHeads + st.row[h]] = pair_max[h];
     }
+    // The compiler drops consumers_arrive's __syncwarp here (the warp is converged); the fence keeps the maxima's
+    // stores ordered before the arrival for racecheck too (candidate: its hazards pointed at this handoff only).
+    __threadfence_block();
     consumers_arrive(kMax1Ready);
     softmax_to(st, o, s, pair_max);
     unsigned p_regs[16];
