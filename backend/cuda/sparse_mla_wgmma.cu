@@ -9,12 +9,13 @@
 //   with the first half filled.
 // - Warpgroup 1 (consumer 0) owns the even tile's scores, warpgroup 2 (consumer 1) the odd tile's (all 576 dims:
 //   wgmma m64n64k16, Q and K from shared memory), so one consumer's softmax runs while the other's score MMAs keep the
-//   tensor cores busy. Consumer 0 passes its row maxima to consumer 1, which returns the pair's maxima; each then
-//   multiplies its own probabilities from registers and the other's from shared memory into its half of O: consumer
-//   0 the value dims 0–255, consumer 1 the dims 256–511 (wgmma m64n256k16, V read N-major from the rows). A half
-//   buffer is released as soon as its last reader's MMA is done, so the producer refills it while the other half is
-//   in use. Every thread that read or wrote a half arrives on its empty barrier (an arrival releases only its own
-//   thread's shared-memory accesses).
+//   tensor cores busy. Consumer 0 passes its row maxima to consumer 1, which returns the pair's maxima (through
+//   mbarriers, below); each then multiplies its own probabilities from registers and the other's from shared memory
+//   into its half of O: consumer 0 the value dims 0–255, consumer 1 the dims 256–511 (wgmma m64n256k16, V read
+//   N-major from the rows). A half buffer is released as soon as its last reader's MMA is done, so the producer
+//   refills it while the other half is in use, and a tile's score MMAs start on the half its consumer released first
+//   while the other half is still being gathered. Every thread that read or wrote a half arrives on its empty barrier
+//   (an arrival releases only its own thread's shared-memory accesses).
 // The schedule follows the one FlashMLA's sparse prefill kernel describes (written anew here). Measured variants that
 // lost (H200, docs/performance.md): one tile at a time with the scores split by keys or by dims between the consumers
 // (the tile's scores → softmax → P·V chain left the tensor cores idle during the softmax).
@@ -50,17 +51,20 @@ constexpr unsigned kOperandBytes = kDimBlocks * kDimBlockBytes;  // Q, or one ke
 constexpr unsigned kBufferOffset = kOperandBytes;
 constexpr unsigned kP1Offset = kBufferOffset + 2 * kOperandBytes;
 constexpr unsigned kP0InBuffer0 = (kDimBlocks - 1) * kDimBlockBytes;
-constexpr unsigned kBarrierOffset = kP1Offset + kDimBlockBytes;      // full[buffer][half], then empty[…][…]
-constexpr unsigned kValidOffset = kBarrierOffset + 2 * 4 * 8;        // int [buffer][key]
+constexpr unsigned kBarrierOffset = kP1Offset + kDimBlockBytes;  // full[buffer][half], empty[…][…], maxima_ready[2]
+constexpr unsigned kValidOffset = kBarrierOffset + 10 * 8;       // int [buffer][key]
 constexpr unsigned kMaxOffset = kValidOffset + 2 * kKeyTile * 4;     // float [consumer][head]: the pair's maxima
 constexpr unsigned kSumOffset = kMaxOffset + 2 * kHeads * 4;         // float [consumer][head]: row sums
 constexpr unsigned kSmemBytes = kSumOffset + 2 * kHeads * 4 + 1024;  // + room to align the base to 1024
 static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
-// Named barriers between the two consumers (0 is __syncthreads): one arrives, the other waits.
-constexpr unsigned kMax0Ready = 1, kMax1Ready = 2, kP0Ready = 3, kP1Ready = 4;
-// Row sums: each consumer arrives on its own and waits on the other's (never both waiting on one barrier id from two
-// code sites: bar.sync is .aligned, and synccheck reports such a barrier as divergent).
-constexpr unsigned kSums0Ready = 5, kSums1Ready = 6;
+// Named barriers between the two consumers (0 is __syncthreads): one arrives, the other waits. The row maxima, which
+// both consumers load with ordinary loads, go through mbarriers instead (maxima_ready): racecheck follows a thread's
+// own mbarrier arrive → another thread's wait, but reported consumer 1's maxima stores against consumer 0's loads when
+// a named barrier ordered them (arrive → sync, and also both consumers syncing; docs/performance.md). The P tiles are
+// read by the tensor cores, which racecheck does not track.
+constexpr unsigned kP0Ready = 1, kP1Ready = 2;
+// Row sums: each consumer arrives on its own and waits on the other's.
+constexpr unsigned kSums0Ready = 3, kSums1Ready = 4;
 // Registers per thread after re-allocation: 128 O accumulators + 32 scores + 16 packed probabilities per consumer
 // thread; the producer's unrolled copies spill at 40.
 constexpr unsigned kProducerRegs = 56, kConsumerRegs = 224;
@@ -72,6 +76,11 @@ __device__ inline unsigned full_barrier(unsigned smem, int buffer, Half half) {
 }
 __device__ inline unsigned empty_barrier(unsigned smem, int buffer, Half half) {
   return full_barrier(smem, buffer, half) + 4 * 8;
+}
+// Completes once every thread of consumer `consumer` has stored its share of that consumer's row maxima (and, being
+// past its own loads of the other's, released them for the next pair).
+__device__ inline unsigned maxima_ready(unsigned smem, int consumer) {
+  return smem + kBarrierOffset + 8 * (8 + static_cast<unsigned>(consumer));
 }
 
 // Waits for the phase of parity `parity` of `bar` with the spin loop in C++ and reconverges the warp after it: the
@@ -94,8 +103,7 @@ __device__ inline void wait_converged(unsigned bar, unsigned parity) {
   __syncwarp();
 }
 
-// The consumers' named barriers (bar.arrive / bar.sync are .aligned: a warp must reach them converged, also after a
-// lane-conditional store).
+// The consumers' named barriers, reached by converged warps (also after a lane-conditional store).
 __device__ inline void consumers_arrive(unsigned id) {
   __syncwarp();
   hw::named_barrier_arrive(id, 256);
@@ -271,21 +279,42 @@ __device__ inline void issue_scores(float (&s)[32], unsigned smem, unsigned buff
   for (int ks = first * 4; ks < last * 4; ++ks) {
     const unsigned offset = static_cast<unsigned>(ks / 4) * kDimBlockBytes + static_cast<unsigned>(ks % 4) * 32;
     hw::wgmma_m64n64k16_bf16(s, hw::smem_descriptor_k_major_sw128(smem + offset),
-                         hw::smem_descriptor_k_major_sw128(buffer + offset), accumulate || ks > first * 4);
+                             hw::smem_descriptor_k_major_sw128(buffer + offset), accumulate || ks > first * 4);
   }
 }
 
-// Waits for both halves of `buffer`'s tile of pair `pair` and issues its scores as one MMA group. Both halves are
-// awaited before the first MMA: a wait between MMAs into the same accumulators makes the compiler serialize them
-// (ptxas C7520).
-__device__ inline void issue_tile_scores(float (&s)[32], unsigned smem, int buffer, int pair) {
+// Computes the scores of `buffer`'s tile of pair `pair` half by half as the halves land (`first` is the half its
+// consumer releases first, so the producer refills it first): the first half's MMAs run while the other half is
+// still being gathered. Each half has its own accumulators, summed at the end: a wait between MMAs into the same
+// accumulators makes the compiler serialize them (ptxas C7520).
+template <Half first>
+__device__ inline void tile_scores(float (&s)[32], float (&s_other)[32], unsigned smem, int buffer, int pair) {
   const unsigned parity = static_cast<unsigned>(pair) & 1;
-  wait_converged(full_barrier(smem, buffer, kLeft), parity);
-  wait_converged(full_barrier(smem, buffer, kRight), parity);
+  const unsigned tile = smem + kBufferOffset + static_cast<unsigned>(buffer) * kOperandBytes;
+  constexpr Half second = first == kLeft ? kRight : kLeft;
+  wait_converged(full_barrier(smem, buffer, first), parity);
   hw::fence_proxy_async_shared();  // the producer's cp.async writes (generic proxy) before the tensor cores read
   hw::wgmma_fence();
-  issue_scores<0, kDimBlocks>(s, smem, smem + kBufferOffset + static_cast<unsigned>(buffer) * kOperandBytes, false);
+  if constexpr (first == kLeft) {
+    issue_scores<0, kLeftBlocks>(s, smem, tile, false);
+  } else {
+    issue_scores<kLeftBlocks, kDimBlocks>(s, smem, tile, false);
+  }
   hw::wgmma_commit_group();
+  wait_converged(full_barrier(smem, buffer, second), parity);
+  hw::fence_proxy_async_shared();
+  hw::wgmma_fence();
+  if constexpr (first == kLeft) {
+    issue_scores<kLeftBlocks, kDimBlocks>(s_other, smem, tile, false);
+  } else {
+    issue_scores<0, kLeftBlocks>(s_other, smem, tile, false);
+  }
+  hw::wgmma_commit_group();
+  hw::wgmma_wait_group<0>();
+  hw::wgmma_fence_operands(s);
+  hw::wgmma_fence_operands(s_other);
+#pragma unroll
+  for (int i = 0; i < 32; ++i) s[i] += s_other[i];
 }
 
 // Issues o += P · V over the tile's 64 keys for value dims [256·half, +256) of `buffer`: 4 K steps of 16 keys, V read
@@ -426,8 +455,8 @@ __device__ inline RowState initial_rows() {
   return st;
 }
 
-// Consumer 0 (warpgroup 1): the even tiles' scores and softmax, value dims 0–255. Its next pair's score MMAs are
-// issued behind its last P · V of a pair, so the tensor cores go on while it waits.
+// Consumer 0 (warpgroup 1): the even tiles' scores and softmax, value dims 0–255. It hands P0 to consumer 1 before
+// waiting for its own first P · V, and releases buffer 1's left half before it waits for its next tile.
 __device__ void consume_even(const AttentionArgs& a, const QueryView& v, unsigned smem, int pairs) {
   const int* flags = reinterpret_cast<const int*>(__cvta_shared_to_generic(smem + kValidOffset));
   float* maxima = reinterpret_cast<float*>(__cvta_shared_to_generic(smem + kMaxOffset));
@@ -442,9 +471,8 @@ __device__ void consume_even(const AttentionArgs& a, const QueryView& v, unsigne
   float s[32];
   for (int p = 0; p < pairs; ++p) {
     if (p == 0) {  // here rather than before the loop: there, the compiler spilled
-      issue_tile_scores(s, smem, 0, 0);
-      hw::wgmma_wait_group<0>();
-      hw::wgmma_fence_operands(s);
+      float s_right[32];
+      tile_scores<kLeft>(s, s_right, smem, 0, 0);
     }
     float tile_max[2], mine[2];
     mask_and_scale(s, flags, scale_log2, lane, tile_max);
@@ -453,19 +481,17 @@ __device__ void consume_even(const AttentionArgs& a, const QueryView& v, unsigne
       mine[h] = fmaxf(st.max[h], tile_max[h]);
       if (lane % 4 == 0) maxima[st.row[h]] = mine[h];
     }
-    consumers_arrive(kMax0Ready);
+    hw::mbarrier_arrive(maxima_ready(smem, 0));
     softmax_to(st, o, s, mine);
     unsigned p_regs[16];
     pack_probabilities(s, p_regs);
     hw::wgmma_fence();
     issue_pv_from_registers(o, p_regs, buffer0, 0);
     hw::wgmma_commit_group();
-    hw::wgmma_wait_group<0>();
-    hw::wgmma_fence_operands(o);
-    hw::mbarrier_arrive(empty_barrier(smem, 0, kLeft));  // this thread's flag loads and its MMAs' reads are done
 
-    // The pair's maxima from consumer 1: P0 rescaled to them goes to consumer 1, O and the sum follow.
-    consumers_sync(kMax1Ready);
+    // The pair's maxima from consumer 1: P0 rescaled to them goes to consumer 1 while this consumer's P · V runs; O
+    // and the sum follow once it is done.
+    wait_converged(maxima_ready(smem, 1), static_cast<unsigned>(p) & 1);
     float pair_max[2], factor[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -478,6 +504,9 @@ __device__ void consume_even(const AttentionArgs& a, const QueryView& v, unsigne
     // Buffer 0's right half (its scores' dims, P0 in its last block) is refilled once consumer 1 multiplied P0 and
     // this thread arrives here too: its P0 stores then reach the producer through its own arrival.
     hw::mbarrier_arrive(empty_barrier(smem, 0, kRight));
+    hw::wgmma_wait_group<0>();
+    hw::wgmma_fence_operands(o);
+    hw::mbarrier_arrive(empty_barrier(smem, 0, kLeft));  // this thread's flag loads and its MMAs' reads are done
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       st.max[h] = pair_max[h];
@@ -494,17 +523,15 @@ __device__ void consume_even(const AttentionArgs& a, const QueryView& v, unsigne
     hw::wgmma_fence();
     issue_pv_from_tile(o, p1_tile, buffer1, 0);
     hw::wgmma_commit_group();
-    if (p + 1 < pairs) {
-      issue_tile_scores(s, smem, 0, p + 1);
-      hw::wgmma_wait_group<1>();
-      hw::mbarrier_arrive(empty_barrier(smem, 1, kLeft));
-      hw::wgmma_wait_group<0>();
-      hw::wgmma_fence_operands(s);
-    } else {
-      hw::wgmma_wait_group<0>();
-      hw::mbarrier_arrive(empty_barrier(smem, 1, kLeft));
-    }
+    // Buffer 1's left half is released before this consumer waits for its next tile: consumer 1's next tile then
+    // lands while buffer 0's does, not after it.
+    hw::wgmma_wait_group<0>();
     hw::wgmma_fence_operands(o);
+    hw::mbarrier_arrive(empty_barrier(smem, 1, kLeft));
+    if (p + 1 < pairs) {
+      float s_right[32];
+      tile_scores<kLeft>(s, s_right, smem, 0, p + 1);
+    }
   }
   finish(a, v, smem, 0, st, o);
 }
@@ -523,23 +550,18 @@ __device__ void consume_odd(const AttentionArgs& a, const QueryView& v, unsigned
   for (int i = 0; i < 128; ++i) o[i] = 0.0f;
 
   for (int p = 0; p < pairs; ++p) {
-    float s[32];
-    issue_tile_scores(s, smem, 1, p);
-    hw::wgmma_wait_group<0>();
-    hw::wgmma_fence_operands(s);
+    float s[32], s_left[32];
+    tile_scores<kRight>(s, s_left, smem, 1, p);
 
     float tile_max[2], pair_max[2];
     mask_and_scale(s, flags, scale_log2, lane, tile_max);
-    consumers_sync(kMax0Ready);
+    wait_converged(maxima_ready(smem, 0), static_cast<unsigned>(p) & 1);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       pair_max[h] = fmaxf(maxima[st.row[h]], tile_max[h]);  // consumer 0's already includes the running maximum
       if (lane % 4 == 0) maxima[kHeads + st.row[h]] = pair_max[h];
     }
-    // The compiler drops consumers_arrive's __syncwarp here (the warp is converged); the fence keeps the maxima's
-    // stores ordered before the arrival for racecheck too (candidate: its hazards pointed at this handoff only).
-    __threadfence_block();
-    consumers_arrive(kMax1Ready);
+    hw::mbarrier_arrive(maxima_ready(smem, 1));
     softmax_to(st, o, s, pair_max);
     unsigned p_regs[16];
     pack_probabilities(s, p_regs);
@@ -550,12 +572,12 @@ __device__ void consume_odd(const AttentionArgs& a, const QueryView& v, unsigned
     store_probabilities(s, one, st, p1_tile, lane);
     hw::fence_proxy_async_shared();  // P's ordinary stores before the tensor cores read them
     consumers_arrive(kP1Ready);
+    hw::wgmma_wait_group<0>();
+    hw::mbarrier_arrive(empty_barrier(smem, 1, kRight));  // this thread's flag loads and its MMAs' reads are done
     consumers_sync(kP0Ready);
     hw::fence_proxy_async_shared();  // buffer 0's right half was awaited by consumer 0 (see consume_even)
     issue_pv_from_tile(o, p0_tile, buffer0, 1);
     hw::wgmma_commit_group();
-    hw::wgmma_wait_group<1>();
-    hw::mbarrier_arrive(empty_barrier(smem, 1, kRight));  // this thread's flag loads and its MMAs' reads are done
     hw::wgmma_wait_group<0>();
     hw::wgmma_fence_operands(o);
     hw::mbarrier_arrive(empty_barrier(smem, 0, kRight));
@@ -587,6 +609,7 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_wgmma_kernel(Attention
         hw::mbarrier_init(empty_barrier(smem, buffer, half), buffer == 0 && half == kRight ? 256 : 128);
       }
     }
+    for (int consumer = 0; consumer < 2; ++consumer) hw::mbarrier_init(maxima_ready(smem, consumer), 128);
     hw::fence_mbarrier_init();
   }
   __syncthreads();
