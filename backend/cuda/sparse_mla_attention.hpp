@@ -35,10 +35,10 @@ enum class SparseMlaKernel : int { kWgmma = 0, kMmaSync = 1 };
 /// Whether the wgmma kernel takes `a`: sparse_mla_attention_takes(a) on a Hopper GPU (the kernel is sm_90a code).
 [[nodiscard]] bool sparse_mla_wgmma_takes(const AttentionArgs& a);
 
-/// The wgmma kernel, for arguments sparse_mla_wgmma_takes accepts: 64-key tiles through a 2-stage ring filled by a
-/// producer warpgroup; two consumer warpgroups each multiply half of the 576 dims of a tile's scores (wgmma
-/// m64n64k16), swap partial sums so that each owns half of the keys' softmax, and accumulate half of the 512 value dims
-/// over all 64 keys (m64n256k16).
+/// The wgmma kernel, for arguments sparse_mla_wgmma_takes accepts: 64-key tiles in pairs through two buffers (each
+/// filled and released in two halves) by a producer warpgroup; each of two consumer warpgroups computes one tile of a
+/// pair's scores (wgmma m64n64k16) and softmax, the two agree on the pair's row maxima, and each accumulates half of
+/// the 512 value dims over both tiles (m64n256k16, its own probabilities from registers).
 void launch_sparse_mla_wgmma(const AttentionArgs& a, cudaStream_t stream);
 
 }  // namespace paratwin::cuda

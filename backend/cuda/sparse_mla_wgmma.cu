@@ -1,20 +1,24 @@
 // Index-sparse MLA attention on Hopper's warpgroup MMA (sparse_mla_attention.hpp; the same computation as the
 // mma.sync kernel of sparse_mla_attention.cu, which it replaces on sm_90a).
 //
-// Block = one query's 64 heads (the wgmma M extent) and 3 warpgroups, warp-specialized:
-// - warpgroup 0 (producer) gathers the query's selected latent rows 64 at a time (a key tile: 64 rows × 576 dims,
-//   72 KB) into a 2-stage ring with cp.async (the rows are picked by index, so the copy engine's tiled loads do not
-//   apply), 128-byte swizzled as the tensor cores read them; a stage's completion reaches the consumers through an
-//   mbarrier (cp.async.mbarrier.arrive) together with the tile's key-valid flags;
-// - warpgroups 1 and 2 (consumers) split each tile: consumer w multiplies half of the 576 dims (288w …) of Q·Kᵀ for
-//   all 64 heads × 64 keys (wgmma m64n64k16, Q and K from shared memory: each operand byte is read once per block,
-//   where splitting by keys read Q twice), the two swap the partial scores of each other's 32 keys through shared
-//   memory the tile no longer needs, then each owns the scores of keys 32w … 32w + 31: the two exchange their row
-//   maxima, write their halves of P (bf16) into one shared 64 × 64 tile, and each accumulates value dims 256w … of
-//   O += P·V over all 64 keys (wgmma m64n256k16, P K-major and V read N-major from the same latent rows). O (64 × 256
-//   fp32 per consumer) and the softmax state stay in registers.
-// Measured variants that lost (H200, docs/performance.md): scores split by keys (m64n32k16, Q read twice), the next
-// tile's scores queued behind P·V (delays the stage's release, so the gather of the tile after waits).
+// Block = one query's 64 heads (the wgmma M extent) and 3 warpgroups, warp-specialized. Key tiles (64 selected
+// latent rows × 576 dims, 72 KB) come in pairs: a pair's even tile lands in buffer 0, its odd tile in buffer 1.
+// - Warpgroup 0 (producer) gathers the rows with cp.async (they are picked by index, so the copy engine's tiled loads
+//   do not apply), 128-byte swizzled as the tensor cores read them, each buffer in two halves with their own full and
+//   empty mbarriers: the left half (dims 0–255) and the right half (dims 256–575). A buffer's key-valid flags travel
+//   with the first half filled.
+// - Warpgroup 1 (consumer 0) owns the even tile's scores, warpgroup 2 (consumer 1) the odd tile's (all 576 dims:
+//   wgmma m64n64k16, Q and K from shared memory), so one consumer's softmax runs while the other's score MMAs keep the
+//   tensor cores busy. Consumer 0 passes its row maxima to consumer 1, which returns the pair's maxima (through
+//   mbarriers, below); each then multiplies its own probabilities from registers and the other's from shared memory
+//   into its half of O: consumer 0 the value dims 0–255, consumer 1 the dims 256–511 (wgmma m64n256k16, V read
+//   N-major from the rows). A half buffer is released as soon as its last reader's MMA is done, so the producer
+//   refills it while the other half is in use, and a tile's score MMAs start on the half its consumer released first
+//   while the other half is still being gathered. Every thread that read or wrote a half arrives on its empty barrier
+//   (an arrival releases only its own thread's shared-memory accesses).
+// The schedule follows the one FlashMLA's sparse prefill kernel describes (written anew here). Measured variants that
+// lost (H200, docs/performance.md): one tile at a time with the scores split by keys or by dims between the consumers
+// (the tile's scores → softmax → P·V chain left the tensor cores idle during the softmax).
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -33,31 +37,81 @@ using i64 = std::int64_t;
 namespace hw = hopper;
 
 constexpr int kDimQk = 576, kDimV = 512;
-constexpr int kHeads = 64;                            // per block: the wgmma M extent
-constexpr int kKeyTile = 64;                          // keys per stage
-constexpr int kConsumers = 2;                         // consumer warpgroups
-constexpr int kConsumerKeys = kKeyTile / kConsumers;  // 32 scores per head and tile per consumer
-constexpr int kConsumerDims = kDimV / kConsumers;     // 256 value dims per consumer
-constexpr int kThreads = 128 * (1 + kConsumers);
-constexpr int kStages = 2;
-constexpr int kDimBlocks = kDimQk / 64;                          // 9 swizzled blocks of 64 dims per row
-constexpr unsigned kRowBytes = 128;                              // 64 bf16: one 128-byte swizzle row
-constexpr unsigned kDimBlockBytes = 64 * kRowBytes;              // 64 rows (heads or keys) × 64 dims: 8 KB
+constexpr int kHeads = 64;            // per block: the wgmma M extent
+constexpr int kKeyTile = 64;          // keys per buffer
+constexpr int kHalfDims = kDimV / 2;  // value dims per consumer: 256
+constexpr int kThreads = 128 * 3;
+constexpr int kDimBlocks = kDimQk / 64;              // 9 swizzled blocks of 64 dims per row
+constexpr int kLeftBlocks = kHalfDims / 64;          // blocks 0–3 form a buffer's left half, 4–8 its right half
+constexpr unsigned kRowBytes = 128;                  // 64 bf16: one 128-byte swizzle row
+constexpr unsigned kDimBlockBytes = 64 * kRowBytes;  // 64 rows (heads or keys) × 64 dims: 8 KB
 constexpr unsigned kOperandBytes = kDimBlocks * kDimBlockBytes;  // Q, or one key tile: 72 KB
-constexpr unsigned kStageOffset = kOperandBytes;                 // Q first, then the ring, then P
-constexpr unsigned kPOffset = kStageOffset + kStages * kOperandBytes;
-constexpr unsigned kBarrierOffset = kPOffset + kDimBlockBytes;                // full[stage], empty[stage]
-constexpr unsigned kValidOffset = kBarrierOffset + 2 * kStages * 8;           // int [stage][key]
-constexpr unsigned kMaxOffset = kValidOffset + kStages * kKeyTile * 4;        // float [consumer][head]: tile row maxima
-constexpr unsigned kSumOffset = kMaxOffset + kConsumers * kHeads * 4;         // float [consumer][head]: row sums
-constexpr unsigned kSmemBytes = kSumOffset + kConsumers * kHeads * 4 + 1024;  // + room to align the base to 1024
+// Shared memory: Q, buffers 0 and 1, consumer 1's probabilities (consumer 0's go to buffer 0's last dim block, which
+// only consumer 0's score MMAs read), the barriers and small arrays.
+constexpr unsigned kBufferOffset = kOperandBytes;
+constexpr unsigned kP1Offset = kBufferOffset + 2 * kOperandBytes;
+constexpr unsigned kP0InBuffer0 = (kDimBlocks - 1) * kDimBlockBytes;
+constexpr unsigned kBarrierOffset = kP1Offset + kDimBlockBytes;  // full[buffer][half], empty[…][…], maxima_ready[2]
+constexpr unsigned kValidOffset = kBarrierOffset + 10 * 8;       // int [buffer][key]
+constexpr unsigned kMaxOffset = kValidOffset + 2 * kKeyTile * 4;     // float [consumer][head]: the pair's maxima
+constexpr unsigned kSumOffset = kMaxOffset + 2 * kHeads * 4;         // float [consumer][head]: row sums
+constexpr unsigned kSmemBytes = kSumOffset + 2 * kHeads * 4 + 1024;  // + room to align the base to 1024
 static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
-// Named barriers of the two consumers (0 is __syncthreads).
-constexpr unsigned kMaxesWritten = 1, kPWritten = 2, kScoresDone = 3, kPartialsWritten = 4;
-// Registers per thread after re-allocation: 128 O accumulators + 32 partial scores in each consumer thread; the
-// producer's unrolled copies spill at 40.
+// Named barriers between the two consumers (0 is __syncthreads): one arrives, the other waits. The row maxima, which
+// both consumers load with ordinary loads, go through mbarriers instead (maxima_ready): racecheck follows a thread's
+// own mbarrier arrive → another thread's wait, but reported consumer 1's maxima stores against consumer 0's loads when
+// a named barrier ordered them (arrive → sync, and also both consumers syncing; docs/performance.md). The P tiles are
+// read by the tensor cores, which racecheck does not track.
+constexpr unsigned kP0Ready = 1, kP1Ready = 2;
+// Row sums: each consumer arrives on its own and waits on the other's.
+constexpr unsigned kSums0Ready = 3, kSums1Ready = 4;
+// Registers per thread after re-allocation: 128 O accumulators + 32 scores + 16 packed probabilities per consumer
+// thread; the producer's unrolled copies spill at 40.
 constexpr unsigned kProducerRegs = 56, kConsumerRegs = 224;
-static_assert(hw::warpgroup_registers_fit(kProducerRegs, kConsumerRegs, kConsumers), "the block's registers at launch");
+static_assert(hw::warpgroup_registers_fit(kProducerRegs, kConsumerRegs, 2), "the block's registers at launch");
+
+enum Half : unsigned { kLeft = 0, kRight = 1 };
+__device__ inline unsigned full_barrier(unsigned smem, int buffer, Half half) {
+  return smem + kBarrierOffset + 8 * (2 * static_cast<unsigned>(buffer) + half);
+}
+__device__ inline unsigned empty_barrier(unsigned smem, int buffer, Half half) {
+  return full_barrier(smem, buffer, half) + 4 * 8;
+}
+// Completes once every thread of consumer `consumer` has stored its share of that consumer's row maxima (and, being
+// past its own loads of the other's, released them for the next pair).
+__device__ inline unsigned maxima_ready(unsigned smem, int consumer) {
+  return smem + kBarrierOffset + 8 * (8 + static_cast<unsigned>(consumer));
+}
+
+// Waits for the phase of parity `parity` of `bar` with the spin loop in C++ and reconverges the warp after it: the
+// loop inside hopper_ops.cuh's mbarrier_wait is invisible to the compiler, which then cannot reconverge a warp whose
+// lanes leave it at different iterations before the next .aligned instruction (wgmma, bar.sync).
+__device__ inline void wait_converged(unsigned bar, unsigned parity) {
+  for (;;) {
+    unsigned done = 0;
+    asm volatile(
+        "{\n"
+        ".reg .pred done;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 done, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, done;\n"
+        "}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+    if (done != 0) break;
+  }
+  __syncwarp();
+}
+
+// The consumers' named barriers, reached by converged warps (also after a lane-conditional store).
+__device__ inline void consumers_arrive(unsigned id) {
+  __syncwarp();
+  hw::named_barrier_arrive(id, 256);
+}
+__device__ inline void consumers_sync(unsigned id) {
+  __syncwarp();
+  hw::named_barrier_sync(id, 256);
+}
 
 // Makes `bar` track this thread's cp.async copies issued so far: once they have all landed, the barrier receives one
 // arrival that counts towards its expected arrivals (.noinc: the init count includes it). The copies are ordinary
@@ -65,6 +119,45 @@ static_assert(hw::warpgroup_registers_fit(kProducerRegs, kConsumerRegs, kConsume
 // read them.
 __device__ inline void cp_async_mbarrier_arrive_noinc(unsigned bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+
+// d (64 × 256, fp32) += a · b with a (64 × 16 bf16) from registers and b (16 × 256) N-major in shared memory. The
+// register fragment: a[0] = A[r][2q, 2q+1], a[1] = A[r + 8][2q, 2q+1], a[2] = A[r][2q + 8, 2q + 9],
+// a[3] = A[r + 8][2q + 8, 2q + 9] with r = 16·(t/32) + (t%32)/4, q = t%4 (low bf16 = lower column): the layout of a
+// m64n16 accumulator tile, so a thread's scores become its A operand without moving between threads.
+__device__ inline void wgmma_m64n256k16_bf16_rs(float (&d)[128], const unsigned (&a)[4], std::uint64_t desc_b) {
+  asm volatile(
+      "{\n"
+      ".reg .pred accumulate;\n"
+      "setp.ne.b32 accumulate, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16\n"
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,\n"
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,\n"
+      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,\n"
+      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,\n"
+      " %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,\n"
+      " %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,\n"
+      " %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,\n"
+      " %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127},\n"
+      "{%128, %129, %130, %131}, %132, accumulate, 1, 1, 1;\n"
+      "}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),
+        "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
+        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
+        "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]),
+        "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]),
+        "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]),
+        "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]),
+        "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]),
+        "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]),
+        "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]),
+        "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]),
+        "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
 }
 
 // Byte offset of 16-byte chunk `chunk` (0–71) of row `row` in an operand of kDimBlocks swizzled 64-dim blocks: the
@@ -81,224 +174,421 @@ struct QueryView {
   const bf16* kv_base;
 };
 
-// Warpgroup 0: the q rows once, then every key tile through the ring. Thread p copies the 16-byte chunks p % 8 + 8i
-// of rows p / 8 + 16r: a warp reads four full rows' 128-byte lines per instruction.
-__device__ void produce(const AttentionArgs& a, const QueryView& v, unsigned smem, int tiles) {
-  const unsigned full = smem + kBarrierOffset, empty = full + 8 * kStages;
+// ---- producer ----------------------------------------------------------------------------------------------------
+
+// The latent rows a producer thread copies of one tile (rows row0 + 16r, r < 4): the selected key's row, or −1 for a
+// key not selected (−1), out of range or after the query (a zero row, flagged invalid: masked to −inf). Row numbers
+// rather than pointers: half the producer's registers (it spilled with pointers).
+struct TileRows {
+  int key[kKeyTile / 16];
+};
+
+__device__ inline TileRows tile_rows(const AttentionArgs& a, const QueryView& v, const int (&index)[kKeyTile / 16]) {
+  TileRows rows{};
+#pragma unroll
+  for (int r = 0; r < kKeyTile / 16; ++r) {
+    bool valid = index[r] >= 0 && index[r] < a.kv_tokens;
+    if (valid && a.causal) valid = a.kv_start + index[r] * a.kv_stride <= v.position;
+    rows.key[r] = valid ? index[r] : -1;
+  }
+  return rows;
+}
+
+// Copies dim blocks [first, last) of this thread's rows into `buffer`; with `flags`, also writes the tile's key-valid
+// flags (released by the barrier's ordinary arrival below).
+// `slot` = the thread's swizzled_chunk(row0, sub): its rows 16 apart keep their low 3 bits, so every chunk it copies
+// sits at slot + 2048·r + 8192·i (immediate offsets; computing swizzled_chunk per copy spilled the producer).
+template <int first, int last>
+__device__ inline void copy_half(const AttentionArgs& a, const QueryView& v, unsigned buffer, const TileRows& rows,
+                                 int row0, int sub, unsigned slot, int* flags, unsigned full) {
+#pragma unroll
+  for (int r = 0; r < kKeyTile / 16; ++r) {
+    const bool valid = rows.key[r] >= 0;
+    if (flags != nullptr && sub == 0) flags[row0 + 16 * r] = valid ? 1 : 0;
+    const bf16* src = v.kv_base + (valid ? rows.key[r] * a.k_row_stride : 0) + sub * 8;
+#pragma unroll
+    for (int i = first; i < last; ++i) {
+      tc::cp_async_16(
+          buffer + slot + static_cast<unsigned>(r) * 16 * kRowBytes + static_cast<unsigned>(i) * kDimBlockBytes,
+          src + 64 * i, valid);
+    }
+  }
+  // Two arrivals per producer thread: one when its copies (the first time: and the q rows) have landed, one now that
+  // releases its flag writes.
+  cp_async_mbarrier_arrive_noinc(full);
+  hw::mbarrier_arrive(full);
+}
+
+// The key indices of this thread's rows of pair `pair`'s two tiles (−1 past the query's keys).
+__device__ inline void load_indices(const int* index, i64 keys, int pair, int row0, int (&even)[kKeyTile / 16],
+                                    int (&odd)[kKeyTile / 16]) {
+#pragma unroll
+  for (int r = 0; r < kKeyTile / 16; ++r) {
+    const i64 slot = static_cast<i64>(2 * pair) * kKeyTile + row0 + 16 * r;
+    even[r] = slot < keys ? index[slot] : -1;
+    odd[r] = slot + kKeyTile < keys ? index[slot + kKeyTile] : -1;
+  }
+}
+
+// Warpgroup 0: the q rows once, then each pair of tiles half by half in the order the consumers free them: buffer 0's
+// left half (consumer 0 frees it first), buffer 1's right half, buffer 0's right half, buffer 1's left half. Thread p
+// copies the 16-byte chunks p % 8 + 8i of rows p / 8 + 16r: a warp reads four full rows' 128-byte lines per
+// instruction.
+__device__ void produce(const AttentionArgs& a, const QueryView& v, unsigned smem, int pairs) {
   int* key_valid = reinterpret_cast<int*>(__cvta_shared_to_generic(smem + kValidOffset));
   const int thread = static_cast<int>(threadIdx.x), sub = thread % 8, row0 = thread / 8;
+  const unsigned slot = swizzled_chunk(row0, sub);
   const bf16* q = static_cast<const bf16*>(a.q) + v.query_row * a.q_row_stride + v.h0 * kDimQk;
 #pragma unroll
   for (int r = 0; r < kHeads / 16; ++r) {
-    const int row = row0 + 16 * r;
 #pragma unroll
     for (int i = 0; i < kDimBlocks; ++i) {
-      const int chunk = sub + 8 * i;
-      tc::cp_async_16(smem + swizzled_chunk(row, chunk), q + row * kDimQk + chunk * 8, true);
+      tc::cp_async_16(
+          smem + slot + static_cast<unsigned>(r) * 16 * kRowBytes + static_cast<unsigned>(i) * kDimBlockBytes,
+          q + (row0 + 16 * r) * kDimQk + sub * 8 + 64 * i, true);
     }
   }
   const int* index = a.key_index + v.query_row * a.keys_per_query;
   const i64 keys = a.keys_per_query;
-  // The next tile's key indices, loaded before waiting for its stage: their latency stays off the gather's path.
-  int next[kKeyTile / 16];
-#pragma unroll
-  for (int r = 0; r < kKeyTile / 16; ++r) next[r] = row0 + 16 * r < keys ? index[row0 + 16 * r] : -1;
-  for (int t = 0; t < tiles; ++t) {
-    int j[kKeyTile / 16];
-#pragma unroll
-    for (int r = 0; r < kKeyTile / 16; ++r) {
-      j[r] = next[r];
-      const i64 slot = static_cast<i64>(t + 1) * kKeyTile + row0 + 16 * r;
-      next[r] = slot < keys ? index[slot] : -1;
-    }
-    const unsigned s = static_cast<unsigned>(t % kStages);
-    const unsigned round = static_cast<unsigned>(t / kStages);
-    if (round > 0) hw::mbarrier_wait(empty + 8 * s, (round - 1) & 1);  // the consumers released the stage's last use
-    const unsigned stage = smem + kStageOffset + s * kOperandBytes;
-#pragma unroll
-    for (int r = 0; r < kKeyTile / 16; ++r) {
-      const int row = row0 + 16 * r;
-      // Keys not selected (−1), out of range or after the query: zero rows, flagged invalid (masked to −inf).
-      bool valid = j[r] >= 0 && j[r] < a.kv_tokens;
-      if (valid && a.causal) valid = a.kv_start + j[r] * a.kv_stride <= v.position;
-      if (sub == 0) key_valid[s * kKeyTile + static_cast<unsigned>(row)] = valid ? 1 : 0;
-      const bf16* src = valid ? v.kv_base + j[r] * a.k_row_stride : v.kv_base;
-#pragma unroll
-      for (int i = 0; i < kDimBlocks; ++i) {
-        const int chunk = sub + 8 * i;
-        tc::cp_async_16(stage + swizzled_chunk(row, chunk), src + chunk * 8, valid);
-      }
-    }
-    // Two arrivals per producer thread: one when its copies (tile 0: and the q rows) have landed, one now that
-    // releases its flag writes.
-    cp_async_mbarrier_arrive_noinc(full + 8 * s);
-    hw::mbarrier_arrive(full + 8 * s);
+  // The next pair's key indices, loaded before waiting for its buffers: their latency stays off the gather's path.
+  int next_even[kKeyTile / 16], next_odd[kKeyTile / 16];
+  load_indices(index, keys, 0, row0, next_even, next_odd);
+  const unsigned buffer0 = smem + kBufferOffset, buffer1 = buffer0 + kOperandBytes;
+  for (int p = 0; p < pairs; ++p) {
+    const TileRows even = tile_rows(a, v, next_even), odd = tile_rows(a, v, next_odd);
+    load_indices(index, keys, p + 1, row0, next_even, next_odd);
+    const unsigned parity = static_cast<unsigned>(p - 1) & 1;
+    if (p > 0) wait_converged(empty_barrier(smem, 0, kLeft), parity);
+    copy_half<0, kLeftBlocks>(a, v, buffer0, even, row0, sub, slot, key_valid, full_barrier(smem, 0, kLeft));
+    if (p > 0) wait_converged(empty_barrier(smem, 1, kRight), parity);
+    copy_half<kLeftBlocks, kDimBlocks>(a, v, buffer1, odd, row0, sub, slot, key_valid + kKeyTile,
+                                       full_barrier(smem, 1, kRight));
+    if (p > 0) wait_converged(empty_barrier(smem, 0, kRight), parity);
+    copy_half<kLeftBlocks, kDimBlocks>(a, v, buffer0, even, row0, sub, slot, nullptr, full_barrier(smem, 0, kRight));
+    if (p > 0) wait_converged(empty_barrier(smem, 1, kLeft), parity);
+    copy_half<0, kLeftBlocks>(a, v, buffer1, odd, row0, sub, slot, nullptr, full_barrier(smem, 1, kLeft));
   }
 }
 
-// Consumer warpgroup w (0 or 1): dims 288w … of each tile's scores, then keys 32w … of its softmax, value dims 256w …
-// of the output. A template parameter, so that the descriptors of its dims and the exchange's regions are constants
-// (with a run-time w the compiler kept them live across tiles and spilled).
-template <int w>
-__device__ void consume(const AttentionArgs& a, const QueryView& v, unsigned smem, int tiles) {
-  const unsigned full = smem + kBarrierOffset, empty = full + 8 * kStages;
-  const int* key_valid = reinterpret_cast<const int*>(__cvta_shared_to_generic(smem + kValidOffset));
-  float* tile_maxima = reinterpret_cast<float*>(__cvta_shared_to_generic(smem + kMaxOffset));
-  float* row_sums = reinterpret_cast<float*>(__cvta_shared_to_generic(smem + kSumOffset));
-  const int thread = static_cast<int>(threadIdx.x) % 128;
-  const int warp = thread / 32, lane = thread % 32;
-  // This thread's accumulator rows (heads) 16·warp + lane / 4 + 8h, columns 8c + 2·(lane % 4) + e.
-  const int row[2] = {16 * warp + lane / 4, 16 * warp + lane / 4 + 8};
-  const float scale_log2 = a.scale * 1.4426950408889634f;
+// ---- consumers ---------------------------------------------------------------------------------------------------
 
-  float o[128];
+// Issues s (+)= Q · Kᵀ over dim blocks [first, last) of the tile in `buffer` (m64n64k16, 4 K steps per block).
+template <int first, int last>
+__device__ inline void issue_scores(float (&s)[32], unsigned smem, unsigned buffer, bool accumulate) {
 #pragma unroll
-  for (int i = 0; i < 128; ++i) o[i] = 0.0f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
-  const unsigned p_tile = smem + kPOffset;
-
-  for (int t = 0; t < tiles; ++t) {
-    const unsigned s = static_cast<unsigned>(t % kStages);
-    hw::mbarrier_wait(full + 8 * s, static_cast<unsigned>(t / kStages) & 1);
-    hw::fence_proxy_async_shared();  // the producer's cp.async writes (generic proxy) before the tensor cores read
-    const unsigned stage = smem + kStageOffset + s * kOperandBytes;
-
-    // S = Q · Kᵀ split by dims: this consumer's 18 K steps of 16 (dims 288w …) for all 64 keys (m64n64k16: the
-    // operands read from shared memory once per block instead of Q twice), then each consumer sends the other the
-    // partial sums of the other's 32 keys through shared memory the tile no longer needs once both have multiplied:
-    // consumer 0 through the stage's last dim block (read by the scores only), consumer 1 through the P tile (both
-    // free once the two consumers' score MMAs are done: each finished its previous P·V before these). Thread-indexed
-    // words: no bank conflicts.
-    float sc[16];
-    {
-      float part[32] = {};
-      hw::wgmma_fence();
-#pragma unroll
-      for (int i = 0; i < kDimQk / 32; ++i) {
-        const int ks = w * (kDimQk / 32) + i;
-        const unsigned block = static_cast<unsigned>(ks / 4) * kDimBlockBytes,
-                       step = static_cast<unsigned>(ks % 4) * 32;
-        const auto desc_q = hw::smem_descriptor_k_major_sw128(smem + block + step);
-        const auto desc_k = hw::smem_descriptor_k_major_sw128(stage + block + step);
-        hw::wgmma_m64n64k16_bf16(part, desc_q, desc_k, i > 0);
-      }
-      hw::wgmma_commit_group();
-      hw::wgmma_wait_group<0>();
-      hw::wgmma_fence_operands(part);
-      hw::named_barrier_sync(kScoresDone, 128 * kConsumers);
-      const unsigned exchange0 = stage + (kDimBlocks - 1) * kDimBlockBytes, exchange1 = p_tile;
-      float* out_partials = reinterpret_cast<float*>(__cvta_shared_to_generic(w == 0 ? exchange0 : exchange1));
-      const float* in_partials =
-          reinterpret_cast<const float*>(__cvta_shared_to_generic(w == 0 ? exchange1 : exchange0));
-#pragma unroll
-      for (int i = 0; i < 16; ++i) out_partials[i * 128 + thread] = w == 0 ? part[16 + i] : part[i];
-      hw::named_barrier_sync(kPartialsWritten, 128 * kConsumers);
-#pragma unroll
-      for (int i = 0; i < 16; ++i) sc[i] = (w == 0 ? part[i] : part[16 + i]) + in_partials[i * 128 + thread];
-    }
-
-    // Online softmax in base 2. Masked keys score −inf; the tile's row maxima are exchanged with the other consumer.
-    float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = w * kConsumerKeys + 8 * c + 2 * (lane % 4) + (e & 1);
-        float& x = sc[4 * c + e];
-        x = key_valid[s * kKeyTile + static_cast<unsigned>(key)] != 0 ? x * scale_log2 : -INFINITY;
-        tile_max[e / 2] = fmaxf(tile_max[e / 2], x);
-      }
-    }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
-      tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
-      if (lane % 4 == 0) tile_maxima[w * kHeads + row[h]] = tile_max[h];
-    }
-    hw::named_barrier_sync(kMaxesWritten, 128 * kConsumers);
-    float corr[2], base[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const float new_max = fmaxf(row_max[h], fmaxf(tile_max[h], tile_maxima[(1 - w) * kHeads + row[h]]));
-      base[h] = new_max == -INFINITY ? 0.0f : new_max;  // no key seen yet: every p is 0
-      corr[h] = exp2f(row_max[h] - base[h]);
-      row_max[h] = new_max;
-      row_sum[h] *= corr[h];
-    }
-    // This consumer's 32 columns of P (64 heads × 64 keys, bf16, K-major, 128-byte swizzled: the A operand of P·V).
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const float p0 = exp2f(sc[4 * c + 2 * h] - base[h]), p1 = exp2f(sc[4 * c + 2 * h + 1] - base[h]);
-        row_sum[h] += p0 + p1;
-        const int slot = (w * kConsumerKeys / 8 + c) ^ (row[h] & 7);
-        hw::st_shared_b32(p_tile + static_cast<unsigned>(row[h]) * kRowBytes + static_cast<unsigned>(slot * 16) +
-                              static_cast<unsigned>(lane % 4) * 4,
-                          hw::pack_bf16x2(p0, p1));
-      }
-    }
-    hw::fence_proxy_async_shared();  // P's ordinary stores before the tensor cores read them
-    hw::named_barrier_sync(kPWritten, 128 * kConsumers);
-
-    // Rescale O only where a row maximum grew (after the first tiles, rarely): a warp-uniform branch.
-    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
-#pragma unroll
-      for (int i = 0; i < 128; ++i) o[i] *= corr[(i / 2) % 2];
-    }
-    // O (64 heads × this consumer's 256 value dims) += P · V over the tile's 64 keys: 4 K steps of 16 keys. V is the
-    // first 512 dims of the same rows, read N-major: 64-dim blocks 8 KB apart along n, 16 keys = 2048 bytes per step.
-    hw::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kKeyTile / 16; ++kk) {
-      const auto desc_p = hw::smem_descriptor_k_major_sw128(p_tile + static_cast<unsigned>(kk) * 32);
-      const auto desc_v =
-          hw::smem_descriptor_mn_major_sw128(stage + static_cast<unsigned>(w * kConsumerDims / 64) * kDimBlockBytes +
-                                                 static_cast<unsigned>(kk) * 16 * kRowBytes,
-                                             kDimBlockBytes);
-      hw::wgmma_m64n256k16_bf16<hw::WgmmaB::kNMajor>(o, desc_p, desc_v, true);
-    }
-    hw::wgmma_commit_group();
-    hw::wgmma_wait_group<0>();
-    hw::wgmma_fence_operands(o);
-    // This thread's reads of the stage are done (the MMAs' by the wait above; its flags and the swapped partial
-    // scores by ordinary loads). Every consumer thread arrives: an arrival releases only its own thread's accesses
-    // (with lane 0 arriving for its warp after a __syncwarp, racecheck reported the producer's refill as racing with
-    // the other lanes' loads).
-    hw::mbarrier_arrive(empty + 8 * s);
+  for (int ks = first * 4; ks < last * 4; ++ks) {
+    const unsigned offset = static_cast<unsigned>(ks / 4) * kDimBlockBytes + static_cast<unsigned>(ks % 4) * 32;
+    hw::wgmma_m64n64k16_bf16(s, hw::smem_descriptor_k_major_sw128(smem + offset),
+                             hw::smem_descriptor_k_major_sw128(buffer + offset), accumulate || ks > first * 4);
   }
+}
 
-  // Each consumer summed the probabilities of its own keys: add the other's.
+// Computes the scores of `buffer`'s tile of pair `pair` half by half as the halves land (`first` is the half its
+// consumer releases first, so the producer refills it first): the first half's MMAs run while the other half is
+// still being gathered. Each half has its own accumulators, summed at the end: a wait between MMAs into the same
+// accumulators makes the compiler serialize them (ptxas C7520).
+template <Half first>
+__device__ inline void tile_scores(float (&s)[32], float (&s_other)[32], unsigned smem, int buffer, int pair) {
+  const unsigned parity = static_cast<unsigned>(pair) & 1;
+  const unsigned tile = smem + kBufferOffset + static_cast<unsigned>(buffer) * kOperandBytes;
+  constexpr Half second = first == kLeft ? kRight : kLeft;
+  wait_converged(full_barrier(smem, buffer, first), parity);
+  hw::fence_proxy_async_shared();  // the producer's cp.async writes (generic proxy) before the tensor cores read
+  hw::wgmma_fence();
+  if constexpr (first == kLeft) {
+    issue_scores<0, kLeftBlocks>(s, smem, tile, false);
+  } else {
+    issue_scores<kLeftBlocks, kDimBlocks>(s, smem, tile, false);
+  }
+  hw::wgmma_commit_group();
+  wait_converged(full_barrier(smem, buffer, second), parity);
+  hw::fence_proxy_async_shared();
+  hw::wgmma_fence();
+  if constexpr (first == kLeft) {
+    issue_scores<kLeftBlocks, kDimBlocks>(s_other, smem, tile, false);
+  } else {
+    issue_scores<0, kLeftBlocks>(s_other, smem, tile, false);
+  }
+  hw::wgmma_commit_group();
+  hw::wgmma_wait_group<0>();
+  hw::wgmma_fence_operands(s);
+  hw::wgmma_fence_operands(s_other);
+#pragma unroll
+  for (int i = 0; i < 32; ++i) s[i] += s_other[i];
+}
+
+// Issues o += P · V over the tile's 64 keys for value dims [256·half, +256) of `buffer`: 4 K steps of 16 keys, V read
+// N-major (64-dim blocks 8 KB apart along n, 16 keys = 2048 bytes per step); P from registers (`p_regs`) or from a
+// K-major swizzled 64 × 64 tile in shared memory (`p_tile`).
+__device__ inline std::uint64_t value_descriptor(unsigned buffer, int half, int kk) {
+  return hw::smem_descriptor_mn_major_sw128(
+      buffer + static_cast<unsigned>(half * kLeftBlocks) * kDimBlockBytes + static_cast<unsigned>(kk) * 16 * kRowBytes,
+      kDimBlockBytes);
+}
+__device__ inline void issue_pv_from_registers(float (&o)[128], const unsigned (&p_regs)[16], unsigned buffer,
+                                               int half) {
+#pragma unroll
+  for (int kk = 0; kk < kKeyTile / 16; ++kk) {
+    const unsigned a[4] = {p_regs[4 * kk], p_regs[4 * kk + 1], p_regs[4 * kk + 2], p_regs[4 * kk + 3]};
+    wgmma_m64n256k16_bf16_rs(o, a, value_descriptor(buffer, half, kk));
+  }
+}
+__device__ inline void issue_pv_from_tile(float (&o)[128], unsigned p_tile, unsigned buffer, int half) {
+#pragma unroll
+  for (int kk = 0; kk < kKeyTile / 16; ++kk) {
+    hw::wgmma_m64n256k16_bf16<hw::WgmmaB::kNMajor>(
+        o, hw::smem_descriptor_k_major_sw128(p_tile + static_cast<unsigned>(kk) * 32),
+        value_descriptor(buffer, half, kk), true);
+  }
+}
+
+// One consumer thread's rows and softmax state.
+struct RowState {
+  int row[2];    // accumulator rows (heads) 16·warp + lane / 4 + 8h
+  float max[2];  // the running maximum (base 2, scaled) the thread's O and sum are relative to
+  float sum[2];  // this thread's share of the probabilities' sum
+};
+
+// Masks the tile's scores (−inf for invalid keys), scales them to base 2 and returns the tile's row maxima.
+__device__ inline void mask_and_scale(float (&s)[32], const int* flags, float scale_log2, int lane,
+                                      float (&tile_max)[2]) {
+  tile_max[0] = tile_max[1] = -INFINITY;
+#pragma unroll
+  for (int c = 0; c < 8; ++c) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = 8 * c + 2 * (lane % 4) + (e & 1);
+      float& x = s[4 * c + e];
+      x = flags[key] != 0 ? x * scale_log2 : -INFINITY;
+      tile_max[e / 2] = fmaxf(tile_max[e / 2], x);
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
+    tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
+  }
+}
+
+// Moves the state to the new maxima: O and the sum are scaled by 2^(old − new) (O only where a warp's maximum grew:
+// a warp-uniform branch), then s becomes the probabilities 2^(s − new), added to the sum.
+__device__ inline void softmax_to(RowState& st, float (&o)[128], float (&s)[32], const float (&new_max)[2]) {
+  float corr[2], base[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    base[h] = new_max[h] == -INFINITY ? 0.0f : new_max[h];  // no key seen yet: every p is 0
+    corr[h] = exp2f(st.max[h] - base[h]);
+    st.max[h] = new_max[h];
+    st.sum[h] *= corr[h];
+  }
+  if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
+#pragma unroll
+    for (int i = 0; i < 128; ++i) o[i] *= corr[(i / 2) % 2];
+  }
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    s[i] = exp2f(s[i] - base[(i / 2) % 2]);
+    st.sum[(i / 2) % 2] += s[i];
+  }
+}
+
+// The probabilities as the A fragments of the 4 K steps of P · V (see wgmma_m64n256k16_bf16_rs).
+__device__ inline void pack_probabilities(const float (&s)[32], unsigned (&p_regs)[16]) {
+#pragma unroll
+  for (int i = 0; i < 16; ++i) p_regs[i] = hw::pack_bf16x2(s[2 * i], s[2 * i + 1]);
+}
+
+// Writes the probabilities (times `factor` per row) into a 64 × 64 bf16 K-major 128-byte-swizzled tile.
+__device__ inline void store_probabilities(const float (&s)[32], const float (&factor)[2], const RowState& st,
+                                           unsigned p_tile, int lane) {
+#pragma unroll
+  for (int c = 0; c < 8; ++c) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int slot = c ^ (st.row[h] & 7);
+      hw::st_shared_b32(p_tile + static_cast<unsigned>(st.row[h]) * kRowBytes + static_cast<unsigned>(slot * 16) +
+                            static_cast<unsigned>(lane % 4) * 4,
+                        hw::pack_bf16x2(s[4 * c + 2 * h] * factor[h], s[4 * c + 2 * h + 1] * factor[h]));
+    }
+  }
+}
+
+// Both consumers end relative to the same maxima: adds the other's share of each row sum and writes this consumer's
+// 256 value dims of the output.
+__device__ void finish(const AttentionArgs& a, const QueryView& v, unsigned smem, int w, RowState& st,
+                       const float (&o)[128]) {
+  float* row_sums = reinterpret_cast<float*>(__cvta_shared_to_generic(smem + kSumOffset));
+  const int lane = static_cast<int>(threadIdx.x) % 32;
   float inv[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    row_sum[h] += __shfl_xor_sync(0xffffffffu, row_sum[h], 1);
-    row_sum[h] += __shfl_xor_sync(0xffffffffu, row_sum[h], 2);
-    if (lane % 4 == 0) row_sums[w * kHeads + row[h]] = row_sum[h];
+    st.sum[h] += __shfl_xor_sync(0xffffffffu, st.sum[h], 1);
+    st.sum[h] += __shfl_xor_sync(0xffffffffu, st.sum[h], 2);
+    if (lane % 4 == 0) row_sums[w * kHeads + st.row[h]] = st.sum[h];
   }
-  hw::named_barrier_sync(kMaxesWritten, 128 * kConsumers);
+  consumers_arrive(w == 0 ? kSums0Ready : kSums1Ready);
+  consumers_sync(w == 0 ? kSums1Ready : kSums0Ready);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const float total = row_sum[h] + row_sums[(1 - w) * kHeads + row[h]];
+    const float total = st.sum[h] + row_sums[(1 - w) * kHeads + st.row[h]];
     inv[h] = total > 0.0f ? 1.0f / total : 0.0f;
   }
-  bf16* out = static_cast<bf16*>(a.out) + v.query_row * a.out_row_stride + v.h0 * kDimV + w * kConsumerDims;
+  bf16* out = static_cast<bf16*>(a.out) + v.query_row * a.out_row_stride + v.h0 * kDimV + w * kHalfDims;
 #pragma unroll
-  for (int c = 0; c < kConsumerDims / 8; ++c) {
+  for (int c = 0; c < kHalfDims / 8; ++c) {
     const int col = 8 * c + 2 * (lane % 4);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      *reinterpret_cast<__nv_bfloat162*>(out + row[h] * kDimV + col) =
+      *reinterpret_cast<__nv_bfloat162*>(out + st.row[h] * kDimV + col) =
           __floats2bfloat162_rn(o[4 * c + 2 * h] * inv[h], o[4 * c + 2 * h + 1] * inv[h]);
     }
   }
+}
+
+__device__ inline RowState initial_rows() {
+  const int thread = static_cast<int>(threadIdx.x) % 128, warp = thread / 32, lane = thread % 32;
+  RowState st{};
+  st.row[0] = 16 * warp + lane / 4;
+  st.row[1] = st.row[0] + 8;
+  st.max[0] = st.max[1] = -INFINITY;
+  st.sum[0] = st.sum[1] = 0.0f;
+  return st;
+}
+
+// Consumer 0 (warpgroup 1): the even tiles' scores and softmax, value dims 0–255. It hands P0 to consumer 1 before
+// waiting for its own first P · V, and releases buffer 1's left half before it waits for its next tile.
+__device__ void consume_even(const AttentionArgs& a, const QueryView& v, unsigned smem, int pairs) {
+  const int* flags = reinterpret_cast<const int*>(__cvta_shared_to_generic(smem + kValidOffset));
+  float* maxima = reinterpret_cast<float*>(__cvta_shared_to_generic(smem + kMaxOffset));
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const float scale_log2 = a.scale * 1.4426950408889634f;
+  const unsigned buffer0 = smem + kBufferOffset, buffer1 = buffer0 + kOperandBytes;
+  const unsigned p0_tile = buffer0 + kP0InBuffer0, p1_tile = smem + kP1Offset;
+  RowState st = initial_rows();
+  float o[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) o[i] = 0.0f;
+  float s[32];
+  for (int p = 0; p < pairs; ++p) {
+    if (p == 0) {  // here rather than before the loop: there, the compiler spilled
+      float s_right[32];
+      tile_scores<kLeft>(s, s_right, smem, 0, 0);
+    }
+    float tile_max[2], mine[2];
+    mask_and_scale(s, flags, scale_log2, lane, tile_max);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mine[h] = fmaxf(st.max[h], tile_max[h]);
+      if (lane % 4 == 0) maxima[st.row[h]] = mine[h];
+    }
+    hw::mbarrier_arrive(maxima_ready(smem, 0));
+    softmax_to(st, o, s, mine);
+    unsigned p_regs[16];
+    pack_probabilities(s, p_regs);
+    hw::wgmma_fence();
+    issue_pv_from_registers(o, p_regs, buffer0, 0);
+    hw::wgmma_commit_group();
+
+    // The pair's maxima from consumer 1: P0 rescaled to them goes to consumer 1 while this consumer's P · V runs; O
+    // and the sum follow once it is done.
+    wait_converged(maxima_ready(smem, 1), static_cast<unsigned>(p) & 1);
+    float pair_max[2], factor[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      pair_max[h] = maxima[kHeads + st.row[h]];
+      factor[h] = st.max[h] == -INFINITY ? 0.0f : exp2f(st.max[h] - pair_max[h]);
+    }
+    store_probabilities(s, factor, st, p0_tile, lane);
+    hw::fence_proxy_async_shared();  // P's ordinary stores before the tensor cores read them
+    consumers_arrive(kP0Ready);
+    // Buffer 0's right half (its scores' dims, P0 in its last block) is refilled once consumer 1 multiplied P0 and
+    // this thread arrives here too: its P0 stores then reach the producer through its own arrival.
+    hw::mbarrier_arrive(empty_barrier(smem, 0, kRight));
+    hw::wgmma_wait_group<0>();
+    hw::wgmma_fence_operands(o);
+    hw::mbarrier_arrive(empty_barrier(smem, 0, kLeft));  // this thread's flag loads and its MMAs' reads are done
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      st.max[h] = pair_max[h];
+      st.sum[h] *= factor[h];
+    }
+    if (__any_sync(0xffffffffu, factor[0] != 1.0f || factor[1] != 1.0f)) {
+#pragma unroll
+      for (int i = 0; i < 128; ++i) o[i] *= factor[(i / 2) % 2];
+    }
+    consumers_sync(kP1Ready);
+    // Buffer 1's left half was awaited by consumer 1 only: its copies reach this warpgroup's MMAs through the
+    // barrier, then this proxy fence.
+    hw::fence_proxy_async_shared();
+    hw::wgmma_fence();
+    issue_pv_from_tile(o, p1_tile, buffer1, 0);
+    hw::wgmma_commit_group();
+    // Buffer 1's left half is released before this consumer waits for its next tile: consumer 1's next tile then
+    // lands while buffer 0's does, not after it.
+    hw::wgmma_wait_group<0>();
+    hw::wgmma_fence_operands(o);
+    hw::mbarrier_arrive(empty_barrier(smem, 1, kLeft));
+    if (p + 1 < pairs) {
+      float s_right[32];
+      tile_scores<kLeft>(s, s_right, smem, 0, p + 1);
+    }
+  }
+  finish(a, v, smem, 0, st, o);
+}
+
+// Consumer 1 (warpgroup 2): the odd tiles' scores and softmax, value dims 256–511.
+__device__ void consume_odd(const AttentionArgs& a, const QueryView& v, unsigned smem, int pairs) {
+  const int* flags = reinterpret_cast<const int*>(__cvta_shared_to_generic(smem + kValidOffset)) + kKeyTile;
+  float* maxima = reinterpret_cast<float*>(__cvta_shared_to_generic(smem + kMaxOffset));
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const float scale_log2 = a.scale * 1.4426950408889634f;
+  const unsigned buffer0 = smem + kBufferOffset, buffer1 = buffer0 + kOperandBytes;
+  const unsigned p0_tile = buffer0 + kP0InBuffer0, p1_tile = smem + kP1Offset;
+  RowState st = initial_rows();
+  float o[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) o[i] = 0.0f;
+
+  for (int p = 0; p < pairs; ++p) {
+    float s[32], s_left[32];
+    tile_scores<kRight>(s, s_left, smem, 1, p);
+
+    float tile_max[2], pair_max[2];
+    mask_and_scale(s, flags, scale_log2, lane, tile_max);
+    wait_converged(maxima_ready(smem, 0), static_cast<unsigned>(p) & 1);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      pair_max[h] = fmaxf(maxima[st.row[h]], tile_max[h]);  // consumer 0's already includes the running maximum
+      if (lane % 4 == 0) maxima[kHeads + st.row[h]] = pair_max[h];
+    }
+    hw::mbarrier_arrive(maxima_ready(smem, 1));
+    softmax_to(st, o, s, pair_max);
+    unsigned p_regs[16];
+    pack_probabilities(s, p_regs);
+    hw::wgmma_fence();
+    issue_pv_from_registers(o, p_regs, buffer1, 1);
+    hw::wgmma_commit_group();
+    const float one[2] = {1.0f, 1.0f};
+    store_probabilities(s, one, st, p1_tile, lane);
+    hw::fence_proxy_async_shared();  // P's ordinary stores before the tensor cores read them
+    consumers_arrive(kP1Ready);
+    hw::wgmma_wait_group<0>();
+    hw::mbarrier_arrive(empty_barrier(smem, 1, kRight));  // this thread's flag loads and its MMAs' reads are done
+    consumers_sync(kP0Ready);
+    hw::fence_proxy_async_shared();  // buffer 0's right half was awaited by consumer 0 (see consume_even)
+    issue_pv_from_tile(o, p0_tile, buffer0, 1);
+    hw::wgmma_commit_group();
+    hw::wgmma_wait_group<0>();
+    hw::wgmma_fence_operands(o);
+    hw::mbarrier_arrive(empty_barrier(smem, 0, kRight));
+  }
+  finish(a, v, smem, 1, st, o);
 }
 
 __global__ void __launch_bounds__(kThreads, 1) sparse_mla_wgmma_kernel(AttentionArgs a) {
   extern __shared__ __align__(1024) unsigned char mla_smem[];
   // The 128-byte swizzle pattern repeats every 1024 bytes: operands must start on such a boundary.
   const unsigned smem = (hw::smem_address(mla_smem) + 1023u) & ~1023u;
-  const unsigned full = smem + kBarrierOffset, empty = full + 8 * kStages;
 
   const i64 head_blocks = a.heads / kHeads;
   QueryView v{};
@@ -308,12 +598,18 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_wgmma_kernel(Attention
   v.position = a.q_start + qi * a.q_stride;
   v.kv_base = static_cast<const bf16*>(a.k) + b * a.kv_batch_rows * a.k_row_stride;
   const int tiles = static_cast<int>((a.keys_per_query + kKeyTile - 1) / kKeyTile);
+  const int pairs = (tiles + 1) / 2;  // an odd count leaves the last pair's odd tile all invalid keys
 
   if (threadIdx.x == 0) {
-    for (unsigned s = 0; s < kStages; ++s) {
-      hw::mbarrier_init(full + 8 * s, 2 * 128);            // per producer thread: its copies landed + its flags written
-      hw::mbarrier_init(empty + 8 * s, 128 * kConsumers);  // one arrive per consumer thread
+    for (int buffer = 0; buffer < 2; ++buffer) {
+      for (unsigned h = 0; h < 2; ++h) {
+        const Half half = h == 0 ? kLeft : kRight;
+        hw::mbarrier_init(full_barrier(smem, buffer, half), 2 * 128);  // per producer thread: copies landed + flags
+        // Every thread of the half's last reader; buffer 0's right half also every thread of consumer 0 (P0's writer).
+        hw::mbarrier_init(empty_barrier(smem, buffer, half), buffer == 0 && half == kRight ? 256 : 128);
+      }
     }
+    for (int consumer = 0; consumer < 2; ++consumer) hw::mbarrier_init(maxima_ready(smem, consumer), 128);
     hw::fence_mbarrier_init();
   }
   __syncthreads();
@@ -321,13 +617,13 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_wgmma_kernel(Attention
   const int warpgroup = static_cast<int>(threadIdx.x) / 128;
   if (warpgroup == 0) {
     hw::warpgroup_release_registers<kProducerRegs>();
-    produce(a, v, smem, tiles);
+    produce(a, v, smem, pairs);
   } else {
     hw::warpgroup_claim_registers<kConsumerRegs>();
     if (warpgroup == 1) {
-      consume<0>(a, v, smem, tiles);
+      consume_even(a, v, smem, pairs);
     } else {
-      consume<1>(a, v, smem, tiles);
+      consume_odd(a, v, smem, pairs);
     }
   }
 }
