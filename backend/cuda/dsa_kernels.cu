@@ -171,9 +171,18 @@ __global__ void __launch_bounds__(kIdxThreads, 2)
   }
 }
 
-// Any head count and dimension (and unaligned operands): one thread per (query, key), fp32 dot products.
-__global__ void indexer_score_reference_kernel(const bf16* q, const bf16* k, const bf16* w, float* out, i64 queries,
-                                               i64 keys, i64 heads, i64 dim, i64 q_start, i64 q_stride, bool causal) {
+__device__ inline float to_float(bf16 x) { return __bfloat162float(x); }
+__device__ inline float to_float(fp8 x) { return static_cast<float>(x); }
+__device__ inline float to_float(float x) { return x; }
+
+// Any head count and dimension, unaligned operands, any GPU: one thread per (query, key), fp32 dot products. Two
+// instances: bf16 q, k and head weights (launch_indexer_score), and e4m3 q and k (their products are exact in fp32)
+// with fp32 head weights and each key's scale applied to the sum over heads (launch_indexer_score_fp8; k_scale is
+// null for bf16).
+template <typename Operand, typename Weight>
+__global__ void indexer_score_reference_kernel(const Operand* q, const Operand* k, const float* k_scale,
+                                               const Weight* w, float* out, i64 queries, i64 keys, i64 heads, i64 dim,
+                                               i64 q_start, i64 q_stride, bool causal) {
   const i64 total = queries * keys;
   for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<i64>(gridDim.x) * blockDim.x) {
@@ -185,36 +194,24 @@ __global__ void indexer_score_reference_kernel(const bf16* q, const bf16* k, con
     float s = 0.0f;
     for (i64 h = 0; h < heads; ++h) {
       float dot = 0.0f;
-      const bf16* qh = q + (qi * heads + h) * dim;
-      for (i64 d = 0; d < dim; ++d) dot += __bfloat162float(qh[d]) * __bfloat162float(k[j * dim + d]);
-      s += __bfloat162float(w[qi * heads + h]) * fmaxf(dot, 0.0f);
+      const Operand* qh = q + (qi * heads + h) * dim;
+      for (i64 d = 0; d < dim; ++d) dot += to_float(qh[d]) * to_float(k[j * dim + d]);
+      s += to_float(w[qi * heads + h]) * fmaxf(dot, 0.0f);
     }
-    out[i] = s;
+    out[i] = k_scale != nullptr ? k_scale[j] * s : s;
   }
 }
 
-// fp8 operands, any head count and dimension, any GPU: one thread per (query, key), fp32 dot products of the e4m3
-// values (their products are exact in fp32), the key's scale applied to the sum over heads (launch_indexer_score_fp8).
-__global__ void indexer_score_fp8_reference_kernel(const fp8* q, const fp8* k, const float* k_scale, const float* w,
-                                                   float* out, i64 queries, i64 keys, i64 heads, i64 dim, i64 q_start,
-                                                   i64 q_stride, bool causal) {
-  const i64 total = queries * keys;
-  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<i64>(gridDim.x) * blockDim.x) {
-    const i64 qi = i / keys, j = i % keys;
-    if (causal && j > q_start + qi * q_stride) {
-      out[i] = -FLT_MAX;
-      continue;
-    }
-    float s = 0.0f;
-    for (i64 h = 0; h < heads; ++h) {
-      float dot = 0.0f;
-      const fp8* qh = q + (qi * heads + h) * dim;
-      for (i64 d = 0; d < dim; ++d) dot += static_cast<float>(qh[d]) * static_cast<float>(k[j * dim + d]);
-      s += w[qi * heads + h] * fmaxf(dot, 0.0f);
-    }
-    out[i] = k_scale[j] * s;
-  }
+template <typename Operand, typename Weight>
+void launch_indexer_score_reference(const Operand* q, const Operand* k, const float* k_scale, const Weight* w,
+                                    float* out, i64 queries, i64 keys, i64 heads, i64 dim, i64 q_start, i64 q_stride,
+                                    bool causal, cudaStream_t stream) {
+  if (queries * keys == 0) return;
+  constexpr int kBlock = 256;
+  const i64 blocks = (queries * keys + kBlock - 1) / kBlock;
+  indexer_score_reference_kernel<<<static_cast<unsigned>(blocks < 2147483647 ? blocks : 2147483647), kBlock, 0,
+                                   stream>>>(q, k, k_scale, w, out, queries, keys, heads, dim, q_start, q_stride,
+                                             causal);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -391,13 +388,10 @@ bool launch_indexer_score_on(IndexerKernel kernel, const void* q, const void* k,
           qb, kb, wb, out, queries, keys, q_start, q_stride, causal, pair_stores);
       return true;
     }
-    case IndexerKernel::kReference: {
-      constexpr int kBlock = 256;
-      const i64 blocks = (queries * keys + kBlock - 1) / kBlock;
-      indexer_score_reference_kernel<<<static_cast<unsigned>(blocks < 2147483647 ? blocks : 2147483647), kBlock, 0,
-                                       stream>>>(qb, kb, wb, out, queries, keys, heads, dim, q_start, q_stride, causal);
+    case IndexerKernel::kReference:
+      launch_indexer_score_reference(qb, kb, nullptr, wb, out, queries, keys, heads, dim, q_start, q_stride, causal,
+                                     stream);
       return true;
-    }
   }
   return false;
 }
@@ -425,15 +419,10 @@ bool launch_indexer_score_fp8_on(IndexerKernel kernel, const void* q, const void
       return launch_indexer_score_fp8_wgmma(q, k, k_scale, w, out, queries, keys, q_start, q_stride, causal, stream);
     case IndexerKernel::kMmaSync:
       return false;
-    case IndexerKernel::kReference: {
-      if (queries * keys == 0) return true;
-      constexpr int kBlock = 256;
-      const i64 blocks = (queries * keys + kBlock - 1) / kBlock;
-      indexer_score_fp8_reference_kernel<<<static_cast<unsigned>(blocks < 2147483647 ? blocks : 2147483647), kBlock, 0,
-                                           stream>>>(static_cast<const fp8*>(q), static_cast<const fp8*>(k), k_scale, w,
-                                                     out, queries, keys, heads, dim, q_start, q_stride, causal);
+    case IndexerKernel::kReference:
+      launch_indexer_score_reference(static_cast<const fp8*>(q), static_cast<const fp8*>(k), k_scale, w, out, queries,
+                                     keys, heads, dim, q_start, q_stride, causal, stream);
       return true;
-    }
   }
   return false;
 }
