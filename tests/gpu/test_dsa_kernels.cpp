@@ -350,7 +350,7 @@ TEST_CASE("the DSA top-k selects the k largest candidates of every row, ties and
   check_topk(12, 4099, 2048, 2);   // a row length that is not a multiple of 4 (scalar loads)
   check_topk(6, 100, 7, 3);
   check_topk(6, 64, 64, 4);       // k = n
-  check_topk(6, 40000, 2048, 5);  // 7 distinct values: the k-th largest's bin overflows the candidate list
+  check_topk(6, 40000, 2048, 5);  // long rows of 7 distinct values: thousands of ties at the k-th largest
 }
 
 TEST_CASE("the DSA top-k reads only the causal prefix of each row of the indexer's scores", "[gpu]") {
