@@ -207,9 +207,11 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
       const int in = pool.request("g.scores", rows * n * 4);
       const int out = pool.request("g.topk", rows * s.topk * 4);
       const i64 topk = s.topk;
+      // Causal rows are the indexer's: only the prefix up to each query's position holds scores.
+      const TopkRowLengths lengths = s.causal ? TopkRowLengths{s.q_tokens, s.q_start, s.q_stride} : TopkRowLengths{};
       b.compute = [=](const ExecCtx& e) {
         launch_topk(static_cast<const float*>(e.pool->ptr(in)), static_cast<int*>(e.pool->ptr(out)), rows, n, topk,
-                    e.stream);
+                    lengths, e.stream);
       };
       return;
     }

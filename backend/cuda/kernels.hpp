@@ -135,8 +135,19 @@ void launch_indexer_score_fp8(const void* q, const void* k, const float* k_scale
                               std::int64_t queries, std::int64_t keys, std::int64_t heads, std::int64_t dim,
                               std::int64_t q_start, std::int64_t q_stride, bool causal, cudaStream_t stream);
 
-/// Per row of n fp32 values: the indices of the k largest (any order), −1 padding when a row has fewer than k
-/// finite values.
-void launch_topk(const float* in, int* indices, std::int64_t rows, std::int64_t n, std::int64_t k, cudaStream_t stream);
+/// Which prefix of each top-k row holds its values. q_tokens = 0: all n. Else the rows are the indexer's causal rows,
+/// request by request (row r is query r mod q_tokens of its request, at position p = q_start + (r mod
+/// q_tokens)·q_stride) and row r holds min(p + 1, n) values; the rest of the row is not read.
+struct TopkRowLengths {
+  std::int64_t q_tokens = 0;
+  std::int64_t q_start = 0;
+  std::int64_t q_stride = 1;
+};
+
+/// Per row of n fp32 values (row r at in + r·n, its first values as `lengths` says): the indices of the k largest
+/// (any order; any of equal values at the k-th), −1 padding when a row has fewer than k values above −FLT_MAX
+/// (−FLT_MAX and −inf are never selected).
+void launch_topk(const float* in, int* indices, std::int64_t rows, std::int64_t n, std::int64_t k,
+                 const TopkRowLengths& lengths, cudaStream_t stream);
 
 }  // namespace paratwin::cuda

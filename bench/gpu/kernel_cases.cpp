@@ -311,9 +311,17 @@ void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
     const i64 rows = tokens;  // one row per query of the prompt
     DeviceBuffer scores(rows * tokens * 4), idx(rows * topk * 4);
     fill_random(scores, rows * tokens, seed(), stream_, true);
-    const double s = time([&] { cuda::launch_topk(scores.as<float>(), idx.as<int>(), rows, tokens, topk, stream_); });
+    const double s =
+        time([&] { cuda::launch_topk(scores.as<float>(), idx.as<int>(), rows, tokens, topk, {}, stream_); });
     add_bytes("topk", m, fmt::format("{} rows x {}, k {}", rows, tokens, topk), s,
               static_cast<double>(rows * tokens * 4 + rows * topk * 4));
+    // The layer's form: row i holds the scores of query i's causal prefix (i + 1 keys), and only those are read.
+    const cuda::TopkRowLengths causal{rows, 0, 1};
+    const double c =
+        time([&] { cuda::launch_topk(scores.as<float>(), idx.as<int>(), rows, tokens, topk, causal, stream_); });
+    const double causal_values = static_cast<double>(rows) * static_cast<double>(rows + 1) / 2.0;
+    add_bytes("topk (causal rows)", m, fmt::format("{} rows x 1..{}, k {}", rows, tokens, topk), c,
+              causal_values * 4.0 + static_cast<double>(rows * topk * 4));
   }
   {
     const i64 queries = 2048, heads_q = m.num_attention_heads;

@@ -1,10 +1,11 @@
-// DeepSeek-V3.2's DSA kernels (dsa_kernels.cu, indexer_wgmma.cu, sparse_mla_attention.cu, sparse_mla_wgmma.cu) against
-// references on fresh random inputs with poisoned outputs: the indexer's scores (each of its kernels: wgmma and
-// mma.sync at 64 heads × 128, the reference kernel at any shape) against a double-precision sum, on ragged shapes (keys
-// and queries not multiples of the kernels' tiles, the causal boundary inside a key tile, offset, strided, descending
-// and negative query positions, blocks that see no key, causal and not); the top-k's selected values against a host
-// sort, with ties and rows of fewer than k candidates; the index-sparse MLA attention (each of its kernels: wgmma and
-// mma.sync) against the reference attention kernel.
+// DeepSeek-V3.2's DSA kernels (dsa_kernels.cu, indexer_wgmma.cu, dsa_topk.cu, sparse_mla_attention.cu,
+// sparse_mla_wgmma.cu) against references on fresh random inputs with poisoned outputs: the indexer's scores (each of
+// its kernels: wgmma and mma.sync at 64 heads × 128, the reference kernel at any shape) against a double-precision
+// sum, on ragged shapes (keys and queries not multiples of the kernels' tiles, the causal boundary inside a key tile,
+// offset, strided, descending and negative query positions, blocks that see no key, causal and not); the top-k's
+// selected values against a host sort, with ties, rows of fewer than k candidates and causal rows read only up to
+// their query; the index-sparse MLA attention (each of its kernels: wgmma and mma.sync) against the reference
+// attention kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -23,6 +24,7 @@
 #include "backend/cuda/indexer_score.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/sparse_mla_attention.hpp"
+#include "tests/gpu/small_shapes.hpp"
 
 using namespace paratwin::cuda;
 
@@ -149,13 +151,22 @@ void check_topk_row(const std::vector<float>& row, const int* idx, std::int64_t 
   CHECK(selected == candidates);
 }
 
-void check_topk(std::int64_t rows, std::int64_t n, std::int64_t k, std::uint32_t seed) {
-  INFO("rows " << rows << ", n " << n << ", k " << k);
+// The top-k of `rows` rows of n values whose first values, as `lengths` says, are the candidates. Past a row's
+// length the values are +inf and FLT_MAX, which the kernel would select if it read them.
+void check_topk(std::int64_t rows, std::int64_t n, std::int64_t k, std::uint32_t seed,
+                const TopkRowLengths& lengths = {}) {
+  INFO("rows " << rows << ", n " << n << ", k " << k << ", causal rows of " << lengths.q_tokens << " queries from "
+               << lengths.q_start << " by " << lengths.q_stride);
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::uniform_int_distribution<int> small(-3, 3);
   std::vector<float> in(static_cast<std::size_t>(rows * n));
+  std::vector<std::int64_t> length(static_cast<std::size_t>(rows), n);
   for (std::int64_t r = 0; r < rows; ++r) {
+    auto& len = length[static_cast<std::size_t>(r)];
+    if (lengths.q_tokens > 0) {
+      len = std::clamp<std::int64_t>(lengths.q_start + r % lengths.q_tokens * lengths.q_stride + 1, 0, n);
+    }
     // Row kinds: distinct normals; 7 distinct values (ties at the threshold); a causal prefix of candidates (−FLT_MAX
     // after it, as the indexer writes); fewer candidates than k; none at all; ±inf and a negative zero among normals.
     const auto kind = r % 6;
@@ -164,19 +175,21 @@ void check_topk(std::int64_t rows, std::int64_t n, std::int64_t k, std::uint32_t
       float v = kind == 1 ? static_cast<float>(small(rng)) : normal(rng);
       if (kind == 5 && j % 97 == 0) v = j % 2 == 0 ? INFINITY : -INFINITY;
       if (kind == 5 && j % 89 == 0) v = -0.0f;
-      in[static_cast<std::size_t>(r * n + j)] = j < visible ? v : -FLT_MAX;
+      if (j >= len) v = j % 2 == 0 ? INFINITY : FLT_MAX;
+      in[static_cast<std::size_t>(r * n + j)] = j < len && j >= visible ? -FLT_MAX : v;
     }
   }
   Device din(in.size() * 4), dout(static_cast<std::size_t>(rows * k * 4));
   REQUIRE(cudaMemcpy(din.ptr, in.data(), in.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
   REQUIRE(cudaMemset(dout.ptr, 0x7F, static_cast<std::size_t>(rows * k * 4)) == cudaSuccess);  // out-of-range index
-  launch_topk(static_cast<const float*>(din.ptr), static_cast<int*>(dout.ptr), rows, n, k, nullptr);
+  launch_topk(static_cast<const float*>(din.ptr), static_cast<int*>(dout.ptr), rows, n, k, lengths, nullptr);
+  REQUIRE(cudaGetLastError() == cudaSuccess);
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
   std::vector<int> idx(static_cast<std::size_t>(rows * k));
   REQUIRE(cudaMemcpy(idx.data(), dout.ptr, idx.size() * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
   for (std::int64_t r = 0; r < rows; ++r) {
-    INFO("row " << r);
-    const std::vector<float> row(in.begin() + r * n, in.begin() + (r + 1) * n);
+    INFO("row " << r << " of length " << length[static_cast<std::size_t>(r)]);
+    const std::vector<float> row(in.begin() + r * n, in.begin() + r * n + length[static_cast<std::size_t>(r)]);
     check_topk_row(row, idx.data() + r * k, k);
   }
 }
@@ -336,7 +349,19 @@ TEST_CASE("the DSA top-k selects the k largest candidates of every row, ties and
   check_topk(12, 20000, 2048, 1);  // DeepSeek-V3.2's k over a ragged context (float4 loads)
   check_topk(12, 4099, 2048, 2);   // a row length that is not a multiple of 4 (scalar loads)
   check_topk(6, 100, 7, 3);
-  check_topk(6, 64, 64, 4);  // k = n
+  check_topk(6, 64, 64, 4);       // k = n
+  check_topk(6, 40000, 2048, 5);  // long rows of 7 distinct values: thousands of ties at the k-th largest
+}
+
+TEST_CASE("the DSA top-k reads only the causal prefix of each row of the indexer's scores", "[gpu]") {
+  // Two requests of 40 queries at positions 1900, 1920, ...: rows of fewer and of more values than k.
+  check_topk(2 * 40, 3000, 2048, 6, {40, 1900, 20});
+  // Rows of 20K-37K values ending at any offset from a float4 (n a multiple of 4: float4 loads, or not: scalar).
+  check_topk(16, 40000, 2048, 7, {16, 19999, 1111});
+  check_topk(16, 40001, 2048, 8, {16, 19999, 1111});
+  if (paratwin::test::runs_at_this_size(1400.0 * 3000.0, 1e6)) {
+    check_topk(2 * 700, 3000, 2048, 9, {700, 1500, 3});  // two requests, rows from 1501 values to the whole row
+  }
 }
 
 TEST_CASE("index-sparse MLA attention on the tensor cores equals the reference kernel", "[gpu]") {
