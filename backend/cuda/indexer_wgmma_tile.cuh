@@ -2,7 +2,8 @@
 // What the DSA indexer's two Hopper kernels share (indexer_wgmma.cu: bf16 q and k; indexer_fp8_wgmma.cu: e4m3 q and k
 // with per-key scales): the tile geometry, the keys a block must compute under causality, and the epilogue that turns
 // a consumer warpgroup's wgmma m64n256 accumulators (64 keys × 4 queries' 64 heads) into scores in registers: relu ·
-// head weight summed over the thread's 16 heads of each query, then over the quad's 4 lanes (the other 48 heads).
+// head weight summed over the thread's 16 heads of each query, then over the quad's 4 lanes (the other 48 heads); the
+// fp8 kernel's form of it for one m64n128 half (2 queries' 64 heads) is pair_head_weighted_sum.
 // The accumulator layout is wgmma's for fp32 D of any input type (hopper_ops.cuh): thread t holds
 // acc[4c + 2h + e] = D[16·(t/32) + (t%32)/4 + 8h][8c + 2·(t%4) + e].
 #include <cfloat>
@@ -84,6 +85,47 @@ __device__ inline void head_weighted_sums(const float (&acc)[128], const float (
     const float keep = high ? u[r + 2] : u[r], send = high ? u[r] : u[r + 2];
     score[r] = keep + __shfl_xor_sync(0xffffffffu, send, 2);
   }
+}
+
+// The pair of queries (2·pair, 2·pair + 1 of a consumer's 4) whose scores this lane holds after pair_head_weighted_sum:
+// query 2·pair + (lane & 1), at key row 16·warp + lane/4 + 8·pair_key_half(lane).
+__device__ inline i64 pair_output_query(i64 group_q0, int pair, int lane) {
+  return group_q0 + 2 * pair + (lane & 1);
+}
+__device__ inline int pair_key_half(int lane) {
+  return (lane >> 1) & 1;
+}
+
+// head_weighted_sums for one half of the N extent, wgmma m64n128 accumulators of 2 queries × 64 heads (query pair
+// `pair` of the consumer's 4, whose head weights are head_w[16·pair ..]): Σ_h w · relu(acc) for this lane's query and
+// key row (pair_output_query, pair_key_half). The same 16-heads-in-thread sums, then a 3-shuffle reduce-scatter over
+// the quad leaves each lane one finished value.
+__device__ inline float pair_head_weighted_sum(const float (&acc)[64], const float (&head_w)[32][2], int pair,
+                                               int lane) {
+  float v[4];  // v[2·query + row]
+#pragma unroll
+  for (int qq = 0; qq < 2; ++qq) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int cc = 0; cc < 8; ++cc) {
+        const int c = qq * 8 + cc;
+        sum = fmaf(head_w[16 * pair + c][0], fmaxf(acc[4 * c + 2 * r], 0.0f), sum);
+        sum = fmaf(head_w[16 * pair + c][1], fmaxf(acc[4 * c + 2 * r + 1], 0.0f), sum);
+      }
+      v[2 * qq + r] = sum;
+    }
+  }
+  const bool odd = (lane & 1) != 0, high = (lane & 2) != 0;
+  float u[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float keep = odd ? v[2 + r] : v[r], send = odd ? v[r] : v[2 + r];
+    u[r] = keep + __shfl_xor_sync(0xffffffffu, send, 1);
+  }
+  const float keep = high ? u[1] : u[0], send = high ? u[0] : u[1];
+  return keep + __shfl_xor_sync(0xffffffffu, send, 2);
 }
 
 // Writes −FLT_MAX to the keys from `masked0` on of the block's rows (past every visible position: never computed),
