@@ -38,7 +38,8 @@ enum class SparseMlaKernel : int { kWgmma = 0, kMmaSync = 1 };
 /// The wgmma kernel, for arguments sparse_mla_wgmma_takes accepts: 64-key tiles in pairs through two buffers (each
 /// filled and released in two halves) by a producer warpgroup; each of two consumer warpgroups computes one tile of a
 /// pair's scores (wgmma m64n64k16) and softmax, the two agree on the pair's row maxima, and each accumulates half of
-/// the 512 value dims over both tiles (m64n256k16, its own probabilities from registers).
+/// the 512 value dims over both tiles (m64n256k16, its own probabilities from registers) and writes them through shared
+/// memory with bulk copies.
 void launch_sparse_mla_wgmma(const AttentionArgs& a, cudaStream_t stream);
 
 }  // namespace paratwin::cuda
