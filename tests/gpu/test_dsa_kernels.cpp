@@ -200,24 +200,66 @@ struct SparseShape {
   bool causal;
 };
 
+// What the sparse attention checks run on.
+// - kRandom: random q and latent rows, random key indices (−1 entries, indices past the keys, repeated indices, keys
+//   after the query under causality).
+// - kGrowingScores: scores that grow along every query's selection order by far more than the wgmma kernel's lazy
+//   softmax reference lets pass (it moves the reference only when a tile's maximum exceeds it by more than 8 in log2
+//   units): q ≈ 0.25 and latent row r ≈ 6·r / kv_tokens in every dim (a little noise in each), each query selecting
+//   keys 0, 1, 2, … in order, so that the reference moves several times from a finite value and O is rescaled each
+//   time (on random data it moves at the first tile only). Not causal.
+// In both, one query of each request selects nothing valid.
+enum class SparseInputs { kRandom, kGrowingScores };
+
+// Host bf16 by truncation: the kernels and the reference read the same bf16 values, so the rounding does not matter.
+std::uint16_t bf16_bits_truncated(float f) {
+  std::uint32_t bits = 0;
+  std::memcpy(&bits, &f, 4);
+  return static_cast<std::uint16_t>(bits >> 16);
+}
+
+void fill_growing_scores(const SparseShape& s, void* q, void* kv, std::uint32_t seed) {
+  const std::int64_t dqk = 576, q_rows = s.batch * s.q_tokens, kv_rows = s.batch * s.kv_tokens;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> noise(-0.05f, 0.05f);
+  std::vector<std::uint16_t> host(static_cast<std::size_t>(q_rows * s.heads * dqk));
+  for (auto& x : host) x = bf16_bits_truncated(0.25f + noise(rng));
+  REQUIRE(cudaMemcpy(q, host.data(), host.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
+  host.assign(static_cast<std::size_t>(kv_rows * dqk), 0);
+  for (std::int64_t r = 0; r < kv_rows; ++r) {
+    const float level = 6.0f * static_cast<float>(r % s.kv_tokens) / static_cast<float>(s.kv_tokens);
+    for (std::int64_t d = 0; d < dqk; ++d) {
+      host[static_cast<std::size_t>(r * dqk + d)] = bf16_bits_truncated(level * (1.0f + noise(rng)));
+    }
+  }
+  REQUIRE(cudaMemcpy(kv, host.data(), host.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
+}
+
 // Index-sparse attention in MLA's absorbed form (one 576-wide latent row per key, values = its first 512 dims) by the
-// tensor-core kernel and by the reference kernel, on the same random q, latent rows and key indices (−1 entries,
-// indices past the keys, repeated indices, keys after the query under causality; one query of each request selects
-// nothing valid). Outputs poisoned with NaN.
+// tensor-core kernel and by the reference kernel, on the same inputs (`inputs`). Outputs poisoned with NaN.
 // `kernel`: that kernel (else the dispatched path, which must be the sparse MLA one).
-void check_sparse_mla(const SparseShape& s, std::uint32_t seed, std::optional<SparseMlaKernel> kernel = std::nullopt) {
+void check_sparse_mla(const SparseShape& s, std::uint32_t seed, std::optional<SparseMlaKernel> kernel = std::nullopt,
+                      SparseInputs inputs = SparseInputs::kRandom) {
   INFO(s.what << (kernel ? std::string(" on ") + to_string(*kernel) : std::string()));
   const std::int64_t q_rows = s.batch * s.q_tokens, kv_rows = s.batch * s.kv_tokens;
   const std::int64_t dqk = 576, dv = 512;
   Device q(static_cast<std::size_t>(q_rows * s.heads * dqk * 2)), kv(static_cast<std::size_t>(kv_rows * dqk * 2));
-  launch_fill_random(q.ptr, false, q_rows, s.heads * dqk, 0, nullptr, s.heads * dqk, seed, 1.0f, 0.0f, nullptr);
-  launch_fill_random(kv.ptr, false, kv_rows, dqk, 0, nullptr, dqk, seed + 1, 1.0f, 0.0f, nullptr);
+  const bool growing = inputs == SparseInputs::kGrowingScores;
+  if (growing) {
+    REQUIRE_FALSE(s.causal);
+    REQUIRE(s.keys_per_query <= s.kv_tokens);
+    fill_growing_scores(s, q.ptr, kv.ptr, seed);
+  } else {
+    launch_fill_random(q.ptr, false, q_rows, s.heads * dqk, 0, nullptr, s.heads * dqk, seed, 1.0f, 0.0f, nullptr);
+    launch_fill_random(kv.ptr, false, kv_rows, dqk, 0, nullptr, dqk, seed + 1, 1.0f, 0.0f, nullptr);
+  }
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> pick(-2, static_cast<int>(s.kv_tokens) + 2);
   std::vector<int> index(static_cast<std::size_t>(q_rows * s.keys_per_query));
   for (std::int64_t r = 0; r < q_rows; ++r) {
     for (std::int64_t t = 0; t < s.keys_per_query; ++t) {
-      index[static_cast<std::size_t>(r * s.keys_per_query + t)] = r % s.q_tokens == 1 ? -1 : pick(rng);
+      const int key = growing ? static_cast<int>(t) : pick(rng);
+      index[static_cast<std::size_t>(r * s.keys_per_query + t)] = r % s.q_tokens == 1 ? -1 : key;
     }
   }
   Device dindex(index.size() * 4);
@@ -391,6 +433,23 @@ TEST_CASE("index-sparse MLA attention's wgmma and mma.sync kernels each equal th
   for (const auto kernel : {SparseMlaKernel::kWgmma, SparseMlaKernel::kMmaSync}) {
     if (kernel == SparseMlaKernel::kWgmma && major != 9) continue;  // sm_90a code
     for (const auto& s : shapes) check_sparse_mla(s, seed++, kernel);
+  }
+}
+
+TEST_CASE("index-sparse MLA attention's kernels follow scores that grow along the selection order", "[gpu]") {
+  // The wgmma kernel's softmax reference moves only by more than 8 (log2 units): these scores make it move several
+  // times within a query's keys (kGrowingScores), which random scores never do after the first tile.
+  const SparseShape shapes[] = {
+      {"128 heads, 512 keys per query in ascending score order (8 tiles, 4 pairs)", 1, 3, 600, 128, 512, 0, 1, false},
+      {"64 heads, 2 requests, 300 keys per query (a ragged last tile)", 2, 4, 320, 64, 300, 0, 1, false},
+  };
+  std::uint32_t seed = 91;
+  int device = 0, major = 0;
+  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
+  for (const auto kernel : {SparseMlaKernel::kWgmma, SparseMlaKernel::kMmaSync}) {
+    if (kernel == SparseMlaKernel::kWgmma && major != 9) continue;  // sm_90a code
+    for (const auto& s : shapes) check_sparse_mla(s, seed++, kernel, SparseInputs::kGrowingScores);
   }
 }
 
