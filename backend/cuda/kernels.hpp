@@ -28,7 +28,8 @@ void launch_rmsnorm(const void* in, void* out, const void* weight, std::int64_t 
 /// Residual add fused into the RMSNorm after it (SGLang's fused_add_rmsnorm), on `rows` plain rows of n elements:
 /// residual += update (rounded to bf16, the residual stream's type), then out = rmsnorm(residual) · weight with the
 /// sum of squares taken on that rounded sum, so `out` equals launch_rmsnorm of the new residual. One launch, one pass
-/// over the rows. `out` may be `update` (SGLang's in-place form), not `residual`.
+/// over the rows. `out` may be `update` (SGLang's in-place form); it must not overlap `residual`, nor part of `update`
+/// (PARATWIN_ASSERT): both outputs are kept, and normed rows written over the residual would replace the sum.
 void launch_add_rmsnorm(void* residual, const void* update, void* out, const void* weight, std::int64_t rows,
                         std::int64_t n, float eps, cudaStream_t stream);
 

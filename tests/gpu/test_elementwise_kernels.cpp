@@ -16,6 +16,7 @@
 
 #include "backend/cuda/kernels.hpp"
 #include "tests/gpu/small_shapes.hpp"
+#include "topology/error.hpp"
 
 using namespace paratwin::cuda;
 
@@ -287,6 +288,24 @@ TEST_CASE("fused residual add + RMSNorm equals a float64 reference on every path
   };
   std::uint64_t seed = 150;
   for (const auto& c : cases) check_add_rmsnorm(c, ++seed);
+}
+
+TEST_CASE("fused residual add + RMSNorm refuses an output that overlaps the residual, before any launch", "[gpu]") {
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  const i64 rows = 4, n = 256;
+  DeviceBf16 residual(2 * rows * n), update(rows * n), w(n);
+  const auto launch = [&](void* out, const void* upd) {
+    launch_add_rmsnorm(residual.get(), upd, out, w.get(), rows, n, 1e-6f, nullptr);
+  };
+  auto* second_row = static_cast<std::uint16_t*>(residual.get()) + n;
+  CHECK_THROWS_WITH(launch(residual.get(), update.get()), Catch::Contains("must not overlap residual"));
+  CHECK_THROWS_AS(launch(second_row, update.get()), paratwin::InternalError);  // rows shared at an offset
+  CHECK_THROWS_WITH(launch(static_cast<std::uint16_t*>(update.get()) + 1, update.get()),
+                    Catch::Contains("must be update"));
+  const Bits untouched = residual.download();  // still all poison: nothing ran
+  CHECK(std::all_of(untouched.begin(), untouched.end(), [](std::uint16_t b) { return b == 0xFFFF; }));
+  launch(update.get(), update.get());  // SGLang's in-place form stays allowed
+  REQUIRE(cudaGetLastError() == cudaSuccess);
 }
 
 namespace {
