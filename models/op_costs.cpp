@@ -269,8 +269,9 @@ void fill_cost(ComputeOp& op) {
       break;
     }
     case ComputeKind::kMoeUnpermute: {
-      // Weighted scatter-add of m expert-output rows into m / topk token rows.
-      const std::int64_t tokens = s.topk > 0 ? ceil_div(s.m, s.topk) : s.m;
+      // Weighted scatter-add of m expert-output rows into m / topk token rows (out_rows where rows per token vary).
+      PARATWIN_ASSERT(s.out_rows >= 0, "MoE unpermute with {} out_rows", s.out_rows);
+      const std::int64_t tokens = s.out_rows > 0 ? s.out_rows : s.topk > 0 ? ceil_div(s.m, s.topk) : s.m;
       op.flops = 2 * d(s.m * s.n);
       op.bytes = d(s.m * s.n) * e + d(s.m) * (kFp32Bytes + kIndexBytes) + d(tokens * s.n) * e;
       break;

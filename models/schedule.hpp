@@ -54,7 +54,8 @@ enum class ComputeKind : std::uint8_t {
                      ///< m, experts n, topk; writes int32 ids and fp32 weights
   kMoePermute,       ///< gather m token rows × n into expert order (m = tokens × topk; set topk so the m / topk
                      ///< source rows count once); fp8 rows carry 1×128 scales
-  kMoeUnpermute,     ///< scatter-add expert outputs back: m = tokens × topk rows × n, weighted, into m / topk rows
+  kMoeUnpermute,     ///< scatter-add expert outputs back: m = tokens × topk rows × n, weighted, into m / topk rows,
+                     ///< or into out_rows rows where tokens have different row counts (all-to-all MoE)
   kActivation,       ///< SiLU(gate) · up: m tokens × n (output width), reading the 16-bit [m × 2n] gate/up output;
                      ///< fp8 writes fp8 + 1×128 scales
   kResidualAdd,      ///< m × n
@@ -76,6 +77,9 @@ struct ComputeShape {
   std::int64_t heads = 0, kv_heads = 0;  ///< query heads, key/value heads (MQA/GQA/MLA: kv_heads ≤ heads)
   std::int64_t head_dim_qk = 0, head_dim_v = 0;
   std::int64_t topk = 0;  ///< kTopK, kMoeRoute, kSparseAttention, kMoePermute/Unpermute
+  /// kMoeUnpermute: the token rows written when tokens have different row counts (the all-to-all MoE's sums: each
+  /// token has a row per local expert it chose, or per rank that computed for it); 0: ⌈m / topk⌉.
+  std::int64_t out_rows = 0;
   bool causal = false;
   /// MLA absorbed attention: K and V are one cached latent row of head_dim_qk elements (kv_lora_rank + rope dims)
   /// whose first head_dim_v are V; KV bytes count that row once (models/op_costs.hpp mla_latent_row_bytes).

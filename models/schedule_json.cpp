@@ -36,6 +36,7 @@ json shape_to_json(const ComputeShape& s) {
   put("head_dim_qk", s.head_dim_qk, 0);
   put("head_dim_v", s.head_dim_v, 0);
   put("topk", s.topk, 0);
+  put("out_rows", s.out_rows, 0);
   if (s.causal) j["causal"] = true;
   if (s.kv_shared) j["kv_shared"] = true;
   return j;
@@ -60,6 +61,7 @@ ComputeShape shape_from_json(const json& j) {
   s.head_dim_qk = get("head_dim_qk", 0);
   s.head_dim_v = get("head_dim_v", 0);
   s.topk = get("topk", 0);
+  s.out_rows = get("out_rows", 0);
   s.causal = j.value("causal", false);
   s.kv_shared = j.value("kv_shared", false);
   return s;
@@ -318,7 +320,7 @@ void hash_op(Fnv1a& h, const Op& op) {
     h.add(c->flops);
     h.add(c->bytes);
     for (const auto v : {s.m, s.n, s.k, s.q_tokens, s.kv_tokens, s.q_start, s.q_stride, s.kv_start, s.kv_stride,
-                         s.batch, s.heads, s.kv_heads, s.head_dim_qk, s.head_dim_v, s.topk}) {
+                         s.batch, s.heads, s.kv_heads, s.head_dim_qk, s.head_dim_v, s.topk, s.out_rows}) {
       h.add(v);
     }
     h.add(s.group_rows);

@@ -88,20 +88,20 @@ bool Binder::bind_functional(const Op& op, BoundOp& b) {
   if (role == "attn.add_norm" || role == "mlp.add_norm") {
     // The residual add the norm absorbed (models/builders ResidualStream): the MLP's norm takes the attention output
     // ("o"); the attention's input norm the previous layer's MLP output ("down") or MoE output (moe_update).
-    ResidualUpdate update;
+    int update = -1;
     if (role == "mlp.add_norm") {
-      update.buffer = act("o", mb, bf(rows * H));
+      update = act("o", mb, bf(rows * H));
     } else if (m_.is_moe_layer(layer - 1)) {
-      if (!moe_update(layer - 1, mb, runs, update)) return false;
+      const auto moe = moe_update(layer - 1, mb, runs);
+      if (!moe) return false;
+      update = *moe;
     } else {
-      update.buffer = act("down", mb, bf(rows * H));
+      update = act("down", mb, bf(rows * H));
     }
     const int w = weight(L + (role == "mlp.add_norm" ? "mlp.norm" : "attn.input_norm"), 1, H, 0, H, {}, 0.1f, 1.0f);
     const int xn = act("xn", mb, bf(rows * H));
     b.compute = [=](const ExecCtx& e) {
-      if (update.prepare) update.prepare(e);
-      launch_add_rmsnorm(e.pool->ptr(x), e.pool->ptr(update.buffer), e.pool->ptr(xn), e.pool->ptr(w), rows, H, eps,
-                         e.stream);
+      launch_add_rmsnorm(e.pool->ptr(x), e.pool->ptr(update), e.pool->ptr(xn), e.pool->ptr(w), rows, H, eps, e.stream);
     };
     return true;
   }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "backend/cuda/fp8_gemm.hpp"
 #include "backend/cuda/kernels.hpp"
@@ -230,6 +231,25 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
       return;
     }
     case ComputeKind::kMoeUnpermute: {
+      if (s.out_rows > 0) {
+        // Rows per token vary (the all-to-all MoE's sums): the combine kernel through a map of `slots` entries per
+        // token, the m rows spread evenly over the tokens in order, -1 past each token's rows.
+        const i64 tokens = s.out_rows, slots = std::max<i64>(1, (m + tokens - 1) / tokens);
+        std::vector<int> map(static_cast<std::size_t>(tokens * slots), -1);
+        for (i64 t = 0; t < tokens; ++t) {
+          const i64 first = t * m / tokens, last = (t + 1) * m / tokens;
+          for (i64 r = first; r < last; ++r) map[static_cast<std::size_t>(t * slots + r - first)] = static_cast<int>(r);
+        }
+        const int rows = pool.request("g.y", bf(m * n));
+        const int wts = pool.request("g.wts", tokens * slots * 4);
+        const int out = pool.request("g.a", bf(tokens * n));
+        const int row_map = pool.ints(fmt::format("g.combine.{}.{}", m, tokens), std::move(map));
+        b.compute = [=](const ExecCtx& e) {
+          launch_moe_combine(e.pool->ptr(rows), static_cast<const int*>(e.pool->ptr(row_map)),
+                             static_cast<const float*>(e.pool->ptr(wts)), e.pool->ptr(out), tokens, slots, n, e.stream);
+        };
+        return;
+      }
       const i64 topk = std::max<i64>(1, s.topk);
       const i64 tokens = m / topk;
       const int rows = pool.request("g.y", bf(m * n));

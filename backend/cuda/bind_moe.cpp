@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <optional>
 
 #include "backend/cuda/binder.hpp"
 #include "backend/cuda/fp8_gemm.hpp"
@@ -155,27 +156,12 @@ bool Binder::moe_functional() const {
          moe.routed_scaling_factor == 1.0 && c.attn_tp_size() == 1 && (!a2a || c.moe_tp_size() == 1);
 }
 
-bool Binder::moe_update(int layer, int mb, const Runs& runs, ResidualUpdate& out) {
-  if (!moe_functional()) return false;
+std::optional<int> Binder::moe_update(int layer, int mb, const Runs& runs) {
+  if (!moe_functional()) return std::nullopt;
+  const i64 H = m_.hidden_size;
+  if (s_.meta.moe_mode == MoeMode::kAllToAll) return act("moe_out", mb, bf(runs.rows() * H));  // moe.combine_sum's
   const auto* t = moe_tables(layer, mb, runs);
-  const i64 H = m_.hidden_size, rows = runs.rows();
-  if (s_.meta.moe_mode != MoeMode::kAllToAll) {
-    out.buffer =
-        t->group > 1 ? act("moe_scattered", mb, bf(t->shard * H)) : act("moe_combined", mb, bf(t->gate_rows * H));
-    return true;
-  }
-  // Each local token: the sum of the rows the ranks holding its experts sent back.
-  const i64 send_rows = static_cast<i64>(t->send_map.size());
-  const int back = act("moe_back", mb, bf(send_rows * H));
-  const int map = p_.pool.ints(fmt::format("L{}.mb{}.moe_back_map", layer, mb), t->back_map);
-  const int sum = act("moe_out", mb, bf(rows * H));
-  const i64 members = t->members;
-  out.buffer = sum;
-  out.prepare = [=](const ExecCtx& e) {
-    launch_moe_combine(e.pool->ptr(back), static_cast<const int*>(e.pool->ptr(map)), nullptr, e.pool->ptr(sum), rows,
-                       members, H, e.stream);
-  };
-  return true;
+  return t->group > 1 ? act("moe_scattered", mb, bf(t->shard * H)) : act("moe_combined", mb, bf(t->gate_rows * H));
 }
 
 bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const Runs& runs, int x) {
@@ -338,17 +324,29 @@ bool Binder::bind_moe(const Op& op, BoundOp& b, const std::string& role, const R
     bind_comm(op, b, comb, act("moe_back", mb, bf(send_rows * H)));
     return true;
   }
+  if (role == "moe.combine_sum") {
+    // Each local token: the sum of the rows the ranks holding its experts sent back (weighted there), read through
+    // back_map (a slot per member, -1 where the token sent nothing).
+    expect(shape != nullptr && shape->m == send_rows && shape->out_rows == rows, "the returned rows");
+    const int back = act("moe_back", mb, bf(send_rows * H));
+    const int map = pool.ints(T + "moe_back_map", t->back_map);
+    const int sum = act("moe_out", mb, bf(rows * H));
+    const i64 members = t->members;
+    b.compute = [=](const ExecCtx& e) {
+      launch_moe_combine(e.pool->ptr(back), static_cast<const int*>(e.pool->ptr(map)), nullptr, e.pool->ptr(sum), rows,
+                         members, H, e.stream);
+    };
+    return true;
+  }
   if (role == "moe.token_reduce_scatter") {
     bind_comm(op, b, comb, act("moe_scattered", mb, bf(t->shard * H)));
     return true;
   }
   if (role == "moe.residual_add") {
-    ResidualUpdate update;
-    if (!moe_update(layer, mb, runs, update)) return false;
-    b.compute = [=](const ExecCtx& e) {
-      if (update.prepare) update.prepare(e);
-      launch_add(e.pool->ptr(x), e.pool->ptr(update.buffer), rows * H, e.stream);
-    };
+    const auto update = moe_update(layer, mb, runs);
+    if (!update) return false;
+    const int u = *update;
+    b.compute = [=](const ExecCtx& e) { launch_add(e.pool->ptr(x), e.pool->ptr(u), rows * H, e.stream); };
     return true;
   }
   return false;  // moe.tp_all_reduce, shared experts: excluded above

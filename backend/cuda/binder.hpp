@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -153,13 +154,10 @@ class Binder {
   bool moe_functional() const;
   // What a layer's residual add adds to the stream (alone, or fused into the next RMSNorm): the buffer, and what must
   // run first on the compute stream (none: empty).
-  struct ResidualUpdate {
-    int buffer = -1;
-    std::function<void(const ExecCtx&)> prepare;
-  };
-  // The MoE output of `layer`: gather mode the combined (or reduce-scattered) rows; all-to-all the sum of the rows
-  // the expert ranks sent back. False when MoE layers are not functional.
-  bool moe_update(int layer, int mb, const Runs& runs, ResidualUpdate& out);
+  // The MoE output of `layer` (the buffer the residual add reads): gather mode the combined (or reduce-scattered)
+  // rows; all-to-all the sum of the rows the expert ranks sent back (moe.combine_sum's output). None when MoE layers
+  // are not functional.
+  std::optional<int> moe_update(int layer, int mb, const Runs& runs);
   void bind_generic(const Op& op, BoundOp& b);
   // An fp8 GEMM (or grouped GEMM: one cuBLASLt call per group's rows) of the timing path, block-scaled as DeepSeek-V3
   // quantises: fp8 weights with 128×128 block scales, activations with 1×128 group scales (the bytes the schedule

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kernels.hpp"
+#include "topology/error.hpp"
 
 namespace paratwin::cuda {
 namespace {
@@ -32,6 +33,13 @@ unsigned grid_for(i64 items, i64 per_block) {
 
 bool aligned16(const void* p) {
   return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
+}
+
+// Whether [a, a + bytes) and [b, b + bytes) share a byte.
+bool byte_ranges_overlap(const void* a, const void* b, i64 bytes) {
+  const auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
+  const auto len = static_cast<std::uintptr_t>(bytes);
+  return bytes > 0 && pa < pb + len && pb < pa + len;
 }
 
 // a / b, with the 32-bit divide when both fit (a 64-bit divide is a long software routine on the GPU).
@@ -547,6 +555,19 @@ void launch_rmsnorm(const void* in, void* out, const void* weight, i64 rows, i64
 void launch_add_rmsnorm(void* residual, const void* update, void* out, const void* weight, i64 rows, i64 n, float eps,
                         cudaStream_t stream) {
   if (rows == 0) return;
+  // Two outputs: the residual stream's new rows (the rounded sum) and the normed rows. With out == residual the
+  // addressing takes launch_rmsnorm's in-place form (NormRows::dst) and the normed rows overwrite the sum the next
+  // layer's add needs; rows that overlap at an offset would race between warps (one writing the normed row while
+  // another still reads it as residual). `out` may be `update`: a thread reads its update elements before it writes
+  // the same output elements.
+  const i64 bytes = rows * n * static_cast<i64>(sizeof(bf16));
+  PARATWIN_ASSERT(!byte_ranges_overlap(out, residual, bytes),
+                  "launch_add_rmsnorm: out ({}) must not overlap residual ({}) over {} rows of {}: the kernel writes "
+                  "both the new residual (the sum) and the normed rows, so they need rows of their own",
+                  static_cast<const void*>(out), static_cast<const void*>(residual), rows, n);
+  PARATWIN_ASSERT(out == update || !byte_ranges_overlap(out, update, bytes),
+                  "launch_add_rmsnorm: out ({}) must be update ({}) or not overlap it over {} rows of {}",
+                  static_cast<const void*>(out), update, rows, n);
   const NormRows a{static_cast<const bf16*>(residual), static_cast<bf16*>(out), n, 1, n, nullptr};
   const bool vectors =
       n % kVecElems == 0 && aligned16(residual) && aligned16(update) && aligned16(out) && aligned16(weight);

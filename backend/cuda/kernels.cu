@@ -263,16 +263,24 @@ __global__ void gather_rows_kernel(const T* src, T* dst, i64 rows, i64 row_elems
 
 constexpr int kMaxTopK = 32;
 
+// A router logit as both router kernels rank and weight it: NaN is -inf, so a NaN expert is never chosen before a
+// finite one, gets weight 0 when it fills a slot, and every comparison has one answer (NaN compares false both ways:
+// the warp kernel's lanes disagreed on the winner and wrote ids [0, -1] for logits [NaN, 1.0]).
+__device__ inline float route_logit(bf16 x) {
+  const float v = to_f(x);
+  return isnan(v) ? -INFINITY : v;
+}
+
 __global__ void moe_route_kernel(const bf16* logits, int* ids, float* weights, i64 tokens, i64 experts, i64 topk,
                                  bool sigmoid) {
   const i64 t = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x;
   if (t >= tokens) return;
   const bf16* row = logits + t * experts;
   float mx = -FLT_MAX;
-  for (i64 e = 0; e < experts; ++e) mx = fmaxf(mx, to_f(row[e]));
+  for (i64 e = 0; e < experts; ++e) mx = fmaxf(mx, route_logit(row[e]));
   float denom = 0.0f;
   if (!sigmoid) {
-    for (i64 e = 0; e < experts; ++e) denom += __expf(to_f(row[e]) - mx);
+    for (i64 e = 0; e < experts; ++e) denom += __expf(route_logit(row[e]) - mx);
   }
   int chosen[kMaxTopK];
   float score[kMaxTopK];
@@ -282,7 +290,7 @@ __global__ void moe_route_kernel(const bf16* logits, int* ids, float* weights, i
     for (i64 e = 0; e < experts; ++e) {
       bool taken = false;
       for (i64 p = 0; p < k; ++p) taken |= chosen[p] == e;
-      const float v = to_f(row[e]);
+      const float v = route_logit(row[e]);
       if (!taken && (best < 0 || v > best_v)) {
         best = static_cast<int>(e);
         best_v = v;
@@ -303,7 +311,8 @@ __global__ void moe_route_kernel(const bf16* logits, int* ids, float* weights, i
 // and scanned it topk times: 219 µs for 8,192 tokens × 128 experts on H200, ~100 × the roofline of the row's bytes.
 // Same choices as that kernel, which stays for rows of more than kRouteExpertsPerLane · 32 experts: the top-k by logit
 // (softmax and sigmoid are monotonic), the lowest expert among equal logits, -1 and a zero weight where the row has
-// fewer experts than topk.
+// fewer experts than topk, NaN ranked as -inf (route_logit): the lanes' (value, expert) order is then total, so the
+// butterfly reduction leaves every lane with the same winner.
 constexpr int kRouteExpertsPerLane = 16;  // rows of up to 512 experts
 
 struct RouteCandidate {
@@ -329,7 +338,7 @@ __global__ void moe_route_warp_kernel(const bf16* logits, int* ids, float* weigh
 #pragma unroll
   for (int i = 0; i < kRouteExpertsPerLane; ++i) {
     const int e = lane + 32 * i;
-    v[i] = e < experts ? to_f(row[e]) : -FLT_MAX;
+    v[i] = e < experts ? route_logit(row[e]) : -FLT_MAX;
     if (e < experts) {
       available |= 1u << i;
       mx = fmaxf(mx, v[i]);

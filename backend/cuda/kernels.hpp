@@ -28,7 +28,8 @@ void launch_rmsnorm(const void* in, void* out, const void* weight, std::int64_t 
 /// Residual add fused into the RMSNorm after it (SGLang's fused_add_rmsnorm), on `rows` plain rows of n elements:
 /// residual += update (rounded to bf16, the residual stream's type), then out = rmsnorm(residual) · weight with the
 /// sum of squares taken on that rounded sum, so `out` equals launch_rmsnorm of the new residual. One launch, one pass
-/// over the rows. `out` may be `update` (SGLang's in-place form), not `residual`.
+/// over the rows. `out` may be `update` (SGLang's in-place form); it must not overlap `residual`, nor part of `update`
+/// (PARATWIN_ASSERT): both outputs are kept, and normed rows written over the residual would replace the sum.
 void launch_add_rmsnorm(void* residual, const void* update, void* out, const void* weight, std::int64_t rows,
                         std::int64_t n, float eps, cudaStream_t stream);
 
@@ -99,7 +100,11 @@ void launch_gather_rows(const void* src, void* dst, std::int64_t rows, std::int6
 
 /// Router: softmax (or sigmoid) scores of bf16 logits [tokens × experts], top-k experts per token → ids, weights
 /// [tokens × topk] (topk at most 32): the experts of the k largest logits, the lowest expert first among equal ones,
-/// and -1 with weight 0 where a row has fewer than topk experts.
+/// and -1 with weight 0 where a row has fewer than topk experts. A NaN logit counts as -inf, for the choice and the
+/// weight: every other expert ranks before a NaN or -inf one, and those fill the slots left, lowest first, with
+/// weight 0. A row with no finite logit (all NaN or -inf) still gets experts 0, 1, ..., topk − 1, with sigmoid
+/// weights 0 and softmax weights NaN (0/0: the softmax of such a row is undefined, and the NaN keeps the broken token
+/// visible downstream).
 void launch_moe_route(const void* logits, int* ids, float* weights, std::int64_t tokens, std::int64_t experts,
                       std::int64_t topk, bool sigmoid, cudaStream_t stream);
 

@@ -1,7 +1,7 @@
 // MoE feed-forward under CP/EP, in SGLang's two modes (sglang-parallel-state.md §4 step 6):
 //  - all-to-all (DeepEP): tokens stay split; dispatch over MOE_EP to the ranks owning the chosen experts (one copy
 //    per token and destination rank, fp8 with block scales when the weights are fp8), grouped expert GEMMs, combine
-//    back in bf16; shared experts run on the local tokens meanwhile.
+//    back in bf16 and sum each token's returned rows; shared experts run on the local tokens meanwhile.
 //  - gather (fused MoE, TP-sharded experts): all-gather the tokens over ATTN_CP (the TP group when attention DP or
 //    attention TP also splits them), every expert's TP shard on all tokens, reduce-scatter back (which also does the
 //    TP reduction).
@@ -25,7 +25,7 @@ std::int64_t dispatch_row_bytes(const ModelSpec& m) {
 }
 
 // Router, permutation, the two grouped GEMMs with the activation, and the weighted un-permutation, on `rows`
-// (token, expert) rows spread over local experts as `group_rows`.
+// (token, expert) rows of `tokens` tokens spread over local experts as `group_rows`.
 OpRef run_experts(LayerContext& ctx, RankEmitter& e, std::int64_t tokens, const std::vector<std::int64_t>& group_rows,
                   OpRef ready) {
   const auto& m = ctx.model;
@@ -63,7 +63,11 @@ OpRef run_experts(LayerContext& ctx, RankEmitter& e, std::int64_t tokens, const 
   ComputeShape unpermute;
   unpermute.m = rows;
   unpermute.n = m.hidden_size;
-  unpermute.topk = std::max<std::int64_t>(1, rows / std::max<std::int64_t>(1, tokens));
+  if (ctx.moe_mode == MoeMode::kAllToAll) {
+    unpermute.out_rows = tokens;  // a received token has a row per local expert it chose: 1 to topk
+  } else {
+    unpermute.topk = std::max<std::int64_t>(1, rows / std::max<std::int64_t>(1, tokens));  // topk per gathered row
+  }
   return e.compute("moe.unpermute", ComputeKind::kMoeUnpermute, unpermute, act, {down_op});
 }
 
@@ -132,7 +136,7 @@ ResidualStream moe_mlp(LayerContext& ctx, RankEmitter& e, const ResidualStream& 
     const auto row_bytes = dispatch_row_bytes(m);
     const auto combine_row_bytes = 2 * m.hidden_size;
     std::vector<std::int64_t> send_d, recv_d, send_c, recv_c;
-    std::int64_t total_d = 0, total_c = 0, received_tokens = 0;
+    std::int64_t total_d = 0, total_c = 0, received_tokens = 0, returned_rows = 0;
     for (std::size_t j = 0; j < members; ++j) {
       send_d.push_back(plan.send_rows[me][j] * row_bytes);
       recv_d.push_back(plan.send_rows[j][me] * row_bytes);
@@ -141,6 +145,7 @@ ResidualStream moe_mlp(LayerContext& ctx, RankEmitter& e, const ResidualStream& 
       total_d += send_d.back();
       total_c += send_c.back();
       received_tokens += plan.send_rows[j][me];
+      returned_rows += plan.send_rows[me][j];
     }
     const auto routed = route(ctx, e, n, normed);
     const auto dispatch_dtype = m.weight_dtype == DType::kFp8 ? DType::kFp8 : act;
@@ -152,8 +157,15 @@ ResidualStream moe_mlp(LayerContext& ctx, RankEmitter& e, const ResidualStream& 
       experts = e.collective("moe.tp_all_reduce", CollectiveKind::kAllReduce, GroupFamily::kMoeTp,
                              bytes_of(received_tokens * m.hidden_size, act), act, {experts});
     }
-    const auto combined = e.collective("moe.combine_all_to_all", CollectiveKind::kAllToAll, GroupFamily::kMoeEp,
+    const auto returned = e.collective("moe.combine_all_to_all", CollectiveKind::kAllToAll, GroupFamily::kMoeEp,
                                        total_c, act, {experts}, send_c, recv_c);
+    // Each token's sum of the rows sent back to it, one per rank that computed for it (weighted there): DeepEP's
+    // combine reduces them on the receiving side. An op of its own, so that its time is not charged to the next norm.
+    ComputeShape sum;
+    sum.m = returned_rows;
+    sum.n = m.hidden_size;
+    sum.out_rows = n;
+    const auto combined = e.compute("moe.combine_sum", ComputeKind::kMoeUnpermute, sum, act, {returned});
     mlp_out = shared == kNoOp ? combined
                               : e.compute("moe.shared_add", ComputeKind::kResidualAdd, norm, act, {combined, shared});
   } else {

@@ -311,6 +311,19 @@ TEST_CASE("per-token routing: MoE schedules count exactly the rows the tokens' e
       }
     }
     CHECK(got == want);
+    // The token side's sums read back one row per (token, rank holding one of its experts), the rows dispatched, into
+    // the ranks' 128 tokens (the binder's back map: moe.combine_sum).
+    std::int64_t returned = 0, tokens = 0;
+    for (const auto& rank : a2a.ranks) {
+      for (const auto& op : rank) {
+        if (op.layer != layer || op.name.find("moe.combine_sum") == std::string::npos) continue;
+        const auto& sum = std::get<ComputeOp>(op.body).shape;
+        returned += sum.m;
+        tokens += sum.out_rows;
+      }
+    }
+    CHECK(returned == want[0] + want[1]);
+    CHECK(tokens == 128);
   }
   // Gather mode over ATTN_CP=2 with 97 tokens: shards of 49 (one padding row on the second rank); every gathered row
   // routes to top-k experts and the real tokens' rows are among them.

@@ -10,12 +10,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <ios>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "backend/cuda/kernels.hpp"
 #include "tests/gpu/small_shapes.hpp"
+#include "topology/error.hpp"
 
 using namespace paratwin::cuda;
 
@@ -114,6 +116,19 @@ void check_close(const std::string& what, const Bits& got, const std::vector<dou
   const std::size_t shown = at(std::max<i64>(first_bad, 0));
   INFO(what << ": " << bad << " of " << got.size() << " elements off; first at " << first_bad << " (got "
             << bf16_to_float(got[shown]) << ", want " << ref[shown] << "); worst error / tolerance " << worst);
+  CHECK(bad == 0);
+}
+
+// Compares `got` with `want` bit for bit (a result whose rounding is part of the kernel's contract).
+void check_bits(const std::string& what, const Bits& got, const Bits& want) {
+  REQUIRE(got.size() == want.size());
+  i64 bad = 0, first_bad = -1;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (got[i] != want[i] && bad++ == 0) first_bad = static_cast<i64>(i);
+  }
+  const std::size_t shown = at(std::max<i64>(first_bad, 0));
+  INFO(what << ": " << bad << " of " << got.size() << " elements differ in their bits; first at " << first_bad
+            << " (got 0x" << std::hex << got[shown] << ", want 0x" << want[shown] << std::dec << ")");
   CHECK(bad == 0);
 }
 
@@ -231,8 +246,9 @@ struct AddNormCase {
   bool out_is_update = false;  // SGLang's in-place form: the normed rows overwrite the update
 };
 
-// The fused add + RMSNorm: the residual must hold bf16(residual + update) (checked against the float64 sum) and the
-// output the float64 RMSNorm of that rounded residual (the kernel's stated semantics: the norm of the stream it keeps).
+// The fused add + RMSNorm: the residual must hold bf16(residual + update), the fp32 sum rounded to nearest even, bit
+// for bit (the fp32 sum of two bf16 is what the kernel rounds), and the output the float64 RMSNorm of that rounded
+// residual (the kernel's stated semantics, kernels.hpp: the norm of the stream it keeps).
 void check_add_rmsnorm(const AddNormCase& c, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   const i64 count = c.rows * c.n;
@@ -246,20 +262,21 @@ void check_add_rmsnorm(const AddNormCase& c, std::uint64_t seed) {
   launch_add_rmsnorm(residual.get(), update.get(), dst, w.get(), c.rows, c.n, eps, nullptr);
   REQUIRE(cudaGetLastError() == cudaSuccess);
 
-  std::vector<double> sum(at(count)), ref(at(count));
+  Bits kept_bits(at(count));
+  std::vector<double> ref(at(count));
   for (i64 r = 0; r < c.rows; ++r) {
     double ss = 0;
     for (i64 j = 0; j < c.n; ++j) {
       const auto i = at(r * c.n + j);
-      sum[i] = static_cast<double>(bf16_to_float(r0[i])) + bf16_to_float(u0[i]);
-      const double kept = bf16_to_float(float_to_bf16(bf16_to_float(r0[i]) + bf16_to_float(u0[i])));
+      kept_bits[i] = float_to_bf16(bf16_to_float(r0[i]) + bf16_to_float(u0[i]));
+      const double kept = bf16_to_float(kept_bits[i]);
       ss += kept * kept;
       ref[i] = kept;
     }
     const double inv = 1.0 / std::sqrt(ss / static_cast<double>(c.n) + eps);
     for (i64 j = 0; j < c.n; ++j) ref[at(r * c.n + j)] *= inv * bf16_to_float(wt[at(j)]);
   }
-  check_close(std::string(c.name) + ": residual", residual.download(), sum, constant(sum.size(), 1e-6));
+  check_bits(std::string(c.name) + ": residual", residual.download(), kept_bits);
   check_close(std::string(c.name) + ": normed", c.out_is_update ? update.download() : out.download(), ref,
               constant(ref.size(), 1e-5));
 }
@@ -287,6 +304,24 @@ TEST_CASE("fused residual add + RMSNorm equals a float64 reference on every path
   };
   std::uint64_t seed = 150;
   for (const auto& c : cases) check_add_rmsnorm(c, ++seed);
+}
+
+TEST_CASE("fused residual add + RMSNorm refuses an output that overlaps the residual, before any launch", "[gpu]") {
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  const i64 rows = 4, n = 256;
+  DeviceBf16 residual(2 * rows * n), update(rows * n), w(n);
+  const auto launch = [&](void* out, const void* upd) {
+    launch_add_rmsnorm(residual.get(), upd, out, w.get(), rows, n, 1e-6f, nullptr);
+  };
+  auto* second_row = static_cast<std::uint16_t*>(residual.get()) + n;
+  CHECK_THROWS_WITH(launch(residual.get(), update.get()), Catch::Contains("must not overlap residual"));
+  CHECK_THROWS_AS(launch(second_row, update.get()), paratwin::InternalError);  // rows shared at an offset
+  CHECK_THROWS_WITH(launch(static_cast<std::uint16_t*>(update.get()) + 1, update.get()),
+                    Catch::Contains("must be update"));
+  const Bits untouched = residual.download();  // still all poison: nothing ran
+  CHECK(std::all_of(untouched.begin(), untouched.end(), [](std::uint16_t b) { return b == 0xFFFF; }));
+  launch(update.get(), update.get());  // SGLang's in-place form stays allowed
+  REQUIRE(cudaGetLastError() == cudaSuccess);
 }
 
 namespace {

@@ -140,6 +140,13 @@ TEST_CASE("MoE routing ops: hand-computed FLOPs and bytes", "[models][costs]") {
     CHECK(o.flops == 2 * 24);
     CHECK(o.bytes == 24 * 2 + 6 * 8 + 3 * 4 * 2);
   }
+  SECTION("unpermute with out_rows: 7 rows of 4 summed into 3 tokens (rows per token vary, topk unused)") {
+    ComputeShape s = mnk(7, 4);
+    s.out_rows = 3;
+    const auto o = op(ComputeKind::kMoeUnpermute, DType::kBf16, s);
+    CHECK(o.flops == 2 * 28);
+    CHECK(o.bytes == 28 * 2 + 7 * 8 + 3 * 4 * 2);
+  }
 }
 
 TEST_CASE("causal attention counts the unmasked pairs exactly", "[models][costs][attention]") {
