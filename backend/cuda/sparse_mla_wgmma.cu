@@ -138,45 +138,6 @@ __device__ inline void cp_async_mbarrier_arrive_noinc(unsigned bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
 }
 
-// d (64 × 256, fp32) += a · b with a (64 × 16 bf16) from registers and b (16 × 256) N-major in shared memory. The
-// register fragment: a[0] = A[r][2q, 2q+1], a[1] = A[r + 8][2q, 2q+1], a[2] = A[r][2q + 8, 2q + 9],
-// a[3] = A[r + 8][2q + 8, 2q + 9] with r = 16·(t/32) + (t%32)/4, q = t%4 (low bf16 = lower column): the layout of a
-// m64n16 accumulator tile, so a thread's scores become its A operand without moving between threads.
-__device__ inline void wgmma_m64n256k16_bf16_rs(float (&d)[128], const unsigned (&a)[4], std::uint64_t desc_b) {
-  asm volatile(
-      "{\n"
-      ".reg .pred accumulate;\n"
-      "setp.ne.b32 accumulate, 1, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16\n"
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,\n"
-      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,\n"
-      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,\n"
-      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,\n"
-      " %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,\n"
-      " %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,\n"
-      " %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,\n"
-      " %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127},\n"
-      "{%128, %129, %130, %131}, %132, accumulate, 1, 1, 1;\n"
-      "}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
-        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
-        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),
-        "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
-        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
-        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
-        "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]),
-        "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]),
-        "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]),
-        "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]),
-        "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]),
-        "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]),
-        "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]),
-        "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]),
-        "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
-}
-
 // Byte offset of 16-byte chunk `chunk` (0–71) of row `row` in an operand of kDimBlocks swizzled 64-dim blocks: the
 // chunk's 16-byte slot inside its 128-byte row is XOR-ed with the row's low 3 bits (the 128-byte swizzle).
 __device__ inline unsigned swizzled_chunk(int row, int chunk) {
@@ -347,7 +308,7 @@ __device__ inline void issue_pv_from_registers(float (&o)[128], const unsigned (
 #pragma unroll
   for (int kk = 0; kk < kKeyTile / 16; ++kk) {
     const unsigned a[4] = {p_regs[4 * kk], p_regs[4 * kk + 1], p_regs[4 * kk + 2], p_regs[4 * kk + 3]};
-    wgmma_m64n256k16_bf16_rs(o, a, value_descriptor(buffer, half, kk));
+    hw::wgmma_m64n256k16_bf16_rs(o, a, value_descriptor(buffer, half, kk));
   }
 }
 __device__ inline void issue_pv_from_tile(float (&o)[128], unsigned p_tile, unsigned buffer, int half) {
@@ -409,7 +370,7 @@ __device__ inline void softmax_to(RowState& st, float (&o)[128], float (&s)[32],
   }
 }
 
-// The probabilities as the A fragments of the 4 K steps of P · V (see wgmma_m64n256k16_bf16_rs).
+// The probabilities as the A fragments of the 4 K steps of P · V (see hopper_ops.cuh, wgmma_m64n256k16_bf16_rs).
 __device__ inline void pack_probabilities(const float (&s)[32], unsigned (&p_regs)[16]) {
 #pragma unroll
   for (int i = 0; i < 16; ++i) p_regs[i] = hw::pack_bf16x2(s[2 * i], s[2 * i + 1]);
