@@ -171,9 +171,15 @@ __global__ void __launch_bounds__(kIdxThreads, 2)
   }
 }
 
-__device__ inline float to_float(bf16 x) { return __bfloat162float(x); }
-__device__ inline float to_float(fp8 x) { return static_cast<float>(x); }
-__device__ inline float to_float(float x) { return x; }
+__device__ inline float to_float(bf16 x) {
+  return __bfloat162float(x);
+}
+__device__ inline float to_float(fp8 x) {
+  return static_cast<float>(x);
+}
+__device__ inline float to_float(float x) {
+  return x;
+}
 
 // Any head count and dimension, unaligned operands, any GPU: one thread per (query, key), fp32 dot products. Two
 // instances: bf16 q, k and head weights (launch_indexer_score), and e4m3 q and k (their products are exact in fp32)

@@ -112,8 +112,8 @@ struct PairOutput {
 // The epilogue of one query pair of tile t: relu · w, the sum over heads, the key scale; one score per lane.
 template <int kPair>
 __device__ __forceinline__ void store_pair_scores(const float (&acc)[64], const float (&head_w)[32][2],
-                                                  const PairOutput& pair_out, int lane, int row, float key_scale,
-                                                  int t, i64 keys, bool causal) {
+                                                  const PairOutput& pair_out, int lane, int row, float key_scale, int t,
+                                                  i64 keys, bool causal) {
   const float score = pair_head_weighted_sum(acc, head_w, kPair, lane);
   const i64 j = static_cast<i64>(t) * kKeyTile + row;
   if (pair_out.valid && j < keys) pair_out.row[j] = causal && j > pair_out.pos ? -FLT_MAX : score * key_scale;
@@ -150,8 +150,9 @@ __device__ void consume(const float* k_scale, const float* w, float* out, unsign
   // Per tile t: pair 1's MMAs of t run under pair 0's epilogue of t, pair 0's MMAs of t + 1 under pair 1's epilogue of
   // t; with the other consumer's MMAs also queued, the tensor cores idle only while neither has one issued. No wgmma
   // group stays in flight across the loop's back edge: with one there, ptxas (CUDA 13.0) serialized every wgmma of
-  // the kernel (info C7514), so the loop waits for pair 0's next MMAs at its end and the last tile is peeled. Every consumer thread releases a stage after its own wait for the stage's last MMAs (the fp8 grouped
-  // kernel's rule: compute-sanitizer racecheck follows the order of each thread's reads before its arrival).
+  // the kernel (info C7514), so the loop waits for pair 0's next MMAs at its end and the last tile is peeled. Every
+  // consumer thread releases a stage after its own wait for the stage's last MMAs (the fp8 grouped kernel's rule:
+  // compute-sanitizer racecheck follows the order of each thread's reads before its arrival).
   float acc0[64], acc1[64];
   float key_scale = load_key_scale(k_scale, keys, 0, row);
   hw::mbarrier_wait(q_full + 8 * static_cast<unsigned>(group), 0);
