@@ -18,12 +18,22 @@
 //   --fp8-experts-only  DeepSeek-V3.2's fp8 expert GEMMs only (fp8_grouped_gemm.hpp on the backend's 4 side
 //                  streams, on 8 and on one, and its persistent fp8 kernel; 8K and 32K tokens at EP 1 and 8),
 //                  against the dense block-scaled fp8 GEMM of the same size
+//   --model NAME   only this one of the three models (any mode)
+//   --tokens N, --ep N  with --grouped-only or --fp8-experts-only: only the shapes of N tokens (8192 or 32768) / of
+//                  EP N (1 or 8), e.g. one shape for a profiler: --grouped-only --model deepseek-v3.2 --tokens 8192
+//                  --ep 1 launches the persistent kernel 12 times per GEMM, gate_up first (warm-up 2, timed 10)
 #include <cuda_runtime.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
+#include <array>
+#include <charconv>
 #include <cstdint>
 #include <exception>
 #include <fstream>
+#include <initializer_list>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -82,17 +92,47 @@ void write_csv(const KernelBench& b, const std::string& path) {
   });
 }
 
+// The value of `flag` if it is one of `allowed`; nullopt (after saying why) otherwise.
+std::optional<i64> parse_choice(const std::string& flag, const std::string& value, std::initializer_list<i64> allowed) {
+  i64 v = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec == std::errc{} && end == value.data() + value.size() &&
+      std::find(allowed.begin(), allowed.end(), v) != allowed.end()) {
+    return v;
+  }
+  fmt::print(stderr, "bench_kernels: {} '{}' is not one of the benchmarked values ({})\n", flag, value,
+             fmt::join(allowed, ", "));
+  return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string csv;
   bool memory_only = false, dsa_only = false, grouped_only = false, fp8_experts_only = false;
+  const std::array<const char*, 3> models = {"deepseek-v3.2", "llama-3.1-70b", "qwen3-235b-a22b"};
+  std::string only_model;
+  std::optional<i64> only_tokens, only_ep;
   const char* usage =
-      "usage: bench_kernels [--csv FILE] [--memory-only | --dsa-only | --grouped-only | --fp8-experts-only]";
+      "usage: bench_kernels [--csv FILE] [--memory-only | --dsa-only | --grouped-only | --fp8-experts-only] "
+      "[--model NAME] [--tokens N] [--ep N]";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--csv" && i + 1 < argc) {
       csv = argv[++i];
+    } else if (a == "--model" && i + 1 < argc) {
+      only_model = argv[++i];
+      if (std::find(models.begin(), models.end(), only_model) == models.end()) {
+        fmt::print(stderr, "bench_kernels: --model '{}' is not one of the benchmarked models ({})\n", only_model,
+                   fmt::join(models, ", "));
+        return 2;
+      }
+    } else if (a == "--tokens" && i + 1 < argc) {
+      only_tokens = parse_choice(a, argv[++i], {8192, 32768});
+      if (!only_tokens) return 2;
+    } else if (a == "--ep" && i + 1 < argc) {
+      only_ep = parse_choice(a, argv[++i], {1, 8});
+      if (!only_ep) return 2;
     } else if (a == "--memory-only") {
       memory_only = true;
     } else if (a == "--dsa-only") {
@@ -116,12 +156,23 @@ int main(int argc, char** argv) {
                usage);
     return 2;
   }
+  if ((only_tokens || only_ep) && !grouped_only && !fp8_experts_only) {
+    fmt::print(stderr,
+               "bench_kernels: --tokens and --ep select MoE expert GEMM shapes: they need --grouped-only or "
+               "--fp8-experts-only ({})\n",
+               usage);
+    return 2;
+  }
+  const auto selected = [&](i64 tokens, int ep) {
+    return (!only_tokens || *only_tokens == tokens) && (!only_ep || *only_ep == ep);
+  };
   try {
     if (!csv.empty()) paratwin::bench::require_creatable_csv(csv);  // fails now, not after the whole run
     if (!paratwin::bench::cuda_gpu_visible("bench_kernels")) return 1;
     PARATWIN_CUDA_CHECK(cudaSetDevice(0));
     KernelBench b;
-    for (const char* name : {"deepseek-v3.2", "llama-3.1-70b", "qwen3-235b-a22b"}) {
+    for (const char* name : models) {
+      if (!only_model.empty() && only_model != name) continue;
       const auto m = paratwin::load_model(name);
       if (memory_only) {
         for (const i64 tokens : {i64{8192}, i64{16384}}) {
@@ -138,11 +189,14 @@ int main(int argc, char** argv) {
       const auto grouped = [&] {
         for (const i64 tokens : {i64{8192}, i64{32768}}) {
           b.set_prompt_tokens(tokens);
-          for (const int ep : {1, 8}) b.grouped_gemms(m, tokens, ep);
+          for (const int ep : {1, 8}) {
+            if (selected(tokens, ep)) b.grouped_gemms(m, tokens, ep);
+          }
         }
       };
       const auto fp8_experts = [&] {
         for (const auto& [tokens, ep] : {std::pair<i64, int>{8192, 1}, {8192, 8}, {32768, 1}, {32768, 8}}) {
+          if (!selected(tokens, ep)) continue;
           b.set_prompt_tokens(tokens);
           b.fp8_grouped_gemms(m, tokens, ep);  // no rows for bf16 models
         }
