@@ -1,7 +1,9 @@
 #pragma once
 // Builders of small schedules for the schedule tests.
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "models/model_spec.hpp"
 #include "models/schedule_builder.hpp"
@@ -52,6 +54,12 @@ inline double rank_flops(const Schedule& s, int rank, std::initializer_list<Comp
     }
   }
   return sum;
+}
+
+/// The op named `name` among `ops` (one rank's), or null.
+inline const Op* find_op(const std::vector<Op>& ops, const std::string& name) {
+  const auto it = std::find_if(ops.begin(), ops.end(), [&](const Op& op) { return op.name == name; });
+  return it == ops.end() ? nullptr : &*it;
 }
 
 }  // namespace paratwin::test

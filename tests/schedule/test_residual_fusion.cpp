@@ -20,11 +20,6 @@ using namespace paratwin::test;
 
 namespace {
 
-const Op* find_op(const std::vector<Op>& ops, const std::string& name) {
-  const auto it = std::find_if(ops.begin(), ops.end(), [&](const Op& op) { return op.name == name; });
-  return it == ops.end() ? nullptr : &*it;
-}
-
 const ComputeOp& compute_of(const std::vector<Op>& ops, const std::string& name) {
   const Op* op = find_op(ops, name);
   INFO(name);
