@@ -81,6 +81,17 @@ struct Pack<1> {
   __device__ void from_float(const float (&v)[1]) { raw = __float2bfloat16(v[0]); }
 };
 
+// a = bf16(a + b), element by element in fp32 (the residual add, fused or not).
+template <int N>
+__device__ inline void add_in_place(Pack<N>& a, const Pack<N>& b) {
+  float av[N], bv[N];
+  a.to_float(av);
+  b.to_float(bv);
+#pragma unroll
+  for (int e = 0; e < N; ++e) av[e] += bv[e];
+  a.from_float(av);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // RMSNorm
 
@@ -161,13 +172,9 @@ struct RowSlice {
     for (int k = 0; k < kVecs; ++k) {
       const int j = first + k * step;
       if (j < packs) {
-        float v[kElems], d[kElems];
-        x[k].to_float(v);
-        u[k].to_float(d);
-#pragma unroll
-        for (int e = 0; e < kElems; ++e) v[e] += d[e];
-        x[k].from_float(v);
+        add_in_place(x[k], u[k]);
         x[k].store(row + j * kElems);
+        float v[kElems];
         x[k].to_float(v);
 #pragma unroll
         for (int e = 0; e < kElems; ++e) ss += v[e] * v[e];
@@ -432,12 +439,7 @@ __global__ void add_kernel(bf16* y, const bf16* x, i64 packs) {
     for (int u = 0; u < kUnroll; ++u) {
       const i64 i = base + static_cast<i64>(u) * blockDim.x;
       if (i >= packs) continue;
-      float av[kElems], bv[kElems];
-      a[u].to_float(av);
-      b[u].to_float(bv);
-#pragma unroll
-      for (int e = 0; e < kElems; ++e) av[e] += bv[e];
-      a[u].from_float(av);
+      add_in_place(a[u], b[u]);
       a[u].store(y + i * kElems);
     }
   }
