@@ -453,15 +453,29 @@ __device__ inline RowState initial_rows() {
   return st;
 }
 
+// What both consumers address in shared memory: consumer w's key-valid flags (those of buffer w), the pair maxima,
+// the two tile buffers and the two probability tiles (P0 in buffer 0's last dim block, P1 in its own 8 KB).
+struct ConsumerShared {
+  const int* flags;
+  float* maxima;
+  unsigned buffer0, buffer1, p0_tile, p1_tile;
+};
+__device__ inline ConsumerShared consumer_shared(unsigned smem, int w) {
+  const unsigned buffer0 = smem + kBufferOffset;
+  return {reinterpret_cast<const int*>(__cvta_shared_to_generic(smem + kValidOffset)) + w * kKeyTile,
+          reinterpret_cast<float*>(__cvta_shared_to_generic(smem + kMaxOffset)),
+          buffer0,
+          buffer0 + kOperandBytes,
+          buffer0 + kP0InBuffer0,
+          smem + kP1Offset};
+}
+
 // Consumer 0 (warpgroup 1): the even tiles' scores and softmax, value dims 0–255. It hands P0 to consumer 1 before
 // waiting for its own first P · V, and releases buffer 1's left half before it waits for its next tile.
 __device__ void consume_even(const AttentionArgs& a, const QueryView& v, unsigned smem, int pairs) {
-  const int* flags = reinterpret_cast<const int*>(__cvta_shared_to_generic(smem + kValidOffset));
-  float* maxima = reinterpret_cast<float*>(__cvta_shared_to_generic(smem + kMaxOffset));
+  const auto [flags, maxima, buffer0, buffer1, p0_tile, p1_tile] = consumer_shared(smem, 0);
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const float scale_log2 = a.scale * 1.4426950408889634f;
-  const unsigned buffer0 = smem + kBufferOffset, buffer1 = buffer0 + kOperandBytes;
-  const unsigned p0_tile = buffer0 + kP0InBuffer0, p1_tile = smem + kP1Offset;
   RowState st = initial_rows();
   float o[128];
 #pragma unroll
@@ -536,12 +550,9 @@ __device__ void consume_even(const AttentionArgs& a, const QueryView& v, unsigne
 
 // Consumer 1 (warpgroup 2): the odd tiles' scores and softmax, value dims 256–511.
 __device__ void consume_odd(const AttentionArgs& a, const QueryView& v, unsigned smem, int pairs) {
-  const int* flags = reinterpret_cast<const int*>(__cvta_shared_to_generic(smem + kValidOffset)) + kKeyTile;
-  float* maxima = reinterpret_cast<float*>(__cvta_shared_to_generic(smem + kMaxOffset));
+  const auto [flags, maxima, buffer0, buffer1, p0_tile, p1_tile] = consumer_shared(smem, 1);
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const float scale_log2 = a.scale * 1.4426950408889634f;
-  const unsigned buffer0 = smem + kBufferOffset, buffer1 = buffer0 + kOperandBytes;
-  const unsigned p0_tile = buffer0 + kP0InBuffer0, p1_tile = smem + kP1Offset;
   RowState st = initial_rows();
   float o[128];
 #pragma unroll
