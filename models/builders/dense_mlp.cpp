@@ -4,27 +4,32 @@
 
 namespace paratwin::build {
 
+OpRef swiglu_ffn(LayerContext& ctx, RankEmitter& e, std::int64_t rows, std::int64_t ffn, const std::string& prefix,
+                 OpRef input) {
+  const auto hidden = ctx.model.hidden_size;
+  ComputeShape gate_up;
+  gate_up.m = rows;
+  gate_up.n = 2 * ffn;
+  gate_up.k = hidden;
+  const auto up = e.compute(prefix + "gate_up_proj", ComputeKind::kGemm, gate_up, ctx.weight_dtype(), {input});
+  ComputeShape swiglu;
+  swiglu.m = rows;
+  swiglu.n = ffn;
+  const auto activated = e.compute(prefix + "act", ComputeKind::kActivation, swiglu, ctx.activation_dtype, {up});
+  ComputeShape down;
+  down.m = rows;
+  down.n = hidden;
+  down.k = ffn;
+  return e.compute(prefix + "down_proj", ComputeKind::kGemm, down, ctx.weight_dtype(), {activated});
+}
+
 ResidualStream dense_mlp(LayerContext& ctx, RankEmitter& e, const ResidualStream& input) {
   const auto& m = ctx.model;
   const auto n = ctx.tokens.local();
   const int attn_tp = ctx.config().attn_tp_size();
   const auto act = ctx.activation_dtype;
-  const auto ffn = m.intermediate_size / attn_tp;
   const auto [normed, residual] = open_stage(ctx, e, input, n, {"mlp.norm", "mlp.add_norm"});
-  ComputeShape gate_up;
-  gate_up.m = n;
-  gate_up.n = 2 * ffn;
-  gate_up.k = m.hidden_size;
-  const auto up = e.compute("mlp.gate_up_proj", ComputeKind::kGemm, gate_up, ctx.weight_dtype(), {normed});
-  ComputeShape swiglu;
-  swiglu.m = n;
-  swiglu.n = ffn;
-  const auto activated = e.compute("mlp.act", ComputeKind::kActivation, swiglu, act, {up});
-  ComputeShape down;
-  down.m = n;
-  down.n = m.hidden_size;
-  down.k = ffn;
-  OpRef out = e.compute("mlp.down_proj", ComputeKind::kGemm, down, ctx.weight_dtype(), {activated});
+  OpRef out = swiglu_ffn(ctx, e, n, m.intermediate_size / attn_tp, "mlp.", normed);
   if (attn_tp > 1) {
     out =
         e.collective("mlp.all_reduce", CollectiveKind::kAllReduce, GroupFamily::kAttnTp,

@@ -93,6 +93,12 @@ ResidualStream attention_cp_ring(LayerContext& ctx, RankEmitter& e, const Residu
 ResidualStream attention_cp_ulysses(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);
 ResidualStream dense_mlp(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);
 ResidualStream moe_mlp(LayerContext& ctx, RankEmitter& e, const ResidualStream& input);
+/// The SwiGLU feed-forward of `rows` tokens with `ffn` intermediate columns (this rank's share): the gate/up GEMM
+/// (2·ffn columns), the activation, the down GEMM back to the hidden size, named `<prefix>gate_up_proj`,
+/// `<prefix>act` and `<prefix>down_proj`; returns the down GEMM. The dense MLP ("mlp.") and the MoE layer's shared
+/// experts ("moe.shared_") are this block (dense_mlp.cpp).
+OpRef swiglu_ffn(LayerContext& ctx, RankEmitter& e, std::int64_t rows, std::int64_t ffn, const std::string& prefix,
+                 OpRef input);
 
 // Shared pieces of attention (attention_tp.cpp).
 struct QkvOps {

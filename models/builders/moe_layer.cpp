@@ -72,25 +72,10 @@ OpRef run_experts(LayerContext& ctx, RankEmitter& e, std::int64_t tokens, const 
 }
 
 OpRef shared_experts(LayerContext& ctx, RankEmitter& e, std::int64_t tokens, OpRef normed) {
-  const auto& m = ctx.model;
-  const auto& moe = *m.moe;
+  const auto& moe = *ctx.model.moe;
   if (moe.num_shared_experts == 0) return kNoOp;
   const auto ffn = moe.num_shared_experts * moe.expert_intermediate_size / ctx.config().moe_tp_size();
-  const auto act = ctx.activation_dtype;
-  ComputeShape gate_up;
-  gate_up.m = tokens;
-  gate_up.n = 2 * ffn;
-  gate_up.k = m.hidden_size;
-  const auto up = e.compute("moe.shared_gate_up_proj", ComputeKind::kGemm, gate_up, ctx.weight_dtype(), {normed});
-  ComputeShape swiglu;
-  swiglu.m = tokens;
-  swiglu.n = ffn;
-  const auto activated = e.compute("moe.shared_act", ComputeKind::kActivation, swiglu, act, {up});
-  ComputeShape down;
-  down.m = tokens;
-  down.n = m.hidden_size;
-  down.k = ffn;
-  return e.compute("moe.shared_down_proj", ComputeKind::kGemm, down, ctx.weight_dtype(), {activated});
+  return swiglu_ffn(ctx, e, tokens, ffn, "moe.shared_", normed);
 }
 
 OpRef route(LayerContext& ctx, RankEmitter& e, std::int64_t tokens, OpRef normed) {
