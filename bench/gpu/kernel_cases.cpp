@@ -38,6 +38,10 @@ double KernelBench::time(const std::function<void()>& launch, int timed, int war
   return median_seconds(stream_, launch, timed, warmup);
 }
 
+PairedSeconds KernelBench::time_against(const std::function<void()>& reference, const std::function<void()>& launch) {
+  return median_seconds_in_turns(stream_, reference, launch);
+}
+
 void KernelBench::add_bytes(std::string kernel, const ModelSpec& m, std::string shape, double s, double bytes,
                             std::optional<double> target) {
   rows_.push_back({std::move(kernel), m.name, std::move(shape), s, bytes, false, bytes / s / ceilings_.copy_bytes_per_s,
@@ -479,11 +483,14 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
     cuda::GroupedGemm::Operands operands{0, 1, {}};
     for (i64 g = 0; g < local; ++g) operands.weights.push_back({2, g * k * n * 2});
     void* const base[] = {x.get(), y.get(), w.get()};  // the buffer ids of `operands`
-    const double dense_s = time([&] { dense_gemm(blas_, x.get(), w.get(), y.get(), rows, n, k); });
+    // Every method is timed in turns with the dense GEMM (time_against), which gives its fraction; the dense row is
+    // the dense GEMM timed alone, as before the turns, its note the median over the pairings.
+    const auto dense = [&] { dense_gemm(blas_, x.get(), w.get(), y.get(), rows, n, k); };
+    const double dense_alone_s = time(dense);
+    std::vector<double> dense_runs_s;
     const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
     const std::string shape = fmt::format("{} tok EP {}: {} experts, {} rows (~{}/expert), n {}, k {}", tokens, ep,
                                           local, rows, rows / local, n, k);
-    const std::string dense_note = fmt::format("dense same size {:.0f} TFLOP/s", flops / dense_s / 1e12);
     struct Variant {
       const char* label;
       cuda::GroupedGemmMethod method;
@@ -533,18 +540,23 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
       launch.device_schedule = device_schedule.as<int>();
       if (!maps.empty()) launch.device_tensor_maps = device_maps.as<CUtensorMap>();
       bool as_asked = true;
-      const double s = time([&] { as_asked = gemm.run(launch, v.method) && as_asked; });
+      const auto timed = time_against(dense, [&] { as_asked = gemm.run(launch, v.method) && as_asked; });
+      const double s = timed.launch_s, dense_s = timed.reference_s;
+      dense_runs_s.push_back(dense_s);
       std::optional<double> target;
       if (v.backend) target = 0.8;
-      std::string note = as_asked ? dense_note : dense_note + " (fell back)";
+      std::string note = fmt::format("dense same size {:.0f} TFLOP/s in turns ({:.0f} alone){}", flops / dense_s / 1e12,
+                                     flops / dense_alone_s / 1e12, as_asked ? "" : " (fell back)");
       if (v.method == cuda::GroupedGemmMethod::kPersistentKernel) {  // what its tiles' padding costs
         note += fmt::format(", tiles compute {:.2f} x the product", cuda_plan::grouped_kernel_padding(group_rows, n));
       }
       rows_.push_back({fmt::format("grouped GEMM {} ({})", name, v.label), m.name, shape, s, flops, true, dense_s / s,
                        target, "dense", note, std::nullopt, prompt_tokens_});
     }
-    add_flops(fmt::format("dense GEMM {} same size", name), m, fmt::format("{} x {} x {}", rows, n, k), dense_s, flops,
-              "");
+    add_flops(fmt::format("dense GEMM {} same size", name), m, fmt::format("{} x {} x {}", rows, n, k), dense_alone_s,
+              flops,
+              fmt::format("alone; in turns with the methods {:.0f} TFLOP/s (median of {})",
+                          flops / median_of(dense_runs_s) / 1e12, dense_runs_s.size()));
   }
 }
 
@@ -578,11 +590,17 @@ void KernelBench::fp8_grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
                              stream_);
     const cuda::Fp8GemmLaunch dense_launch{lt, workspace.get(), cuda::kLtWorkspaceBytes, stream_};
     const cuda::Fp8GemmOperands dense_operands{x.get(), xs.as<float>(), w.get(), ws.as<float>(), y.get()};
-    const double dense_s = time([&] { dense.run(dense_launch, dense_operands, rows); });
+    // As grouped_gemms: each method timed in turns with the dense GEMM, which is also timed alone.
+    const auto dense_run = [&] { dense.run(dense_launch, dense_operands, rows); };
+    const double dense_alone_s = time(dense_run);
+    std::vector<double> dense_runs_s;
     const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
     const std::string shape = fmt::format("{} tok EP {}: {} experts, {} rows (~{}/expert), n {}, k {}", tokens, ep,
                                           local, rows, rows / local, n, k);
-    const std::string note = fmt::format("dense fp8 block-scaled same size {:.0f} TFLOP/s", flops / dense_s / 1e12);
+    const auto note = [&](double dense_s) {
+      return fmt::format("dense fp8 block-scaled same size {:.0f} TFLOP/s in turns ({:.0f} alone)",
+                         flops / dense_s / 1e12, flops / dense_alone_s / 1e12);
+    };
     const cuda::Fp8GroupedGemm::Operands operands{x.get(), xs.as<float>(), w.get(), ws.as<float>(), y.get()};
     // What `paratwin run --moe-gemm auto` runs at this shape on a Hopper GPU (cuda_plan::auto_fp8_moe_gemm_method):
     // issue 6's target applies to that row.
@@ -595,13 +613,14 @@ void KernelBench::fp8_grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
         cuda_plan::auto_fp8_moe_gemm_method(rule_shape) == cuda_plan::MoeGemmMethod::kHopperKernel;
     for (const cuda::GemmStreams* streams : {&side, &side8, static_cast<const cuda::GemmStreams*>(nullptr)}) {
       const cuda::Fp8GroupedGemm::Launch launch{lt, workspace.get(), cuda::kLtWorkspaceBytes, stream_, streams};
-      const double s = time([&] { grouped.run(launch, operands); });
+      const auto timed = time_against(dense_run, [&] { grouped.run(launch, operands); });
+      dense_runs_s.push_back(timed.reference_s);
       std::optional<double> target;
       if (streams == &side && !engine_kernel) target = 0.8;
       rows_.push_back({fmt::format("fp8 grouped GEMM {} ({} stream{})", name, streams != nullptr ? streams->size() : 1,
                                    streams != nullptr ? "s" : ""),
-                       m.name, shape, s, flops, true, dense_s / s, target, "dense fp8", note, std::nullopt,
-                       prompt_tokens_});
+                       m.name, shape, timed.launch_s, flops, true, timed.reference_s / timed.launch_s, target,
+                       "dense fp8", note(timed.reference_s), std::nullopt, prompt_tokens_});
     }
     // The backend's persistent fp8 kernel (fp8_grouped_gemm_kernel.hpp) on the same operands, in the same run.
     const auto& kernel_table = grouped.kernel_table();
@@ -611,14 +630,19 @@ void KernelBench::fp8_grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
     cuda::Fp8GroupedGemm::Launch kernel_launch{lt, workspace.get(), cuda::kLtWorkspaceBytes, stream_, nullptr};
     kernel_launch.device_kernel_table = device_kernel_table.as<int>();
     bool kernel_ran = true;
-    const double kernel_s = time([&] { kernel_ran = grouped.run_kernel(kernel_launch, operands) && kernel_ran; });
+    const auto kernel_timed =
+        time_against(dense_run, [&] { kernel_ran = grouped.run_kernel(kernel_launch, operands) && kernel_ran; });
+    dense_runs_s.push_back(kernel_timed.reference_s);
     std::optional<double> kernel_target;
     if (engine_kernel) kernel_target = 0.8;
-    rows_.push_back({fmt::format("fp8 grouped GEMM {} (kernel)", name), m.name, shape, kernel_s, flops, true,
-                     dense_s / kernel_s, kernel_target, "dense fp8", kernel_ran ? note : note + " (did not run)",
-                     std::nullopt, prompt_tokens_});
-    add_flops(fmt::format("dense fp8 GEMM {} same size", name), m, fmt::format("{} x {} x {}", rows, n, k), dense_s,
-              flops, "block-scaled");
+    rows_.push_back({fmt::format("fp8 grouped GEMM {} (kernel)", name), m.name, shape, kernel_timed.launch_s, flops,
+                     true, kernel_timed.reference_s / kernel_timed.launch_s, kernel_target, "dense fp8",
+                     note(kernel_timed.reference_s) + (kernel_ran ? "" : " (did not run)"), std::nullopt,
+                     prompt_tokens_});
+    add_flops(fmt::format("dense fp8 GEMM {} same size", name), m, fmt::format("{} x {} x {}", rows, n, k),
+              dense_alone_s, flops,
+              fmt::format("block-scaled, alone; in turns with the methods {:.0f} TFLOP/s (median of {})",
+                          flops / median_of(dense_runs_s) / 1e12, dense_runs_s.size()));
   }
 }
 

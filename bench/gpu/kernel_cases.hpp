@@ -64,6 +64,8 @@ class KernelBench {
  private:
   std::uint64_t seed() { return ++seed_; }
   double time(const std::function<void()>& launch, int timed = 10, int warmup = 2);
+  /// median_seconds_in_turns on the bench's stream: `launch` and the `reference` it is compared with, timed in turns.
+  PairedSeconds time_against(const std::function<void()>& reference, const std::function<void()>& launch);
   void add_bytes(std::string kernel, const ModelSpec& m, std::string shape, double s, double bytes,
                  std::optional<double> target = std::nullopt);
   /// A row of the layer's memory-bound kernels (issue 6: ≥ 80 % of the copy), with the copy of the same bytes timed

@@ -51,11 +51,30 @@ inline void upload(const DeviceBuffer& b, const std::vector<int>& values) {
 /// start event, the launch (a cuBLAS or cuDNN call included) and the stop event.
 inline constexpr std::int64_t kQueueAheadNs = 200'000;
 
-/// Median seconds of `timed` runs of `launch` on `stream`, each between two CUDA events, after `warmup` runs. Each timed
-/// run is queued behind a spin kernel (as nvbench does), so the start event fires with the launch already waiting, as
-/// in a server's stream where every kernel is queued behind the one before: a single launch timed on an idle stream
-/// would add the host's submission latency (~4 µs, measured with bench_memory_launch; docs/performance.md), which is
-/// 10 % of a 40 µs kernel and would say nothing about the kernel.
+/// Seconds of one run of `launch` on `stream` between two CUDA events, queued behind a spin kernel (as nvbench does),
+/// so the start event fires with the launch already waiting, as in a server's stream where every kernel is queued
+/// behind the one before: a single launch timed on an idle stream would add the host's submission latency (~4 µs,
+/// measured with bench_memory_launch; docs/performance.md), which is 10 % of a 40 µs kernel and would say nothing
+/// about the kernel.
+template <typename Launch>
+double queued_run_seconds(cudaStream_t stream, cudaEvent_t start, cudaEvent_t stop, Launch&& launch) {
+  launch_spin(kQueueAheadNs, stream);
+  PARATWIN_CUDA_CHECK(cudaEventRecord(start, stream));
+  launch();
+  PARATWIN_CUDA_CHECK(cudaEventRecord(stop, stream));
+  PARATWIN_CUDA_CHECK(cudaEventSynchronize(stop));
+  PARATWIN_CUDA_CHECK(cudaGetLastError());
+  float ms = 0;
+  PARATWIN_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  return static_cast<double>(ms) * 1e-3;
+}
+
+inline double median_of(std::vector<double> seconds) {
+  std::sort(seconds.begin(), seconds.end());
+  return seconds[seconds.size() / 2];
+}
+
+/// Median seconds of `timed` runs of `launch` on `stream` (queued_run_seconds), after `warmup` runs.
 template <typename Launch>
 double median_seconds(cudaStream_t stream, Launch&& launch, int timed = 10, int warmup = 2) {
   cudaEvent_t start = nullptr, stop = nullptr;
@@ -64,21 +83,40 @@ double median_seconds(cudaStream_t stream, Launch&& launch, int timed = 10, int 
   for (int i = 0; i < warmup; ++i) launch();
   PARATWIN_CUDA_CHECK(cudaGetLastError());
   std::vector<double> seconds;
-  for (int i = 0; i < timed; ++i) {
-    launch_spin(kQueueAheadNs, stream);
-    PARATWIN_CUDA_CHECK(cudaEventRecord(start, stream));
+  for (int i = 0; i < timed; ++i) seconds.push_back(queued_run_seconds(stream, start, stop, launch));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return median_of(std::move(seconds));
+}
+
+struct PairedSeconds {
+  double reference_s = 0;  ///< median of the reference's runs
+  double launch_s = 0;     ///< median of the launch's runs
+};
+
+/// Medians of `timed` runs each of `reference` and `launch`, taken in turns (reference, launch, reference, ...) after
+/// `warmup` runs of each. For a ratio of the two: under the H200's power cap a GEMM's rate moves by up to ~17 % with
+/// what ran before it (docs/performance.md, "The clocks, read"), so a reference timed once before a series of other
+/// launches is read in another power state than the launches it is compared with; in turns both see the same states.
+template <typename Reference, typename Launch>
+PairedSeconds median_seconds_in_turns(cudaStream_t stream, Reference&& reference, Launch&& launch, int timed = 10,
+                                      int warmup = 2) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  PARATWIN_CUDA_CHECK(cudaEventCreate(&start));
+  PARATWIN_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < warmup; ++i) {
+    reference();
     launch();
-    PARATWIN_CUDA_CHECK(cudaEventRecord(stop, stream));
-    PARATWIN_CUDA_CHECK(cudaEventSynchronize(stop));
-    PARATWIN_CUDA_CHECK(cudaGetLastError());
-    float ms = 0;
-    PARATWIN_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    seconds.push_back(static_cast<double>(ms) * 1e-3);
+  }
+  PARATWIN_CUDA_CHECK(cudaGetLastError());
+  std::vector<double> reference_s, launch_s;
+  for (int i = 0; i < timed; ++i) {
+    reference_s.push_back(queued_run_seconds(stream, start, stop, reference));
+    launch_s.push_back(queued_run_seconds(stream, start, stop, launch));
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  std::sort(seconds.begin(), seconds.end());
-  return seconds[seconds.size() / 2];
+  return {median_of(std::move(reference_s)), median_of(std::move(launch_s))};
 }
 
 /// Row-major Y[m × n] = X[m × k] · W[k × n], bf16 in and out, fp32 accumulation (the backend's dense GEMM).
