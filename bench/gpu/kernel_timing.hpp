@@ -1,13 +1,14 @@
 #pragma once
 // What bench_kernels needs around the kernels: device buffers filled with seeded random data, CUDA-event timing (median
-// of timed runs after warm-up, each launch queued behind a spin kernel) and the two ceilings every kernel is held
-// against (device-to-device copy bandwidth and a large bf16 cuBLAS GEMM), measured in the same run. CUDA and cuBLAS
-// errors throw paratwin::Error.
+// of timed runs after warm-up, each launch queued behind a spin kernel; two launches in turns for a ratio) and the two
+// ceilings every kernel is held against (device-to-device copy bandwidth and a large bf16 cuBLAS GEMM), measured in the
+// same run. CUDA and cuBLAS errors throw paratwin::Error.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/cuda_check.hpp"
