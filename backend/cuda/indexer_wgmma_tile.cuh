@@ -52,6 +52,21 @@ __device__ inline i64 output_query(i64 group_q0, int lane) {
   return group_q0 + 2 * (lane & 1) + ((lane >> 1) & 1);
 }
 
+// Σ w · relu(acc) over this thread's 16 heads of query qq at its key row r (lane/4, + 8 for r = 1): accumulator
+// columns 8c + 2·(lane % 4) + e for c in [8·qq, 8·qq + 8), weighted by head_w[w0 + c][e]. The head sums below add
+// these over the quad's lanes.
+template <int kAcc>
+__device__ inline float thread_head_sum(const float (&acc)[kAcc], const float (&head_w)[32][2], int w0, int qq, int r) {
+  float sum = 0.0f;
+#pragma unroll
+  for (int cc = 0; cc < 8; ++cc) {
+    const int c = qq * 8 + cc;
+    sum = fmaf(head_w[w0 + c][0], fmaxf(acc[4 * c + 2 * r], 0.0f), sum);
+    sum = fmaf(head_w[w0 + c][1], fmaxf(acc[4 * c + 2 * r + 1], 0.0f), sum);
+  }
+  return sum;
+}
+
 // Σ_h w · relu(acc) over a query's 64 heads for this lane's output query (output_query) at its two key rows
 // (16·warp + lane/4 and + 8 of the tile): score[r]. The sum over the thread's 16 heads of each query is local; the
 // sum over the quad's 4 lanes is a reduce-scatter: each round keeps half the values and adds the partner's copy of
@@ -62,16 +77,7 @@ __device__ inline void head_weighted_sums(const float (&acc)[128], const float (
 #pragma unroll
   for (int qq = 0; qq < kGroupQueries; ++qq) {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float sum = 0.0f;
-#pragma unroll
-      for (int cc = 0; cc < 8; ++cc) {
-        const int c = qq * 8 + cc;
-        sum = fmaf(head_w[c][0], fmaxf(acc[4 * c + 2 * r], 0.0f), sum);
-        sum = fmaf(head_w[c][1], fmaxf(acc[4 * c + 2 * r + 1], 0.0f), sum);
-      }
-      v[2 * qq + r] = sum;
-    }
+    for (int r = 0; r < 2; ++r) v[2 * qq + r] = thread_head_sum(acc, head_w, 0, qq, r);
   }
   const bool odd = (lane & 1) != 0, high = (lane & 2) != 0;
   float u[4];
@@ -106,16 +112,7 @@ __device__ inline float pair_head_weighted_sum(const float (&acc)[64], const flo
 #pragma unroll
   for (int qq = 0; qq < 2; ++qq) {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float sum = 0.0f;
-#pragma unroll
-      for (int cc = 0; cc < 8; ++cc) {
-        const int c = qq * 8 + cc;
-        sum = fmaf(head_w[16 * pair + c][0], fmaxf(acc[4 * c + 2 * r], 0.0f), sum);
-        sum = fmaf(head_w[16 * pair + c][1], fmaxf(acc[4 * c + 2 * r + 1], 0.0f), sum);
-      }
-      v[2 * qq + r] = sum;
-    }
+    for (int r = 0; r < 2; ++r) v[2 * qq + r] = thread_head_sum(acc, head_w, 16 * pair, qq, r);
   }
   const bool odd = (lane & 1) != 0, high = (lane & 2) != 0;
   float u[2];
