@@ -17,6 +17,7 @@
 #include "backend/cuda/sparse_mla_attention.hpp"
 #include "backend/cuda_plan/grouped_gemm_tiles.hpp"
 #include "backend/cuda_plan/moe_gemm_rule.hpp"
+#include "bench/gpu/published_grouped_rates.hpp"
 
 namespace paratwin::bench {
 
@@ -597,9 +598,11 @@ void KernelBench::fp8_grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
     const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
     const std::string shape = fmt::format("{} tok EP {}: {} experts, {} rows (~{}/expert), n {}, k {}", tokens, ep,
                                           local, rows, rows / local, n, k);
+    const std::string published =
+        published_grouped_anchor(static_cast<double>(rows) / static_cast<double>(local), n, k);
     const auto note = [&](double dense_s) {
-      return fmt::format("dense fp8 block-scaled same size {:.0f} TFLOP/s in turns ({:.0f} alone)",
-                         flops / dense_s / 1e12, flops / dense_alone_s / 1e12);
+      return fmt::format("dense fp8 block-scaled same size {:.0f} TFLOP/s in turns ({:.0f} alone){}{}",
+                         flops / dense_s / 1e12, flops / dense_alone_s / 1e12, published.empty() ? "" : "; ", published);
     };
     const cuda::Fp8GroupedGemm::Operands operands{x.get(), xs.as<float>(), w.get(), ws.as<float>(), y.get()};
     // What `paratwin run --moe-gemm auto` runs at this shape on a Hopper GPU (cuda_plan::auto_fp8_moe_gemm_method):
