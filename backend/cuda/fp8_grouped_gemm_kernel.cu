@@ -23,8 +23,8 @@ using grouped_pair::BlockTile;
 using grouped_pair::kWarpgroupThreads;
 using grouped_pair::kWarpStagingBytes;
 
-constexpr int kKBlock = 128;  // k per ring stage: one scale block, one 128-byte swizzle row of e4m3
-constexpr int kStages = 3;    // 3 × 48 KB in flight per block (4 leave no room for the output staging)
+constexpr int kKBlock = 128;   // k per ring stage: one scale block, one 128-byte swizzle row of e4m3
+constexpr int kStages = 3;     // 3 × 48 KB in flight per block (4 leave no room for the output staging)
 constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
 constexpr int kScaleBlock = 128;                                // n-rows of one weight-scale block
@@ -253,20 +253,17 @@ __device__ void consume(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned f
 __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
     fp8_grouped_gemm_kernel(const __grid_constant__ Fp8GroupedKernelArgs args) {
   extern __shared__ __align__(1024) std::uint8_t fp8_grouped_smem[];
-  // The 128-byte swizzle repeats every 1024 bytes: align the ring (at the same offset in both blocks, which the
-  // multicast copies rely on).
-  const unsigned ring = (hw::smem_address(fp8_grouped_smem) + 1023u) & ~1023u;
-  const unsigned full = ring + kBarrierOffset;  // kStages mbarriers of 8 bytes
-  const unsigned empty = full + kStages * 8;
-  const unsigned rank = hw::cluster_cta_rank();
   // Every consumer thread of both blocks releases a slot, not lane 0 of each warp after a __syncwarp: each thread's
   // ld.shared of the slot's scales then precede its own release in program order, so the producer's next bulk copy
   // into the slot waits for them in a way compute-sanitizer racecheck follows (with one arrival per warp it reported
   // every scale read as a write-after-read hazard against that copy); measured no slower on an H200
   // (docs/performance.md).
-  grouped_pair::run_cluster_block<kStages, kProducerRegisters, kConsumerRegisters>(
-      full, empty, 2 * kConsumers * kWarpgroupThreads, [&] { produce(args, ring, full, empty, rank); },
-      [&](int consumer) { consume(args, ring, full, empty, rank, consumer); });
+  grouped_pair::run_cluster_block<kStages, kBarrierOffset, kProducerRegisters, kConsumerRegisters>(
+      fp8_grouped_smem, 2 * kConsumers * kWarpgroupThreads,
+      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank) { produce(args, ring, full, empty, rank); },
+      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank, int consumer) {
+        consume(args, ring, full, empty, rank, consumer);
+      });
 }
 
 }  // namespace

@@ -167,16 +167,12 @@ __device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full
 __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
     grouped_gemm_kernel(const __grid_constant__ GroupedKernelArgs args) {
   extern __shared__ __align__(1024) std::uint8_t grouped_smem[];
-  // The 128-byte swizzle pattern repeats every 1024 bytes: align the ring (at the same offset in both blocks, which
-  // the multicast copies rely on).
-  const unsigned ring = (hw::smem_address(grouped_smem) + 1023u) & ~1023u;
-  const unsigned full = ring + kBarrierOffset;  // kStages mbarriers of 8 bytes
-  const unsigned empty = full + kStages * 8;
-  const unsigned rank = hw::cluster_cta_rank();
-  grouped_pair::run_cluster_block<kStages, kProducerRegisters, kConsumerRegisters>(
-      full, empty, 2 * kConsumers * 4,  // one release per consumer warp of both blocks
-      [&] { produce(args, ring, full, empty, rank); },
-      [&](int consumer) { consume(args, ring, full, empty, rank, consumer); });
+  grouped_pair::run_cluster_block<kStages, kBarrierOffset, kProducerRegisters, kConsumerRegisters>(
+      grouped_smem, 2 * kConsumers * 4,  // one release per consumer warp of both blocks
+      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank) { produce(args, ring, full, empty, rank); },
+      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank, int consumer) {
+        consume(args, ring, full, empty, rank, consumer);
+      });
 }
 
 }  // namespace
