@@ -6,6 +6,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_arch.hpp"
 #include "backend/cuda/fp8_grouped_gemm_kernel.hpp"
+#include "backend/cuda/grouped_pair_cluster.cuh"
 #include "backend/cuda/hopper_ops.cuh"
 #include "backend/cuda/tensor_map.hpp"
 #include "backend/cuda_plan/grouped_gemm_tiles.hpp"
@@ -18,10 +19,12 @@ namespace hw = hopper;
 using cuda_plan::kGroupedHalfTileRows;
 using cuda_plan::kGroupedTileCols;
 using cuda_plan::kGroupedTileRows;
+using grouped_pair::BlockTile;
+using grouped_pair::kWarpgroupThreads;
+using grouped_pair::kWarpStagingBytes;
 
-constexpr int kKBlock = 128;  // k per ring stage: one scale block, one 128-byte swizzle row of e4m3
-constexpr int kStages = 3;    // 3 × 48 KB in flight per block (4 leave no room for the output staging)
-constexpr int kWarpgroupThreads = 128;
+constexpr int kKBlock = 128;   // k per ring stage: one scale block, one 128-byte swizzle row of e4m3
+constexpr int kStages = 3;     // 3 × 48 KB in flight per block (4 leave no room for the output staging)
 constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
 constexpr int kScaleBlock = 128;                                // n-rows of one weight-scale block
@@ -32,9 +35,7 @@ constexpr unsigned kBBoxes = kGroupedTileCols / 64;             // W tile: 4 box
 constexpr unsigned kBBytes = kBBoxes * kBoxBytes;               // 32 KB
 constexpr unsigned kNHalfBytes = kNHalf * kKBlock;              // one n128 half of the W tile, 16 KB
 constexpr unsigned kStageBytes = kABytes + kBBytes;             // 48 KB
-// Output staging as in the bf16 kernel: each consumer warp's 16 rows of bf16, rows padded by 16 bytes (banks).
-constexpr unsigned kStagingRowBytes = kGroupedTileCols * 2 + 16;
-constexpr unsigned kWarpStagingBytes = 16 * kStagingRowBytes;
+// Output staging as in the bf16 kernel (grouped_pair_cluster.cuh): 4 warps' rows per consumer.
 constexpr unsigned kStagingOffset = kStages * kStageBytes;
 // Each ring stage's scales, copied in by the producer with its operands so that the consumers read them from shared
 // memory while their wgmma run (an L2 round trip takes about as long as a k-block half's 4 wgmma): the tile's 128
@@ -60,17 +61,9 @@ static_assert(kFp8TensorMapBoxCols == kKBlock, "one k-block is one 128-byte box 
 static_assert(kGroupedTileRows == kConsumers * 64 && kGroupedTileCols == 2 * kNHalf, "wgmma m64n128, two per row");
 static_assert(kFp8GroupedTileCols == kGroupedTileCols, "the bf16 kernel's tile walk");
 
-struct BlockTile {
-  int group = 0, row0 = 0, col0 = 0;
-  bool shared_weights = true;
-};
 // The tile of this block (rank 0 or 1 of its cluster) in a pair, as the bf16 kernel's.
 __device__ inline BlockTile block_tile(const Fp8GroupedKernelArgs& a, int pair, unsigned rank) {
-  const auto p = cuda_plan::decode_grouped_pair(a.table, a.groups, a.n / kGroupedTileCols, pair);
-  const bool shared_weights = p.kind == cuda_plan::GroupedPairKind::kSharedWeights;
-  const int r = static_cast<int>(rank);
-  return {p.group, (p.row_block + (shared_weights ? r : 0)) * kGroupedTileRows,
-          (p.col_block + (shared_weights ? 0 : r)) * kGroupedTileCols, shared_weights};
+  return grouped_pair::block_tile(a.table, a.groups, a.n, pair, rank);
 }
 
 // A non-empty group's place in the operands (Fp8GroupedKernelArgs::table).
@@ -220,26 +213,7 @@ __device__ void consume_tile(const Fp8GroupedKernelArgs& a, unsigned ring, unsig
     }
   }
   if (!active) return;
-  const unsigned warp_staging = staging + static_cast<unsigned>(warp) * kWarpStagingBytes;
-  const unsigned at0 = warp_staging + static_cast<unsigned>(lane / 4) * kStagingRowBytes + 4u * (lane % 4);
-  const unsigned at8 = at0 + 8 * kStagingRowBytes;
-  if (lane == 0) hw::bulk_wait_group_read();  // the previous tile's copies have read the staging rows
-  __syncwarp();
-#pragma unroll
-  for (int j = 0; j < 16 * kHalves; ++j) {
-    hw::st_shared_b32(at0 + 16u * j, hw::pack_bf16x2(sum[4 * j], sum[4 * j + 1]));
-    hw::st_shared_b32(at8 + 16u * j, hw::pack_bf16x2(sum[4 * j + 2], sum[4 * j + 3]));
-  }
-  hw::fence_proxy_async_shared();
-  __syncwarp();
-  if (lane == 0) {
-    const int warp_rows = std::min(16, share.rows - warp * 16);
-    for (int i = 0; i < warp_rows; ++i) {
-      hw::bulk_store(share.y + std::int64_t{warp * 16 + i} * a.n,
-                     warp_staging + static_cast<unsigned>(i) * kStagingRowBytes, kHalves * kNHalf * 2);
-    }
-    hw::bulk_commit_group();
-  }
+  grouped_pair::store_warp_rows_bf16<kHalves * kNHalf>(sum, staging, warp, lane, share.y, a.n, share.rows);
 }
 
 // Consumer warpgroup `half` (0 or 1) over this block's tiles, as the bf16 kernel's: a tile of more than 64 valid rows
@@ -279,35 +253,17 @@ __device__ void consume(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned f
 __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
     fp8_grouped_gemm_kernel(const __grid_constant__ Fp8GroupedKernelArgs args) {
   extern __shared__ __align__(1024) std::uint8_t fp8_grouped_smem[];
-  // The 128-byte swizzle repeats every 1024 bytes: align the ring (at the same offset in both blocks, which the
-  // multicast copies rely on).
-  const unsigned ring = (hw::smem_address(fp8_grouped_smem) + 1023u) & ~1023u;
-  const unsigned full = ring + kBarrierOffset;  // kStages mbarriers of 8 bytes
-  const unsigned empty = full + kStages * 8;
-  const unsigned rank = hw::cluster_cta_rank();
-  if (threadIdx.x == 0) {
-    for (unsigned s = 0; s < kStages; ++s) {
-      hw::mbarrier_init(full + 8 * s, 1);  // the producer's arrive (plus the copies' bytes)
-      // Every consumer thread of both blocks releases a slot, not lane 0 of each warp after a __syncwarp: each
-      // thread's ld.shared of the slot's scales then precede its own release in program order, so the producer's next
-      // bulk copy into the slot waits for them in a way compute-sanitizer racecheck follows (with one arrival per warp
-      // it reported every scale read as a write-after-read hazard against that copy); measured no slower on an H200
-      // (docs/performance.md).
-      hw::mbarrier_init(empty + 8 * s, 2 * kConsumers * kWarpgroupThreads);
-    }
-    hw::fence_mbarrier_init();
-  }
-  hw::cluster_sync();  // both blocks' barriers exist before either block's copies or arrivals reach them
-  const int warpgroup = static_cast<int>(threadIdx.x) / kWarpgroupThreads;
-  if (warpgroup == 0) {
-    hw::warpgroup_release_registers<kProducerRegisters>();
-    if (threadIdx.x == 0) produce(args, ring, full, empty, rank);
-    __syncwarp();
-  } else {
-    hw::warpgroup_claim_registers<kConsumerRegisters>();
-    consume(args, ring, full, empty, rank, warpgroup - 1);
-  }
-  hw::cluster_sync();  // neither block leaves while the other may still write its shared memory or barriers
+  // Every consumer thread of both blocks releases a slot, not lane 0 of each warp after a __syncwarp: each thread's
+  // ld.shared of the slot's scales then precede its own release in program order, so the producer's next bulk copy
+  // into the slot waits for them in a way compute-sanitizer racecheck follows (with one arrival per warp it reported
+  // every scale read as a write-after-read hazard against that copy); measured no slower on an H200
+  // (docs/performance.md).
+  grouped_pair::run_cluster_block<kStages, kBarrierOffset, kProducerRegisters, kConsumerRegisters>(
+      fp8_grouped_smem, 2 * kConsumers * kWarpgroupThreads,
+      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank) { produce(args, ring, full, empty, rank); },
+      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank, int consumer) {
+        consume(args, ring, full, empty, rank, consumer);
+      });
 }
 
 }  // namespace

@@ -1,11 +1,11 @@
 #include <cuda_bf16.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_arch.hpp"
 #include "backend/cuda/grouped_gemm_kernel.hpp"
+#include "backend/cuda/grouped_pair_cluster.cuh"
 #include "backend/cuda/hopper_ops.cuh"
 #include "backend/cuda/tensor_map.hpp"
 #include "backend/cuda_plan/grouped_gemm_tiles.hpp"
@@ -19,10 +19,12 @@ using cuda_plan::kGroupedHalfTileRows;
 using cuda_plan::kGroupedTileCols;
 using cuda_plan::kGroupedTileDepth;
 using cuda_plan::kGroupedTileRows;
+using grouped_pair::BlockTile;
+using grouped_pair::kWarpgroupThreads;
+using grouped_pair::kWarpStagingBytes;
 
 // 3 × 48 KB in flight per block (4 left no room for the output staging below).
 constexpr int kStages = 3;
-constexpr int kWarpgroupThreads = 128;
 constexpr int kConsumers = 2;  // warpgroups, 64 rows each
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
 constexpr unsigned kRowBytes = kGroupedTileDepth * 2;                // one k stage of one row: one 128-byte swizzle row
@@ -31,11 +33,7 @@ constexpr unsigned kAHalfBytes = kGroupedHalfTileRows * kRowBytes;   // its 64-r
 constexpr unsigned kBBlockBytes = kGroupedTileDepth * 64 * 2;        // W: 64 k-rows × 64 columns, N-major, 8 KB
 constexpr unsigned kBBlocks = kGroupedTileCols / 64;                 // 4 such blocks side by side along n
 constexpr unsigned kStageBytes = kABytes + kBBlocks * kBBlockBytes;  // 48 KB
-// The output staging: each consumer warp's 16 rows of bf16 results, written from the accumulators and stored to Y by
-// the copy engine (one bulk copy per row) while the warp goes on to its next tile. Rows padded by 16 bytes, so that
-// the 8 rows a warp's store instruction writes land on different banks.
-constexpr unsigned kStagingRowBytes = kGroupedTileCols * 2 + 16;
-constexpr unsigned kWarpStagingBytes = 16 * kStagingRowBytes;
+// The output staging (grouped_pair_cluster.cuh): 4 warps' rows per consumer.
 constexpr unsigned kStagingOffset = kStages * kStageBytes;
 constexpr unsigned kBarrierOffset = kStagingOffset + kConsumers * 4 * kWarpStagingBytes;
 constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
@@ -48,16 +46,8 @@ static_assert(hw::warpgroup_registers_fit(kProducerRegisters, kConsumerRegisters
               "the block's registers at launch");
 
 // The tile of this block (rank 0 or 1 of its cluster) in a pair.
-struct BlockTile {
-  int group = 0, row0 = 0, col0 = 0;
-  bool shared_weights = true;
-};
 __device__ inline BlockTile block_tile(const GroupedKernelArgs& a, int pair, unsigned rank) {
-  const auto p = cuda_plan::decode_grouped_pair(a.schedule, a.groups, a.n / kGroupedTileCols, pair);
-  const bool shared_weights = p.kind == cuda_plan::GroupedPairKind::kSharedWeights;
-  const int r = static_cast<int>(rank);
-  return {p.group, (p.row_block + (shared_weights ? r : 0)) * kGroupedTileRows,
-          (p.col_block + (shared_weights ? 0 : r)) * kGroupedTileCols, shared_weights};
+  return grouped_pair::block_tile(a.schedule, a.groups, a.n, pair, rank);
 }
 
 // The producer, one thread per block: for every pair of this cluster, for every k stage, waits until the consumers of
@@ -146,27 +136,7 @@ __device__ void consume_tile(const GroupedKernelArgs& a, unsigned ring, unsigned
   hw::wgmma_wait_group<0>();
   hw::wgmma_fence_operands(acc);
   if (lane == 0) hw::release_pair_slot(empty, ring_at.rank, held);
-  // Thread t holds rows lane / 4 and + 8 of the warp's 16, columns 8j + 2·(lane % 4) and + 1 (hopper_ops.cuh).
-  const unsigned warp_staging = staging + static_cast<unsigned>(warp) * kWarpStagingBytes;
-  const unsigned at0 = warp_staging + static_cast<unsigned>(lane / 4) * kStagingRowBytes + 4u * (lane % 4);
-  const unsigned at8 = at0 + 8 * kStagingRowBytes;
-  if (lane == 0) hw::bulk_wait_group_read();  // the previous tile's copies have read the staging rows
-  __syncwarp();
-#pragma unroll
-  for (int j = 0; j < kCols / 8; ++j) {
-    hw::st_shared_b32(at0 + 16u * j, hw::pack_bf16x2(acc[4 * j], acc[4 * j + 1]));
-    hw::st_shared_b32(at8 + 16u * j, hw::pack_bf16x2(acc[4 * j + 2], acc[4 * j + 3]));
-  }
-  hw::fence_proxy_async_shared();
-  __syncwarp();
-  if (lane == 0) {
-    const int warp_rows = std::min(16, rows - warp * 16);
-    for (int i = 0; i < warp_rows; ++i) {
-      hw::bulk_store(y + std::int64_t{warp * 16 + i} * a.n, warp_staging + static_cast<unsigned>(i) * kStagingRowBytes,
-                     kCols * 2);
-    }
-    hw::bulk_commit_group();
-  }
+  grouped_pair::store_warp_rows_bf16<kCols>(acc, staging, warp, lane, y, a.n, rows);
 }
 
 // Consumer warpgroup `half` (0 or 1) over this block's tiles. A tile of more than 64 valid rows: this warpgroup
@@ -197,30 +167,12 @@ __device__ void consume(const GroupedKernelArgs& a, unsigned ring, unsigned full
 __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
     grouped_gemm_kernel(const __grid_constant__ GroupedKernelArgs args) {
   extern __shared__ __align__(1024) std::uint8_t grouped_smem[];
-  // The 128-byte swizzle pattern repeats every 1024 bytes: align the ring (at the same offset in both blocks, which
-  // the multicast copies rely on).
-  const unsigned ring = (hw::smem_address(grouped_smem) + 1023u) & ~1023u;
-  const unsigned full = ring + kBarrierOffset;  // kStages mbarriers of 8 bytes
-  const unsigned empty = full + kStages * 8;
-  const unsigned rank = hw::cluster_cta_rank();
-  if (threadIdx.x == 0) {
-    for (unsigned s = 0; s < kStages; ++s) {
-      hw::mbarrier_init(full + 8 * s, 1);                    // the producer's arrive (plus the copies' bytes)
-      hw::mbarrier_init(empty + 8 * s, 2 * kConsumers * 4);  // one arrival per consumer warp of both blocks
-    }
-    hw::fence_mbarrier_init();
-  }
-  hw::cluster_sync();  // both blocks' barriers exist before either block's copies or arrivals reach them
-  const int warpgroup = static_cast<int>(threadIdx.x) / kWarpgroupThreads;
-  if (warpgroup == 0) {
-    hw::warpgroup_release_registers<kProducerRegisters>();
-    if (threadIdx.x == 0) produce(args, ring, full, empty, rank);
-    __syncwarp();
-  } else {
-    hw::warpgroup_claim_registers<kConsumerRegisters>();
-    consume(args, ring, full, empty, rank, warpgroup - 1);
-  }
-  hw::cluster_sync();  // neither block leaves while the other may still write its shared memory or barriers
+  grouped_pair::run_cluster_block<kStages, kBarrierOffset, kProducerRegisters, kConsumerRegisters>(
+      grouped_smem, 2 * kConsumers * 4,  // one release per consumer warp of both blocks
+      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank) { produce(args, ring, full, empty, rank); },
+      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank, int consumer) {
+        consume(args, ring, full, empty, rank, consumer);
+      });
 }
 
 }  // namespace

@@ -190,39 +190,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ __align__(1024) unsigned char fp8_indexer_smem[];
   // The 128-byte swizzle pattern repeats every 1024 bytes: tiles must start on such a boundary.
   const unsigned smem = (hw::smem_address(fp8_indexer_smem) + 1023u) & ~1023u;
-  const unsigned full = smem + kBarrierOffset, empty = full + 8 * kStages, q_full = empty + 8 * kStages;
-
-  // The last blocks hold the latest queries, which see the most keys under causality: start them first.
-  const i64 q0 = static_cast<i64>(gridDim.x - 1 - blockIdx.x) * kBlockQueries;
-  const i64 block_queries = queries - q0 < kBlockQueries ? queries - q0 : kBlockQueries;
-  const i64 visible_keys = block_visible_keys(q0, block_queries, keys, q_start, q_stride, causal);
-  const int tiles = static_cast<int>((visible_keys + kKeyTile - 1) / kKeyTile);
-
-  if (threadIdx.x == 0) {
-    for (unsigned s = 0; s < kStages; ++s) {
-      hw::mbarrier_init(full + 8 * s, 1);                  // the producer's arrive (plus the copy's bytes)
-      hw::mbarrier_init(empty + 8 * s, 128 * kConsumers);  // every consumer thread
-    }
-    for (unsigned c = 0; c < kConsumers; ++c) hw::mbarrier_init(q_full + 8 * c, 1);
-    hw::fence_mbarrier_init();
-  }
-  __syncthreads();
-
-  const int warpgroup = static_cast<int>(threadIdx.x) / 128;
-  if (warpgroup == 0) {
-    hw::warpgroup_release_registers<kProducerRegs>();
-    const int warp = static_cast<int>(threadIdx.x) / 32;
-    if (warp == 0) {
-      if (threadIdx.x == 0 && tiles > 0) produce(&q_map, &k_map, smem, q0, tiles);
-    } else {
-      // Keys past every visible position of the block: masked without computing, while the consumers compute.
-      mask_keys_past(out, q0, block_queries, keys, static_cast<i64>(tiles) * kKeyTile,
-                     static_cast<int>(threadIdx.x) - 32, 96);
-    }
-  } else {
-    hw::warpgroup_claim_registers<kConsumerRegs>();
-    consume(k_scale, w, out, smem, warpgroup - 1, q0, queries, keys, q_start, q_stride, causal, tiles);
-  }
+  run_indexer_block<kStages, kProducerRegs, kConsumerRegs>(
+      smem + kBarrierOffset, 128 * kConsumers,  // every consumer thread releases (consume says why)
+      out, queries, keys, q_start, q_stride, causal,
+      [&](i64 q0, int tiles) { produce(&q_map, &k_map, smem, q0, tiles); },
+      [&](int group, i64 q0, int tiles) {
+        consume(k_scale, w, out, smem, group, q0, queries, keys, q_start, q_stride, causal, tiles);
+      });
 }
 
 }  // namespace

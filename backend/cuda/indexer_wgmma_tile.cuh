@@ -3,11 +3,14 @@
 // with per-key scales): the tile geometry, the keys a block must compute under causality, and the epilogue that turns
 // a consumer warpgroup's wgmma m64n256 accumulators (64 keys × 4 queries' 64 heads) into scores in registers: relu ·
 // head weight summed over the thread's 16 heads of each query, then over the quad's 4 lanes (the other 48 heads); the
-// fp8 kernel's form of it for one m64n128 half (2 queries' 64 heads) is pair_head_weighted_sum.
+// fp8 kernel's form of it for one m64n128 half (2 queries' 64 heads) is pair_head_weighted_sum; and the block's frame
+// (run_indexer_block).
 // The accumulator layout is wgmma's for fp32 D of any input type (hopper_ops.cuh): thread t holds
 // acc[4c + 2h + e] = D[16·(t/32) + (t%32)/4 + 8h][8c + 2·(t%4) + e].
 #include <cfloat>
 #include <cstdint>
+
+#include "backend/cuda/hopper_ops.cuh"
 
 namespace paratwin::cuda::indexer_tile {
 
@@ -132,6 +135,50 @@ __device__ inline void mask_keys_past(float* out, i64 q0, i64 block_queries, i64
   for (i64 r = 0; r < block_queries; ++r) {
     float* row = out + (q0 + r) * keys;
     for (i64 j = masked0 + filler; j < keys; j += fillers) row[j] = -FLT_MAX;
+  }
+}
+
+// A block's life after its shared memory is laid out, the same in both kernels: its queries q0 .. +7 (the last blocks
+// hold the latest queries, which see the most keys under causality: they start first) and the key tiles they see;
+// thread 0 initialises the barriers at `barriers`: the ring's kStages `full` (one arrival: the producer's, plus the
+// copy's bytes) and `empty` (`empty_arrivals` each), then one `q_full` per consumer. Warpgroup 0 gives up registers:
+// its thread 0 runs `produce(q0, tiles)` (when there are tiles), its other three warps write −FLT_MAX to the keys past
+// every visible position of the block (never computed) while the consumers compute. Consumer warpgroup c claims
+// registers and runs `consume(c, q0, tiles)`.
+template <unsigned kStages, unsigned kProducerRegs, unsigned kConsumerRegs, typename Produce, typename Consume>
+__device__ __forceinline__ void run_indexer_block(unsigned barriers, unsigned empty_arrivals, float* out, i64 queries,
+                                                  i64 keys, i64 q_start, i64 q_stride, bool causal, Produce&& produce,
+                                                  Consume&& consume) {
+  namespace hw = hopper;
+  const unsigned full = barriers, empty = full + 8 * kStages, q_full = empty + 8 * kStages;
+  const i64 q0 = static_cast<i64>(gridDim.x - 1 - blockIdx.x) * kBlockQueries;
+  const i64 block_queries = queries - q0 < kBlockQueries ? queries - q0 : kBlockQueries;
+  const i64 visible_keys = block_visible_keys(q0, block_queries, keys, q_start, q_stride, causal);
+  const int tiles = static_cast<int>((visible_keys + kKeyTile - 1) / kKeyTile);
+
+  if (threadIdx.x == 0) {
+    for (unsigned s = 0; s < kStages; ++s) {
+      hw::mbarrier_init(full + 8 * s, 1);
+      hw::mbarrier_init(empty + 8 * s, empty_arrivals);
+    }
+    for (unsigned c = 0; c < kConsumers; ++c) hw::mbarrier_init(q_full + 8 * c, 1);
+    hw::fence_mbarrier_init();
+  }
+  __syncthreads();
+
+  const int warpgroup = static_cast<int>(threadIdx.x) / 128;
+  if (warpgroup == 0) {
+    hw::warpgroup_release_registers<kProducerRegs>();
+    const int warp = static_cast<int>(threadIdx.x) / 32;
+    if (warp == 0) {
+      if (threadIdx.x == 0 && tiles > 0) produce(q0, tiles);
+    } else {
+      mask_keys_past(out, q0, block_queries, keys, static_cast<i64>(tiles) * kKeyTile,
+                     static_cast<int>(threadIdx.x) - 32, 96);
+    }
+  } else {
+    hw::warpgroup_claim_registers<kConsumerRegs>();
+    consume(warpgroup - 1, q0, tiles);
   }
 }
 
