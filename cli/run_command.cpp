@@ -123,8 +123,8 @@ int run_run(const RunCommandOptions& o, Io io) {
   (void)moe_gemm;
   fail(
       "paratwin was built without CUDA: `paratwin run` needs the CUDA/NCCL backend (configure with "
-      "-DPARATWIN_ENABLE_CUDA=ON where nvcc and NCCL are installed); the schedule itself builds: {} ranks",
-      schedule.ranks.size());
+      "-DPARATWIN_ENABLE_CUDA=ON where nvcc and NCCL are installed); the schedule itself builds ({} rank{})",
+      schedule.ranks.size(), schedule.ranks.size() == 1 ? "" : "s");
 #endif
 }
 

@@ -40,9 +40,10 @@ int run_schedule(const ScheduleCommandOptions& o, Io io) {
   const auto options = schedule_options(o.workload);
   const auto cluster = load_cluster_for(o.cluster, config.world() * config.replicas());
   const auto moe_mode = resolve_moe_mode(config, options);
+  // The schedule first: building it checks the workload flags (--prompt-len, --batch, ...) and names them.
+  const auto schedule = build_schedule(model, config, options);
   const auto request = memory_request(o.workload, config, moe_mode, cluster.gpu.memory_bytes);
   const auto memory = estimate_memory_per_stage(model, config, request);
-  const auto schedule = build_schedule(model, config, options);
   if (const auto violations = schedule_violations(schedule); !violations.empty()) {
     throw InternalError("paratwin built an inconsistent schedule: " + violations.front());
   }

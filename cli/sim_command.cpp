@@ -141,9 +141,10 @@ int run_sim(SimCommandOptions& o, Io io) {
   const RankLayout layout(config);
   const Placement placement(layout, cluster);
   const auto moe_mode = resolve_moe_mode(config, options);
+  // The schedule first: building it checks the workload flags (--prompt-len, --batch, ...) and names them.
+  const auto schedule = build_schedule(model, config, options);
   const auto memory =
       estimate_memory_per_stage(model, config, memory_request(o.workload, config, moe_mode, cluster.gpu.memory_bytes));
-  const auto schedule = build_schedule(model, config, options);
   o.sim.nccl_model = !o.pure_alpha_beta;
   const auto hash = schedule_hash(schedule);
   o.sim.schedule_hash = hash;
