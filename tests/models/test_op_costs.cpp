@@ -40,15 +40,10 @@ ComputeShape attention(std::int64_t q_start, std::int64_t q_tokens, std::int64_t
 // Causal attention in DeepSeek's absorbed MLA form: `heads` query heads over one shared latent row per key
 // (d_qk = 576: 512 latent + 64 rope dims; d_v = 512: the latent itself).
 ComputeShape mla_attention(std::int64_t q_start, std::int64_t q_tokens, std::int64_t kv_tokens, std::int64_t heads) {
-  ComputeShape s;
-  s.q_start = q_start;
-  s.q_tokens = q_tokens;
-  s.kv_tokens = kv_tokens;
+  ComputeShape s = attention(q_start, q_tokens, kv_tokens);
   s.heads = heads;
-  s.kv_heads = 1;
   s.head_dim_qk = 576;
   s.head_dim_v = 512;
-  s.causal = true;
   s.kv_shared = true;
   return s;
 }
