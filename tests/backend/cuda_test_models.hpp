@@ -5,6 +5,7 @@
 
 #include "models/model_spec.hpp"
 #include "models/schedule_builder.hpp"
+#include "tests/topology/layout_test_util.hpp"
 
 namespace paratwin::test {
 
@@ -89,12 +90,7 @@ inline ModelSpec tiny_deepseek_fp8() {
 }
 
 inline ParallelConfig parallel(int tp, int attn_cp = 1, int pp = 1, int ep = 1) {
-  ParallelConfig c;
-  c.tp_size = tp;
-  c.attn_cp_size = attn_cp;
-  c.pp_size = pp;
-  c.ep_size = ep;
-  return c;
+  return make_config(tp, pp, 1, false, attn_cp, ep);
 }
 
 inline ScheduleOptions prefill(std::int64_t tokens, CpSplit split = CpSplit::kRoundRobin) {

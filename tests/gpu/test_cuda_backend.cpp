@@ -52,6 +52,39 @@ CudaCheckResult check(const ModelSpec& model, const ParallelConfig& config, cons
   return r;
 }
 
+// The numerical check of the tiny Llama under `config` on `gpus` GPUs, with options_for's run: CHECKs that it passed.
+CudaCheckResult check_tiny_llama_passes(int gpus, const ParallelConfig& config, const ScheduleOptions& options) {
+  require_gpus(gpus);
+  const auto model = tiny_llama();
+  const auto r = check(model, config, options, options_for(model));
+  CHECK(r.passed);
+  return r;
+}
+
+// The numerical check of `model` on 2 GPUs under CP = 2 with the first ATTN_CP group's two ranks swapped: CHECKs that
+// it fails, far off.
+void check_fails_with_attn_cp_ranks_swapped(const ModelSpec& model, const ScheduleOptions& options) {
+  require_gpus(2);
+  auto o = options_for(model);
+  o.group_fault = GroupFault{GroupFamily::kAttnCp, 0, 0, 1};
+  const auto r = check(model, parallel(2, 2), options, o);
+  CHECK_FALSE(r.passed);
+  CHECK(r.hidden_rel_l2 > 0.05);
+}
+
+// The numerical check of the tiny Qwen3-MoE under `config` on 2 GPUs, with per-token routing of `tokens` tokens and
+// its MoE in `mode`: CHECKs that it passed within 1e-2.
+void check_tiny_moe_passes(const ParallelConfig& config, std::int64_t tokens, MoeMode mode) {
+  require_gpus(2);
+  const auto model = tiny_qwen_moe();
+  const auto options = per_token_routing(tokens);
+  REQUIRE(build_schedule(model, config, options).meta.moe_mode == mode);
+  const auto r = check(model, config, options, options_for(model));
+  CHECK(r.passed);
+  CHECK(r.hidden_rel_l2 <= 1e-2);
+  CHECK(r.logits_rel_l2 <= 1e-2);
+}
+
 Placement placement_for(const ParallelConfig& config) {
   const RankLayout layout(config);
   auto cluster = load_cluster("h200-sxm", 1);
@@ -69,19 +102,13 @@ TEST_CASE("a GPU is visible and the CUDA/NCCL versions match", "[gpu]") {
 }
 
 TEST_CASE("numerical check: CP=2 all-gather with the round-robin split equals one GPU", "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_llama();
-  const auto r = check(model, parallel(2, 2), prefill(96), options_for(model));
-  CHECK(r.passed);
+  const auto r = check_tiny_llama_passes(2, parallel(2, 2), prefill(96));
   CHECK(r.hidden_rel_l2 <= 1e-2);
   CHECK(r.logits_rel_l2 <= 1e-2);
 }
 
 TEST_CASE("numerical check: CP=2 all-gather with the zigzag split equals one GPU", "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_llama();
-  const auto r = check(model, parallel(2, 2), prefill(97, CpSplit::kZigzag), options_for(model));
-  CHECK(r.passed);
+  check_tiny_llama_passes(2, parallel(2, 2), prefill(97, CpSplit::kZigzag));
 }
 
 ScheduleOptions with_cp_algorithm(ScheduleOptions o, CpAlgorithm algorithm, int batch = 1) {
@@ -91,47 +118,29 @@ ScheduleOptions with_cp_algorithm(ScheduleOptions o, CpAlgorithm algorithm, int 
 }
 
 TEST_CASE("numerical check: CP=2 ring pass-KV with the zigzag split equals one GPU", "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_llama();
-  const auto r = check(model, parallel(2, 2), with_cp_algorithm(prefill(97, CpSplit::kZigzag), CpAlgorithm::kRing),
-                       options_for(model));
-  CHECK(r.passed);
+  const auto r =
+      check_tiny_llama_passes(2, parallel(2, 2), with_cp_algorithm(prefill(97, CpSplit::kZigzag), CpAlgorithm::kRing));
   CHECK(r.hidden_rel_l2 <= 1e-2);
 }
 
 TEST_CASE("numerical check: CP=2 ring pass-KV with round-robin and two requests equals one GPU", "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_llama();
-  const auto r =
-      check(model, parallel(2, 2), with_cp_algorithm(prefill(96), CpAlgorithm::kRing, 2), options_for(model));
-  CHECK(r.passed);
+  const auto r = check_tiny_llama_passes(2, parallel(2, 2), with_cp_algorithm(prefill(96), CpAlgorithm::kRing, 2));
   CHECK(r.logits_rel_l2 <= 1e-2);
 }
 
 TEST_CASE("numerical check: CP=2 Ulysses (head all-to-all) equals one GPU", "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_llama();
-  const auto r = check(model, parallel(2, 2), with_cp_algorithm(prefill(97, CpSplit::kZigzag), CpAlgorithm::kUlysses),
-                       options_for(model));
-  CHECK(r.passed);
+  const auto r = check_tiny_llama_passes(2, parallel(2, 2),
+                                         with_cp_algorithm(prefill(97, CpSplit::kZigzag), CpAlgorithm::kUlysses));
   CHECK(r.hidden_rel_l2 <= 1e-2);
 }
 
 TEST_CASE("numerical check: CP=2 Ulysses with round-robin and two requests equals one GPU", "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_llama();
-  const auto r =
-      check(model, parallel(2, 2), with_cp_algorithm(prefill(96), CpAlgorithm::kUlysses, 2), options_for(model));
-  CHECK(r.passed);
+  const auto r = check_tiny_llama_passes(2, parallel(2, 2), with_cp_algorithm(prefill(96), CpAlgorithm::kUlysses, 2));
   CHECK(r.logits_rel_l2 <= 1e-2);
 }
 
 TEST_CASE("numerical check: Ulysses CP=2 with PP=2 micro-batches (cached KV head slices) equals one GPU", "[gpu]") {
-  require_gpus(4);
-  const auto model = tiny_llama();
-  const auto r =
-      check(model, parallel(2, 2, 2), with_cp_algorithm(prefill(128), CpAlgorithm::kUlysses), options_for(model));
-  CHECK(r.passed);
+  check_tiny_llama_passes(4, parallel(2, 2, 2), with_cp_algorithm(prefill(128), CpAlgorithm::kUlysses));
 }
 
 TEST_CASE("numerical check: CP=4 ring and Ulysses (KV heads fewer than CP ranks) equal one GPU", "[gpu]") {
@@ -145,27 +154,15 @@ TEST_CASE("numerical check: CP=4 ring and Ulysses (KV heads fewer than CP ranks)
 }
 
 TEST_CASE("numerical check: attention TP=2 (sharded QKV/O/MLP + all-reduce) equals the unsharded product", "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_llama();
-  const auto r = check(model, parallel(2), prefill(80), options_for(model));
-  CHECK(r.passed);
+  check_tiny_llama_passes(2, parallel(2), prefill(80));
 }
 
 TEST_CASE("numerical check: PP=2 with two micro-batches equals one GPU", "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_llama();
-  const auto r = check(model, parallel(1, 1, 2), prefill(64), options_for(model));
-  CHECK(r.passed);
+  check_tiny_llama_passes(2, parallel(1, 1, 2), prefill(64));
 }
 
 TEST_CASE("numerical check fails for an ATTN_CP group with its ranks swapped", "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_llama();
-  auto o = options_for(model);
-  o.group_fault = GroupFault{GroupFamily::kAttnCp, 0, 0, 1};
-  const auto r = check(model, parallel(2, 2), prefill(96), o);
-  CHECK_FALSE(r.passed);
-  CHECK(r.hidden_rel_l2 > 0.05);
+  check_fails_with_attn_cp_ranks_swapped(tiny_llama(), prefill(96));
 }
 
 TEST_CASE("a CP=2 run traces every op of every rank with the schedule's ids", "[gpu]") {
@@ -205,15 +202,7 @@ TEST_CASE("MoE schedules run on 2 GPUs in both modes (EP=2 all-to-all and TP=2 g
 }
 
 TEST_CASE("numerical check: MoE EP=2 all-to-all (dispatch, experts, combine) equals one GPU", "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_qwen_moe();
-  const auto config = parallel(2, 2, 1, 2);  // attn_cp 2, ep 2: 4 experts per rank
-  const auto options = per_token_routing(128);
-  REQUIRE(build_schedule(model, config, options).meta.moe_mode == MoeMode::kAllToAll);
-  const auto r = check(model, config, options, options_for(model));
-  CHECK(r.passed);
-  CHECK(r.hidden_rel_l2 <= 1e-2);
-  CHECK(r.logits_rel_l2 <= 1e-2);
+  check_tiny_moe_passes(parallel(2, 2, 1, 2), 128, MoeMode::kAllToAll);  // attn_cp 2, ep 2: 4 experts per rank
 }
 
 TEST_CASE("the timing path runs an all-to-all MoE's sum of returned rows (rows per token vary) on one GPU", "[gpu]") {
@@ -247,25 +236,12 @@ TEST_CASE("the timing path runs an all-to-all MoE's sum of returned rows (rows p
 
 TEST_CASE("numerical check: MoE gather mode (padded all-gather, TP=2 experts, reduce-scatter) equals one GPU",
           "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_qwen_moe();
-  const auto config = parallel(2, 2);  // attn_cp 2, moe_tp 2; 97 tokens: shards of 49 and 48 (one padding row)
-  const auto options = per_token_routing(97);
-  REQUIRE(build_schedule(model, config, options).meta.moe_mode == MoeMode::kGather);
-  const auto r = check(model, config, options, options_for(model));
-  CHECK(r.passed);
-  CHECK(r.hidden_rel_l2 <= 1e-2);
-  CHECK(r.logits_rel_l2 <= 1e-2);
+  // attn_cp 2, moe_tp 2; 97 tokens: shards of 49 and 48 (one padding row)
+  check_tiny_moe_passes(parallel(2, 2), 97, MoeMode::kGather);
 }
 
 TEST_CASE("numerical check fails for MoE gather mode with the ATTN_CP ranks swapped", "[gpu]") {
-  require_gpus(2);
-  const auto model = tiny_qwen_moe();
-  auto o = options_for(model);
-  o.group_fault = GroupFault{GroupFamily::kAttnCp, 0, 0, 1};
-  const auto r = check(model, parallel(2, 2), per_token_routing(96), o);
-  CHECK_FALSE(r.passed);
-  CHECK(r.hidden_rel_l2 > 0.05);
+  check_fails_with_attn_cp_ranks_swapped(tiny_qwen_moe(), per_token_routing(96));
 }
 
 TEST_CASE("numerical check fails when the MoE groups run into the next pipeline stage", "[gpu]") {

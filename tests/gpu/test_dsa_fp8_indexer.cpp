@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <array>
 #include <catch2/catch.hpp>
-#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -33,10 +32,12 @@
 #include "backend/cuda/op_binder.hpp"
 #include "backend/cuda/tensor_map.hpp"
 #include "models/schedule_builder.hpp"
+#include "tests/gpu/dsa_indexer_check.hpp"
 #include "tests/gpu/small_shapes.hpp"
 
 using namespace paratwin;
 using namespace paratwin::cuda;
+using namespace paratwin::cuda::dsa_indexer_check;
 
 namespace {
 
@@ -111,12 +112,6 @@ QuantisedRows quantised_rows(std::int64_t rows, std::int64_t dim, std::mt19937& 
   return q;
 }
 
-struct Fp8Shape {
-  const char* what;
-  std::int64_t queries, keys, heads, dim, q_start, q_stride;
-  bool causal;
-};
-
 bool hopper() {
   int device = 0, major = 0, minor = 0;
   REQUIRE(cudaGetDevice(&device) == cudaSuccess);
@@ -127,7 +122,7 @@ bool hopper() {
 
 // The scores of `kernel` (nullopt: whichever launch_indexer_score_fp8 picks, which on Hopper at 64 heads x 128 must be
 // the wgmma kernel) against the double-precision host sum.
-void check_fp8_indexer(const Fp8Shape& s, std::uint32_t seed, std::optional<IndexerKernel> kernel = std::nullopt) {
+void check_fp8_indexer(const IndexerShape& s, std::uint32_t seed, std::optional<IndexerKernel> kernel = std::nullopt) {
   INFO(s.what << (kernel ? std::string(", kernel ") + to_string(*kernel) : std::string(", dispatched")));
   std::mt19937 rng(seed);
   const auto q = quantised_rows(s.queries * s.heads, s.dim, rng);
@@ -156,55 +151,44 @@ void check_fp8_indexer(const Fp8Shape& s, std::uint32_t seed, std::optional<Inde
   std::vector<float> got(out_count);
   REQUIRE(cudaMemcpy(got.data(), out.ptr, out_count * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
 
-  std::int64_t bad = 0, masked = 0;
   double worst = 0;  // the largest error as a fraction of its score's magnitude
-  for (std::int64_t i = 0; i < s.queries; ++i) {
-    const std::int64_t pos = s.q_start + i * s.q_stride;
-    for (std::int64_t j = 0; j < s.keys; ++j) {
-      const float g = got[static_cast<std::size_t>(i * s.keys + j)];
-      if (s.causal && j > pos) {
-        ++masked;
-        if (g != -FLT_MAX) ++bad;
-        continue;
+  const auto counts = count_scores(s, got, [&](std::int64_t i, std::int64_t j, float g) {
+    double sum = 0, magnitude = 0;
+    for (std::int64_t h = 0; h < s.heads; ++h) {
+      double dot = 0, dot_magnitude = 0;
+      for (std::int64_t d = 0; d < s.dim; ++d) {
+        const double p = q.values[static_cast<std::size_t>((i * s.heads + h) * s.dim + d)] *
+                         k.values[static_cast<std::size_t>(j * s.dim + d)];
+        dot += p;
+        dot_magnitude += std::fabs(p);
       }
-      double sum = 0, magnitude = 0;
-      for (std::int64_t h = 0; h < s.heads; ++h) {
-        double dot = 0, dot_magnitude = 0;
-        for (std::int64_t d = 0; d < s.dim; ++d) {
-          const double p = q.values[static_cast<std::size_t>((i * s.heads + h) * s.dim + d)] *
-                           k.values[static_cast<std::size_t>(j * s.dim + d)];
-          dot += p;
-          dot_magnitude += std::fabs(p);
-        }
-        const double wh = w[static_cast<std::size_t>(i * s.heads + h)];
-        sum += wh * std::max(dot, 0.0);
-        magnitude += std::fabs(wh) * dot_magnitude;
-      }
-      const double scale = k.scale[static_cast<std::size_t>(j)];
-      const double error = std::fabs(static_cast<double>(g) - scale * sum);
-      worst = std::max(worst, error / (scale * magnitude));
-      if (!(error <= 2e-3 * scale * magnitude)) ++bad;
+      const double wh = w[static_cast<std::size_t>(i * s.heads + h)];
+      sum += wh * std::max(dot, 0.0);
+      magnitude += std::fabs(wh) * dot_magnitude;
     }
-  }
+    const double scale = k.scale[static_cast<std::size_t>(j)];
+    const double error = std::fabs(static_cast<double>(g) - scale * sum);
+    worst = std::max(worst, error / (scale * magnitude));
+    return error <= 2e-3 * scale * magnitude;
+  });
   INFO("largest error " << worst << " of the magnitude");
-  if (s.causal) CHECK(masked > 0);
-  CHECK(bad == 0);
+  if (s.causal) CHECK(counts.masked > 0);
+  CHECK(counts.bad == 0);
 }
 
 // 64 heads × 128 (the fp8 kernel's): blocks of 8 queries (two consumers of 4) against 64-key tiles through an 8-stage
 // ring. Ragged keys and queries, the causal boundary inside a tile, round-robin CP's stride 2, few queries.
-const Fp8Shape kFp8Shapes[] = {
-    {"causal, last queries of the context", 37, 300, 64, 128, 263, 1, true},
-    {"not causal, keys one past a tile", 6, 129, 64, 128, 0, 1, false},
+const IndexerShape kFp8Shapes[] = {
+    kLastQueries,
+    kKeysOnePastATile,
     {"causal, round-robin CP rank 1 of 2 (q_stride 2 from position 1)", 40, 400, 64, 128, 1, 2, true},
     {"causal, round-robin CP rank 0 of 2 late in the context (q_stride 2)", 19, 700, 64, 128, 300, 2, true},
     {"causal, 3 queries (one partial block, one idle consumer) over 16 key tiles", 3, 1000, 64, 128, 997, 1, true},
-    {"causal, 13 queries (one block and a ragged one), boundary inside a 64-key tile", 13, 300, 64, 128, 287, 1, true},
-    {"causal from position 0: keys past the block's last position masked without computing", 20, 200, 64, 128, 0, 1,
-     true},
-    {"causal, negative positions: a block that sees no key", 20, 70, 64, 128, -10, 1, true},
-    {"causal, descending positions (negative stride)", 11, 300, 64, 128, 290, -25, true},
-    {"not causal, one key", 3, 1, 64, 128, 0, 1, false},
+    kRaggedBlock,
+    kFromPositionZero,
+    kNegativePositions,
+    kDescendingPositions,
+    kOneKey,
     {"causal, 32 key tiles: the 8-stage k ring wraps 4 times", 9, 2000, 64, 128, 1990, 1, true},
 };
 

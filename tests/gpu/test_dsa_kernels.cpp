@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,9 +25,11 @@
 #include "backend/cuda/indexer_score.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/sparse_mla_attention.hpp"
+#include "tests/gpu/dsa_indexer_check.hpp"
 #include "tests/gpu/small_shapes.hpp"
 
 using namespace paratwin::cuda;
+using namespace paratwin::cuda::dsa_indexer_check;
 
 namespace {
 
@@ -65,12 +68,6 @@ std::unique_ptr<Device> upload(const std::vector<std::uint16_t>& bits) {
   return d;
 }
 
-struct IndexerShape {
-  const char* what;
-  std::int64_t queries, keys, heads, dim, q_start, q_stride;
-  bool causal;
-};
-
 // The scores of `kernel` (nullopt: whichever launch_indexer_score picks) against a double-precision host sum; every
 // element must be written (NaN-poisoned output), invisible keys as −FLT_MAX.
 void check_indexer(const IndexerShape& s, std::uint32_t seed, std::optional<IndexerKernel> kernel = std::nullopt) {
@@ -94,32 +91,22 @@ void check_indexer(const IndexerShape& s, std::uint32_t seed, std::optional<Inde
   std::vector<float> got(out_count);
   REQUIRE(cudaMemcpy(got.data(), out.ptr, out_count * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
 
-  std::int64_t bad = 0, masked = 0;
-  for (std::int64_t i = 0; i < s.queries; ++i) {
-    const std::int64_t pos = s.q_start + i * s.q_stride;
-    for (std::int64_t j = 0; j < s.keys; ++j) {
-      const float g = got[static_cast<std::size_t>(i * s.keys + j)];
-      if (s.causal && j > pos) {
-        ++masked;
-        if (g != -FLT_MAX) ++bad;
-        continue;
+  const auto counts = count_scores(s, got, [&](std::int64_t i, std::int64_t j, float g) {
+    double sum = 0.0, magnitude = 0.0;
+    for (std::int64_t h = 0; h < s.heads; ++h) {
+      double dot = 0.0;
+      for (std::int64_t d = 0; d < s.dim; ++d) {
+        dot += static_cast<double>(q.values[static_cast<std::size_t>((i * s.heads + h) * s.dim + d)]) *
+               static_cast<double>(k.values[static_cast<std::size_t>(j * s.dim + d)]);
       }
-      double sum = 0.0, magnitude = 0.0;
-      for (std::int64_t h = 0; h < s.heads; ++h) {
-        double dot = 0.0;
-        for (std::int64_t d = 0; d < s.dim; ++d) {
-          dot += static_cast<double>(q.values[static_cast<std::size_t>((i * s.heads + h) * s.dim + d)]) *
-                 static_cast<double>(k.values[static_cast<std::size_t>(j * s.dim + d)]);
-        }
-        const double wh = w.values[static_cast<std::size_t>(i * s.heads + h)];
-        sum += wh * std::max(dot, 0.0);
-        magnitude += std::fabs(wh) * std::fabs(dot);
-      }
-      if (!(std::fabs(static_cast<double>(g) - sum) <= 1e-4 * magnitude + 1e-5)) ++bad;
+      const double wh = w.values[static_cast<std::size_t>(i * s.heads + h)];
+      sum += wh * std::max(dot, 0.0);
+      magnitude += std::fabs(wh) * std::fabs(dot);
     }
-  }
-  if (s.causal) CHECK(masked > 0);
-  CHECK(bad == 0);
+    return std::fabs(static_cast<double>(g) - sum) <= 1e-4 * magnitude + 1e-5;
+  });
+  if (s.causal) CHECK(counts.masked > 0);
+  CHECK(counts.bad == 0);
 }
 
 // Checks one top-k result row: distinct in-range indices, then −1 padding, whose values are the k largest candidates
@@ -328,21 +315,37 @@ void check_sparse_mla(const SparseShape& s, std::uint32_t seed, std::optional<Sp
   CHECK(rel_l2 < 1e-2);
 }
 
+// The current GPU's compute capability major (9: Hopper, the only GPU the sm_90a wgmma kernels run on).
+int compute_capability_major() {
+  int device = 0, major = 0;
+  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
+  return major;
+}
+
+// check_sparse_mla on each kernel this GPU runs (the wgmma kernel on Hopper only), seeds counting up from `seed`.
+void check_sparse_mla_on_each_kernel(std::span<const SparseShape> shapes, std::uint32_t seed, SparseInputs inputs) {
+  const int major = compute_capability_major();
+  for (const auto kernel : {SparseMlaKernel::kWgmma, SparseMlaKernel::kMmaSync}) {
+    if (kernel == SparseMlaKernel::kWgmma && major != 9) continue;  // sm_90a code
+    for (const auto& s : shapes) check_sparse_mla(s, seed++, kernel, inputs);
+  }
+}
+
 // Shapes of 64 heads × 128 (the tensor-core kernels'). The wgmma kernel computes blocks of 8 queries against 64-key
 // tiles through a 4-stage ring; the mma.sync kernel blocks of 2 queries against 128-key tiles.
 const IndexerShape kTensorCoreShapes[] = {
-    {"causal, last queries of the context", 37, 300, 64, 128, 263, 1, true},
+    kLastQueries,
     {"causal, zigzag-strided positions", 21, 517, 64, 128, 5, 23, true},
-    {"not causal, keys one past a tile", 6, 129, 64, 128, 0, 1, false},
+    kKeysOnePastATile,
     {"causal, odd key count, positions past the keys", 9, 255, 64, 128, 250, 3, true},
-    {"causal, 13 queries (one block and a ragged one), boundary inside a 64-key tile", 13, 300, 64, 128, 287, 1, true},
+    kRaggedBlock,
     {"not causal, one block of 8 queries, keys a multiple of the tile", 8, 128, 64, 128, 0, 1, false},
-    {"causal from position 0: keys past the block's last position masked without computing", 20, 200, 64, 128, 0, 1,
-     true},
-    {"causal, negative positions: a block that sees no key", 20, 70, 64, 128, -10, 1, true},
-    {"causal, descending positions (negative stride)", 11, 300, 64, 128, 290, -25, true},
+    kFromPositionZero,
+    kNegativePositions,
+    kDescendingPositions,
     {"causal, 16 key tiles: the k ring wraps 4 times", 9, 1000, 64, 128, 990, 1, true},
-    {"not causal, one key", 3, 1, 64, 128, 0, 1, false},
+    kOneKey,
 };
 
 }  // namespace
@@ -367,9 +370,7 @@ TEST_CASE("the DSA indexer's wgmma, mma.sync and reference kernels each equal a 
 }
 
 TEST_CASE("the DSA indexer runs on wgmma on Hopper at 64 heads x 128 and falls back by shape", "[gpu]") {
-  int device = 0, major = 0;
-  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
-  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
+  const int major = compute_capability_major();
   alignas(16) static char operand[32];
   const void* q = operand;
   const void* k = operand + 16;
@@ -426,14 +427,7 @@ TEST_CASE("index-sparse MLA attention's wgmma and mma.sync kernels each equal th
        2048, 100, 1000, true},
       {"64 heads, 2 requests, causal from position 0: early queries see few keys", 2, 6, 400, 64, 300, 0, 1, true},
   };
-  std::uint32_t seed = 61;
-  int device = 0, major = 0;
-  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
-  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
-  for (const auto kernel : {SparseMlaKernel::kWgmma, SparseMlaKernel::kMmaSync}) {
-    if (kernel == SparseMlaKernel::kWgmma && major != 9) continue;  // sm_90a code
-    for (const auto& s : shapes) check_sparse_mla(s, seed++, kernel);
-  }
+  check_sparse_mla_on_each_kernel(shapes, 61, SparseInputs::kRandom);
 }
 
 TEST_CASE("index-sparse MLA attention's kernels follow scores that grow along the selection order", "[gpu]") {
@@ -443,14 +437,7 @@ TEST_CASE("index-sparse MLA attention's kernels follow scores that grow along th
       {"128 heads, 512 keys per query in ascending score order (8 tiles, 4 pairs)", 1, 3, 600, 128, 512, 0, 1, false},
       {"64 heads, 2 requests, 300 keys per query (a ragged last tile)", 2, 4, 320, 64, 300, 0, 1, false},
   };
-  std::uint32_t seed = 91;
-  int device = 0, major = 0;
-  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
-  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
-  for (const auto kernel : {SparseMlaKernel::kWgmma, SparseMlaKernel::kMmaSync}) {
-    if (kernel == SparseMlaKernel::kWgmma && major != 9) continue;  // sm_90a code
-    for (const auto& s : shapes) check_sparse_mla(s, seed++, kernel, SparseInputs::kGrowingScores);
-  }
+  check_sparse_mla_on_each_kernel(shapes, 91, SparseInputs::kGrowingScores);
 }
 
 TEST_CASE("index-sparse attention outside MLA's absorbed form stays on the reference kernel", "[gpu]") {
@@ -468,9 +455,7 @@ TEST_CASE("index-sparse attention outside MLA's absorbed form stays on the refer
   a.k_row_stride = a.v_row_stride = 576;
   a.out_row_stride = 128 * 512;
   CHECK(sparse_mla_attention_takes(a));
-  int device = 0, major = 0;
-  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
-  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
+  const int major = compute_capability_major();
   if (major == 9) CHECK(sparse_mla_kernel_for(a) == SparseMlaKernel::kWgmma);
   CHECK(std::string(to_string(SparseMlaKernel::kMmaSync)) == "mma.sync");
   auto other = a;

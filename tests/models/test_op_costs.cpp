@@ -37,6 +37,17 @@ ComputeShape attention(std::int64_t q_start, std::int64_t q_tokens, std::int64_t
   return s;
 }
 
+// Causal attention in DeepSeek's absorbed MLA form: `heads` query heads over one shared latent row per key
+// (d_qk = 576: 512 latent + 64 rope dims; d_v = 512: the latent itself).
+ComputeShape mla_attention(std::int64_t q_start, std::int64_t q_tokens, std::int64_t kv_tokens, std::int64_t heads) {
+  ComputeShape s = attention(q_start, q_tokens, kv_tokens);
+  s.heads = heads;
+  s.head_dim_qk = 576;
+  s.head_dim_v = 512;
+  s.kv_shared = true;
+  return s;
+}
+
 // Brute force: queries at q_start + i·q_stride, keys at kv_start + j·kv_stride, each query capped at `cap`.
 std::int64_t brute_pairs(const ComputeShape& s, std::int64_t cap) {
   std::int64_t pairs = 0;
@@ -220,16 +231,7 @@ TEST_CASE("causal attention counts the unmasked pairs exactly", "[models][costs]
 
 TEST_CASE("MLA attention reads one shared latent row per key", "[models][costs][attention]") {
   // Absorbed MLA (decode-like): 2 heads, d_qk = 576 (latent + rope), d_v = 512, one query at position 9, 10 keys.
-  ComputeShape s;
-  s.q_start = 9;
-  s.q_tokens = 1;
-  s.kv_tokens = 10;
-  s.heads = 2;
-  s.kv_heads = 1;
-  s.head_dim_qk = 576;
-  s.head_dim_v = 512;
-  s.causal = true;
-  s.kv_shared = true;
+  ComputeShape s = mla_attention(9, 1, 10, 2);
   const auto bf16 = op(ComputeKind::kAttention, DType::kBf16, s);
   CHECK(bf16.flops == 2.0 * (576 + 512) * 2 * 10);
   CHECK(bf16.bytes == 1 * 2 * 576 * 2 + 1 * 2 * 512 * 2 + 10 * 1152);
@@ -244,16 +246,8 @@ TEST_CASE("MLA attention reads one shared latent row per key", "[models][costs][
 
 TEST_CASE("DSA sparse attention, indexer scores and top-k: hand-computed costs", "[models][costs][attention]") {
   SECTION("sparse attention, top-3 over 5 causal queries at 0..4: 1 + 2 + 3 + 3 + 3 pairs") {
-    ComputeShape s;
-    s.q_tokens = 5;
-    s.kv_tokens = 5;
+    ComputeShape s = mla_attention(0, 5, 5, 1);
     s.topk = 3;
-    s.heads = 1;
-    s.kv_heads = 1;
-    s.head_dim_qk = 576;
-    s.head_dim_v = 512;
-    s.causal = true;
-    s.kv_shared = true;
     CHECK(sparse_pairs(0, 5, 5, 3) == 12);
     CHECK(sparse_attention_pairs(s) == 12);
     const auto o = op(ComputeKind::kSparseAttention, DType::kBf16, s);
@@ -310,16 +304,7 @@ TEST_CASE("shapes that break a kind's contract are internal errors", "[models][c
 
 TEST_CASE("a DeepSeek-V3.2 decode step at 128K: sparse attention is ~64× cheaper than dense", "[models][costs]") {
   // One query at position 131071 with all 128 heads (attention TP 1), absorbed MLA over the FP8 latent cache.
-  ComputeShape s;
-  s.q_start = 131071;
-  s.q_tokens = 1;
-  s.kv_tokens = 131072;
-  s.heads = 128;
-  s.kv_heads = 1;
-  s.head_dim_qk = 576;
-  s.head_dim_v = 512;
-  s.causal = true;
-  s.kv_shared = true;
+  ComputeShape s = mla_attention(131071, 1, 131072, 128);
   const auto dense = op(ComputeKind::kAttention, DType::kFp8, s);
   s.topk = 2048;
   const auto sparse = op(ComputeKind::kSparseAttention, DType::kFp8, s);
@@ -347,18 +332,14 @@ TEST_CASE("DeepSeek-V3.2 prefill at 128K on round-robin CP rank 0 of 8: indexer 
   const auto score = op(ComputeKind::kIndexerScore, DType::kFp8, idx);
   CHECK(score.flops == 2.0 * 64 * 129 * static_cast<double>(idx_pairs));
 
-  ComputeShape mla = idx;
-  mla.heads = 128;
-  mla.kv_heads = 1;
-  mla.head_dim_qk = 576;
-  mla.head_dim_v = 512;
-  mla.kv_shared = true;
-  mla.topk = 2048;
+  ComputeShape sparse_mla = mla_attention(0, 16384, 131072, 128);
+  sparse_mla.q_stride = 8;
+  sparse_mla.topk = 2048;
   // Queries i < 256 see 8i + 1 ≤ 2041 keys; the other 16,128 are capped at 2048.
   const std::int64_t sparse = 8 * (255 * 256 / 2) + 256 + (16384 - 256) * 2048;
   CHECK(sparse == 33'291'520);
-  CHECK(sparse_attention_pairs(mla) == sparse);
-  const auto attn = op(ComputeKind::kSparseAttention, DType::kFp8, mla);
+  CHECK(sparse_attention_pairs(sparse_mla) == sparse);
+  const auto attn = op(ComputeKind::kSparseAttention, DType::kFp8, sparse_mla);
   CHECK(attn.flops == 2.0 * 1088 * 128 * static_cast<double>(sparse));
   CHECK(score.flops / attn.flops == Approx(1.912).epsilon(0.001));  // the O(L²) indexer dominates at 128K
 }

@@ -2,24 +2,20 @@
 // Builders of small schedules for the schedule tests.
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <string>
 #include <vector>
 
 #include "models/model_spec.hpp"
 #include "models/schedule_builder.hpp"
 #include "models/schedule_checks.hpp"
+#include "tests/topology/layout_test_util.hpp"
 
 namespace paratwin::test {
 
+/// A context-parallel layout; its data parallelism, if any, is DP-attention.
 inline ParallelConfig cp_config(int tp, int cp, int ep = 1, int pp = 1, int dp = 1) {
-  ParallelConfig c;
-  c.tp_size = tp;
-  c.attn_cp_size = cp;
-  c.ep_size = ep;
-  c.pp_size = pp;
-  c.dp_size = dp;
-  c.enable_dp_attention = dp > 1;
-  return c;
+  return make_config(tp, pp, dp, dp > 1, cp, ep);
 }
 
 inline ScheduleOptions prefill(std::int64_t tokens, int layers, CpSplit split = CpSplit::kRoundRobin,
@@ -60,6 +56,14 @@ inline double rank_flops(const Schedule& s, int rank, std::initializer_list<Comp
 inline const Op* find_op(const std::vector<Op>& ops, const std::string& name) {
   const auto it = std::find_if(ops.begin(), ops.end(), [&](const Op& op) { return op.name == name; });
   return it == ops.end() ? nullptr : &*it;
+}
+
+/// The op named `name` among `ops` (one rank's); REQUIREs that there is one.
+inline const Op& require_op(const std::vector<Op>& ops, const std::string& name) {
+  const Op* op = find_op(ops, name);
+  INFO(name);
+  REQUIRE(op != nullptr);
+  return *op;
 }
 
 }  // namespace paratwin::test

@@ -18,13 +18,6 @@ using namespace paratwin::test;
 
 namespace {
 
-const Op& require_op(const std::vector<Op>& ops, const std::string& name) {
-  const Op* op = find_op(ops, name);
-  INFO(name);
-  REQUIRE(op != nullptr);
-  return *op;
-}
-
 std::int64_t sum_of(const std::vector<std::int64_t>& v) {
   return std::accumulate(v.begin(), v.end(), std::int64_t{0});
 }

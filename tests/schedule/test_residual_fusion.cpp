@@ -21,11 +21,10 @@ using namespace paratwin::test;
 namespace {
 
 const ComputeOp& compute_of(const std::vector<Op>& ops, const std::string& name) {
-  const Op* op = find_op(ops, name);
+  const Op& op = require_op(ops, name);
   INFO(name);
-  REQUIRE(op != nullptr);
-  REQUIRE(std::holds_alternative<ComputeOp>(op->body));
-  return std::get<ComputeOp>(op->body);
+  REQUIRE(std::holds_alternative<ComputeOp>(op.body));
+  return std::get<ComputeOp>(op.body);
 }
 
 int count_kind(const std::vector<Op>& ops, ComputeKind kind) {
@@ -36,10 +35,7 @@ int count_kind(const std::vector<Op>& ops, ComputeKind kind) {
 }
 
 int index_of(const std::vector<Op>& ops, const std::string& name) {
-  const Op* op = find_op(ops, name);
-  INFO(name);
-  REQUIRE(op != nullptr);
-  return op->index;
+  return require_op(ops, name).index;
 }
 
 // The indices of the named ops, in the ascending order the emitter keeps dependencies in.

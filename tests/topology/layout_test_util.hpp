@@ -32,6 +32,7 @@ inline std::vector<std::vector<int>> blocks(int n, int size) {
   return lists;
 }
 
+/// A layout's sizes in --flag order (the placement, schedule and CUDA backend tests build theirs with it too).
 inline ParallelConfig make_config(int tp, int pp = 1, int dp = 1, bool dp_attention = false, int attn_cp = 1,
                                   int ep = 1, int moe_dp = 1) {
   ParallelConfig c;

@@ -16,6 +16,13 @@ bool mentions(const std::vector<std::string>& violations, const std::string& tex
   return false;
 }
 
+// Checks that `table`, a corruption of `c`'s groups, has violations and that one of them mentions `text`.
+void check_rejected(const ParallelConfig& c, const GroupTable& table, const std::string& text) {
+  const auto violations = layout_violations(c, table);
+  REQUIRE_FALSE(violations.empty());
+  CHECK(mentions(violations, text));
+}
+
 void set_groups(GroupTable& table, GroupFamily family, const std::vector<std::vector<int>>& lists) {
   auto& groups = table.of(family);
   groups.clear();
@@ -39,18 +46,14 @@ TEST_CASE("MoE-CP groups running into the next pipeline stage are rejected", "[i
     for (int col = 0; col < 8; ++col) draft.push_back({base + col, base + col + 8});
   }
   set_groups(table, GroupFamily::kMoeDp, draft);
-  const auto violations = layout_violations(c, table);
-  REQUIRE_FALSE(violations.empty());
-  CHECK(mentions(violations, "spans PP stages 0 and 1"));
+  check_rejected(c, table, "spans PP stages 0 and 1");
 }
 
 TEST_CASE("an ATTN_CP group with two ranks swapped is rejected", "[invariants]") {
   const auto c = make_config(8, 1, 1, false, 4);  // attn_tp 2: attn_cp [0,2,4,6] [1,3,5,7]
   auto table = build_group_table(c);
   std::swap(table.of(GroupFamily::kAttnCp)[0].ranks[1], table.of(GroupFamily::kAttnCp)[0].ranks[2]);
-  const auto violations = layout_violations(c, table);
-  REQUIRE_FALSE(violations.empty());
-  CHECK(mentions(violations, "SGLang's formula"));
+  check_rejected(c, table, "SGLang's formula");
 }
 
 TEST_CASE("a rank exchanged between two ATTN_CP groups breaks orthogonality", "[invariants]") {
@@ -58,18 +61,14 @@ TEST_CASE("a rank exchanged between two ATTN_CP groups breaks orthogonality", "[
   auto table = build_group_table(c);
   // [0,2,4,6] [1,3,5,7] -> [0,1,4,6] [2,3,5,7]: each new group meets the attention-TP group [0,1] or [2,3] twice.
   std::swap(table.of(GroupFamily::kAttnCp)[0].ranks[1], table.of(GroupFamily::kAttnCp)[1].ranks[0]);
-  const auto violations = layout_violations(c, table);
-  REQUIRE_FALSE(violations.empty());
-  CHECK(mentions(violations, "not orthogonal"));
+  check_rejected(c, table, "not orthogonal");
 }
 
 TEST_CASE("a rank missing from a family is a partition violation", "[invariants]") {
   const auto c = make_config(4, 1, 1, false, 2);
   auto table = build_group_table(c);
   table.of(GroupFamily::kAttnTp)[1].ranks = {2, 2};
-  const auto violations = layout_violations(c, table);
-  REQUIRE_FALSE(violations.empty());
-  CHECK(mentions(violations, "rank 3 is in 0 attn_tp groups"));
+  check_rejected(c, table, "rank 3 is in 0 attn_tp groups");
 }
 
 TEST_CASE("a PP group out of stage order is rejected", "[invariants]") {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/topology/layout_test_util.hpp"
 #include "topology/cluster.hpp"
 #include "topology/error.hpp"
 #include "topology/placement.hpp"
@@ -14,23 +15,11 @@ namespace paratwin {
 namespace {
 
 using Catch::Matchers::Contains;
+using test::make_config;
 
 constexpr double kNvlink = 450e9;       // h200-sxm scale_up.bandwidth_bytes_per_s
 constexpr double kNicShare = 50e9;      // 8 NICs × 50 GB/s / 8 GPUs
 constexpr double kFatTreeShare = 25e9;  // the same over a 2:1 fat tree
-
-ParallelConfig config(int tp, int pp = 1, int dp = 1, bool dp_attention = false, int attn_cp = 1, int ep = 1,
-                      int moe_dp = 1) {
-  ParallelConfig c;
-  c.tp_size = tp;
-  c.pp_size = pp;
-  c.dp_size = dp;
-  c.enable_dp_attention = dp_attention;
-  c.attn_cp_size = attn_cp;
-  c.ep_size = ep;
-  c.moe_dp_size = moe_dp;
-  return c;
-}
 
 std::string placement_error(const ParallelConfig& parallel, const Cluster& cluster) {
   const RankLayout layout(parallel);
@@ -68,7 +57,7 @@ void check_all_spans(const RankLayout& layout, const Placement& placement) {
 }
 
 TEST_CASE("placement: tp 8 cp 8 on one node stays on NVLink", "[placement]") {
-  const RankLayout layout(config(8, 1, 1, false, 8));
+  const RankLayout layout(make_config(8, 1, 1, false, 8));
   const Placement placement(layout, load_cluster("h200-sxm", 1));
   CHECK(placement.world_size() == 8);
   CHECK(placement.gpus_used() == 8);
@@ -91,7 +80,7 @@ TEST_CASE("placement: tp 8 cp 8 on one node stays on NVLink", "[placement]") {
 }
 
 TEST_CASE("placement: tp 16 on two nodes crosses the network", "[placement]") {
-  const RankLayout layout(config(16));
+  const RankLayout layout(make_config(16));
   const Placement placement(layout, load_cluster("h200-sxm", 2));
   CHECK(placement.location(7) == GpuLocation{0, 7});
   CHECK(placement.location(8) == GpuLocation{1, 0});
@@ -119,14 +108,14 @@ TEST_CASE("placement: the bottleneck never exceeds NVLink", "[placement]") {
   Cluster cluster = load_cluster("h200-sxm", 2);
   cluster.scale_out.nics_per_node = 16;
   cluster.scale_out.nic_bandwidth_bytes_per_s = 400e9;  // a network faster than NVLink: NVLink stays the limit
-  const RankLayout layout(config(16));
+  const RankLayout layout(make_config(16));
   const Placement placement(layout, cluster);
   CHECK(placement.span(layout.group_of(GroupFamily::kTp, 0).ranks).bottleneck_bytes_per_s == kNvlink);
 }
 
 TEST_CASE("placement: 16 nodes with pipeline and plain data parallelism", "[placement]") {
   // tp 8 × pp 4 = 32 ranks per world, 4 plain-DP replicas: 128 GPUs, 16 nodes.
-  const RankLayout layout(config(8, 4, 4));
+  const RankLayout layout(make_config(8, 4, 4));
   const Placement placement(layout, load_cluster("h200-sxm", 16));
   CHECK(placement.world_size() == 32);
   CHECK(placement.replicas() == 4);
@@ -157,7 +146,7 @@ TEST_CASE("placement: 16 nodes with pipeline and plain data parallelism", "[plac
 
 TEST_CASE("placement: 16 nodes with DP attention and context parallelism", "[placement]") {
   // tp 16 (attention: dp 2 × cp 2 × attn_tp 4; MoE: ep 16), pp 8: one world of 128 GPUs.
-  const RankLayout layout(config(16, 8, 2, true, 2, 16));
+  const RankLayout layout(make_config(16, 8, 2, true, 2, 16));
   const Placement placement(layout, load_cluster("h200-sxm", 16));
   CHECK(placement.replicas() == 1);
   CHECK(placement.gpus_used() == 128);
@@ -180,7 +169,7 @@ TEST_CASE("placement: 16 nodes with DP attention and context parallelism", "[pla
 
 TEST_CASE("placement: replicas that start mid-node span different nodes", "[placement]") {
   // tp 4 × pp 3 = 12 ranks, 2 plain-DP replicas on 3 nodes of 8: replica 1 starts at GPU 12, in node 1.
-  const RankLayout layout(config(4, 3, 2));
+  const RankLayout layout(make_config(4, 3, 2));
   const Placement placement(layout, load_cluster("h200-sxm", 3));
   const std::vector<int> pp0 = layout.group_of(GroupFamily::kPp, 0).ranks;
   CHECK(pp0 == std::vector<int>{0, 4, 8});
@@ -193,27 +182,27 @@ TEST_CASE("placement: replicas that start mid-node span different nodes", "[plac
 }
 
 TEST_CASE("placement: a cluster too small for the layout is an error naming both counts", "[placement]") {
-  CHECK_THAT(placement_error(config(8, 2), load_cluster("h200-sxm", 1)),
+  CHECK_THAT(placement_error(make_config(8, 2), load_cluster("h200-sxm", 1)),
              Contains("16 GPUs") && Contains("has 8 GPUs") && Contains("--tp-size 8") && Contains("--pp-size 2") &&
                  Contains("--nodes 1"));
-  CHECK_THAT(placement_error(config(8, 1, 3), load_cluster("h200-sxm", 2)),
+  CHECK_THAT(placement_error(make_config(8, 1, 3), load_cluster("h200-sxm", 2)),
              Contains("24 GPUs") && Contains("has 16 GPUs") && Contains("--dp-size 3") && Contains("--nodes 2"));
-  CHECK_THAT(placement_error(config(16), load_cluster("h100-sxm", 1)),
+  CHECK_THAT(placement_error(make_config(16), load_cluster("h100-sxm", 1)),
              Contains("16 GPUs") && Contains("'h100-sxm' has 8 GPUs"));
   // Exactly enough is fine, and spare GPUs stay unused.
-  CHECK(Placement(RankLayout(config(8, 1, 3)), load_cluster("h200-sxm", 3)).gpus_used() == 24);
-  CHECK(Placement(RankLayout(config(4)), load_cluster("h200-sxm", 2)).gpus_used() == 4);
+  CHECK(Placement(RankLayout(make_config(8, 1, 3)), load_cluster("h200-sxm", 3)).gpus_used() == 24);
+  CHECK(Placement(RankLayout(make_config(4)), load_cluster("h200-sxm", 2)).gpus_used() == 4);
 }
 
 TEST_CASE("placement: an invalid cluster built in code is rejected", "[placement]") {
   Cluster cluster = load_cluster("h200-sxm", 1);
   cluster.scale_up.bandwidth_bytes_per_s = 0;
-  const RankLayout layout(config(8));
+  const RankLayout layout(make_config(8));
   CHECK_THROWS_WITH(Placement(layout, cluster), Contains("scale_up.bandwidth_bytes_per_s"));
 }
 
 TEST_CASE("placement: misuse of span is an internal error", "[placement]") {
-  const RankLayout layout(config(8));
+  const RankLayout layout(make_config(8));
   const Placement placement(layout, load_cluster("h200-sxm", 1));
   CHECK_THROWS_AS(placement.span({}), InternalError);
   CHECK_THROWS_AS(placement.span({8}), InternalError);
