@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "topology/parallel_config.hpp"
+
 namespace paratwin::cli {
 namespace {
 
@@ -142,18 +144,13 @@ std::string layout_json(const RankLayout& layout, const Placement& placement,
   }
   doc["ranks"] = std::move(ranks);
   doc["warnings"] = warnings;
-  doc["config"] = {{"tp_size", c.tp_size},
-                   {"pp_size", c.pp_size},
-                   {"dp_size", c.dp_size},
-                   {"enable_dp_attention", c.enable_dp_attention},
-                   {"attn_cp_size", c.attn_cp_size},
-                   {"ep_size", c.ep_size},
-                   {"moe_dp_size", c.moe_dp_size},
-                   {"attn_dp_size", c.attn_dp_size()},
-                   {"attn_tp_size", c.attn_tp_size()},
-                   {"moe_tp_size", c.moe_tp_size()},
-                   {"replicas", c.replicas()},
-                   {"flags", c.to_flags()}};
+  json config = {{"attn_dp_size", c.attn_dp_size()},
+                 {"attn_tp_size", c.attn_tp_size()},
+                 {"moe_tp_size", c.moe_tp_size()},
+                 {"replicas", c.replicas()},
+                 {"flags", c.to_flags()}};
+  for_each_layout_argument(c, [&](const char* key, const auto& value) { config[key] = value; });
+  doc["config"] = std::move(config);
   doc["aliases"] = std::move(aliases);
   json order = json::array();
   for (const auto family : kAllFamilies) {

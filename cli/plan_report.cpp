@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "planner/results_file.hpp"
+#include "topology/parallel_config.hpp"
 
 namespace paratwin::cli {
 namespace {
@@ -38,33 +39,27 @@ bool on_front(const plan::Ranking& ranking, std::size_t index) {
 }
 
 nlohmann::json layout_json(const plan::RankedLayout& l, const ModelSpec& model, std::size_t rank) {
-  const auto& c = l.candidate.config;
-  return {{"rank", rank},
-          {"id", l.id},
-          {"sglang_flags", l.candidate.sglang_flags(model)},
-          {"paratwin_only_flags", l.candidate.paratwin_only_flags()},
-          {"nodes", l.candidate.nodes},
-          {"gpus", l.candidate.gpus},
-          {"tp_size", c.tp_size},
-          {"pp_size", c.pp_size},
-          {"dp_size", c.dp_size},
-          {"enable_dp_attention", c.enable_dp_attention},
-          {"attn_cp_size", c.attn_cp_size},
-          {"ep_size", c.ep_size},
-          {"moe_dp_size", c.moe_dp_size},
-          {"cp_algo", to_string(l.candidate.cp_algorithm)},
-          {"cp_split", to_string(l.candidate.cp_split)},
-          {"moe_mode", to_string(l.candidate.moe_mode)},
-          {"latency_s", l.outcome.latency_s},
-          {"tokens_per_s_per_gpu", l.tokens_per_s_per_gpu},
-          {"score", l.score},
-          {"lower_bound_s", l.outcome.lower_bound_s},
-          {"exposed_comm_s", l.outcome.exposed_comm_s},
-          {"attention_s", l.outcome.attention_s},
-          {"compute_utilization", l.outcome.compute_utilization},
-          {"memory_peak_bytes", l.memory.peak_bytes},
-          {"memory_headroom_bytes", l.memory.headroom_bytes},
-          {"memory_capacity_bytes", l.memory.capacity_bytes}};
+  nlohmann::json j = {{"rank", rank},
+                      {"id", l.id},
+                      {"sglang_flags", l.candidate.sglang_flags(model)},
+                      {"paratwin_only_flags", l.candidate.paratwin_only_flags()},
+                      {"nodes", l.candidate.nodes},
+                      {"gpus", l.candidate.gpus},
+                      {"cp_algo", to_string(l.candidate.cp_algorithm)},
+                      {"cp_split", to_string(l.candidate.cp_split)},
+                      {"moe_mode", to_string(l.candidate.moe_mode)},
+                      {"latency_s", l.outcome.latency_s},
+                      {"tokens_per_s_per_gpu", l.tokens_per_s_per_gpu},
+                      {"score", l.score},
+                      {"lower_bound_s", l.outcome.lower_bound_s},
+                      {"exposed_comm_s", l.outcome.exposed_comm_s},
+                      {"attention_s", l.outcome.attention_s},
+                      {"compute_utilization", l.outcome.compute_utilization},
+                      {"memory_peak_bytes", l.memory.peak_bytes},
+                      {"memory_headroom_bytes", l.memory.headroom_bytes},
+                      {"memory_capacity_bytes", l.memory.capacity_bytes}};
+  for_each_layout_argument(l.candidate.config, [&](const char* key, const auto& value) { j[key] = value; });
+  return j;
 }
 
 }  // namespace

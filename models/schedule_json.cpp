@@ -2,11 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <nlohmann/json.hpp>
 #include <type_traits>
 
 #include "models/schedule_strings.hpp"
 #include "topology/error.hpp"
+#include "topology/parallel_config.hpp"
 
 namespace paratwin {
 namespace {
@@ -15,28 +17,36 @@ using nlohmann::json;
 
 constexpr int kFormatVersion = 1;
 
+// The integer fields of a ComputeShape by JSON key, with the value a key left out stands for: one table for both
+// directions, so writer and reader cannot drift apart.
+struct ShapeField {
+  const char* key;
+  std::int64_t ComputeShape::*member;
+  std::int64_t neutral;
+};
+constexpr std::array<ShapeField, 16> kShapeFields = {{{"m", &ComputeShape::m, 0},
+                                                      {"n", &ComputeShape::n, 0},
+                                                      {"k", &ComputeShape::k, 0},
+                                                      {"q_tokens", &ComputeShape::q_tokens, 0},
+                                                      {"kv_tokens", &ComputeShape::kv_tokens, 0},
+                                                      {"q_start", &ComputeShape::q_start, 0},
+                                                      {"q_stride", &ComputeShape::q_stride, 1},
+                                                      {"kv_start", &ComputeShape::kv_start, 0},
+                                                      {"kv_stride", &ComputeShape::kv_stride, 1},
+                                                      {"batch", &ComputeShape::batch, 1},
+                                                      {"heads", &ComputeShape::heads, 0},
+                                                      {"kv_heads", &ComputeShape::kv_heads, 0},
+                                                      {"head_dim_qk", &ComputeShape::head_dim_qk, 0},
+                                                      {"head_dim_v", &ComputeShape::head_dim_v, 0},
+                                                      {"topk", &ComputeShape::topk, 0},
+                                                      {"out_rows", &ComputeShape::out_rows, 0}}};
+
 json shape_to_json(const ComputeShape& s) {
   json j = json::object();
-  const auto put = [&](const char* key, std::int64_t value, std::int64_t neutral) {
-    if (value != neutral) j[key] = value;
-  };
-  put("m", s.m, 0);
-  put("n", s.n, 0);
-  put("k", s.k, 0);
+  for (const auto& f : kShapeFields) {
+    if (s.*f.member != f.neutral) j[f.key] = s.*f.member;
+  }
   if (!s.group_rows.empty()) j["group_rows"] = s.group_rows;
-  put("q_tokens", s.q_tokens, 0);
-  put("kv_tokens", s.kv_tokens, 0);
-  put("q_start", s.q_start, 0);
-  put("q_stride", s.q_stride, 1);
-  put("kv_start", s.kv_start, 0);
-  put("kv_stride", s.kv_stride, 1);
-  put("batch", s.batch, 1);
-  put("heads", s.heads, 0);
-  put("kv_heads", s.kv_heads, 0);
-  put("head_dim_qk", s.head_dim_qk, 0);
-  put("head_dim_v", s.head_dim_v, 0);
-  put("topk", s.topk, 0);
-  put("out_rows", s.out_rows, 0);
   if (s.causal) j["causal"] = true;
   if (s.kv_shared) j["kv_shared"] = true;
   return j;
@@ -44,24 +54,8 @@ json shape_to_json(const ComputeShape& s) {
 
 ComputeShape shape_from_json(const json& j) {
   ComputeShape s;
-  const auto get = [&](const char* key, std::int64_t neutral) { return j.value(key, neutral); };
-  s.m = get("m", 0);
-  s.n = get("n", 0);
-  s.k = get("k", 0);
+  for (const auto& f : kShapeFields) s.*f.member = j.value(f.key, f.neutral);
   if (j.contains("group_rows")) s.group_rows = j.at("group_rows").get<std::vector<std::int64_t>>();
-  s.q_tokens = get("q_tokens", 0);
-  s.kv_tokens = get("kv_tokens", 0);
-  s.q_start = get("q_start", 0);
-  s.q_stride = get("q_stride", 1);
-  s.kv_start = get("kv_start", 0);
-  s.kv_stride = get("kv_stride", 1);
-  s.batch = get("batch", 1);
-  s.heads = get("heads", 0);
-  s.kv_heads = get("kv_heads", 0);
-  s.head_dim_qk = get("head_dim_qk", 0);
-  s.head_dim_v = get("head_dim_v", 0);
-  s.topk = get("topk", 0);
-  s.out_rows = get("out_rows", 0);
   s.causal = j.value("causal", false);
   s.kv_shared = j.value("kv_shared", false);
   return s;
@@ -150,27 +144,16 @@ Op op_from_json(const json& j) {
 }
 
 json config_to_json(const ParallelConfig& c) {
-  json j = {{"tp_size", c.tp_size},
-            {"pp_size", c.pp_size},
-            {"dp_size", c.dp_size},
-            {"enable_dp_attention", c.enable_dp_attention},
-            {"attn_cp_size", c.attn_cp_size},
-            {"ep_size", c.ep_size},
-            {"moe_dp_size", c.moe_dp_size},
-            {"moe_dp_rule", c.moe_dp_rule == MoeDpRule::kMerged ? "merged" : "attn-cp-alias"}};
+  json j = json::object();
+  for_each_layout_argument(c, [&](const char* key, const auto& value) { j[key] = value; });
+  j["moe_dp_rule"] = c.moe_dp_rule == MoeDpRule::kMerged ? "merged" : "attn-cp-alias";
   if (c.world_size) j["world_size"] = *c.world_size;
   return j;
 }
 
 ParallelConfig config_from_json(const json& j) {
   ParallelConfig c;
-  c.tp_size = j.at("tp_size").get<int>();
-  c.pp_size = j.at("pp_size").get<int>();
-  c.dp_size = j.at("dp_size").get<int>();
-  c.enable_dp_attention = j.at("enable_dp_attention").get<bool>();
-  c.attn_cp_size = j.at("attn_cp_size").get<int>();
-  c.ep_size = j.at("ep_size").get<int>();
-  c.moe_dp_size = j.at("moe_dp_size").get<int>();
+  for_each_layout_argument(c, [&](const char* key, auto& field) { j.at(key).get_to(field); });
   const auto rule = j.at("moe_dp_rule").get<std::string>();
   if (rule != "merged" && rule != "attn-cp-alias") fail("moe_dp_rule '{}' must be merged or attn-cp-alias", rule);
   c.moe_dp_rule = rule == "merged" ? MoeDpRule::kMerged : MoeDpRule::kAliasAttnCpWhenLarger;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <fstream>
 #include <set>
+#include <span>
 #include <sstream>
 
 #include "topology/error.hpp"
@@ -42,7 +43,7 @@ void check_map(const YAML::Node& node, const std::string& path, const Ctx& ctx) 
   if (!node.IsMap()) fail("calibration {}: '{}' must be a mapping", ctx.source, path);
 }
 
-void check_keys(const YAML::Node& node, const std::string& path, std::initializer_list<std::string_view> allowed,
+void check_keys(const YAML::Node& node, const std::string& path, std::span<const std::string_view> allowed,
                 const Ctx& ctx) {
   check_map(node, path, ctx);
   for (const auto& item : node) {
@@ -56,18 +57,9 @@ void check_keys(const YAML::Node& node, const std::string& path, std::initialize
   }
 }
 
-template <std::size_t N>
-void check_keys(const YAML::Node& node, const std::string& path, const std::array<std::string_view, N>& allowed,
+void check_keys(const YAML::Node& node, const std::string& path, std::initializer_list<std::string_view> allowed,
                 const Ctx& ctx) {
-  check_map(node, path, ctx);
-  for (const auto& item : node) {
-    const auto key = item.first.as<std::string>();
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      std::string list;
-      for (const auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      fail("calibration {}: unknown key '{}.{}' (allowed here: {})", ctx.source, path, key, list);
-    }
-  }
+  check_keys(node, path, std::span<const std::string_view>(allowed.begin(), allowed.size()), ctx);
 }
 
 double as_double(const YAML::Node& node, const std::string& path, const Ctx& ctx) {
@@ -401,11 +393,12 @@ void apply_collectives(const YAML::Node& node, std::vector<CollectiveCurve>& cur
     CollectiveCurve curve;
     curve.kind = item["kind"].Scalar();
     static constexpr std::array<std::string_view, 6> kKinds = {"all_gather", "reduce_scatter", "all_reduce",
-                                                                "all_to_all", "broadcast",      "send"};
+                                                               "all_to_all", "broadcast",      "send"};
     if (std::find(kKinds.begin(), kKinds.end(), curve.kind) == kKinds.end()) {
-      fail("calibration {}: '{}.kind' = '{}' is not a collective kind (all_gather, reduce_scatter, all_reduce, "
-           "all_to_all, broadcast, send)",
-           ctx.source, path, curve.kind);
+      fail(
+          "calibration {}: '{}.kind' = '{}' is not a collective kind (all_gather, reduce_scatter, all_reduce, "
+          "all_to_all, broadcast, send)",
+          ctx.source, path, curve.kind);
     }
     curve.ranks = as_positive_int(item["ranks"], path + ".ranks", ctx);
     if (curve.ranks < 2) fail("calibration {}: '{}.ranks' must be at least 2", ctx.source, path);

@@ -20,6 +20,7 @@
 #include <simgrid/s4u.hpp>
 #include <unordered_map>
 
+#include "backend/op_event.hpp"
 #include "sim/collectives/collective.hpp"
 #include "sim/compute_model.hpp"
 #include "sim/nccl_model.hpp"
@@ -642,34 +643,9 @@ EngineResult SimEngine::run() {
   for (std::size_t g = 0; g < total; ++g) {
     const Op& op = *ops_[g];
     const int r = rank_[g];
-    Event e;
-    e.rank = r;
-    e.node = placement_.location(r).node;
-    e.op = op.index;
-    e.name = op.name;
-    e.stream = std::string(to_string(op.stream));
-    e.layer = op.layer;
+    Event e = op_event(op, r, placement_.location(r).node);
     e.start_s = ready_[g];
     e.end_s = finish_[g];
-    if (const auto* c = std::get_if<ComputeOp>(&op.body)) {
-      e.kind = std::string(to_string(c->kind));
-      e.bytes = static_cast<std::int64_t>(std::llround(c->bytes));
-      e.flops = c->flops;
-      // What `paratwin calibrate` needs to fit the efficiency curves from a measured trace of the same schedule.
-      e.size = ComputeModel::curve_size(*c);
-      e.dtype = std::string(to_string(c->dtype));
-      e.causal = c->shape.causal;
-    } else if (const auto* cl = std::get_if<CollectiveOp>(&op.body)) {
-      e.kind = std::string(to_string(cl->kind));
-      e.group = group_label(*cl);
-      e.group_size = cl->group_size;
-      e.bytes = cl->bytes;
-    } else {
-      const P2POp& p = std::get<P2POp>(op.body);
-      e.kind = p.is_send ? "send" : "recv";
-      e.group_size = 2;
-      e.bytes = p.bytes;
-    }
     result_.events.push_back(std::move(e));
   }
   for (std::size_t l = 0; l < platform_->links().size(); ++l) {
@@ -680,10 +656,6 @@ EngineResult SimEngine::run() {
 }
 
 }  // namespace
-
-std::string group_label(const CollectiveOp& op) {
-  return fmt::format("{}[{}]", family_key(op.family), op.group_index);
-}
 
 void validate_schedule(const Schedule& schedule, const Placement& placement, bool deep) {
   const int ranks = static_cast<int>(schedule.ranks.size());

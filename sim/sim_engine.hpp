@@ -42,7 +42,4 @@ void validate_schedule(const Schedule& schedule, const Placement& placement, boo
                                       const Calibration& calibration, const SimOptions& options,
                                       std::vector<double> layer_weight = {});
 
-/// Trace label of a group: "attn_cp[2]".
-[[nodiscard]] std::string group_label(const CollectiveOp& op);
-
 }  // namespace paratwin::sim

@@ -5,6 +5,16 @@
 #include "topology/error.hpp"
 
 namespace paratwin {
+namespace {
+
+// The command-line flag of a ServerArgs field: "attn_cp_size" → "--attn-cp-size".
+std::string flag_of(std::string_view key) {
+  std::string flag = "--";
+  for (const char ch : key) flag += ch == '_' ? '-' : ch;
+  return flag;
+}
+
+}  // namespace
 
 std::string ParallelConfig::to_flags() const {
   std::string flags = fmt::format("--tp-size {}", tp_size);
@@ -19,15 +29,13 @@ std::string ParallelConfig::to_flags() const {
 
 std::vector<std::string> structural_errors(const ParallelConfig& c) {
   std::vector<std::string> errors;
-  const auto positive = [&](const char* flag, int value) {
+  const auto positive = [&](std::string_view flag, int value) {
     if (value < 1) errors.push_back(fmt::format("{} {} is invalid: every size must be at least 1", flag, value));
   };
-  positive("--tp-size", c.tp_size);
-  positive("--pp-size", c.pp_size);
-  positive("--dp-size", c.dp_size);
-  positive("--attn-cp-size", c.attn_cp_size);
-  positive("--ep-size", c.ep_size);
-  positive("--moe-dp-size", c.moe_dp_size);
+  // Every size argument (the ints; enable_dp_attention is a switch).
+  for_each_layout_argument(c, [&](std::string_view key, const auto& value) {
+    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(value)>, int>) positive(flag_of(key), value);
+  });
   if (c.world_size && *c.world_size < 1) positive("--world-size", *c.world_size);
   if (!errors.empty()) return errors;
 

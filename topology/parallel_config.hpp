@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace paratwin {
@@ -46,6 +47,22 @@ struct ParallelConfig {
 
   friend bool operator==(const ParallelConfig&, const ParallelConfig&) = default;
 };
+
+/// Calls visit(key, field) for the seven SGLang server arguments that define the layout, tp_size … moe_dp_size (every
+/// field but world_size and moe_dp_rule, which writers treat apart), keyed by their names in SGLang's ServerArgs: the
+/// one list that the JSON writers and reader of a ParallelConfig and the size check of structural_errors share.
+/// `Config` is const ParallelConfig to read the fields, ParallelConfig to assign them.
+template <class Config, class Visit>
+requires std::is_same_v<std::remove_const_t<Config>, ParallelConfig>
+void for_each_layout_argument(Config& config, Visit&& visit) {
+  visit("tp_size", config.tp_size);
+  visit("pp_size", config.pp_size);
+  visit("dp_size", config.dp_size);
+  visit("enable_dp_attention", config.enable_dp_attention);
+  visit("attn_cp_size", config.attn_cp_size);
+  visit("ep_size", config.ep_size);
+  visit("moe_dp_size", config.moe_dp_size);
+}
 
 /// Largest world paratwin lays out; larger requests are user errors, not allocations.
 inline constexpr int kMaxWorldSize = 1 << 20;

@@ -162,6 +162,23 @@ CsvRow group_row(const std::string& section, const GroupError& g) {
   return row;
 }
 
+// An "op" or "collective" row with the columns an OpComparison and a CollectiveComparison share: which call it is,
+// its size and its busy time in each trace.
+template <class Call>
+CsvRow call_row(const char* section, const Call& call) {
+  CsvRow row;
+  row.section = section;
+  row.rank = std::to_string(call.rank);
+  row.op = std::to_string(call.op);
+  row.name = call.name;
+  row.kind = call.kind;
+  row.group_size = std::to_string(call.group_size);
+  row.size_bytes = csv_number(call.size_bytes);
+  row.predicted_s = call.predicted_s;
+  row.measured_s = call.measured_s;
+  return row;
+}
+
 Json stats_json(const ErrorStats& s) {
   return {
       {"count", s.count}, {"median", s.median}, {"median_abs", s.median_abs}, {"p90_abs", s.p90_abs}, {"mape", s.mape}};
@@ -216,31 +233,13 @@ std::string comparison_csv(const Comparison& c) {
   for (const GroupError& g : c.by_collective_size) text += group_row("collective_size", g).text();
   for (const GroupError& g : c.by_layer) text += group_row("layer", g).text();
   for (const OpComparison& op : c.ops) {
-    CsvRow row;
-    row.section = "op";
-    row.rank = std::to_string(op.rank);
-    row.op = std::to_string(op.op);
-    row.name = op.name;
-    row.kind = op.kind;
-    row.group_size = std::to_string(op.group_size);
-    row.size_bytes = csv_number(op.size_bytes);
-    row.predicted_s = op.predicted_s;
-    row.measured_s = op.measured_s;
+    CsvRow row = call_row("op", op);
     row.relative_error = op.relative_error;
     text += row.text();
   }
   for (const CollectiveComparison& col : c.collectives) {
-    CsvRow row;
-    row.section = "collective";
+    CsvRow row = call_row("collective", col);
     row.key = col.group;
-    row.rank = std::to_string(col.rank);
-    row.op = std::to_string(col.op);
-    row.name = col.name;
-    row.kind = col.kind;
-    row.group_size = std::to_string(col.group_size);
-    row.size_bytes = csv_number(col.size_bytes);
-    row.predicted_s = col.predicted_s;
-    row.measured_s = col.measured_s;
     row.relative_error = relative_error(col.predicted_s, col.measured_s);
     row.pred_algbw = col.predicted_algbw;
     row.meas_algbw = col.measured_algbw;

@@ -21,13 +21,9 @@ namespace paratwin::cuda::binding {
 bool Binder::bind_ring(const Op& op, BoundOp& b, const std::string& role, const Runs& runs) {
   const int mb = op.micro_batch;
   const int layer = op.layer;
-  const int attn_tp = s_.meta.config.attn_tp_size();
   const int cp = s_.meta.config.attn_cp_size;
-  const i64 d = m_.head_dim;
-  const i64 heads = m_.num_attention_heads / attn_tp;
-  const i64 kv_heads = std::max<i64>(1, m_.num_kv_heads / attn_tp);
-  const i64 qkv_row = (heads + 2 * kv_heads) * d;
-  const i64 kv_row = 2 * kv_heads * d;
+  const AttentionHeads h = attention_heads();
+  const i64 d = h.head_dim, heads = h.heads, kv_heads = h.kv_heads, qkv_row = h.qkv_row, kv_row = h.kv_row;
   const i64 rows = runs.rows();
   const int me = layout_.coords(rank_).attn_cp_rank;
   const auto& group = layout_.group_of(GroupFamily::kAttnCp, rank_).ranks;
@@ -76,25 +72,7 @@ bool Binder::bind_ring(const Op& op, BoundOp& b, const std::string& role, const 
     const auto [part, part_lse] = slot_buffers(step, pair, q_rows);
     const int qkv = act("qkv", mb, bf(rows * qkv_row));
     const int kv = block(step);
-    AttentionArgs a;
-    a.q_row_stride = qkv_row;
-    a.k_row_stride = kv_row;
-    a.v_row_stride = kv_row;
-    a.out_row_stride = heads * d;
-    a.batch = shape.batch;
-    a.q_tokens = shape.q_tokens;
-    a.kv_tokens = shape.kv_tokens;
-    a.kv_batch_rows = owner.runs[ki].count;
-    a.heads = heads;
-    a.kv_heads = kv_heads;
-    a.head_dim_qk = d;
-    a.head_dim_v = d;
-    a.q_start = shape.q_start;
-    a.q_stride = shape.q_stride;
-    a.kv_start = shape.kv_start;
-    a.kv_stride = shape.kv_stride;
-    a.causal = shape.causal;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(d));
+    const AttentionArgs a = dense_attention_args(shape, h, owner.runs[ki].count);
     b.compute = [=](const ExecCtx& e) {
       AttentionArgs args = a;
       args.q = static_cast<const char*>(e.pool->ptr(qkv)) + q_offset * qkv_row * 2;
@@ -160,12 +138,9 @@ bool Binder::bind_ring(const Op& op, BoundOp& b, const std::string& role, const 
 bool Binder::bind_ulysses(const Op& op, BoundOp& b, const std::string& role, const Runs& runs) {
   const int mb = op.micro_batch;
   const int layer = op.layer;
-  const int attn_tp = s_.meta.config.attn_tp_size();
   const int cp = s_.meta.config.attn_cp_size;
-  const i64 d = m_.head_dim;
-  const i64 heads = m_.num_attention_heads / attn_tp;
-  const i64 kv_heads = std::max<i64>(1, m_.num_kv_heads / attn_tp);
-  const i64 qkv_row = (heads + 2 * kv_heads) * d;
+  const AttentionHeads h = attention_heads();
+  const i64 d = h.head_dim, heads = h.heads, kv_heads = h.kv_heads, qkv_row = h.qkv_row;
   const i64 rows = runs.rows();
   if (heads % cp != 0)
     fail("op '{}': Ulysses needs the {} heads of a rank divisible by attn_cp {}", op.name, heads, cp);

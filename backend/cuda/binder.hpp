@@ -8,6 +8,7 @@
 /// - bind_generic.cpp: every other op, on scratch buffers of its real shape (timing only).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -41,6 +42,16 @@ BoundGroupedGemm grouped_gemm(BufferPool& pool, GroupedGemm gemm, const GroupedG
                               cuda_plan::MoeGemmMethod method);
 /// One attention call through the dispatcher (cuDNN fused, cuBLAS unfused or the sparse kernels), counted by path.
 void run_attention(const ExecCtx& e, const AttentionArgs& args);
+
+/// A rank's share of a dense GQA/MHA layer's attention under attention TP: its query and KV heads, the head dim, and
+/// the elements of one token's QKV row [q heads | k heads | v heads] and KV row [k heads | v heads].
+struct AttentionHeads {
+  i64 heads = 0, kv_heads = 0, head_dim = 0;
+  i64 qkv_row = 0, kv_row = 0;
+};
+/// The AttentionArgs (all but the pointers, set at launch) of an attention op of `shape` on `h`'s heads: queries in QKV
+/// rows, keys and values in KV rows with `kv_batch_rows` rows between requests, bf16 output rows of h.heads heads.
+AttentionArgs dense_attention_args(const ComputeShape& shape, const AttentionHeads& h, i64 kv_batch_rows);
 /// A tensor's seed: `seed` hashed with its name, so that every rank draws the same full tensor.
 std::uint64_t name_seed(std::uint64_t seed, const std::string& name);
 /// Token id of (request, position): the same on every layout.
@@ -116,6 +127,16 @@ class Binder {
       for (i64 c = begin; c < end; ++c) map.push_back(static_cast<int>(c));
     }
     return map;
+  }
+  AttentionHeads attention_heads() const {
+    const int attn_tp = s_.meta.config.attn_tp_size();
+    AttentionHeads h;
+    h.heads = m_.num_attention_heads / attn_tp;
+    h.kv_heads = std::max<i64>(1, m_.num_kv_heads / attn_tp);
+    h.head_dim = m_.head_dim;
+    h.qkv_row = (h.heads + 2 * h.kv_heads) * h.head_dim;
+    h.kv_row = 2 * h.kv_heads * h.head_dim;
+    return h;
   }
   bool functional_model() const {
     const auto& meta = s_.meta;

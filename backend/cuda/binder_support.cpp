@@ -1,5 +1,6 @@
 #include "backend/cuda/binder.hpp"
 
+#include <cmath>
 #include <memory>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -78,6 +79,27 @@ void run_attention(const ExecCtx& e, const AttentionArgs& args) {
   const auto path = dispatch_attention(
       args, {e.cudnn_attention, e.blas, e.attention_workspace, e.attention_workspace_bytes}, e.stream);
   if (e.attention_paths != nullptr) ++(*e.attention_paths)[static_cast<std::size_t>(path)];
+}
+
+AttentionArgs dense_attention_args(const ComputeShape& shape, const AttentionHeads& h, i64 kv_batch_rows) {
+  return {.q_row_stride = h.qkv_row,
+          .k_row_stride = h.kv_row,
+          .v_row_stride = h.kv_row,
+          .out_row_stride = h.heads * h.head_dim,
+          .batch = shape.batch,
+          .q_tokens = shape.q_tokens,
+          .kv_tokens = shape.kv_tokens,
+          .kv_batch_rows = kv_batch_rows,
+          .heads = h.heads,
+          .kv_heads = h.kv_heads,
+          .head_dim_qk = h.head_dim,
+          .head_dim_v = h.head_dim,
+          .q_start = shape.q_start,
+          .q_stride = shape.q_stride,
+          .kv_start = shape.kv_start,
+          .kv_stride = shape.kv_stride,
+          .causal = shape.causal,
+          .scale = 1.0f / std::sqrt(static_cast<float>(h.head_dim))};
 }
 
 std::uint64_t name_seed(std::uint64_t seed, const std::string& name) {

@@ -28,7 +28,7 @@
 #include "backend/cuda_plan/comm_plan.hpp"
 #include "backend/cuda_plan/event_plan.hpp"
 #include "backend/cuda_plan/rank_results.hpp"
-#include "models/efficiency_size.hpp"
+#include "backend/op_event.hpp"
 #include "models/schedule_json.hpp"
 #include "topology/placement.hpp"
 
@@ -794,13 +794,7 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDev
       const auto& ops = s.ranks[static_cast<std::size_t>(r)];
       for (std::size_t i = 0; i < ops.size(); ++i) {
         const Op& op = ops[i];
-        Event e;
-        e.rank = r;
-        e.node = devices_of.node[static_cast<std::size_t>(r)];
-        e.op = op.index;
-        e.name = op.name;
-        e.stream = std::string(to_string(op.stream));
-        e.layer = op.layer;
+        Event e = op_event(op, r, devices_of.node[static_cast<std::size_t>(r)]);
         const auto& starts = st.results[static_cast<std::size_t>(r)].op_start_s;
         const auto& ends = st.results[static_cast<std::size_t>(r)].op_end_s;
         e.start_s = starts[median][i];
@@ -811,24 +805,6 @@ EngineResult run_engine(const Schedule& s, const ModelSpec& model, const RankDev
           std::nth_element(durations.begin(), durations.begin() + static_cast<std::ptrdiff_t>(steps / 2),
                            durations.end());
           e.end_s = e.start_s + durations[steps / 2];
-        }
-        if (const auto* c = std::get_if<ComputeOp>(&op.body)) {
-          e.kind = std::string(to_string(c->kind));
-          e.bytes = static_cast<std::int64_t>(std::llround(c->bytes));
-          e.flops = c->flops;
-          e.size = efficiency_curve_size(*c);  // as the simulator's trace records it, for `paratwin calibrate`
-          e.dtype = std::string(to_string(c->dtype));
-          e.causal = c->shape.causal;
-        } else if (const auto* cl = std::get_if<CollectiveOp>(&op.body)) {
-          e.kind = std::string(to_string(cl->kind));
-          e.group = fmt::format("{}[{}]", family_key(cl->family), cl->group_index);
-          e.group_size = cl->group_size;
-          e.bytes = cl->bytes;
-        } else {
-          const auto& p = std::get<P2POp>(op.body);
-          e.kind = p.is_send ? "send" : "recv";
-          e.group_size = 2;
-          e.bytes = p.bytes;
         }
         trace.events.push_back(std::move(e));
       }

@@ -75,19 +75,10 @@ ResidualStream attention_cp_ring(LayerContext& ctx, RankEmitter& e, const Residu
       for (std::size_t ki = 0; ki < owner_runs.size(); ++ki) {
         const auto& k = owner_runs[ki];
         if (q.count == 0 || k.count == 0 || k.start > q.last()) continue;  // the whole block is in the future
-        ComputeShape s;
-        s.q_tokens = q.count;
-        s.q_start = q.start;
-        s.q_stride = q.stride;
+        ComputeShape s = query_run_attention_shape(ctx, q, d);
         s.kv_tokens = k.count;
         s.kv_start = k.start;
         s.kv_stride = k.stride;
-        s.heads = d.heads;
-        s.kv_heads = d.kv_heads;
-        s.head_dim_qk = d.qk_dim;
-        s.head_dim_v = d.v_dim;
-        s.causal = true;
-        s.batch = ctx.tokens.requests;
         attended.push_back(e.compute(fmt::format("attn.ring_attention{}.{}{}", step, qi, ki), ComputeKind::kAttention,
                                      s, act, {kv_ready, qkv.q}));
       }

@@ -23,17 +23,8 @@ ComputeShape gemm_shape(std::int64_t m, std::int64_t n, std::int64_t k) {
 
 // Attention of queries in `run` (of each request) against keys [0, context_end).
 ComputeShape attention_shape(const LayerContext& ctx, const TokenRun& run, const AttentionDims& d) {
-  ComputeShape s;
-  s.q_tokens = run.count;
-  s.q_start = run.start;
-  s.q_stride = run.stride;
+  ComputeShape s = query_run_attention_shape(ctx, run, d);
   s.kv_tokens = ctx.tokens.context_end;
-  s.heads = d.heads;
-  s.kv_heads = d.kv_heads;
-  s.head_dim_qk = d.qk_dim;
-  s.head_dim_v = d.v_dim;
-  s.causal = true;
-  s.batch = ctx.tokens.requests;
   // The absorbed MLA form attends over one shared latent row per key (K = the row, V = its first kv_lora dims).
   s.kv_shared = ctx.model.mla.has_value() && d.kv_heads == 1 && d.qk_dim == ctx.model.mla->latent_dim();
   return s;
@@ -46,6 +37,19 @@ bool uses_absorbed_mla(const LayerContext& ctx) {
 }
 
 }  // namespace
+
+ComputeShape query_run_attention_shape(const LayerContext& ctx, const TokenRun& run, const AttentionDims& d) {
+  return {.group_rows = {},  // named only because GCC warns of a member without a default that goes unnamed
+          .q_tokens = run.count,
+          .q_start = run.start,
+          .q_stride = run.stride,
+          .batch = ctx.tokens.requests,
+          .heads = d.heads,
+          .kv_heads = d.kv_heads,
+          .head_dim_qk = d.qk_dim,
+          .head_dim_v = d.v_dim,
+          .causal = true};
+}
 
 AttentionDims attention_dims(const LayerContext& ctx) {
   const auto& m = ctx.model;

@@ -56,6 +56,10 @@ struct AttentionDims {
   std::int64_t kv_row_elems = 0;  ///< elements of one token's cached KV on this rank (MLA latent: 576)
 };
 [[nodiscard]] AttentionDims attention_dims(const LayerContext& ctx);
+/// Causal attention of the queries in `run` (of each of the rank's requests) with the rank's heads and head dims `d`;
+/// the caller sets the keys (kv_tokens, and kv_start/kv_stride for a block of them).
+[[nodiscard]] ComputeShape query_run_attention_shape(const LayerContext& ctx, const TokenRun& run,
+                                                     const AttentionDims& d);
 
 /// The residual stream between layer stages. Every stage ends with a residual add and every stage but the model
 /// head starts with an RMSNorm of the same rows; SGLang runs the two as one kernel (fused_add_rmsnorm: residual +=

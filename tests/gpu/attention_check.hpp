@@ -13,6 +13,7 @@
 
 #include "backend/cuda/attention_gemm.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "tests/gpu/device_buffer.hpp"
 #include "tests/gpu/small_shapes.hpp"
 
 namespace paratwin::cuda::attention_check {
@@ -30,14 +31,6 @@ inline float bf16_to_float(std::uint16_t b) {
   std::memcpy(&f, &bits, sizeof f);
   return f;
 }
-
-struct Device {
-  void* ptr = nullptr;
-  explicit Device(std::size_t bytes) { REQUIRE(cudaMalloc(&ptr, bytes) == cudaSuccess); }
-  ~Device() { cudaFree(ptr); }
-  Device(const Device&) = delete;
-  Device& operator=(const Device&) = delete;
-};
 
 // Reads back `count` outputs as floats (bf16 or fp32).
 inline std::vector<float> read_back(const void* p, std::size_t count, bool fp32) {
@@ -66,13 +59,14 @@ inline void check_against_reference(const Shape& s, std::uint64_t seed, const Ke
   const std::int64_t q_rows = s.batch * s.q_tokens, kv_rows = s.batch * s.kv_tokens;
   const std::int64_t q_cols = s.heads * s.dim_qk, kv_cols = s.kv_heads * (s.dim_qk + s.dim_v);
   const std::int64_t out_cols = s.heads * s.dim_v;
-  Device q(static_cast<std::size_t>(q_rows * q_cols * 2)), kv(static_cast<std::size_t>(kv_rows * kv_cols * 2));
+  test::DeviceBuffer q(static_cast<std::size_t>(q_rows * q_cols * 2)),
+      kv(static_cast<std::size_t>(kv_rows * kv_cols * 2));
   launch_fill_random(q.ptr, false, q_rows, q_cols, 0, nullptr, q_cols, seed, 1.0f, 0.0f, nullptr);
   launch_fill_random(kv.ptr, false, kv_rows, kv_cols, 0, nullptr, kv_cols, seed + 1, 1.0f, 0.0f, nullptr);
   const std::size_t out_elems = static_cast<std::size_t>(q_rows * out_cols);
   const std::size_t out_bytes = out_elems * (s.partial ? 4 : 2);
   const std::size_t lse_elems = static_cast<std::size_t>(q_rows * s.heads);
-  Device ref_out(out_bytes), got_out(out_bytes), ref_lse(lse_elems * 4), got_lse(lse_elems * 4);
+  test::DeviceBuffer ref_out(out_bytes), got_out(out_bytes), ref_lse(lse_elems * 4), got_lse(lse_elems * 4);
   for (void* p : {ref_out.ptr, got_out.ptr}) REQUIRE(cudaMemset(p, 0xFF, out_bytes) == cudaSuccess);
   for (void* p : {ref_lse.ptr, got_lse.ptr}) REQUIRE(cudaMemset(p, 0xFF, lse_elems * 4) == cudaSuccess);
 
@@ -111,7 +105,7 @@ inline void check_against_reference(const Shape& s, std::uint64_t seed, const Ke
   // The workspace starts as NaNs (0xFF bytes) too: a score or probability the kernel reads before writing it fails the
   // check (compute-sanitizer's initcheck flags such reads but cannot tell a cuBLAS GEMM's writes from none, see
   // docs/cuda_backend.md).
-  Device workspace(kAttentionWorkspaceBytes);
+  test::DeviceBuffer workspace(kAttentionWorkspaceBytes);
   REQUIRE(cudaMemset(workspace.ptr, 0xFF, kAttentionWorkspaceBytes) == cudaSuccess);
   kernel(got, workspace.ptr, kAttentionWorkspaceBytes);
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);

@@ -25,6 +25,7 @@
 #include "backend/cuda/indexer_score.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/sparse_mla_attention.hpp"
+#include "tests/gpu/device_buffer.hpp"
 #include "tests/gpu/dsa_indexer_check.hpp"
 #include "tests/gpu/small_shapes.hpp"
 
@@ -33,13 +34,7 @@ using namespace paratwin::cuda::dsa_indexer_check;
 
 namespace {
 
-struct Device {
-  void* ptr = nullptr;
-  explicit Device(std::size_t bytes) { REQUIRE(cudaMalloc(&ptr, bytes) == cudaSuccess); }
-  ~Device() { cudaFree(ptr); }
-  Device(const Device&) = delete;
-  Device& operator=(const Device&) = delete;
-};
+using Device = paratwin::test::DeviceBuffer;
 
 // Random bf16 values in [−1, 1): the bits to upload and the floats they stand for.
 struct Bf16Data {
