@@ -13,13 +13,55 @@ namespace {
 
 constexpr std::size_t kExamplesPerCategory = 3;
 
+constexpr std::int64_t kCandidatesPerInterruptPoll = 1 << 16;
+
+// Ascending; in O(√n) steps, since clusters of up to kMaxClusterGpus GPUs call it in nested loops.
 std::vector<int> divisors(int n) {
-  std::vector<int> out;
-  for (int d = 1; d <= n; ++d) {
-    if (n % d == 0) out.push_back(d);
+  std::vector<int> small, large;
+  for (int d = 1; d <= n / d; ++d) {
+    if (n % d != 0) continue;
+    small.push_back(d);
+    if (d != n / d) large.push_back(n / d);
+  }
+  small.insert(small.end(), large.rbegin(), large.rend());
+  return small;
+}
+
+// The DP choices of `gpus / pp` GPUs as generate_candidates walks them: plain replicas (r, tp = gpus / (pp·r)), then
+// DP-attention (dp ≥ 2, tp = gpus / pp).
+template <typename Visit>
+void for_each_data_parallel_base(int gpus, Visit&& visit) {
+  for (const int pp : divisors(gpus)) {
+    for (const int replicas : divisors(gpus / pp)) {
+      ParallelConfig plain;
+      plain.pp_size = pp;
+      plain.tp_size = gpus / (pp * replicas);
+      plain.dp_size = replicas;
+      visit(plain);
+    }
+    for (const int dp : divisors(gpus / pp)) {
+      if (dp == 1) continue;  // DP-attention with dp 1 is the layout without it
+      ParallelConfig attention_dp;
+      attention_dp.pp_size = pp;
+      attention_dp.tp_size = gpus / pp;
+      attention_dp.dp_size = dp;
+      attention_dp.enable_dp_attention = true;
+      visit(attention_dp);
+    }
+  }
+}
+
+// The (ep, moe_dp) choices of a stage of `tp` ranks: every ep | tp and moe_dp | tp / ep for MoE models, else (1, 1).
+std::vector<std::pair<int, int>> moe_size_choices(bool moe, int tp) {
+  if (!moe) return {{1, 1}};
+  std::vector<std::pair<int, int>> out;
+  for (const int ep : divisors(tp)) {
+    for (const int moe_dp : divisors(tp / ep)) out.emplace_back(ep, moe_dp);
   }
   return out;
 }
+
+constexpr std::size_t kCpModeChoices = 6;  // {allgather, ring, ulysses} × {round-robin, zigzag}
 
 bool cp_choice_matters(const PlanRequest& request, const ParallelConfig& config) {
   return config.attn_cp_size > 1 && request.workload.phase == Phase::kPrefill;
@@ -203,17 +245,11 @@ std::vector<Candidate> generate_candidates(const PlanRequest& request, int nodes
   std::vector<Candidate> out;
   const int gpus = nodes * request.cluster.gpus_per_node;
   const bool moe = request.model.moe.has_value();
-  const auto add_choices = [&](const ParallelConfig& base) {
+  for_each_data_parallel_base(gpus, [&](const ParallelConfig& base) {
+    const auto moe_sizes = moe_size_choices(moe, base.tp_size);
     for (const int cp : divisors(base.tp_size / base.attn_dp_size())) {
       ParallelConfig with_cp = base;
       with_cp.attn_cp_size = cp;
-      std::vector<std::pair<int, int>> moe_sizes{{1, 1}};  // (ep, moe_dp)
-      if (moe) {
-        moe_sizes.clear();
-        for (const int ep : divisors(base.tp_size)) {
-          for (const int moe_dp : divisors(base.tp_size / ep)) moe_sizes.emplace_back(ep, moe_dp);
-        }
-      }
       std::vector<std::pair<CpAlgorithm, CpSplit>> cp_modes{{CpAlgorithm::kAllGather, CpSplit::kRoundRobin}};
       if (cp_choice_matters(request, with_cp)) {
         cp_modes.clear();
@@ -233,34 +269,55 @@ std::vector<Candidate> generate_candidates(const PlanRequest& request, int nodes
         }
       }
     }
-  };
-  for (const int pp : divisors(gpus)) {
-    for (const int replicas : divisors(gpus / pp)) {
-      ParallelConfig plain;
-      plain.pp_size = pp;
-      plain.tp_size = gpus / (pp * replicas);
-      plain.dp_size = replicas;
-      add_choices(plain);
-    }
-    for (const int dp : divisors(gpus / pp)) {
-      if (dp == 1) continue;  // DP-attention with dp 1 is the layout without it
-      ParallelConfig attention_dp;
-      attention_dp.pp_size = pp;
-      attention_dp.tp_size = gpus / pp;
-      attention_dp.dp_size = dp;
-      attention_dp.enable_dp_attention = true;
-      add_choices(attention_dp);
-    }
-  }
+  });
   return out;
 }
 
-LayoutSpace enumerate_layouts(const PlanRequest& request) {
+std::int64_t candidate_count(const PlanRequest& request, int nodes) {
+  const int gpus = nodes * request.cluster.gpus_per_node;
+  const bool moe = request.model.moe.has_value();
+  const std::int64_t moe_modes = moe ? 2 : 1;
+  std::int64_t count = 0;
+  for_each_data_parallel_base(gpus, [&](const ParallelConfig& base) {
+    const auto moe_sizes = static_cast<std::int64_t>(moe_size_choices(moe, base.tp_size).size());
+    for (const int cp : divisors(base.tp_size / base.attn_dp_size())) {
+      ParallelConfig with_cp = base;
+      with_cp.attn_cp_size = cp;
+      const auto cp_modes = static_cast<std::int64_t>(cp_choice_matters(request, with_cp) ? kCpModeChoices : 1);
+      count += moe_sizes * cp_modes * moe_modes;
+    }
+  });
+  return count;
+}
+
+void check_enumeration_size(const PlanRequest& request) {
+  // Node counts ascend and the flag sets grow with them: stop counting at the first count over the limit, so that
+  // the check itself stays short for any request.
+  std::int64_t total = 0;
+  for (const int nodes : request.node_counts) {
+    total += candidate_count(request, nodes);
+    if (total <= kMaxFlagSets) continue;
+    const bool one_count = request.node_counts.size() == 1;
+    const int largest = request.node_counts.back();
+    fail(
+        "plan: {} means looking at more than {} flag sets (layouts before SGLang's and paratwin's rules; {} {} "
+        "node(s) alone: {}), the planner's limit (about a minute of enumeration): plan fewer nodes with a smaller {}",
+        one_count ? fmt::format("--nodes {}", largest) : fmt::format("--max-nodes {}", largest), kMaxFlagSets,
+        one_count ? "its" : "up to", nodes, total, one_count ? "--nodes" : "--max-nodes, or one --nodes N");
+  }
+}
+
+LayoutSpace enumerate_layouts(const PlanRequest& request, const std::function<bool()>& interrupted) {
+  check_enumeration_size(request);
   LayoutSpace space;
   for (const int nodes : request.node_counts) {
     PlanRequest sized = request;
     sized.cluster.nodes = nodes;
     for (auto& candidate : generate_candidates(sized, nodes)) {
+      if (interrupted && space.generated % kCandidatesPerInterruptPoll == 0 && interrupted()) {
+        space.interrupted = true;
+        return space;
+      }
       ++space.generated;
       auto verdict = classify(sized, candidate);
       if (verdict.rejection) {

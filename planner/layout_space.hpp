@@ -14,6 +14,7 @@
 /// or kept.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -77,6 +78,17 @@ struct Classification {
 /// (pp, replicas or DP-attention dp, attn_cp, ep, moe_dp) combinations, times the CP and MoE-mode choices.
 [[nodiscard]] std::vector<Candidate> generate_candidates(const PlanRequest& request, int nodes);
 
+/// generate_candidates(request, nodes).size(), counted without building the candidates.
+[[nodiscard]] std::int64_t candidate_count(const PlanRequest& request, int nodes);
+
+/// The most flag sets one plan looks at, over all its node counts. Classifying one takes ~3 µs (docs/performance.md,
+/// "Planner"), so this is about a minute; the count grows faster than the GPUs (e.g. --max-nodes 64 on 8-GPU nodes:
+/// 9.7 million for a MoE model), and a request beyond it is refused before any work rather than running for hours.
+inline constexpr std::int64_t kMaxFlagSets = 20'000'000;
+
+/// Refuses (paratwin::Error naming --nodes / --max-nodes and the limit) a request of more than kMaxFlagSets flag sets.
+void check_enumeration_size(const PlanRequest& request);
+
 /// A kept candidate with its memory summary.
 struct KeptCandidate {
   Candidate candidate;
@@ -95,8 +107,11 @@ struct LayoutSpace {
   std::int64_t generated = 0;
   std::vector<KeptCandidate> kept;
   RejectionCounts rejected;
+  bool interrupted = false;  ///< `interrupted` answered true: the space holds what was classified until then
 };
 
-[[nodiscard]] LayoutSpace enumerate_layouts(const PlanRequest& request);
+/// check_enumeration_size, then every candidate of every node count, classified. `interrupted` (may be empty) is
+/// polled every 65,536 candidates, so that Ctrl-C or SIGTERM stops a long enumeration too.
+[[nodiscard]] LayoutSpace enumerate_layouts(const PlanRequest& request, const std::function<bool()>& interrupted = {});
 
 }  // namespace paratwin::plan

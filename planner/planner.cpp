@@ -122,7 +122,9 @@ PlanResult run_plan(const PlanRequest& request, const PlanRun& run) {
   const bool reporter = rank == 0;
 
   PlanResult result;
-  LayoutSpace space = enumerate_layouts(request);
+  const auto interrupted = [&] { return run.interrupted && run.interrupted(); };
+  LayoutSpace space = enumerate_layouts(request, interrupted);
+  result.interrupted = space.interrupted;  // then no wave runs: the report and the results file say so
   result.generated = space.generated;
   result.rejected = std::move(space.rejected);
   result.kept = std::move(space.kept);
@@ -158,7 +160,6 @@ PlanResult run_plan(const PlanRequest& request, const PlanRun& run) {
                      result.counts.done);
     progress->update(result.counts);
   }
-  const auto interrupted = [&] { return run.interrupted && run.interrupted(); };
   ProcessPool pool(run.jobs);
   const auto wave_size = static_cast<std::size_t>(request.wave_size);
   for (std::size_t first = 0; first < pending.size() && !result.interrupted; first += wave_size) {

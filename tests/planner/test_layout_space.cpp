@@ -5,6 +5,7 @@
 #include "models/memory_model.hpp"
 #include "planner/layout_space.hpp"
 #include "tests/planner/planner_test_util.hpp"
+#include "topology/error.hpp"
 
 using namespace paratwin;
 using namespace paratwin::plan;
@@ -144,4 +145,59 @@ TEST_CASE("launch flags are SGLang's, with the CP mode and MoE backend spelled o
   CHECK(c.paratwin_only_flags().empty());
   c.cp_algorithm = CpAlgorithm::kRing;
   CHECK(c.paratwin_only_flags() == "--cp-algo ring --cp-split zigzag");
+}
+
+TEST_CASE("candidate_count counts exactly the flag sets generate_candidates builds", "[planner][enumeration]") {
+  for (const std::string model : {"llama-3.1-8b", "qwen3-30b-a3b", "deepseek-v3.2"}) {
+    for (const auto phase : {Phase::kPrefill, Phase::kDecode}) {
+      for (int nodes = 1; nodes <= 6; ++nodes) {
+        auto request = test::small_plan(model, nodes, 4096, 2);
+        request.workload.phase = phase;
+        INFO(model << (phase == Phase::kPrefill ? " prefill" : " decode") << " on " << nodes << " nodes");
+        const auto built = generate_candidates(request, nodes);
+        CHECK(candidate_count(request, nodes) == static_cast<std::int64_t>(built.size()));
+      }
+    }
+  }
+}
+
+TEST_CASE("the candidates of a node count are distinct and use all its GPUs", "[planner][enumeration]") {
+  const auto request = test::small_plan("qwen3-30b-a3b", 3, 4096, 2);
+  std::set<std::string> ids;
+  for (const auto& c : generate_candidates(request, 3)) {
+    CHECK(c.gpus == 24);
+    CHECK(ids.insert(c.id(request.model)).second);
+  }
+}
+
+TEST_CASE("a plan beyond the planner's flag-set limit is refused before any work, naming the flag and the limit",
+          "[planner][enumeration]") {
+  auto request = test::small_plan("deepseek-v3.2", 1, 4096, 2);
+  request.node_counts.clear();
+  for (int n = 1; n <= 4096; ++n) request.node_counts.push_back(n);
+  request.cluster = load_cluster("h200-sxm", 4096);
+  try {
+    check_enumeration_size(request);
+    FAIL("--max-nodes 4096 was accepted");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("--max-nodes 4096") && Catch::Contains("20000000") &&
+                             Catch::Contains("smaller --max-nodes"));
+  }
+  CHECK_THROWS_AS(enumerate_layouts(request), Error);
+  request.node_counts = {1, 2, 3, 4};
+  CHECK_NOTHROW(check_enumeration_size(request));
+  std::int64_t total = 0;
+  for (const int n : request.node_counts) total += candidate_count(request, n);
+  CHECK(total < kMaxFlagSets);
+}
+
+TEST_CASE("an interrupted enumeration stops and says so", "[planner][enumeration]") {
+  const auto request = test::small_plan("qwen3-30b-a3b", 2, 4096, 2);
+  const auto stopped = enumerate_layouts(request, [] { return true; });
+  CHECK(stopped.interrupted);
+  CHECK(stopped.generated == 0);
+  CHECK(stopped.kept.empty());
+  const auto whole = enumerate_layouts(request, [] { return false; });
+  CHECK_FALSE(whole.interrupted);
+  CHECK(whole.generated == candidate_count(request, 2));
 }

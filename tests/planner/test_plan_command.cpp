@@ -172,6 +172,8 @@ TEST_CASE("plan rejects bad input with one clear error", "[planner][cli]") {
       {{"plan", "--prompt-len", "4096", "--nodes", "1", "--resume"}, "--resume needs --out"},
       {{"plan", "--prompt-len", "4096", "--nodes", "1", "--cluster", "dgx-z"}, "dgx-z"},
       {{"plan", "--prompt-len", "4096", "--nodes", "1", "--sglang-version", "1"}, "--sglang-version '1'"},
+      {{"plan", "--prompt-len", "4096", "--max-nodes", "100000"}, "--max-nodes 100000 means looking at more than"},
+      {{"plan", "--prompt-len", "4096", "--nodes", "100000"}, "--nodes 100000 means looking at more than"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = run_cli(args);
