@@ -79,6 +79,7 @@ std::string report(const Trace& trace) {
 }
 
 int run_bench(BenchCommandOptions& o, Io io) {
+  check_output_path("--out", o.out);
   auto& sweep = o.sweep;
   sweep.collectives = !o.no_collectives;
   sweep.compute = !o.no_compute;

@@ -43,6 +43,7 @@ std::string cluster_of(const Trace& trace, const std::string& source) {
 
 int run_calibrate(const CalibrateOptions& o, Io io) {
   if (o.output.empty()) fail("calibrate: -o FILE is required: where to write the calibration YAML");
+  check_output_path("--output", o.output);
   if (o.sim_mode != "nccl" && o.sim_mode != "alpha-beta") {
     fail("--sim-mode '{}' is invalid: 'nccl' (the sim's default model) or 'alpha-beta' (paratwin sim --alpha-beta)",
          o.sim_mode);

@@ -28,6 +28,8 @@ struct CompareOptions {
 };
 
 int run_compare(const CompareOptions& o, Io io) {
+  check_output_path("--csv", o.csv);
+  check_output_path("--json", o.json);
   if (o.tolerance_given && !(o.tolerance >= 0 && std::isfinite(o.tolerance))) {
     fail("--tolerance {} is invalid: it is a relative error, a finite number ≥ 0 (0.05 = 5 %)", o.tolerance);
   }

@@ -190,6 +190,12 @@ int run_plan_command(const PlanCommandOptions& o, Io io) {
   const plan::PlanRequest request = build_request(o);
   MpiWorld& world = MpiWorld::get();
   const bool reporter = world.rank() == 0;
+  if (reporter) {  // only rank 0 writes them
+    for (const auto& [flag, path] : {std::pair{"--json", &o.json}, std::pair{"--csv", &o.csv},
+                                     std::pair{"--plot", &o.plot}, std::pair{"--out", &o.out}}) {
+      check_output_path(flag, *path);
+    }
+  }
   int jobs = o.jobs;
   if (jobs == 0) {
     // Ranks on one machine share its cores (Open MPI says how many ranks run here).

@@ -67,6 +67,7 @@ int run_run(const RunCommandOptions& o, Io io) {
   MpiWorld& processes = MpiWorld::get();
   if (processes.size() > 1) cuda.processes = &processes;
   const bool reporter = processes.rank() == 0;  // the other processes print and write nothing
+  if (reporter) check_output_path("--trace", o.trace);
   if (o.check) {
     auto ref_options = options;
     ref_options.micro_batches = 0;

@@ -34,6 +34,7 @@ std::string gb(double bytes) {
 
 int run_schedule(const ScheduleCommandOptions& o, Io io) {
   const auto start = std::chrono::steady_clock::now();
+  check_output_path("--out", o.out);
   const auto checked = check_parallel_flags(o.parallel);
   const auto& config = checked.config;
   const auto model = load_workload_model(o.workload);

@@ -133,6 +133,7 @@ std::string summary_text(const SimSummary& s, const Schedule& schedule, const st
 }
 
 int run_sim(SimCommandOptions& o, Io io) {
+  check_output_path("--trace", o.trace);
   const auto checked = check_parallel_flags(o.parallel);
   const auto& config = checked.config;
   const auto model = load_workload_model(o.workload);

@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -30,6 +32,17 @@ void write_file_atomically(const std::string& path, const std::string& text) {
     fs::remove(temp, ec);
     fail("cannot write '{}': {}", path, ec.message());
   }
+}
+
+void check_output_path(std::string_view flag, const std::string& path) {
+  namespace fs = std::filesystem;
+  if (path.empty()) return;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail("{} {}: it is a directory; name a file to write", flag, path);
+  const fs::path parent = fs::path(path).parent_path();
+  const fs::path folder = parent.empty() ? fs::path(".") : parent;
+  if (!fs::is_directory(folder, ec)) fail("{} {}: the folder '{}' does not exist", flag, path, folder.string());
+  if (::access(folder.c_str(), W_OK) != 0) fail("{} {}: the folder '{}' is not writable", flag, path, folder.string());
 }
 
 }  // namespace paratwin::cli

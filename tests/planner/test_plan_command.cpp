@@ -174,6 +174,12 @@ TEST_CASE("plan rejects bad input with one clear error", "[planner][cli]") {
       {{"plan", "--prompt-len", "4096", "--nodes", "1", "--sglang-version", "1"}, "--sglang-version '1'"},
       {{"plan", "--prompt-len", "4096", "--max-nodes", "100000"}, "--max-nodes 100000 means looking at more than"},
       {{"plan", "--prompt-len", "4096", "--nodes", "100000"}, "--nodes 100000 means looking at more than"},
+      // Output paths that could not be written are refused before the plan runs.
+      {{"plan", "--prompt-len", "4096", "--nodes", "1", "--json", "/nonexistent-dir/r.json"},
+       "--json /nonexistent-dir/r.json: the folder '/nonexistent-dir' does not exist"},
+      {{"plan", "--prompt-len", "4096", "--nodes", "1", "--csv", "/nonexistent-dir/r.csv"}, "--csv /nonexistent-dir"},
+      {{"plan", "--prompt-len", "4096", "--nodes", "1", "--plot", "/"}, "--plot /: it is a directory"},
+      {{"plan", "--prompt-len", "4096", "--nodes", "1", "--out", "/nonexistent-dir/r.json"}, "--out /nonexistent-dir"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = run_cli(args);
