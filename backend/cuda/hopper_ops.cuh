@@ -115,6 +115,12 @@ __device__ inline float ld_shared_f32(unsigned addr) {
   asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(value) : "r"(addr) : "memory");
   return value;
 }
+/// The 4 bytes at shared-memory address `addr`.
+__device__ inline unsigned ld_shared_u32(unsigned addr) {
+  unsigned value = 0;
+  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(value) : "r"(addr) : "memory");
+  return value;
+}
 /// Two floats as a pair of bf16 (round to nearest even): `lo` in the low 16 bits (the lower address in memory).
 __device__ inline unsigned pack_bf16x2(float lo, float hi) {
   unsigned packed = 0;
@@ -142,6 +148,42 @@ __device__ inline void mbarrier_arrive_cluster(unsigned bar, unsigned cta_rank) 
       "mbarrier.arrive.shared::cluster.b64 _, [remote];\n"
       "}\n" ::"r"(bar),
       "r"(cta_rank)
+      : "memory");
+}
+/// As mbarrier_arrive_cluster, with release semantics at cluster scope: the arriving thread's earlier shared-memory
+/// reads and writes, the other block's included (st_shared_cluster_u32), happen before whatever a thread does after
+/// its mbarrier_wait_cluster on the phase this arrival completes.
+__device__ inline void mbarrier_arrive_release_cluster(unsigned bar, unsigned cta_rank) {
+  asm volatile(
+      "{\n"
+      ".reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n"
+      "}\n" ::"r"(bar),
+      "r"(cta_rank)
+      : "memory");
+}
+/// As mbarrier_wait, with acquire semantics at cluster scope: pairs with mbarrier_arrive_release_cluster.
+__device__ inline void mbarrier_wait_cluster(unsigned bar, unsigned parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "wait_again:\n"
+      "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_again;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+/// Stores 4 bytes at shared-memory offset `addr` of the cluster's block `cta_rank` (another block's, or this one's).
+__device__ inline void st_shared_cluster_u32(unsigned addr, unsigned cta_rank, unsigned value) {
+  asm volatile(
+      "{\n"
+      ".reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "st.shared::cluster.u32 [remote], %2;\n"
+      "}\n" ::"r"(addr),
+      "r"(cta_rank), "r"(value)
       : "memory");
 }
 /// Waits until every thread of every block of the cluster has arrived here (all threads of each warp take part):
