@@ -21,10 +21,10 @@ using cuda_plan::kGroupedHalfTileRows;
 using cuda_plan::kGroupedTileCols;
 using cuda_plan::kGroupedTileRows;
 using grouped_pair::BlockTile;
-using grouped_pair::PairQueue;
-using grouped_pair::PairQueueCursor;
 using grouped_pair::kWarpgroupThreads;
 using grouped_pair::kWarpStagingBytes;
+using grouped_pair::PairQueue;
+using grouped_pair::PairQueueCursor;
 
 constexpr int kKBlock = 128;   // k per ring stage: one scale block, one 128-byte swizzle row of e4m3
 constexpr int kStages = 3;     // 3 × 48 KB in flight per block (4 leave no room for the output staging)
@@ -85,9 +85,9 @@ __device__ inline GroupPlace group_place(const Fp8GroupedKernelArgs& a, int grou
 // The producer, one thread per block, as the bf16 kernel's but over the pairs of the cluster's queue (rank 0's claims
 // each pair and pushes it once the previous pair's first k-block is under way, so that the claim's round trip to L2
 // hides behind that pair; rank 1's pops it): per pair and k-block, waits until both blocks' consumers released the
-// slot, then fills its part of it in both blocks: a pair sharing W loads its own X tile (two boxes of 64
-// rows) and W boxes 2·rank, 2·rank + 1 (n-rows 128·rank .. +127) into both blocks; a pair sharing X loads X rows
-// 64·rank .. +63 into both blocks and its own 4 W boxes. Either way each block's `full` barrier counts the stage's
+// slot, then fills its part of it in both blocks: a pair sharing W loads its own X tile (two boxes of 64 rows) and W
+// boxes 2·rank, 2·rank + 1 (n-rows 128·rank .. +127) into both blocks; a pair sharing X loads X rows 64·rank .. +63
+// into both blocks and its own 4 W boxes. Either way each block's `full` barrier counts the stage's
 // 48 KB, plus the scales this block loads for itself: its tile's activation scales of the k-block (the rows of the
 // group's padded scale column from the tile's first on, at most 128; none for a zero partner past the group's end)
 // and 16 bytes of weight scales per n-block.
@@ -238,10 +238,10 @@ __device__ void consume_tile(const Fp8GroupedKernelArgs& a, unsigned ring, unsig
 }
 
 // Consumer warpgroup `half` (0 or 1) over this block's tiles of the pairs it pops from the cluster's queue, as the bf16
-// kernel's: a tile of more than 64 valid rows
-// (rows past the group's end are the next group's, or zeros, and are not stored): this warpgroup multiplies rows
-// 64·half .. +63 by all 256 columns; a tile of at most 64 (a group's remainder): both warpgroups take rows 0..63, this
-// one columns 128·half .. +127, so that the tensor cores compute 64 rows, not 128, with both warpgroups busy.
+// kernel's: a tile of more than 64 valid rows (rows past the group's end are the next group's, or zeros, and are not
+// stored): this warpgroup multiplies rows 64·half .. +63 by all 256 columns; a tile of at most 64 (a group's
+// remainder): both warpgroups take rows 0..63, this one columns 128·half .. +127, so that the tensor cores compute 64
+// rows, not 128, with both warpgroups busy.
 __device__ void consume(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank,
                         int half, PairQueue queue) {
   hw::RingCursor<kStages> ring_at;
@@ -285,7 +285,9 @@ __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
   if (threadIdx.x == 0) queue.init(kPairPoppers);  // fenced and published to the cluster by run_cluster_block
   grouped_pair::run_cluster_block<kStages, kBarrierOffset, kProducerRegisters, kConsumerRegisters>(
       fp8_grouped_smem, 2 * kConsumers * kWarpgroupThreads,
-      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank) { produce(args, ring, full, empty, rank, queue); },
+      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank) {
+        produce(args, ring, full, empty, rank, queue);
+      },
       [&](unsigned ring, unsigned full, unsigned empty, unsigned rank, int consumer) {
         consume(args, ring, full, empty, rank, consumer, queue);
       });

@@ -10,8 +10,8 @@
 /// pairs of 128 rows × 256 columns, each cluster's next pair claimed from a counter when it starts one
 /// (cluster_pair_queue.cuh: the pairs in flight stay about one wave of consecutive indices, the sharers of a weight
 /// block together), one producer thread per block loads X and W by TMA (128-byte swizzle, one tensor map over all of
-/// X and one over all experts' W) into a 3-stage mbarrier ring, the pair's shared operand multicast to both blocks; two consumer warpgroups multiply 64 rows × 256 columns each (64 × 128 each for a remainder of at most
-/// 64 rows). What block scaling changes: a ring stage is one 128-deep k-block (128 bytes of e4m3 per row, one swizzle
+/// X and one over all experts' W) into a 3-stage mbarrier ring, the pair's shared operand multicast to both blocks;
+/// two consumer warpgroups multiply 64 rows × 256 columns each (64 × 128 each for a remainder of at most 64 rows). What block scaling changes: a ring stage is one 128-deep k-block (128 bytes of e4m3 per row, one swizzle
 /// row); per k-block and 128-column half (one weight-scale block), 4 wgmma m64n128k32 e4m3 fill a partial fp32
 /// accumulator that the warpgroup then adds into its running fp32 sum scaled by x_scale[row, kb] · w_scale[n-block,
 /// kb]. Registers: the sum of 256 columns (128 per thread) and one partial of 128 columns (64), reused by both halves;
