@@ -8,11 +8,13 @@
 // from device memory.
 // Both blocks of a cluster, and in each its producer thread and every consumer thread, must walk the same pairs: rank
 // 0's producer claims each pair and pushes it into a small queue held in both blocks' shared memory; the others pop
-// it from their own block's copy. Slot s of the queue: a `full` barrier (one arrival per phase: the pusher's, in each
-// block), an `empty` barrier (in rank 0's block: one arrival per phase from every popping thread of the cluster) and
-// the pair index. The pusher writes the index into both blocks and arrives on both `full` barriers with release at
-// cluster scope; a reader waits on its block's `full` with acquire at cluster scope, reads the index and arrives on
-// rank 0's `empty` (again with release at cluster scope, so that its read happens before the slot's next write).
+// it from their own block's copy, a consumer warp once for its 32 threads. Slot s of the queue: a `full` barrier (one
+// arrival per phase: the pusher's, in each block), an `empty` barrier (in rank 0's block: one arrival per phase from
+// every popper of the cluster: rank 1's producer thread and each consumer warp) and the pair index. The pusher writes
+// the index into both blocks and arrives on both `full` barriers with release at cluster scope; a popper (one thread,
+// or lane 0 of a warp) waits on its block's `full` with acquire at cluster scope, reads the index and arrives on rank
+// 0's `empty` (again with release at cluster scope, so that its read happens before the slot's next write); a warp's
+// other lanes take the index from lane 0's register by a shuffle and never read the slot.
 #include <cstdint>
 
 #include "backend/cuda/hopper_ops.cuh"
@@ -53,7 +55,7 @@ struct PairQueue {
   [[nodiscard]] __device__ unsigned index(unsigned slot) const { return base + 16 * kPairQueueSlots + 4 * slot; }
 
   /// Thread 0 of each block, before the cluster barrier that precedes any use (and hopper::fence_mbarrier_init):
-  /// `poppers` is the number of threads of the cluster that pop each pair.
+  /// `poppers` is the number of pop and pop_warp calls of the cluster per pair.
   __device__ void init(unsigned poppers) const {
     for (unsigned s = 0; s < kPairQueueSlots; ++s) {
       hopper::mbarrier_init(full(s), 1);
@@ -70,13 +72,25 @@ struct PairQueue {
     for (unsigned rank = 0; rank < 2; ++rank) hopper::mbarrier_arrive_release_cluster(full(at.slot), rank);
     at.advance();
   }
-  /// Every other walker of the pairs: the next pair pushed.
+  /// A walker of the pairs that is one thread (rank 1's producer): the next pair pushed.
   [[nodiscard]] __device__ int pop(PairQueueCursor& at) const {
     hopper::mbarrier_wait_cluster(full(at.slot), at.phase);
     const auto pair = static_cast<int>(hopper::ld_shared_u32(index(at.slot)));
     hopper::mbarrier_arrive_release_cluster(empty(at.slot), 0);
     at.advance();
     return pair;
+  }
+  /// A walker of the pairs that is a whole warp (all 32 lanes call it together): the next pair pushed. One wait at
+  /// cluster scope, one read and one remote arrival per warp instead of per thread. Lane 0 may free the slot before
+  /// the shuffle: the other lanes take the index from its register, not from the slot.
+  [[nodiscard]] __device__ int pop_warp(PairQueueCursor& at) const {
+    int pair = 0;
+    if (threadIdx.x % 32 == 0) {
+      pair = pop(at);
+    } else {
+      at.advance();
+    }
+    return __shfl_sync(0xffffffffu, pair, 0);
   }
 };
 

@@ -51,9 +51,9 @@ constexpr unsigned kScaleOffset = kStagingOffset + kConsumers * 4 * kWarpStaging
 constexpr unsigned kBarrierOffset = kScaleOffset + kStages * kScaleStageBytes;
 constexpr unsigned kPairQueueOffset = kBarrierOffset + 2 * kStages * 8;
 constexpr unsigned kSmemBytes = kPairQueueOffset + grouped_pair::kPairQueueBytes + 1024;  // + room to align to 1024
-// The threads of a cluster that pop each pair from rank 0's queue (cluster_pair_queue.cuh): every consumer thread of
-// both blocks (each reads its tile from the pair) and rank 1's producer.
-constexpr unsigned kPairPoppers = 2 * kConsumers * kWarpgroupThreads + 1;
+// The poppers of each pair from rank 0's queue (cluster_pair_queue.cuh): every consumer warp of both blocks (each
+// thread reads its tile from the pair) and rank 1's producer.
+constexpr unsigned kPairPoppers = 2 * kConsumers * (kWarpgroupThreads / 32) + 1;
 static_assert(kSmemBytes <= 227 * 1024, "a block's shared memory on sm_90");
 // The consumers hold 192 accumulator registers per thread (a 256-column sum and a 128-column partial), which the
 // compiler fits in 232 (224: 108 bytes of spills). setmaxnreg moves registers within what the block was launched
@@ -248,7 +248,7 @@ __device__ void consume(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned f
   ring_at.rank = rank;
   const unsigned staging = ring + kStagingOffset + static_cast<unsigned>(half) * 4 * kWarpStagingBytes;
   PairQueueCursor queue_at;
-  for (int pair = queue.pop(queue_at); pair < a.pairs; pair = queue.pop(queue_at)) {
+  for (int pair = queue.pop_warp(queue_at); pair < a.pairs; pair = queue.pop_warp(queue_at)) {
     const BlockTile tile = block_tile(a, pair, rank);
     const GroupPlace place = group_place(a, tile.group);
     const int tile_rows = place.rows - tile.row0;  // ≤ 0 for the zero partner past a group's end
