@@ -12,9 +12,14 @@
 // arrival per phase: the pusher's, in each block), an `empty` barrier (in rank 0's block: one arrival per phase from
 // every popper of the cluster: rank 1's producer thread and each consumer warp) and the pair index. The pusher writes
 // the index into both blocks and arrives on both `full` barriers with release at cluster scope; a popper (one thread,
-// or lane 0 of a warp) waits on its block's `full` with acquire at cluster scope, reads the index and arrives on rank
-// 0's `empty` (again with release at cluster scope, so that its read happens before the slot's next write); a warp's
-// other lanes take the index from lane 0's register by a shuffle and never read the slot.
+// or lane 0 of a warp) waits on its block's `full`, reads the index and arrives on rank 0's `empty` (so that its read
+// happens before the slot's next write); a warp's other lanes take the index from lane 0's register by a shuffle and
+// never read the slot.
+// The waits and the poppers' arrivals are relaxed, each ordered by a fence restricted to shared memory
+// (hopper::mbarrier_wait_acquire_shared, mbarrier_arrive_release_shared): the queue orders only shared-memory
+// accesses, and an acquire at cluster scope would also invalidate the waiter's L1 at every pop, sending the
+// consumers' next reads of the group table to L2 (docs/performance.md). The pusher's arrivals keep release at cluster
+// scope: they order its stores into the other block's shared memory.
 #include <cstdint>
 
 #include "backend/cuda/hopper_ops.cuh"
@@ -65,7 +70,7 @@ struct PairQueue {
   /// Rank 0's producer thread: waits until every popper has read the slot's previous index, then gives `pair` to both
   /// blocks.
   __device__ void push(PairQueueCursor& at, int pair) const {
-    hopper::mbarrier_wait_cluster(empty(at.slot), at.phase ^ 1);  // a fresh barrier reads as released
+    hopper::mbarrier_wait_acquire_shared(empty(at.slot), at.phase ^ 1);  // a fresh barrier reads as released
     for (unsigned rank = 0; rank < 2; ++rank) {
       hopper::st_shared_cluster_u32(index(at.slot), rank, static_cast<unsigned>(pair));
     }
@@ -74,9 +79,9 @@ struct PairQueue {
   }
   /// A walker of the pairs that is one thread (rank 1's producer): the next pair pushed.
   [[nodiscard]] __device__ int pop(PairQueueCursor& at) const {
-    hopper::mbarrier_wait_cluster(full(at.slot), at.phase);
+    hopper::mbarrier_wait_acquire_shared(full(at.slot), at.phase);
     const auto pair = static_cast<int>(hopper::ld_shared_u32(index(at.slot)));
-    hopper::mbarrier_arrive_release_cluster(empty(at.slot), 0);
+    hopper::mbarrier_arrive_release_shared(empty(at.slot), 0);
     at.advance();
     return pair;
   }
