@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/fp8_grouped_gemm_kernel.hpp"
 #include "backend/cuda_plan/grouped_gemm_tiles.hpp"
 #include "topology/error.hpp"
@@ -41,6 +42,13 @@ Fp8GroupedGemm::Fp8GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k)
   kernel_table_.insert(kernel_table_.end(), places.begin(), places.end());
   kernel_groups_ = schedule.groups;
   kernel_pairs_ = schedule.pairs;
+  int* counter = nullptr;
+  PARATWIN_CUDA_CHECK(cudaMalloc(&counter, sizeof(int)));
+  pair_counter_.reset(counter);
+}
+
+void Fp8GroupedGemm::DeviceFree::operator()(int* p) const noexcept {
+  cudaFree(p);
 }
 
 bool Fp8GroupedGemm::run_kernel(const Launch& launch, const Operands& operands) const {
@@ -59,6 +67,7 @@ bool Fp8GroupedGemm::run_kernel(const Launch& launch, const Operands& operands) 
   args.x_scale = operands.x_scale;
   args.w_scale = operands.w_scale;
   args.y = operands.y;
+  args.pair_counter = pair_counter_.get();
   args.groups = kernel_groups_;
   args.pairs = kernel_pairs_;
   args.n = static_cast<int>(n_);

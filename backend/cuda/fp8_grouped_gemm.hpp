@@ -21,6 +21,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "backend/cuda/fp8_gemm.hpp"
@@ -49,7 +50,9 @@ class Fp8GroupedGemm {
     const int* device_kernel_table = nullptr;  ///< a device copy of kernel_table() (run_kernel)
   };
 
-  /// n, k: as Fp8Gemm (kBlock: k a multiple of 128; paratwin::Error otherwise). Groups of 0 rows run nothing.
+  /// n, k: as Fp8Gemm (kBlock: k a multiple of 128; paratwin::Error otherwise). Groups of 0 rows run nothing. Where
+  /// the kernel supports the shape (kernel_table() not empty), allocates the kernel's pair counter (4 bytes of device
+  /// memory on the current device).
   Fp8GroupedGemm(std::vector<std::int64_t> group_rows, std::int64_t n, std::int64_t k);
 
   /// Enqueues every group's GEMM; allocates nothing and never waits on the host (after the first call of each row
@@ -59,7 +62,8 @@ class Fp8GroupedGemm {
   /// Enqueues every group's GEMM as one launch of the backend's persistent fp8 kernel (fp8_grouped_gemm_kernel.hpp)
   /// on launch.stream, writing each group's rows only (none past them), with launch.device_kernel_table. False (and
   /// nothing enqueued) where the kernel does not support n × k, the table is missing, or X, W, Y or a scale array is
-  /// not 16-byte aligned; the caller then runs run(). CUDA errors throw paratwin::Error.
+  /// not 16-byte aligned; the caller then runs run(). One launch at a time: launches of one Fp8GroupedGemm share its
+  /// pair counter, so they must not overlap (enqueue them on one stream). CUDA errors throw paratwin::Error.
   bool run_kernel(const Launch& launch, const Operands& operands) const;
   /// The kernel's tile schedule and group places (Fp8GroupedKernelArgs::table) for the caller to upload once; empty
   /// where the kernel does not support n × k or every group is empty.
@@ -81,6 +85,10 @@ class Fp8GroupedGemm {
   Fp8Gemm gemm_;
   std::vector<int> kernel_table_;
   int kernel_groups_ = 0, kernel_pairs_ = 0;
+  struct DeviceFree {
+    void operator()(int* p) const noexcept;
+  };
+  std::unique_ptr<int, DeviceFree> pair_counter_;  ///< Fp8GroupedKernelArgs::pair_counter
   int planned_streams_ = 0;
   std::vector<cuda_plan::Fp8StreamRun> runs_;
 };

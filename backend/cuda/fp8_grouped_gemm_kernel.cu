@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "backend/cuda/cluster_pair_queue.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_arch.hpp"
 #include "backend/cuda/fp8_grouped_gemm_kernel.hpp"
@@ -22,6 +23,8 @@ using cuda_plan::kGroupedTileRows;
 using grouped_pair::BlockTile;
 using grouped_pair::kWarpgroupThreads;
 using grouped_pair::kWarpStagingBytes;
+using grouped_pair::PairQueue;
+using grouped_pair::PairQueueCursor;
 
 constexpr int kKBlock = 128;   // k per ring stage: one scale block, one 128-byte swizzle row of e4m3
 constexpr int kStages = 3;     // 3 × 48 KB in flight per block (4 leave no room for the output staging)
@@ -46,7 +49,11 @@ constexpr unsigned kWScaleBytes = 16;  // 4 k-blocks of one n-block
 constexpr unsigned kScaleStageBytes = kXScaleBytes + 2 * kWScaleBytes;
 constexpr unsigned kScaleOffset = kStagingOffset + kConsumers * 4 * kWarpStagingBytes;
 constexpr unsigned kBarrierOffset = kScaleOffset + kStages * kScaleStageBytes;
-constexpr unsigned kSmemBytes = kBarrierOffset + 2 * kStages * 8 + 1024;  // + barriers + room to align to 1024
+constexpr unsigned kPairQueueOffset = kBarrierOffset + 2 * kStages * 8;
+constexpr unsigned kSmemBytes = kPairQueueOffset + grouped_pair::kPairQueueBytes + 1024;  // + room to align to 1024
+// The poppers of each pair from rank 0's queue (cluster_pair_queue.cuh): every consumer warp of both blocks (each
+// thread reads its tile from the pair) and rank 1's producer.
+constexpr unsigned kPairPoppers = 2 * kConsumers * (kWarpgroupThreads / 32) + 1;
 static_assert(kSmemBytes <= 227 * 1024, "a block's shared memory on sm_90");
 // The consumers hold 192 accumulator registers per thread (a 256-column sum and a 128-column partial), which the
 // compiler fits in 232 (224: 108 bytes of spills). setmaxnreg moves registers within what the block was launched
@@ -75,21 +82,33 @@ __device__ inline GroupPlace group_place(const Fp8GroupedKernelArgs& a, int grou
   return {a.table[2 * group], info[0], info[1], info[2]};
 }
 
-// The producer, one thread per block, as the bf16 kernel's: per pair and k-block, waits until both blocks' consumers
-// released the slot, then fills its part of it in both blocks: a pair sharing W loads its own X tile (two boxes of 64
-// rows) and W boxes 2·rank, 2·rank + 1 (n-rows 128·rank .. +127) into both blocks; a pair sharing X loads X rows
-// 64·rank .. +63 into both blocks and its own 4 W boxes. Either way each block's `full` barrier counts the stage's
+// The producer, one thread per block, as the bf16 kernel's but over the pairs of the cluster's queue (rank 0's claims
+// each pair and pushes it once the previous pair's first k-block is under way, so that the claim's round trip to L2
+// hides behind that pair; rank 1's pops it): per pair and k-block, waits until both blocks' consumers released the
+// slot, then fills its part of it in both blocks: a pair sharing W loads its own X tile (two boxes of 64 rows) and W
+// boxes 2·rank, 2·rank + 1 (n-rows 128·rank .. +127) into both blocks; a pair sharing X loads X rows 64·rank .. +63
+// into both blocks and its own 4 W boxes. Either way each block's `full` barrier counts the stage's
 // 48 KB, plus the scales this block loads for itself: its tile's activation scales of the k-block (the rows of the
 // group's padded scale column from the tile's first on, at most 128; none for a zero partner past the group's end)
 // and 16 bytes of weight scales per n-block.
-__device__ void produce(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank) {
+__device__ void produce(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank,
+                        PairQueue queue) {
   constexpr std::uint16_t kBothBlocks = 0b11;
   const int k_blocks = a.k / kKBlock;
   const int w_scale_ld = (k_blocks + 3) / 4 * 4;  // fp8_gemm.hpp: k-blocks padded to a multiple of 4
   const std::int64_t w_scales_per_expert = std::int64_t{a.n / kScaleBlock} * w_scale_ld;
   int slot = 0;
   unsigned phase = 0;
-  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+  const bool claims = rank == 0;
+  PairQueueCursor queue_at;
+  int pair = static_cast<int>(blockIdx.x / 2);  // the cluster's first pair
+  if (claims) {
+    queue.push(queue_at, pair);
+  } else {
+    pair = queue.pop(queue_at);
+  }
+  while (pair < a.pairs) {
+    const int next_pair = claims ? grouped_pair::claim_next_pair(a.pair_counter) : 0;
     const BlockTile tile = block_tile(a, pair, rank);
     const GroupPlace place = group_place(a, tile.group);
     const int x_row0 = place.first_row + tile.row0;
@@ -130,11 +149,13 @@ __device__ void produce(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned f
           hw::tma_load_2d(sb + b * kBoxBytes, &a.w_map, full_bar, k0, w_row0 + static_cast<int>(b) * 64);
         }
       }
+      if (kb == 0 && claims) queue.push(queue_at, next_pair);
       if (++slot == kStages) {
         slot = 0;
         phase ^= 1;
       }
     }
+    pair = claims ? next_pair : queue.pop(queue_at);
   }
 }
 
@@ -216,16 +237,18 @@ __device__ void consume_tile(const Fp8GroupedKernelArgs& a, unsigned ring, unsig
   grouped_pair::store_warp_rows_bf16<kHalves * kNHalf>(sum, staging, warp, lane, share.y, a.n, share.rows);
 }
 
-// Consumer warpgroup `half` (0 or 1) over this block's tiles, as the bf16 kernel's: a tile of more than 64 valid rows
-// (rows past the group's end are the next group's, or zeros, and are not stored): this warpgroup multiplies rows
-// 64·half .. +63 by all 256 columns; a tile of at most 64 (a group's remainder): both warpgroups take rows 0..63, this
-// one columns 128·half .. +127, so that the tensor cores compute 64 rows, not 128, with both warpgroups busy.
+// Consumer warpgroup `half` (0 or 1) over this block's tiles of the pairs it pops from the cluster's queue, as the bf16
+// kernel's: a tile of more than 64 valid rows (rows past the group's end are the next group's, or zeros, and are not
+// stored): this warpgroup multiplies rows 64·half .. +63 by all 256 columns; a tile of at most 64 (a group's
+// remainder): both warpgroups take rows 0..63, this one columns 128·half .. +127, so that the tensor cores compute 64
+// rows, not 128, with both warpgroups busy.
 __device__ void consume(const Fp8GroupedKernelArgs& a, unsigned ring, unsigned full, unsigned empty, unsigned rank,
-                        int half) {
+                        int half, PairQueue queue) {
   hw::RingCursor<kStages> ring_at;
   ring_at.rank = rank;
   const unsigned staging = ring + kStagingOffset + static_cast<unsigned>(half) * 4 * kWarpStagingBytes;
-  for (int pair = static_cast<int>(blockIdx.x / 2); pair < a.pairs; pair += static_cast<int>(gridDim.x / 2)) {
+  PairQueueCursor queue_at;
+  for (int pair = queue.pop_warp(queue_at); pair < a.pairs; pair = queue.pop_warp(queue_at)) {
     const BlockTile tile = block_tile(a, pair, rank);
     const GroupPlace place = group_place(a, tile.group);
     const int tile_rows = place.rows - tile.row0;  // ≤ 0 for the zero partner past a group's end
@@ -258,11 +281,15 @@ __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(kThreads, 1)
   // into the slot waits for them in a way compute-sanitizer racecheck follows (with one arrival per warp it reported
   // every scale read as a write-after-read hazard against that copy); measured no slower on an H200
   // (docs/performance.md).
+  const PairQueue queue{grouped_pair::ring_base(fp8_grouped_smem) + kPairQueueOffset};
+  if (threadIdx.x == 0) queue.init(kPairPoppers);  // fenced and published to the cluster by run_cluster_block
   grouped_pair::run_cluster_block<kStages, kBarrierOffset, kProducerRegisters, kConsumerRegisters>(
       fp8_grouped_smem, 2 * kConsumers * kWarpgroupThreads,
-      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank) { produce(args, ring, full, empty, rank); },
+      [&](unsigned ring, unsigned full, unsigned empty, unsigned rank) {
+        produce(args, ring, full, empty, rank, queue);
+      },
       [&](unsigned ring, unsigned full, unsigned empty, unsigned rank, int consumer) {
-        consume(args, ring, full, empty, rank, consumer);
+        consume(args, ring, full, empty, rank, consumer, queue);
       });
 }
 
@@ -278,6 +305,8 @@ bool encode_fp8_grouped_tensor_maps(const void* x, std::int64_t x_rows, const vo
 
 void launch_fp8_grouped_gemm_kernel(const Fp8GroupedKernelArgs& args, cudaStream_t stream) {
   if (args.pairs == 0) return;
+  // The pair counter starts at zero in every launch (cluster_pair_queue.cuh), on the launch's stream: also in a graph.
+  PARATWIN_CUDA_CHECK(cudaMemsetAsync(args.pair_counter, 0, sizeof(int), stream));
   const int blocks = persistent_pair_blocks(reinterpret_cast<const void*>(fp8_grouped_gemm_kernel), kThreads,
                                             kSmemBytes, args.pairs, "fp8 grouped GEMM kernel");
   fp8_grouped_gemm_kernel<<<blocks, kThreads, kSmemBytes, stream>>>(args);

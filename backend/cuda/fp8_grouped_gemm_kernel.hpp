@@ -6,11 +6,12 @@
 /// expert after expert; X's 1×128-group scales one block per expert of its rows rounded up to 4, k-group major; W's
 /// 128×128-block scales n-block major, k-blocks padded to a multiple of 4.
 ///
-/// Same structure and tile walk as the bf16 kernel: clusters of two blocks walk cuda_plan::decode_grouped_pair's tile
-/// pairs of 128 rows × 256 columns, one producer thread per block loads X and W by TMA (128-byte swizzle, one tensor
-/// map over all of X and one over all experts' W) into a 3-stage mbarrier ring, the pair's shared operand multicast to
-/// both blocks; two consumer warpgroups multiply 64 rows × 256 columns each (64 × 128 each for a remainder of at most
-/// 64 rows). What block scaling changes: a ring stage is one 128-deep k-block (128 bytes of e4m3 per row, one swizzle
+/// Same structure and tiles as the bf16 kernel: clusters of two blocks walk cuda_plan::decode_grouped_pair's tile
+/// pairs of 128 rows × 256 columns, each cluster's next pair claimed from a counter when it starts one
+/// (cluster_pair_queue.cuh: the pairs in flight stay about one wave of consecutive indices, the sharers of a weight
+/// block together), one producer thread per block loads X and W by TMA (128-byte swizzle, one tensor map over all of
+/// X and one over all experts' W) into a 3-stage mbarrier ring, the pair's shared operand multicast to both blocks;
+/// two consumer warpgroups multiply 64 rows × 256 columns each (64 × 128 each for a remainder of at most 64 rows). What block scaling changes: a ring stage is one 128-deep k-block (128 bytes of e4m3 per row, one swizzle
 /// row); per k-block and 128-column half (one weight-scale block), 4 wgmma m64n128k32 e4m3 fill a partial fp32
 /// accumulator that the warpgroup then adds into its running fp32 sum scaled by x_scale[row, kb] · w_scale[n-block,
 /// kb]. Registers: the sum of 256 columns (128 per thread) and one partial of 128 columns (64), reused by both halves;
@@ -52,6 +53,9 @@ struct Fp8GroupedKernelArgs {
   const float* x_scale = nullptr;  ///< every expert's block, as Fp8GroupedGemm::Operands; 16-byte aligned
   const float* w_scale = nullptr;  ///< weight_scale_count floats per expert; 16-byte aligned
   void* y = nullptr;               ///< bf16, 16-byte aligned
+  /// One int of device memory that only this launch uses while it runs: the clusters claim their pairs from it (the
+  /// launch zeroes it first, on its stream).
+  int* pair_counter = nullptr;
   int groups = 0, pairs = 0;       ///< non-empty groups, tile pairs
   int n = 0, k = 0;                ///< fp8_grouped_kernel_supports(n, k)
 };

@@ -36,20 +36,27 @@ __device__ inline BlockTile block_tile(const int* table, int groups, int n, int 
           (p.col_block + (shared_weights ? 0 : r)) * cuda_plan::kGroupedTileCols, shared_weights};
 }
 
-// A cluster block's life, given its dynamic shared memory `smem`: the ring of stages starts at the first 1024-byte
-// boundary (the 128-byte swizzle pattern repeats every 1024 bytes; at the same offset in both blocks, which the
-// multicast copies rely on), its kStages `full` and then kStages `empty` barriers (8 bytes each) kBarrierOffset bytes
-// into it. Thread 0 initialises the `full` barriers (one arrival: the producer's, plus the copies' bytes) and the
-// `empty` ones (`empty_arrivals` each, counted over both blocks); both blocks' barriers exist before either block's
-// copies or arrivals reach them; warpgroup 0 gives up registers and its thread 0 runs produce(ring, full, empty, rank)
-// (rank: the block's in its cluster); consumer warpgroup c claims them and runs consume(ring, full, empty, rank, c);
-// and neither block leaves while the other may still write its shared memory or barriers.
+// Where the ring of stages starts in a block's dynamic shared memory `smem`: at its first 1024-byte boundary (the
+// 128-byte swizzle pattern repeats every 1024 bytes; at the same offset in both blocks, which the multicast copies
+// rely on).
+__device__ inline unsigned ring_base(const std::uint8_t* smem) {
+  return (hopper::smem_address(smem) + 1023u) & ~1023u;
+}
+
+// A cluster block's life, given its dynamic shared memory `smem`: the ring of stages at ring_base(smem), its kStages
+// `full` and then kStages `empty` barriers (8 bytes each) kBarrierOffset bytes into it. Thread 0 initialises the
+// `full` barriers (one arrival: the producer's, plus the copies' bytes) and the `empty` ones (`empty_arrivals` each,
+// counted over both blocks) and fences its initialisations (also those of barriers it initialised before the call,
+// e.g. a cluster_pair_queue.cuh queue's); both blocks' barriers exist before either block's copies or arrivals reach
+// them; warpgroup 0 gives up registers and its thread 0 runs produce(ring, full, empty, rank) (rank: the block's in
+// its cluster); consumer warpgroup c claims them and runs consume(ring, full, empty, rank, c); and neither block
+// leaves while the other may still write its shared memory or barriers.
 template <unsigned kStages, unsigned kBarrierOffset, unsigned kProducerRegisters, unsigned kConsumerRegisters,
           typename Produce, typename Consume>
 __device__ __forceinline__ void run_cluster_block(const std::uint8_t* smem, unsigned empty_arrivals, Produce&& produce,
                                                   Consume&& consume) {
   namespace hw = hopper;
-  const unsigned ring = (hw::smem_address(smem) + 1023u) & ~1023u;
+  const unsigned ring = ring_base(smem);
   const unsigned full = ring + kBarrierOffset;
   const unsigned empty = full + kStages * 8;
   const unsigned rank = hw::cluster_cta_rank();

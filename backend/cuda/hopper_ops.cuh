@@ -115,6 +115,12 @@ __device__ inline float ld_shared_f32(unsigned addr) {
   asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(value) : "r"(addr) : "memory");
   return value;
 }
+/// The 4 bytes at shared-memory address `addr`.
+__device__ inline unsigned ld_shared_u32(unsigned addr) {
+  unsigned value = 0;
+  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(value) : "r"(addr) : "memory");
+  return value;
+}
 /// Two floats as a pair of bf16 (round to nearest even): `lo` in the low 16 bits (the lower address in memory).
 __device__ inline unsigned pack_bf16x2(float lo, float hi) {
   unsigned packed = 0;
@@ -142,6 +148,64 @@ __device__ inline void mbarrier_arrive_cluster(unsigned bar, unsigned cta_rank) 
       "mbarrier.arrive.shared::cluster.b64 _, [remote];\n"
       "}\n" ::"r"(bar),
       "r"(cta_rank)
+      : "memory");
+}
+/// As mbarrier_arrive_cluster, with release semantics at cluster scope: the arriving thread's earlier shared-memory
+/// reads and writes, the other block's included (st_shared_cluster_u32), happen before whatever a thread does after
+/// its mbarrier_wait_acquire_shared on the phase this arrival completes.
+__device__ inline void mbarrier_arrive_release_cluster(unsigned bar, unsigned cta_rank) {
+  asm volatile(
+      "{\n"
+      ".reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n"
+      "}\n" ::"r"(bar),
+      "r"(cta_rank)
+      : "memory");
+}
+/// Waits for phase `parity` of this block's barrier at shared-memory offset `bar` with a relaxed wait, then a fence
+/// whose acquire covers only shared memory of the cluster: the shared-memory writes (this block's or the other's) that
+/// the completing arrivals released (mbarrier_arrive_release_cluster, mbarrier_arrive_release_shared) happen before
+/// this thread's later shared-memory accesses. Global memory is left out of the ordering: sm_90 ptxas turns an
+/// acquire wait at cluster scope into an invalidation of the SM's L1 (CCTL.IVALL), and this fence into none
+/// (docs/performance.md).
+__device__ inline void mbarrier_wait_acquire_shared(unsigned bar, unsigned parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "wait_again:\n"
+      "mbarrier.try_wait.parity.relaxed.cluster.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_again;\n"
+      "fence.acquire.sync_restrict::shared::cluster.cluster;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+/// One arrival on the barrier at shared-memory offset `bar` of the cluster's block `cta_rank`, after a fence whose
+/// release covers only this block's shared memory: enough where the arriving thread's accesses to be ordered are
+/// reads and writes of its own block's shared memory (a popper's read of its slot).
+__device__ inline void mbarrier_arrive_release_shared(unsigned bar, unsigned cta_rank) {
+  asm volatile(
+      "{\n"
+      ".reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "fence.release.sync_restrict::shared::cta.cluster;\n"
+      "mbarrier.arrive.relaxed.cluster.shared::cluster.b64 _, [remote];\n"
+      "}\n" ::"r"(bar),
+      "r"(cta_rank)
+      : "memory");
+}
+
+/// Stores 4 bytes at shared-memory offset `addr` of the cluster's block `cta_rank` (another block's, or this one's).
+__device__ inline void st_shared_cluster_u32(unsigned addr, unsigned cta_rank, unsigned value) {
+  asm volatile(
+      "{\n"
+      ".reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "st.shared::cluster.u32 [remote], %2;\n"
+      "}\n" ::"r"(addr),
+      "r"(cta_rank), "r"(value)
       : "memory");
 }
 /// Waits until every thread of every block of the cluster has arrived here (all threads of each warp take part):
