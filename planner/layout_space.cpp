@@ -61,10 +61,35 @@ std::vector<std::pair<int, int>> moe_size_choices(bool moe, int tp) {
   return out;
 }
 
-constexpr std::size_t kCpModeChoices = 6;  // {allgather, ring, ulysses} × {round-robin, zigzag}
-
 bool cp_choice_matters(const PlanRequest& request, const ParallelConfig& config) {
   return config.attn_cp_size > 1 && request.workload.phase == Phase::kPrefill;
+}
+
+// The CP algorithm and split choices of `config`: all six where they matter, else SGLang's all-gather round-robin.
+std::vector<std::pair<CpAlgorithm, CpSplit>> cp_mode_choices(const PlanRequest& request, const ParallelConfig& config) {
+  if (!cp_choice_matters(request, config)) return {{CpAlgorithm::kAllGather, CpSplit::kRoundRobin}};
+  std::vector<std::pair<CpAlgorithm, CpSplit>> out;
+  for (const auto algo : {CpAlgorithm::kAllGather, CpAlgorithm::kRing, CpAlgorithm::kUlysses}) {
+    for (const auto split : {CpSplit::kRoundRobin, CpSplit::kZigzag}) out.emplace_back(algo, split);
+  }
+  return out;
+}
+
+// Every (data-parallel base, attn_cp) choice of `gpus` GPUs with the choices that multiply under it, in the order
+// generate_candidates expands them and candidate_count counts them: visit(config, moe_sizes, cp_modes, moe_modes).
+template <typename Visit>
+void for_each_cp_choice(const PlanRequest& request, int gpus, Visit&& visit) {
+  const bool moe = request.model.moe.has_value();
+  const std::vector<MoeMode> moe_modes =
+      moe ? std::vector{MoeMode::kAllToAll, MoeMode::kGather} : std::vector{MoeMode::kGather};
+  for_each_data_parallel_base(gpus, [&](const ParallelConfig& base) {
+    const auto moe_sizes = moe_size_choices(moe, base.tp_size);
+    for (const int cp : divisors(base.tp_size / base.attn_dp_size())) {
+      ParallelConfig with_cp = base;
+      with_cp.attn_cp_size = cp;
+      visit(with_cp, moe_sizes, cp_mode_choices(request, with_cp), moe_modes);
+    }
+  });
 }
 
 // The rules of the planner itself (structural): a layout it would count twice, or does not simulate faithfully, or a
@@ -244,29 +269,14 @@ Classification classify(const PlanRequest& request, const Candidate& c) {
 std::vector<Candidate> generate_candidates(const PlanRequest& request, int nodes) {
   std::vector<Candidate> out;
   const int gpus = nodes * request.cluster.gpus_per_node;
-  const bool moe = request.model.moe.has_value();
-  for_each_data_parallel_base(gpus, [&](const ParallelConfig& base) {
-    const auto moe_sizes = moe_size_choices(moe, base.tp_size);
-    for (const int cp : divisors(base.tp_size / base.attn_dp_size())) {
-      ParallelConfig with_cp = base;
-      with_cp.attn_cp_size = cp;
-      std::vector<std::pair<CpAlgorithm, CpSplit>> cp_modes{{CpAlgorithm::kAllGather, CpSplit::kRoundRobin}};
-      if (cp_choice_matters(request, with_cp)) {
-        cp_modes.clear();
-        for (const auto algo : {CpAlgorithm::kAllGather, CpAlgorithm::kRing, CpAlgorithm::kUlysses}) {
-          for (const auto split : {CpSplit::kRoundRobin, CpSplit::kZigzag}) cp_modes.emplace_back(algo, split);
-        }
-      }
-      for (const auto& [ep, moe_dp] : moe_sizes) {
-        ParallelConfig config = with_cp;
-        config.ep_size = ep;
-        config.moe_dp_size = moe_dp;
-        for (const auto& [algo, split] : cp_modes) {
-          for (const auto mode :
-               moe ? std::vector{MoeMode::kAllToAll, MoeMode::kGather} : std::vector{MoeMode::kGather}) {
-            out.push_back(Candidate{config, algo, split, mode, nodes, gpus});
-          }
-        }
+  for_each_cp_choice(request, gpus, [&](const ParallelConfig& with_cp, const auto& moe_sizes, const auto& cp_modes,
+                                        const auto& moe_modes) {
+    for (const auto& [ep, moe_dp] : moe_sizes) {
+      ParallelConfig config = with_cp;
+      config.ep_size = ep;
+      config.moe_dp_size = moe_dp;
+      for (const auto& [algo, split] : cp_modes) {
+        for (const auto mode : moe_modes) out.push_back(Candidate{config, algo, split, mode, nodes, gpus});
       }
     }
   });
@@ -274,19 +284,11 @@ std::vector<Candidate> generate_candidates(const PlanRequest& request, int nodes
 }
 
 std::int64_t candidate_count(const PlanRequest& request, int nodes) {
-  const int gpus = nodes * request.cluster.gpus_per_node;
-  const bool moe = request.model.moe.has_value();
-  const std::int64_t moe_modes = moe ? 2 : 1;
   std::int64_t count = 0;
-  for_each_data_parallel_base(gpus, [&](const ParallelConfig& base) {
-    const auto moe_sizes = static_cast<std::int64_t>(moe_size_choices(moe, base.tp_size).size());
-    for (const int cp : divisors(base.tp_size / base.attn_dp_size())) {
-      ParallelConfig with_cp = base;
-      with_cp.attn_cp_size = cp;
-      const auto cp_modes = static_cast<std::int64_t>(cp_choice_matters(request, with_cp) ? kCpModeChoices : 1);
-      count += moe_sizes * cp_modes * moe_modes;
-    }
-  });
+  for_each_cp_choice(request, nodes * request.cluster.gpus_per_node,
+                     [&](const ParallelConfig&, const auto& moe_sizes, const auto& cp_modes, const auto& moe_modes) {
+                       count += static_cast<std::int64_t>(moe_sizes.size() * cp_modes.size() * moe_modes.size());
+                     });
   return count;
 }
 
