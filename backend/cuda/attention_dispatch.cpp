@@ -1,5 +1,10 @@
 #include "backend/cuda/attention_dispatch.hpp"
 
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <string>
+
 #include "backend/cuda/attention_gemm.hpp"
 #include "backend/cuda/sparse_mla_attention.hpp"
 
@@ -17,6 +22,18 @@ const char* to_string(AttentionPath path) {
       return "sparse MLA";
   }
   return "?";
+}
+
+std::string attention_kernel_key(const AttentionArgs& a) {
+  // 0: null, 1: set, 2: set and 16-byte aligned (the fused path reads whole 16-byte vectors).
+  const auto pointer = [](const void* p) {
+    return p == nullptr ? 0 : (reinterpret_cast<std::uintptr_t>(p) % 16 == 0 ? 2 : 1);
+  };
+  return fmt::format("{} {} {} {} {} {} {} | {} {} {} {} | {} {} {} {} | {} {} {} {} | {} {} {} {} | {} {}",
+                     pointer(a.q), pointer(a.k), pointer(a.v), pointer(a.out), pointer(a.out_f32), pointer(a.lse),
+                     pointer(a.key_index), a.q_row_stride, a.k_row_stride, a.v_row_stride, a.out_row_stride, a.batch,
+                     a.q_tokens, a.kv_tokens, a.kv_batch_rows, a.heads, a.kv_heads, a.head_dim_qk, a.head_dim_v,
+                     a.q_start, a.q_stride, a.kv_start, a.kv_stride, a.causal, a.keys_per_query);
 }
 
 AttentionPath dispatch_attention(const AttentionArgs& a, const AttentionResources& r, cudaStream_t stream) {

@@ -10,6 +10,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "backend/cuda/attention_cudnn.hpp"
 #include "backend/cuda/kernels.hpp"
@@ -34,5 +35,10 @@ struct AttentionResources {
 
 /// Enqueues `a` on `stream` on the first path that takes it and returns that path.
 AttentionPath dispatch_attention(const AttentionArgs& a, const AttentionResources& r, cudaStream_t stream);
+
+/// What picks the kernels of an attention call: every field of `a` but the pointers and the scale, and of those whether each is
+/// set and 16-byte aligned. Calls with equal keys take the same path and launch the same kernels (for the fused
+/// path, the same cuDNN plan).
+[[nodiscard]] std::string attention_kernel_key(const AttentionArgs& a);
 
 }  // namespace paratwin::cuda

@@ -73,15 +73,17 @@ bool Binder::bind_ring(const Op& op, BoundOp& b, const std::string& role, const 
     const int qkv = act("qkv", mb, bf(rows * qkv_row));
     const int kv = block(step);
     const AttentionArgs a = dense_attention_args(shape, h, owner.runs[ki].count);
-    b.compute = [=](const ExecCtx& e) {
+    const auto args_of = [=](const BufferPool& buffers) {
       AttentionArgs args = a;
-      args.q = static_cast<const char*>(e.pool->ptr(qkv)) + q_offset * qkv_row * 2;
-      args.k = static_cast<const char*>(e.pool->ptr(kv)) + kv_offset * kv_row * 2;
+      args.q = static_cast<const char*>(buffers.ptr(qkv)) + q_offset * qkv_row * 2;
+      args.k = static_cast<const char*>(buffers.ptr(kv)) + kv_offset * kv_row * 2;
       args.v = static_cast<const char*>(args.k) + kv_heads * d * 2;
-      args.out_f32 = static_cast<float*>(e.pool->ptr(part));
-      args.lse = static_cast<float*>(e.pool->ptr(part_lse));
-      run_attention(e, args);
+      args.out_f32 = static_cast<float*>(buffers.ptr(part));
+      args.lse = static_cast<float*>(buffers.ptr(part_lse));
+      return args;
     };
+    p_.attention_calls.push_back(args_of);
+    b.compute = [=](const ExecCtx& e) { run_attention(e, args_of(*e.pool)); };
     return true;
   }
   if (role.starts_with("attn.ring_merge")) {
@@ -255,6 +257,15 @@ bool Binder::bind_ulysses(const Op& op, BoundOp& b, const std::string& role, con
   a.q_start = chunk_start;
   a.causal = shape.causal;
   a.scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const auto args_of = [=](const BufferPool& buffers) {
+    AttentionArgs args = a;
+    args.q = buffers.ptr(seq);
+    args.k = buffers.ptr(cache);
+    args.v = static_cast<const char*>(buffers.ptr(cache)) + kv_heads_per_peer * d * 2;
+    args.out = buffers.ptr(seq_out);
+    return args;
+  };
+  p_.attention_calls.push_back(args_of);
   b.compute = [=](const ExecCtx& e) {
     launch_gather_rows(e.pool->ptr(recv), e.pool->ptr(seq), batch * chunk, E * 2,
                        static_cast<const int*>(e.pool->ptr(to_positions_map)), e.stream);
@@ -266,12 +277,7 @@ bool Binder::bind_ulysses(const Op& op, BoundOp& b, const std::string& role, con
           seq_base + (req * chunk * E + q_heads_per_peer * d) * 2, static_cast<std::size_t>(E * 2),
           static_cast<std::size_t>(kv_width * 2), static_cast<std::size_t>(chunk), cudaMemcpyDeviceToDevice, e.stream));
     }
-    AttentionArgs args = a;
-    args.q = seq_base;
-    args.k = cache_base;
-    args.v = cache_base + kv_heads_per_peer * d * 2;
-    args.out = e.pool->ptr(seq_out);
-    run_attention(e, args);
+    run_attention(e, args_of(*e.pool));
     launch_gather_rows(e.pool->ptr(seq_out), e.pool->ptr(out_send), received, out_width * 2,
                        static_cast<const int*>(e.pool->ptr(to_peers_map)), e.stream);
   };

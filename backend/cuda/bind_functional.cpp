@@ -255,14 +255,16 @@ bool Binder::bind_functional(const Op& op, BoundOp& b) {
     const int cache = pool.request(L + "kv_cache", bf(runs.batch * cache_rows_ * kv_row));
     const int out = act("attn", mb, bf(rows * heads * d));
     const AttentionArgs a = dense_attention_args(*shape, h, cache_rows_);
-    b.compute = [=](const ExecCtx& e) {
+    const auto args_of = [=](const BufferPool& buffers) {
       AttentionArgs args = a;
-      args.q = static_cast<const char*>(e.pool->ptr(qkv)) + offset * qkv_row * 2;
-      args.k = e.pool->ptr(cache);
-      args.v = static_cast<const char*>(e.pool->ptr(cache)) + kv_heads * d * 2;
-      args.out = static_cast<char*>(e.pool->ptr(out)) + offset * heads * d * 2;
-      run_attention(e, args);
+      args.q = static_cast<const char*>(buffers.ptr(qkv)) + offset * qkv_row * 2;
+      args.k = buffers.ptr(cache);
+      args.v = static_cast<const char*>(buffers.ptr(cache)) + kv_heads * d * 2;
+      args.out = static_cast<char*>(buffers.ptr(out)) + offset * heads * d * 2;
+      return args;
     };
+    p_.attention_calls.push_back(args_of);
+    b.compute = [=](const ExecCtx& e) { run_attention(e, args_of(*e.pool)); };
     return true;
   }
   if (role == "attn.o_proj") {

@@ -133,15 +133,17 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
       a.causal = s.causal;
       a.scale = 1.0f / std::sqrt(static_cast<float>(std::max<i64>(1, s.head_dim_qk)));
       a.keys_per_query = sparse ? s.topk : 0;
-      b.compute = [=](const ExecCtx& e) {
+      const auto args_of = [=](const BufferPool& buffers) {
         AttentionArgs args = a;
-        args.q = e.pool->ptr(q);
-        args.k = e.pool->ptr(kk);
-        args.v = e.pool->ptr(v);
-        args.out = e.pool->ptr(out);
-        args.key_index = idx >= 0 ? static_cast<const int*>(e.pool->ptr(idx)) : nullptr;
-        run_attention(e, args);
+        args.q = buffers.ptr(q);
+        args.k = buffers.ptr(kk);
+        args.v = buffers.ptr(v);
+        args.out = buffers.ptr(out);
+        args.key_index = idx >= 0 ? static_cast<const int*>(buffers.ptr(idx)) : nullptr;
+        return args;
       };
+      p_.attention_calls.push_back(args_of);
+      b.compute = [=](const ExecCtx& e) { run_attention(e, args_of(*e.pool)); };
       return;
     }
     case ComputeKind::kIndexerScore: {

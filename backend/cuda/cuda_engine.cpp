@@ -14,7 +14,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sstream>
+#include <string>
 #include <thread>
 
 #include "backend/cuda/attention_cudnn.hpp"
@@ -170,6 +172,7 @@ class Worker {
  private:
   void body();
   void make_comms();
+  void load_attention_kernels();
   ncclComm_t comm_of(GroupFamily family) const;
   void enqueue_step();
   bool wait_step();
@@ -413,6 +416,25 @@ void Worker::collect_outputs() {
   st_.results[static_cast<std::size_t>(rank_)].outputs = std::move(out);
 }
 
+// Runs each distinct dense attention call of the rank once, before the first step, on whatever its buffers hold (a
+// step writes every output anew), so that its kernels are loaded (cuDNN's for each shape's plan; the plan is built
+// too). CUDA loads a kernel at its first launch, and that load waits for the GPU: inside a step it waits behind the
+// step gate, or for good behind a receive that never completes (seen on two H200: the watchdog then named the
+// attention being posted, not the receive). A later micro-batch's attention is such a first launch: its causal
+// mask is shifted, another cuDNN kernel. Index-sparse calls are left out: their key indices exist only once the
+// step's indexer ran, and they launch the backend's own kernels.
+void Worker::load_attention_kernels() {
+  const cuda::AttentionResources resources{cudnn_attention_.get(), blas_, attention_workspace_,
+                                           cuda::kAttentionWorkspaceBytes};
+  std::set<std::string> loaded;
+  for (const auto& args_of : prog_.attention_calls) {
+    const auto args = args_of(prog_.pool);
+    if (args.key_index != nullptr || !loaded.insert(cuda::attention_kernel_key(args)).second) continue;
+    (void)cuda::dispatch_attention(args, resources, compute_);
+  }
+  PARATWIN_CUDA_CHECK(cudaStreamSynchronize(compute_));
+}
+
 void Worker::body() {
   PARATWIN_CUDA_CHECK(cudaSetDevice(gpu_));
   cuda::BindOptions bind;
@@ -457,6 +479,7 @@ void Worker::body() {
   gemm_streams_ = std::make_unique<cuda::GemmStreams>(cuda::kGemmSideStreams, side_lt_workspace_bytes);
   prog_.pool.allocate(compute_);
   mine.device_bytes = prog_.pool.total_bytes();  // what was allocated (the check above used an upper bound)
+  load_attention_kernels();
   auto moe_gemms = cuda::moe_gemm_launches(prog_);
   mine.moe_gemm_ops = std::move(moe_gemms.ops);
   mine.moe_gemm_fallbacks = std::move(moe_gemms.fallbacks);

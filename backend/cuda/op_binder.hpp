@@ -89,6 +89,9 @@ struct RankProgram {
   std::int64_t indexer_fp8_ops = 0;
   std::int64_t indexer_bf16_ops = 0;
   std::vector<std::string> indexer_fp8_fallbacks;
+  /// Every attention call's arguments as they resolve against the allocated pool: the engine runs each distinct one
+  /// once before the first step, so that no step loads an attention kernel (the engine's load_attention_kernels).
+  std::vector<std::function<AttentionArgs(const BufferPool&)>> attention_calls;
   /// An fp8 GEMM of more than one group (Fp8GroupedGemm): only then do the side streams need cuBLASLt workspaces of
   /// their own (kGemmSideStreams × kLtWorkspaceBytes), so the engine allocates them only then.
   bool fp8_side_streams = false;

@@ -19,7 +19,8 @@ step mpi_run_check 240 tests/gpu/mpi_run_check.sh "$BIN/paratwin" mpirun
 step mpi_too_few_gpus 60 mpirun --oversubscribe -np 2 "$BIN/paratwin" run --model tests/gpu/tiny-llama/config.json \
   --tp-size 4 --attn-cp-size 4 --prompt-len 256
 step gpu_tests 300 "$BIN/gpu_tests" --durations yes "~numerical check: CP=4 ring and Ulysses*" \
-  "~numerical check fails when the MoE groups run into the next pipeline stage"
+  "~numerical check fails when the MoE groups run into the next pipeline stage" \
+  "~numerical check: Ulysses CP=2 with PP=2*"
 step bench_cuda_backend 150 "$BIN/bench_cuda_backend"
 pack_results
 exit 0

@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <string>
 
 #include "backend/cuda/attention_cudnn.hpp"
 #include "backend/cuda/attention_dispatch.hpp"
@@ -90,4 +91,34 @@ TEST_CASE("attention falls back to cuBLAS where the fused path cannot compute it
     });
   }
   cublasDestroy(blas);
+}
+
+TEST_CASE("attention calls with one kernel key share their cuDNN plan; a shifted causal mask is another key", "[gpu]") {
+  REQUIRE(cuda_device_count() >= 1);
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  CudnnAttention cudnn;
+  const Shape first{"micro-batch 0: queries 0..255 over keys 0..255", 1, 256, 256, 8, 2, 128, 128};
+  const Shape later{"micro-batch 1: queries 256..511 over keys 0..511", 1, 256, 512, 8, 2, 128, 128, 256};
+  std::string first_key;
+  attention_check::check_against_reference(first, 601, [&](const AttentionArgs& a, void* ws, std::size_t bytes) {
+    first_key = attention_kernel_key(a);
+    AttentionArgs moved = a;  // other buffers, as another layer's call: the same key
+    moved.q = static_cast<const char*>(a.q) + 4096;
+    moved.out = static_cast<char*>(a.out) + 4096;
+    moved.scale = 2 * a.scale;
+    CHECK(attention_kernel_key(moved) == first_key);
+    moved.q = static_cast<const char*>(a.q) + 2;  // no longer 16-byte aligned: the fused path declines it
+    CHECK(attention_kernel_key(moved) != first_key);
+    REQUIRE(cudnn.run(a, ws, bytes, nullptr));
+  });
+  attention_check::check_against_reference(first, 602, [&](const AttentionArgs& a, void* ws, std::size_t bytes) {
+    CHECK(attention_kernel_key(a) == first_key);  // new buffers, same shape
+    REQUIRE(cudnn.run(a, ws, bytes, nullptr));
+  });
+  CHECK(cudnn.cached_plans() == 1);
+  attention_check::check_against_reference(later, 603, [&](const AttentionArgs& a, void* ws, std::size_t bytes) {
+    CHECK(attention_kernel_key(a) != first_key);
+    REQUIRE(cudnn.run(a, ws, bytes, nullptr));
+  });
+  CHECK(cudnn.cached_plans() == 2);
 }
