@@ -93,7 +93,7 @@ TEST_CASE("attention falls back to cuBLAS where the fused path cannot compute it
   cublasDestroy(blas);
 }
 
-TEST_CASE("attention calls with one kernel key share their cuDNN plan; a shifted causal mask is another key", "[gpu]") {
+TEST_CASE("attention calls with one kernel key share their cuDNN plan, and a shifted causal mask is another key", "[gpu]") {
   REQUIRE(cuda_device_count() >= 1);
   REQUIRE(cudaSetDevice(0) == cudaSuccess);
   CudnnAttention cudnn;
