@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backend/cuda/attention_gemm.hpp"
+#include "backend/cuda/attention_strided.hpp"
 #include "backend/cuda/sparse_mla_attention.hpp"
 
 namespace paratwin::cuda {
@@ -38,7 +39,10 @@ std::string attention_kernel_key(const AttentionArgs& a) {
 
 AttentionPath dispatch_attention(const AttentionArgs& a, const AttentionResources& r, cudaStream_t stream) {
   if (a.key_index == nullptr && r.workspace != nullptr) {
-    if (r.cudnn != nullptr && r.cudnn->run(a, r.workspace, r.workspace_bytes, stream)) return AttentionPath::kCudnnFused;
+    if (r.cudnn != nullptr && (r.cudnn->run(a, r.workspace, r.workspace_bytes, stream) ||
+                               run_strided_causal_cudnn(*r.cudnn, a, r.workspace, r.workspace_bytes, stream))) {
+      return AttentionPath::kCudnnFused;
+    }
     attention_gemm(a, r.blas, r.workspace, r.workspace_bytes, stream);
     return AttentionPath::kCublas;
   }

@@ -1,6 +1,7 @@
 #pragma once
 /// Picks the kernel of one attention call: cuDNN's fused flash attention (attention_cudnn.hpp) when it computes the
-/// call exactly, else the unfused tensor-core attention (attention_gemm.hpp); index-sparse attention in MLA's absorbed
+/// call exactly, directly or, for causal attention over strided positions (round-robin CP), as diagonal calls
+/// (attention_strided.hpp), else the unfused tensor-core attention (attention_gemm.hpp); index-sparse attention in MLA's absorbed
 /// form runs on sparse_mla_attention.hpp's kernel; anything else (or no workspace) on the backend's reference kernel
 /// (launch_attention). All give the same results.
 

@@ -48,6 +48,18 @@ __global__ void bf16_rows_to_f32_kernel(const __nv_bfloat16* src, i64 src_row_st
   }
 }
 
+__global__ void f32_rows_to_bf16_kernel(const float* src, i64 src_row_stride, i64 src_batch_stride,
+                                        __nv_bfloat16* dst, i64 dst_row_stride, i64 dst_batch_stride, i64 batch, i64 rows,
+                                        i64 cols) {
+  const i64 total = batch * rows * cols;
+  for (i64 i = blockIdx.x * static_cast<i64>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<i64>(gridDim.x) * blockDim.x) {
+    const i64 c = i % cols, r = i / cols % rows, b = i / (cols * rows);
+    dst[b * dst_batch_stride + r * dst_row_stride + c] =
+        __float2bfloat16(src[b * src_batch_stride + r * src_row_stride + c]);
+  }
+}
+
 }  // namespace
 
 void launch_stats_to_lse(const float* stats, float* lse, i64 batch, i64 heads, i64 rows, i64 lse_heads,
@@ -70,6 +82,15 @@ void launch_bf16_rows_to_f32(const void* src, i64 src_row_stride, i64 src_batch_
   bf16_rows_to_f32_kernel<<<blocks_for(batch * rows * cols), kBlock, 0, stream>>>(
       static_cast<const __nv_bfloat16*>(src), src_row_stride, src_batch_stride, dst, dst_row_stride, dst_batch_stride,
       batch, rows, cols);
+}
+
+void launch_f32_rows_to_bf16(const float* src, i64 src_row_stride, i64 src_batch_stride, void* dst,
+                             i64 dst_row_stride, i64 dst_batch_stride, i64 batch, i64 rows, i64 cols,
+                             cudaStream_t stream) {
+  if (batch * rows * cols == 0) return;
+  f32_rows_to_bf16_kernel<<<blocks_for(batch * rows * cols), kBlock, 0, stream>>>(
+      src, src_row_stride, src_batch_stride, static_cast<__nv_bfloat16*>(dst), dst_row_stride, dst_batch_stride, batch,
+      rows, cols);
 }
 
 }  // namespace paratwin::cuda

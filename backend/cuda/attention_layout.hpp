@@ -1,7 +1,8 @@
 #pragma once
 /// Small kernels that move fused attention's results (attention_cudnn.hpp) into AttentionArgs' layouts
 /// (kernels.hpp): cuDNN writes its softmax statistics per (request, head, query) and its output in bf16, while
-/// AttentionArgs keeps the log-sum-exp per (request, query, head) and the partial form of ring CP wants fp32 rows.
+/// AttentionArgs keeps the log-sum-exp per (request, query, head) and the partial form of ring CP wants fp32 rows;
+/// strided-query attention (attention_strided.hpp) merges fp32 partials and writes them back as bf16 rows.
 
 #include <cuda_runtime.h>
 
@@ -22,6 +23,12 @@ void launch_lse_no_keys(float* lse, std::int64_t batch, std::int64_t rows, std::
 /// dst[b·dst_batch_stride + r·dst_row_stride + c] = src[b·src_batch_stride + r·src_row_stride + c] (bf16 → fp32) for
 /// b < batch, r < rows, c < cols (strides in elements).
 void launch_bf16_rows_to_f32(const void* src, std::int64_t src_row_stride, std::int64_t src_batch_stride, float* dst,
+                             std::int64_t dst_row_stride, std::int64_t dst_batch_stride, std::int64_t batch,
+                             std::int64_t rows, std::int64_t cols, cudaStream_t stream);
+
+/// dst[b·dst_batch_stride + r·dst_row_stride + c] = bf16(src[b·src_batch_stride + r·src_row_stride + c]) (fp32 →
+/// bf16) for b < batch, r < rows, c < cols (strides in elements).
+void launch_f32_rows_to_bf16(const float* src, std::int64_t src_row_stride, std::int64_t src_batch_stride, void* dst,
                              std::int64_t dst_row_stride, std::int64_t dst_batch_stride, std::int64_t batch,
                              std::int64_t rows, std::int64_t cols, cudaStream_t stream);
 

@@ -1,4 +1,5 @@
-// Dense attention speed: cuDNN's fused flash attention (attention_cudnn.hpp) against the unfused cuBLAS path
+// Dense attention speed: cuDNN's fused flash attention (attention_cudnn.hpp; round-robin CP's strided queries as
+// diagonal calls, attention_strided.hpp) against the unfused cuBLAS path
 // (attention_gemm.hpp) on long-context prefill shapes of Llama-3.1-8B (32 heads, 8 KV heads, head dim 128) and
 // DeepSeek's MLA prefill (128 heads, head dims 192/128), bf16, on GPU 0.
 //
@@ -24,6 +25,7 @@
 
 #include "backend/cuda/attention_cudnn.hpp"
 #include "backend/cuda/attention_gemm.hpp"
+#include "backend/cuda/attention_strided.hpp"
 #include "backend/cuda/kernels.hpp"
 
 using paratwin::cuda::AttentionArgs;
@@ -45,6 +47,7 @@ struct Case {
   i64 q_tokens, kv_tokens, heads, kv_heads, dim_qk, dim_v;
   i64 q_start = 0, kv_start = 0;
   bool causal = true, partial = false;
+  i64 q_stride = 1;  ///< round-robin CP: the queries at positions q_start + i · q_stride
 };
 
 // (query, key) pairs a causal or full attention computes.
@@ -52,7 +55,7 @@ double visible_pairs(const Case& c) {
   if (!c.causal) return static_cast<double>(c.q_tokens) * static_cast<double>(c.kv_tokens);
   double pairs = 0;
   for (i64 i = 0; i < c.q_tokens; ++i) {
-    pairs += static_cast<double>(std::clamp<i64>(c.q_start + i - c.kv_start + 1, 0, c.kv_tokens));
+    pairs += static_cast<double>(std::clamp<i64>(c.q_start + i * c.q_stride - c.kv_start + 1, 0, c.kv_tokens));
   }
   return pairs;
 }
@@ -121,6 +124,9 @@ int main(int argc, char** argv) {
       {"Llama-3.1-8B non-causal 16K", k16, k16, 32, 8, 128, 128, 0, 0, false},
       {"Llama-3.1-8B CP chunk: queries 16K..32K over keys 0..32K", k16, k32, 32, 8, 128, 128, k16},
       {"Llama-3.1-8B causal 28,416 (the CP chunk's FLOPs)", 28416, 28416, 32, 8, 128, 128},
+      {"Llama-3.1-8B round-robin CP rank 1 of 2: queries 1, 3, ..., 32K-1 over keys 0..32K", k16, k32, 32, 8, 128, 128,
+       1, 0, true, false, 2},
+      {"Llama-3.1-8B causal 23,170 (the round-robin rank's FLOPs)", 23170, 23170, 32, 8, 128, 128},
       {"Llama-3.1-8B causal 32K", k32, k32, 32, 8, 128, 128},
       {"Llama-3.1-8B ring partial form (fp32 out + lse), causal 16K", k16, k16, 32, 8, 128, 128, 0, 0, true, true},
       {"DeepSeek MLA prefill causal 16K, 128 heads, 192/128", k16, k16, 128, 128, 192, 128},
@@ -163,6 +169,7 @@ int main(int argc, char** argv) {
     a.head_dim_qk = c.dim_qk;
     a.head_dim_v = c.dim_v;
     a.q_start = c.q_start;
+    a.q_stride = c.q_stride;
     a.kv_start = c.kv_start;
     a.causal = c.causal;
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.dim_qk));
@@ -183,7 +190,11 @@ int main(int argc, char** argv) {
     try {
       fused_ms = median_ms(
           [&] {
-            if (!cudnn.run(fused, workspace.ptr, paratwin::cuda::kAttentionWorkspaceBytes, nullptr)) fused_ok = false;
+            if (!cudnn.run(fused, workspace.ptr, paratwin::cuda::kAttentionWorkspaceBytes, nullptr) &&
+                !paratwin::cuda::run_strided_causal_cudnn(cudnn, fused, workspace.ptr,
+                                                          paratwin::cuda::kAttentionWorkspaceBytes, nullptr)) {
+              fused_ok = false;
+            }
           },
           runs);
     } catch (const std::exception& e) {

@@ -2,13 +2,14 @@
 # One device call on nvidia-h200-x4: GPU tests, the bench sweep on 2 and 4 GPUs, Llama-3.1-8B prefill with CP = 1,
 # 2, 4 (all three CP algorithms at CP = 2) and DeepSeek-V3.2 CP = 2: the measured traces of docs/accuracy.md.
 # Usage (repository root, binaries in $BIN): BIN=.gpucarry OUT=/tmp/out scripts/device/measure-accuracy.sh
+# (SKIP_GPU_TESTS=1 leaves the GPU tests out, for a call after one that ran them on the same build.)
 set -u
 . "$(dirname "$0")/lib.sh"
 packed_results
 P="$BIN/paratwin"
 GPUS=$(nvidia-smi -L | wc -l)
 nvidia-smi -L > "$OUT/gpus.txt"
-step gpu_tests 240 "$BIN/gpu_tests" --durations yes
+[ -n "${SKIP_GPU_TESTS:-}" ] || step gpu_tests 240 "$BIN/gpu_tests" --durations yes
 step bench2 90 "$P" bench --gpus 2 --out "$OUT/bench2.json"
 [ "$GPUS" -ge 4 ] && step bench4 120 "$P" bench --gpus 4 --out "$OUT/bench4.json"
 RUN="run --instrumentation both --warmup 1 --steps 5 --model llama-3.1-8b --layers 2"

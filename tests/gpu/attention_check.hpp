@@ -23,6 +23,7 @@ struct Shape {
   std::int64_t batch, q_tokens, kv_tokens, heads, kv_heads, dim_qk, dim_v;
   std::int64_t q_start = 0, q_stride = 1, kv_start = 0;
   bool causal = true, partial = false;
+  std::int64_t kv_stride = 1;
 };
 
 inline float bf16_to_float(std::uint16_t b) {
@@ -89,6 +90,7 @@ inline void check_against_reference(const Shape& s, std::uint64_t seed, const Ke
   a.q_start = s.q_start;
   a.q_stride = s.q_stride;
   a.kv_start = s.kv_start;
+  a.kv_stride = s.kv_stride;
   a.causal = s.causal;
   a.scale = 1.0f / std::sqrt(static_cast<float>(s.dim_qk));
   auto ref = a, got = a;

@@ -1,8 +1,9 @@
 // cuDNN's fused flash attention (attention_cudnn.hpp) against the backend's reference kernel on every shape it must
 // take: causal and not, GQA/MQA/MHA, head dims 128/128 and MLA's 192/128, two requests, CP chunks at an offset (the
 // causal diagonal shifted), ring-CP key blocks in the partial form (fp32 output + log-sum-exp) behind, across and
-// ahead of the queries (rows that see no key: zero output, −inf log-sum-exp). Shapes it cannot take must fall back
-// (attention_dispatch.hpp) and still give the reference result.
+// ahead of the queries (rows that see no key: zero output, −inf log-sum-exp), and round-robin CP's strided positions as
+// diagonal calls (attention_strided.hpp). Shapes it cannot take must fall back (attention_dispatch.hpp) and still give
+// the reference result.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -80,14 +81,43 @@ TEST_CASE("attention falls back to cuBLAS where the fused path cannot compute it
   cublasHandle_t blas = nullptr;
   REQUIRE(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS);
   const Shape shapes[] = {
-      {"round-robin CP rank 1 of 2: strided queries", 1, 300, 600, 8, 2, 128, 128, 1, 2},
       {"head dim 36: rows of partial 16-byte vectors", 1, 200, 200, 4, 2, 36, 36},
+      {"strided queries over contiguous keys in the partial form", 1, 150, 300, 4, 2, 128, 128, 1, 2, 0, true, true},
   };
   std::uint64_t seed = 301;
   for (const auto& s : shapes) {
     attention_check::check_against_reference(s, seed += 7, [&](const AttentionArgs& a, void* ws, std::size_t bytes) {
       CHECK(dispatch_attention(a, {&cudnn, blas, ws, bytes}, nullptr) == AttentionPath::kCublas);
       CHECK(!cudnn.declined_reason().empty());
+    });
+  }
+  cublasDestroy(blas);
+}
+
+TEST_CASE("causal attention over round-robin positions runs fused, as diagonal calls, and equals the reference",
+          "[gpu]") {
+  REQUIRE(cuda_device_count() >= 1);
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  CudnnAttention cudnn;
+  cublasHandle_t blas = nullptr;
+  REQUIRE(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS);
+  // All-gather CP with the round-robin split: a rank's queries at positions rank + i·cp, the gathered keys in position
+  // order (one partial call per residue class of the keys, merged); a ring step: the owner's keys at the same stride.
+  const Shape shapes[] = {
+      {"all-gather CP rank 0 of 2: queries 0, 2, 4, ... over 600 keys", 1, 300, 600, 8, 2, 128, 128, 0, 2},
+      {"all-gather CP rank 1 of 2: queries 1, 3, 5, ... over 600 keys", 1, 300, 600, 8, 2, 128, 128, 1, 2},
+      {"all-gather CP rank 3 of 4, two requests, 403 keys (ragged classes), MHA", 2, 100, 403, 4, 4, 128, 128, 3, 4},
+      {"all-gather CP rank 2 of 4, MLA head dims 192/128", 1, 128, 512, 4, 4, 192, 128, 2, 4},
+      {"ring step, rank 0's queries over rank 1's keys (stride 2)", 1, 256, 256, 4, 2, 128, 128, 0, 2, 1, true, true,
+       2},
+      {"ring step, rank 1's queries over rank 0's keys (stride 2)", 2, 200, 200, 4, 2, 128, 128, 1, 2, 0, true, true,
+       2},
+  };
+  std::uint64_t seed = 701;
+  for (const auto& s : shapes) {
+    attention_check::check_against_reference(s, seed += 7, [&](const AttentionArgs& a, void* ws, std::size_t bytes) {
+      INFO("declined: " << cudnn.declined_reason());
+      CHECK(dispatch_attention(a, {&cudnn, blas, ws, bytes}, nullptr) == AttentionPath::kCudnnFused);
     });
   }
   cublasDestroy(blas);
