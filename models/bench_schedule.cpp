@@ -118,6 +118,17 @@ void emit_compute(Chain& chain) {
       chain.compute(fmt::format("bench.gemm.m{}.n{}.k{}", m, n, k), ComputeKind::kGemm, s);
     }
   }
+  // Weight-streaming GEMMs, memory-bound: the last token's LM head (DeepSeek-V3's vocabulary and hidden size) and
+  // 16-row products against MLP-sized weights. The small GEMMs above are memory-bound by their bytes too, but their
+  // time is latency (a few µs for a few MB), which would leave the memory curve at a few percent of HBM.
+  const std::array<std::array<i64, 3>, 3> streaming_mnk = {{{1, 129280, 7168}, {16, 14336, 4096}, {16, 4096, 14336}}};
+  for (const auto& [m, n, k] : streaming_mnk) {
+    ComputeShape s;
+    s.m = m;
+    s.n = n;
+    s.k = k;
+    chain.compute(fmt::format("bench.gemm.m{}.n{}.k{}", m, n, k), ComputeKind::kGemm, s);
+  }
   for (const i64 rows_per_expert : {64, 256, 1024, 4096}) {
     ComputeShape s;
     s.group_rows.assign(8, rows_per_expert);
@@ -170,18 +181,23 @@ void emit_compute(Chain& chain) {
     chain.compute(fmt::format("bench.moe_permute.t{}", tokens), ComputeKind::kMoePermute, s);
     chain.compute(fmt::format("bench.moe_unpermute.t{}", tokens), ComputeKind::kMoeUnpermute, s);
   }
-  for (const i64 t : {2048, 4096}) {
+  // DeepSeek-V3.2's DSA as its layers declare it (models/builders/attention_tp.cpp), so that a calibration fitted on
+  // the sweep times the kernels those layers run: the indexer's scores in fp8 (64 heads of 128), the top-2048 keys per
+  // query, and the index-sparse MLA attention over them in the absorbed form (128 heads: attention TP 1, whose 64-head
+  // blocks the backend's sparse MLA kernel takes; 576/512 head dims, one shared latent KV head).
+  constexpr i64 kDsaTopK = 2048;
+  for (const i64 t : {4096, 8192}) {
     auto score = attention_shape(t, 64, 1, 128, 0, true);
-    chain.compute(fmt::format("bench.indexer_score.t{}", t), ComputeKind::kIndexerScore, score);
+    chain.compute(fmt::format("bench.indexer_score.t{}", t), ComputeKind::kIndexerScore, score, DType::kFp8);
     ComputeShape topk;
     topk.q_tokens = t;
     topk.n = t;
-    topk.topk = 512;
+    topk.topk = kDsaTopK;
     topk.causal = true;
     chain.compute(fmt::format("bench.top_k.t{}", t), ComputeKind::kTopK, topk, DType::kFp32);
-    auto sparse = attention_shape(t, 16, 1, 576, 512, true);
+    auto sparse = attention_shape(t, 128, 1, 576, 512, true);
     sparse.kv_shared = true;
-    sparse.topk = 512;
+    sparse.topk = kDsaTopK;
     chain.compute(fmt::format("bench.sparse_attention.t{}", t), ComputeKind::kSparseAttention, sparse);
   }
 }

@@ -22,9 +22,13 @@ double ComputeModel::op_time_s(const ComputeOp& op) const {
   const bool causal = op.shape.causal && !k.causal_compute_efficiency.points.empty();
   const double eff_compute = causal ? k.causal_compute_efficiency.at(size) : k.compute_efficiency.at(size);
   const double eff_memory = k.memory_efficiency.at(size);
-  const double compute_s = op.flops > 0 ? op.flops / (peak_flops_per_s(op.dtype) * eff_compute) : 0.0;
-  const double memory_s = op.bytes > 0 ? op.bytes / (gpu_.hbm_bytes_per_s * eff_memory) : 0.0;
-  return std::max(compute_s, memory_s) + params_.launch_overhead_s;
+  // The op's regime is its slower roofline term at full efficiency, and only that regime's efficiency applies: so
+  // calibration fits them (traces/calibration_fit.cpp), one regime's kernels per curve. A memory efficiency fitted on
+  // small, latency-bound GEMMs (a few percent of HBM) must not price a large compute-bound GEMM's bytes.
+  const double compute_peak_s = op.flops > 0 ? op.flops / peak_flops_per_s(op.dtype) : 0.0;
+  const double memory_peak_s = op.bytes > 0 ? op.bytes / gpu_.hbm_bytes_per_s : 0.0;
+  const double work_s = compute_peak_s >= memory_peak_s ? compute_peak_s / eff_compute : memory_peak_s / eff_memory;
+  return work_s + params_.launch_overhead_s;
 }
 
 }  // namespace paratwin::sim

@@ -58,3 +58,20 @@ TEST_CASE("compute model: roofline, fp8 peak, causal attention curve, launch ove
   grouped.shape.group_rows = {100, 300};
   CHECK(sim::ComputeModel::curve_size(grouped) == Approx(200));
 }
+
+TEST_CASE("compute model: an op's regime is its slower term at full efficiency, and only that regime's efficiency applies",
+          "[sim][compute]") {
+  const Cluster cluster = test::h200_cluster(1);
+  Calibration cal = default_calibration();
+  // A memory efficiency fitted on small, latency-bound GEMMs, and compute efficiency at 0.6.
+  cal.compute.of(ComputeKind::kGemm).memory_efficiency = EfficiencyCurve{{{1, 0.05}}};
+  cal.compute.of(ComputeKind::kGemm).compute_efficiency = EfficiencyCurve{{{1, 0.6}}};
+  const sim::ComputeModel model(cluster.gpu, cal.compute);
+  // Compute-bound at full efficiency (1e12 flops: 1.01 ms at the bf16 peak; 1e9 bytes: 0.21 ms at 4.8 TB/s), though
+  // its bytes at 5 % of HBM (4.2 ms) would be the slower term: the compute term alone prices it.
+  const ComputeOp compute_bound = test::cost(1e12, 1e9, ComputeKind::kGemm);
+  CHECK(model.op_time_s(compute_bound) == Approx(1e12 / (989.4e12 * 0.6) + 0.9e-6));
+  // Memory-bound at full efficiency: its bytes at the memory efficiency.
+  const ComputeOp memory_bound = test::cost(1e9, 1e9, ComputeKind::kGemm);
+  CHECK(model.op_time_s(memory_bound) == Approx(1e9 / (4.8e12 * 0.05) + 0.9e-6));
+}
