@@ -6,11 +6,11 @@
 ///   when j ≤ i + ⌊(q_start − kv_start) / S⌋: one call, the diagonal shifted by that;
 /// - against contiguous keys (all-gather CP: every key in position order), the bound moves S keys per query, so the
 ///   keys are taken in their S residue classes: within class c (keys kv_start + c + t·S, rows S apart), query i sees
-///   key t when t ≤ i + ⌊(q_start − kv_start − c) / S⌋, a diagonal again. Each class is one partial call (fp32 output
-///   and log-sum-exp) folded into a running result by the online-softmax merge (launch_attention_merge), which is
-///   then written as bf16. The same FLOPs as one call; the merges move two fp32 copies of the output per class.
-///   The running result and the partial live in the workspace, in calls over groups of whole KV heads small enough
-///   to leave cuDNN half of it.
+///   key t when t ≤ i + ⌊(q_start − kv_start − c) / S⌋, a diagonal again. Each class is one call (bf16 output and
+///   log-sum-exp) merged into a running result by their log-sum-exps (launch_merge_bf16_attention), the last merge
+///   writing the output rows. The same FLOPs as one call; each merge reads two bf16 copies of the output and writes
+///   one. The running result and the class's live in the workspace, in calls over groups of whole KV heads small
+///   enough to leave cuDNN half of it.
 
 #include <cuda_runtime.h>
 
