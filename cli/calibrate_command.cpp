@@ -101,7 +101,7 @@ int run_calibrate(const CalibrateOptions& o, Io io) {
     io.out << "Hold-out error (fit on every other size/shape, error on the rest; the accuracy claim):\n";
     if (fit.holdout.empty()) io.out << "  none: no kind had three sizes (the smallest and largest always fit)\n";
     for (const HoldoutError& h : fit.holdout) {
-      io.out << fmt::format("  {:<18} n={:<5} median {:+.2f}%  median|e| {:.2f}%  p90|e| {:.2f}%  MAPE {:.2f}%\n",
+      io.out << fmt::format("  {:<22} n={:<5} median {:+.2f}%  median|e| {:.2f}%  p90|e| {:.2f}%  MAPE {:.2f}%\n",
                             h.kind, h.stats.count, h.stats.median * 100, h.stats.median_abs * 100,
                             h.stats.p90_abs * 100, h.stats.mape * 100);
     }

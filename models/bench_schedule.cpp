@@ -91,6 +91,9 @@ void emit_collectives(Chain& chain, const RankLayout& layout, int rank, const st
   }
 }
 
+// GEMM rows (tokens) of the bf16 and fp8 GEMMs.
+constexpr std::array<i64, 4> kGemmRows = {256, 1024, 4096, 16384};
+
 ComputeShape attention_shape(i64 tokens, i64 heads, i64 kv_heads, i64 dim_qk, i64 dim_v, bool causal) {
   ComputeShape s;
   s.q_tokens = tokens;
@@ -103,14 +106,39 @@ ComputeShape attention_shape(i64 tokens, i64 heads, i64 kv_heads, i64 dim_qk, i6
   return s;
 }
 
+// DeepSeek-V3.2's block-scaled fp8 GEMMs (fp8 weights with 128×128 block scales, so k is a multiple of 128), for the
+// calibration's fp8 curves: they reach a smaller fraction of the fp8 peak than the sweep's bf16 GEMMs of the bf16 peak.
+// Its projections at the bf16 GEMMs' rows: q_b_proj (q_lora_rank 1536 to 128 heads × 192) and the dense MLP's gate_up
+// and down at TP 1 (intermediate 18432); and its routed experts' gate_up (8 experts, moe_intermediate 2048 × 2).
+void emit_fp8_gemms(Chain& chain) {
+  const std::array<std::pair<i64, i64>, 3> gemm_nk = {{{24576, 1536}, {36864, 7168}, {7168, 18432}}};
+  for (const auto& [n, k] : gemm_nk) {
+    for (const i64 m : kGemmRows) {
+      ComputeShape s;
+      s.m = m;
+      s.n = n;
+      s.k = k;
+      chain.compute(fmt::format("bench.gemm_fp8.m{}.n{}.k{}", m, n, k), ComputeKind::kGemm, s, DType::kFp8);
+    }
+  }
+  for (const i64 rows_per_expert : {256, 1024}) {
+    ComputeShape s;
+    s.group_rows.assign(8, rows_per_expert);
+    s.m = 8 * rows_per_expert;
+    s.n = 4096;
+    s.k = 7168;
+    chain.compute(fmt::format("bench.grouped_gemm_fp8.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm, s,
+                  DType::kFp8);
+  }
+}
+
 // Shapes in the range of the zoo's models (hidden 4096–8192, FFN up to 14336, 128–256 experts, head dims 128–576)
 // at token counts from a short prompt's CP shard to a long one's.
 void emit_compute(Chain& chain) {
-  const std::array<i64, 4> gemm_rows = {256, 1024, 4096, 16384};
   const std::array<std::pair<i64, i64>, 5> gemm_nk = {{{1024, 1024}, {4096, 4096}, {8192, 8192}, {14336, 4096},
                                                         {4096, 14336}}};
   for (const auto& [n, k] : gemm_nk) {
-    for (const i64 m : gemm_rows) {
+    for (const i64 m : kGemmRows) {
       ComputeShape s;
       s.m = m;
       s.n = n;
@@ -200,6 +228,7 @@ void emit_compute(Chain& chain) {
     sparse.topk = kDsaTopK;
     chain.compute(fmt::format("bench.sparse_attention.t{}", t), ComputeKind::kSparseAttention, sparse);
   }
+  emit_fp8_gemms(chain);
 }
 
 }  // namespace

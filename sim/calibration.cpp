@@ -236,12 +236,21 @@ void apply_compute(const YAML::Node& node, ComputeParams& compute, const Ctx& ct
       const auto kernel = kernels[std::string(kKernelKeys[k])];
       if (!kernel) continue;
       const std::string path = "compute.kernels." + std::string(kKernelKeys[k]);
-      check_keys(kernel, path, {"compute_efficiency", "causal_compute_efficiency", "memory_efficiency"}, ctx);
+      check_keys(kernel, path,
+                 {"compute_efficiency", "causal_compute_efficiency", "fp8_compute_efficiency",
+                  "fp8_causal_compute_efficiency", "memory_efficiency"},
+                 ctx);
       KernelParams& params = compute.kernels[k];
       if (const auto c = kernel["compute_efficiency"])
         params.compute_efficiency = parse_curve(c, path + ".compute_efficiency", ctx);
       if (const auto c = kernel["causal_compute_efficiency"]) {
         params.causal_compute_efficiency = parse_curve(c, path + ".causal_compute_efficiency", ctx);
+      }
+      if (const auto c = kernel["fp8_compute_efficiency"]) {
+        params.fp8_compute_efficiency = parse_curve(c, path + ".fp8_compute_efficiency", ctx);
+      }
+      if (const auto c = kernel["fp8_causal_compute_efficiency"]) {
+        params.fp8_causal_compute_efficiency = parse_curve(c, path + ".fp8_causal_compute_efficiency", ctx);
       }
       if (const auto c = kernel["memory_efficiency"])
         params.memory_efficiency = parse_curve(c, path + ".memory_efficiency", ctx);
@@ -266,6 +275,16 @@ std::string_view calibration_kernel_key(ComputeKind kind) {
 
 double EfficiencyCurve::at(double size) const {
   return curve_at(points, size);  // one reading rule for the simulator and `paratwin calibrate`
+}
+
+const EfficiencyCurve& KernelParams::compute_curve(DType dtype, bool causal) const {
+  const auto have = [](const EfficiencyCurve& c) { return !c.points.empty(); };
+  if (dtype == DType::kFp8) {
+    if (causal && have(fp8_causal_compute_efficiency)) return fp8_causal_compute_efficiency;
+    if (have(fp8_compute_efficiency)) return fp8_compute_efficiency;
+  }
+  if (causal && have(causal_compute_efficiency)) return causal_compute_efficiency;
+  return compute_efficiency;
 }
 
 Calibration default_calibration() {

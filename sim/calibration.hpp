@@ -82,10 +82,18 @@ struct EfficiencyCurve {
 };
 
 /// Efficiencies of one compute kind. The size a curve is read at depends on the kind (docs/sim.md, "Compute").
+/// fp8 ops have curves of their own: a kind's fp8 kernels (block-scaled GEMMs) reach a different fraction of the fp8
+/// peak than its bf16 kernels of the bf16 peak, so one curve for both misprices one of them.
 struct KernelParams {
-  EfficiencyCurve compute_efficiency;         ///< fraction of the dtype's tensor peak
-  EfficiencyCurve causal_compute_efficiency;  ///< attention-like kinds with a causal mask (empty: use the above)
-  EfficiencyCurve memory_efficiency;          ///< fraction of the HBM bandwidth
+  EfficiencyCurve compute_efficiency;             ///< fraction of the dtype's tensor peak
+  EfficiencyCurve causal_compute_efficiency;      ///< attention-like kinds with a causal mask (empty: use the above)
+  EfficiencyCurve fp8_compute_efficiency;         ///< fp8 ops, fraction of the fp8 peak (empty: the curves above)
+  EfficiencyCurve fp8_causal_compute_efficiency;  ///< causal fp8 ops (empty: fp8_compute_efficiency, then the above)
+  EfficiencyCurve memory_efficiency;              ///< fraction of the HBM bandwidth, every dtype
+  /// The compute curve an op of `dtype` (causal or not) reads: the first non-empty of, for a causal fp8 op,
+  /// fp8_causal_compute_efficiency, fp8_compute_efficiency, causal_compute_efficiency, compute_efficiency; for a
+  /// non-causal fp8 op, fp8_compute_efficiency, compute_efficiency; for other ops the same without the fp8 curves.
+  [[nodiscard]] const EfficiencyCurve& compute_curve(DType dtype, bool causal) const;
 };
 
 /// Compute model constants.

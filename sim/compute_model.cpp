@@ -19,8 +19,7 @@ double ComputeModel::op_time_s(const ComputeOp& op) const {
   if (op.flops < 0 || op.bytes < 0) fail("compute op with negative cost (flops {}, bytes {})", op.flops, op.bytes);
   const KernelParams& k = params_.of(op.kind);
   const double size = curve_size(op);
-  const bool causal = op.shape.causal && !k.causal_compute_efficiency.points.empty();
-  const double eff_compute = causal ? k.causal_compute_efficiency.at(size) : k.compute_efficiency.at(size);
+  const double eff_compute = k.compute_curve(op.dtype, op.shape.causal).at(size);
   const double eff_memory = k.memory_efficiency.at(size);
   // The op's regime is its slower roofline term at full efficiency, and only that regime's efficiency applies: so
   // calibration fits them (traces/calibration_fit.cpp), one regime's kernels per curve. A memory efficiency fitted on

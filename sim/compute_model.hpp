@@ -7,8 +7,9 @@
 
 namespace paratwin::sim {
 
-/// Time of one compute op on one GPU:
-///   max(flops / (peak(dtype) × eff_compute(kind, size)), bytes / (hbm × eff_memory(kind, size))) + launch overhead.
+/// Time of one compute op on one GPU: flops / (peak(dtype) × eff_compute(kind, dtype, size)) when flops / peak(dtype)
+/// ≥ bytes / hbm, else bytes / (hbm × eff_memory(kind, size)); plus the launch overhead. eff_compute is the curve
+/// KernelParams::compute_curve picks (fp8 ops on the kind's fp8 curves where the calibration has them).
 class ComputeModel {
  public:
   ComputeModel(const GpuSpec& gpu, const ComputeParams& params) : gpu_(gpu), params_(params) {}

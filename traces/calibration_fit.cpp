@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <string>
 #include <utility>
 
 #include "topology/error.hpp"
@@ -104,7 +105,10 @@ std::vector<KernelSample> kernel_samples(const Trace& trace, const FitInputs& in
     s.size = std::max(e.size, 1.0);
     s.time_s = time_s;
     if (compute_s >= memory_s) {
-      s.curve = e.causal ? "causal_compute_efficiency" : "compute_efficiency";
+      // fp8 kernels get curves of their own, which the sim reads for fp8 ops: block-scaled fp8 GEMMs reach a smaller
+      // fraction of the fp8 peak than bf16 GEMMs of the bf16 peak. Bytes are bytes: one memory curve for every dtype.
+      s.curve =
+          std::string(e.dtype == "fp8" ? "fp8_" : "") + (e.causal ? "causal_compute_efficiency" : "compute_efficiency");
       s.work_s = compute_s;
     } else {
       s.curve = "memory_efficiency";
@@ -144,6 +148,11 @@ CurveFit fit_curve(const std::string& kind, const std::string& key, const std::s
     fit.points_at_bound += at_bound ? 1 : 0;
   }
   return fit;
+}
+
+// The hold-out report's row of a curve's kernels: the kind, and its fp8 compute curves as a row of their own.
+std::string holdout_row(const std::string& kind, const std::string& curve) {
+  return curve.starts_with("fp8_") ? kind + " (fp8)" : kind;
 }
 
 double predict(const CurveFit& curve, const KernelSample& s, double launch_s) {
@@ -346,7 +355,8 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
     for (const KernelSample* s : samples) (fitting.count(s->size) ? train : test).push_back(s);
     const CurveFit held = fit_curve(kind, file_key, curve, train, in.launch_overhead_s);
     for (const KernelSample* s : test) {
-      holdout_errors[kind].push_back(relative_error(predict(held, *s, in.launch_overhead_s), s->time_s));
+      holdout_errors[holdout_row(kind, curve)].push_back(
+          relative_error(predict(held, *s, in.launch_overhead_s), s->time_s));
     }
   }
   for (const auto& [kind, file_key] : in.compute_kinds) {

@@ -42,16 +42,18 @@ struct LinkFit {
 
 /// An efficiency curve of one compute kind: points (size, efficiency), sizes increasing, 0 < efficiency ≤ 1.
 struct CurveFit {
-  std::string kind;   ///< trace kind
-  std::string key;    ///< its key under compute.kernels
-  std::string curve;  ///< "compute_efficiency", "causal_compute_efficiency" or "memory_efficiency"
+  std::string kind;  ///< trace kind
+  std::string key;   ///< its key under compute.kernels
+  /// "compute_efficiency", "causal_compute_efficiency" or "memory_efficiency"; fp8 kernels in the compute regime
+  /// "fp8_compute_efficiency" or "fp8_causal_compute_efficiency"
+  std::string curve;
   std::vector<std::pair<double, double>> points;
   std::size_t kernels = 0;
   std::size_t points_at_bound = 0;  ///< points where the data wanted an efficiency above 1 (kept at 1)
 };
 
 struct HoldoutError {
-  std::string kind;  ///< compute kind or communication kind
+  std::string kind;  ///< compute kind or communication kind; "<kind> (fp8)" for a kind's fp8 compute curves
   ErrorStats stats;
 };
 

@@ -18,7 +18,7 @@ std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::s
   if (!fit.holdout.empty()) {
     text += "# Hold-out error (fit on every other size/shape sorted by size, error on the others):\n";
     for (const HoldoutError& h : fit.holdout) {
-      text += fmt::format("#   {:<18} n={:<5} median {:+.2f}%  median|e| {:.2f}%  p90|e| {:.2f}%  MAPE {:.2f}%\n",
+      text += fmt::format("#   {:<22} n={:<5} median {:+.2f}%  median|e| {:.2f}%  p90|e| {:.2f}%  MAPE {:.2f}%\n",
                           h.kind, h.stats.count, h.stats.median * 100, h.stats.median_abs * 100, h.stats.p90_abs * 100,
                           h.stats.mape * 100);
     }

@@ -41,6 +41,10 @@ TEST_CASE("bench --simulate writes a trace of every op of the sweep with its sch
   CHECK(trace.meta.backend == "sim");
   CHECK(trace.meta.schedule_hash == schedule_hash(schedule));
   CHECK(r.out.find("busbw GB/s") != std::string::npos);
+  // fp8 kernels run against the fp8 peak: their best rates are rows of their own.
+  CHECK(r.out.find("\n  gemm  ") != std::string::npos);
+  CHECK(r.out.find("\n  gemm (fp8)  ") != std::string::npos);
+  CHECK(r.out.find("\n  grouped_gemm (fp8)  ") != std::string::npos);
   fs::remove(out);
 }
 #endif

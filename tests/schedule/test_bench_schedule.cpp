@@ -1,7 +1,12 @@
 // The microbenchmark schedule of `paratwin bench`: its sweep, its group shapes, its chain and its errors.
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 #include <map>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "models/bench_schedule.hpp"
 #include "models/schedule_checks.hpp"
@@ -77,6 +82,53 @@ TEST_CASE("bench schedule: ops form one chain per rank and compute ops carry the
       }
     }
     CHECK(kinds.size() == 16);  // every compute kind of the IR
+  }
+}
+
+TEST_CASE("bench schedule: DeepSeek-V3.2's fp8 GEMMs at the GEMM rows, block-scaled k, bf16 GEMMs unchanged",
+          "[bench]") {
+  const auto s = build_bench_schedule(sweep(2));
+  for (const auto& ops : s.ranks) {
+    std::map<std::string, const ComputeOp*> fp8;
+    std::size_t bf16_gemms = 0;
+    for (const auto& op : ops) {
+      const auto* c = std::get_if<ComputeOp>(&op.body);
+      if (c == nullptr || (c->kind != ComputeKind::kGemm && c->kind != ComputeKind::kGroupedGemm)) continue;
+      if (c->dtype == DType::kFp8) {
+        fp8[op.name] = c;
+      } else {
+        CHECK(c->dtype == DType::kBf16);
+        ++bf16_gemms;
+      }
+    }
+    CHECK(bf16_gemms == 5 * 4 + 3 + 4);  // GEMMs at 5 (n, k) × 4 rows, 3 weight-streaming, 4 grouped
+    std::set<std::string> expected;
+    for (const auto& [n, k] : {std::pair<int, int>{24576, 1536}, {36864, 7168}, {7168, 18432}}) {
+      for (const int m : {256, 1024, 4096, 16384}) {
+        const auto name = fmt::format("bench.gemm_fp8.m{}.n{}.k{}", m, n, k);
+        expected.insert(name);
+        REQUIRE(fp8.count(name) == 1);
+        const ComputeOp& c = *fp8.at(name);
+        CHECK(c.kind == ComputeKind::kGemm);
+        CHECK((c.shape.m == m && c.shape.n == n && c.shape.k == k));
+        CHECK(c.flops == Approx(2.0 * m * n * k));
+      }
+    }
+    for (const int rows : {256, 1024}) {
+      const auto name = fmt::format("bench.grouped_gemm_fp8.e8.r{}", rows);
+      expected.insert(name);
+      REQUIRE(fp8.count(name) == 1);
+      const ComputeOp& c = *fp8.at(name);
+      CHECK(c.kind == ComputeKind::kGroupedGemm);
+      CHECK(c.shape.group_rows == std::vector<std::int64_t>(8, rows));
+      CHECK((c.shape.m == 8 * rows && c.shape.n == 4096 && c.shape.k == 7168));
+    }
+    std::set<std::string> got;
+    for (const auto& [name, c] : fp8) {
+      got.insert(name);
+      CHECK(c->shape.k % 128 == 0);  // block scales: 1×128 activation groups, 128×128 weight blocks
+    }
+    CHECK(got == expected);
   }
 }
 

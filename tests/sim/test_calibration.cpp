@@ -56,6 +56,45 @@ compute:
   CHECK(cal.compute.of(ComputeKind::kGemm).compute_efficiency.at(4096) == Approx(0.9));
 }
 
+TEST_CASE("calibration file sets fp8 compute curves per kind, and a bad one is named by its key path",
+          "[sim][calibration]") {
+  // The built-in constants have none: fp8 ops read the kinds' own curves at the fp8 peak, as before.
+  for (const auto& kernel : default_calibration().compute.kernels) {
+    CHECK(kernel.fp8_compute_efficiency.points.empty());
+    CHECK(kernel.fp8_causal_compute_efficiency.points.empty());
+  }
+  const Calibration cal = apply_calibration_yaml(default_calibration(), R"(
+compute:
+  kernels:
+    grouped_gemm:
+      fp8_compute_efficiency: [[256, 0.4], [1024, 0.55]]
+    indexer_score:
+      fp8_causal_compute_efficiency: [[4096, 0.3]]
+)",
+                                                 "fp8.yaml");
+  const KernelParams& grouped = cal.compute.of(ComputeKind::kGroupedGemm);
+  CHECK(grouped.fp8_compute_efficiency.points == std::vector<std::pair<double, double>>{{256, 0.4}, {1024, 0.55}});
+  CHECK(grouped.fp8_causal_compute_efficiency.points.empty());
+  CHECK(grouped.compute_efficiency.points ==
+        default_calibration().compute.of(ComputeKind::kGroupedGemm).compute_efficiency.points);  // untouched
+  const KernelParams& indexer = cal.compute.of(ComputeKind::kIndexerScore);
+  CHECK(indexer.fp8_causal_compute_efficiency.points == std::vector<std::pair<double, double>>{{4096, 0.3}});
+  CHECK(indexer.fp8_compute_efficiency.points.empty());
+
+  const auto bad = [](const std::string& yaml) {
+    return apply_calibration_yaml(default_calibration(), yaml, "fp8.yaml");
+  };
+  CHECK_THROWS_WITH(bad("compute: {kernels: {gemm: {fp8_compute_efficiency: [[10, 1.5]]}}}"),
+                    Catch::Contains("compute.kernels.gemm.fp8_compute_efficiency[0]") && Catch::Contains("fp8.yaml"));
+  CHECK_THROWS_WITH(
+      bad("compute: {kernels: {attention: {fp8_causal_compute_efficiency: [[10, 0.5], [5, 0.6]]}}}"),
+      Catch::Contains("compute.kernels.attention.fp8_causal_compute_efficiency[1]") && Catch::Contains("increase"));
+  CHECK_THROWS_WITH(bad("compute: {kernels: {gemm: {fp8_compute_efficiency: []}}}"),
+                    Catch::Contains("compute.kernels.gemm.fp8_compute_efficiency") && Catch::Contains("non-empty"));
+  CHECK_THROWS_WITH(bad("compute: {kernels: {gemm: {fp8_memory_efficiency: [[1, 0.5]]}}}"),
+                    Catch::Contains("compute.kernels.gemm.fp8_memory_efficiency"));
+}
+
 TEST_CASE("calibration rejects unknown keys, naming them", "[sim][calibration]") {
   CHECK_THROWS_WITH(apply_calibration_yaml(default_calibration(), "nccl: {channelz: {ring: 4}}", "c.yaml"),
                     Catch::Contains("nccl.channelz") && Catch::Contains("c.yaml"));

@@ -75,3 +75,58 @@ TEST_CASE("compute model: an op's regime is its slower term at full efficiency, 
   const ComputeOp memory_bound = test::cost(1e9, 1e9, ComputeKind::kGemm);
   CHECK(model.op_time_s(memory_bound) == Approx(1e9 / (4.8e12 * 0.05) + 0.9e-6));
 }
+
+TEST_CASE("compute model: fp8 ops read the kind's fp8 curves where the calibration has them, else its own",
+          "[sim][compute]") {
+  const Cluster cluster = test::h200_cluster(1);
+  Calibration cal = default_calibration();
+  KernelParams& gemm = cal.compute.of(ComputeKind::kGemm);
+  gemm.compute_efficiency = EfficiencyCurve{{{1, 0.74}}};
+  gemm.memory_efficiency = EfficiencyCurve{{{1, 0.8}}};
+  // Compute-bound at full efficiency at either peak: 1e13 flops take 5.05 ms at the fp8 peak, 1e9 bytes 0.21 ms.
+  ComputeOp fp8_op = test::cost(1e13, 1e9, ComputeKind::kGemm);
+  fp8_op.dtype = DType::kFp8;
+  const ComputeOp bf16_op = test::cost(1e13, 1e9, ComputeKind::kGemm);
+  const double launch_s = 0.9e-6;
+  {
+    const sim::ComputeModel model(cluster.gpu, cal.compute);  // no fp8 curve: the kind's own at the fp8 peak
+    CHECK(model.op_time_s(fp8_op) == Approx(1e13 / (1978.9e12 * 0.74) + launch_s));
+  }
+  gemm.fp8_compute_efficiency = EfficiencyCurve{{{1, 0.57}}};
+  const sim::ComputeModel model(cluster.gpu, cal.compute);
+  CHECK(model.op_time_s(fp8_op) == Approx(1e13 / (1978.9e12 * 0.57) + launch_s));
+  CHECK(model.op_time_s(bf16_op) == Approx(1e13 / (989.4e12 * 0.74) + launch_s));
+  // Memory-bound fp8 ops keep the kind's memory curve: bytes are bytes.
+  ComputeOp fp8_streaming = test::cost(1e9, 1e9, ComputeKind::kGemm);
+  fp8_streaming.dtype = DType::kFp8;
+  CHECK(model.op_time_s(fp8_streaming) == Approx(1e9 / (4.8e12 * 0.8) + launch_s));
+
+  // The causal variants: each causal op reads its dtype's causal curve, then its dtype's plain one, then (fp8) the
+  // kind's own curves.
+  KernelParams params;
+  params.compute_efficiency = EfficiencyCurve{{{1, 0.6}}};
+  params.causal_compute_efficiency = EfficiencyCurve{{{1, 0.5}}};
+  CHECK(params.compute_curve(DType::kFp8, true).at(1) == 0.5);
+  CHECK(params.compute_curve(DType::kFp8, false).at(1) == 0.6);
+  params.fp8_causal_compute_efficiency = EfficiencyCurve{{{1, 0.3}}};
+  CHECK(params.compute_curve(DType::kFp8, true).at(1) == 0.3);
+  CHECK(params.compute_curve(DType::kFp8, false).at(1) == 0.6);  // no non-causal fp8 curve
+  CHECK(params.compute_curve(DType::kBf16, true).at(1) == 0.5);
+  params.fp8_compute_efficiency = EfficiencyCurve{{{1, 0.4}}};
+  CHECK(params.compute_curve(DType::kFp8, false).at(1) == 0.4);
+  params.fp8_causal_compute_efficiency.points.clear();
+  CHECK(params.compute_curve(DType::kFp8, true).at(1) == 0.4);
+  CHECK(params.compute_curve(DType::kBf16, false).at(1) == 0.6);
+  CHECK(params.compute_curve(DType::kFp32, true).at(1) == 0.5);
+
+  // Through the model: a causal fp8 indexer op on its fp8 causal curve.
+  KernelParams& indexer = cal.compute.of(ComputeKind::kIndexerScore);
+  indexer.fp8_causal_compute_efficiency = EfficiencyCurve{{{1, 0.35}}};
+  const sim::ComputeModel with_indexer(cluster.gpu, cal.compute);
+  ComputeOp score = test::cost(1e13, 1e9, ComputeKind::kIndexerScore);
+  score.dtype = DType::kFp8;
+  score.shape.causal = true;
+  CHECK(with_indexer.op_time_s(score) == Approx(1e13 / (1978.9e12 * 0.35) + launch_s));
+  score.shape.causal = false;  // the built-in indexer curve: the GEMM curve's, at 1 query its first point
+  CHECK(with_indexer.op_time_s(score) == Approx(1e13 / (1978.9e12 * 336.0 / 1979.0) + launch_s));
+}

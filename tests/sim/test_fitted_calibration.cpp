@@ -23,6 +23,8 @@ TEST_CASE("a fitted calibration file loads through the sim's calibration loader"
   add_collective_sweep(t, 8e-6, 40e9, noise, /*cross_node=*/true);
   add_gemm_sweep(
       t, [](double m) { return 0.25 + 0.06 * std::log2(m / 64); }, in, noise);
+  add_gemm_sweep(
+      t, [](double m) { return 0.2 + 0.04 * std::log2(m / 64); }, in, noise, "fp8");
   for (double bytes = 1 << 20; bytes <= (1 << 26); bytes *= 4) {
     add_kernel(t, "rms_norm", bytes, bytes / 4, bytes, bytes / (in.hbm_bytes_per_s * 0.8) + in.launch_overhead_s);
   }
@@ -58,11 +60,14 @@ TEST_CASE("a fitted calibration file loads through the sim's calibration loader"
         cal.compute.of(paratwin::ComputeKind::kGemm).compute_efficiency.points);
   CHECK(cal.compute.launch_overhead_s == Approx(in.launch_overhead_s));
   const auto& gemm = cal.compute.of(paratwin::ComputeKind::kGemm).compute_efficiency;
+  const auto& fp8_gemm = cal.compute.of(paratwin::ComputeKind::kGemm).fp8_compute_efficiency;
   const auto& norm = cal.compute.of(paratwin::ComputeKind::kRmsNorm).memory_efficiency;
   const auto& top_k = cal.compute.of(paratwin::ComputeKind::kTopK).memory_efficiency;
-  REQUIRE(fit.curves.size() == 3);
+  REQUIRE(fit.curves.size() == 4);
   for (const auto& c : fit.curves) {
-    const auto& loaded = c.kind == "gemm" ? gemm : c.kind == "topk" ? top_k : norm;
+    const auto& loaded = c.kind == "gemm"   ? (c.curve == "fp8_compute_efficiency" ? fp8_gemm : gemm)
+                         : c.kind == "topk" ? top_k
+                                            : norm;
     REQUIRE(loaded.points.size() == c.points.size());
     for (std::size_t i = 0; i < c.points.size(); ++i) {
       CHECK(loaded.points[i].first == Approx(c.points[i].first).epsilon(1e-8));

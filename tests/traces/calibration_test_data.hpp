@@ -113,13 +113,14 @@ inline void add_collective_sweep(Trace& t, double alpha_s, double bandwidth, Noi
   }
 }
 
-/// GEMMs of m = 64 … 8192 rows (n = k = 4096) with efficiency `efficiency(m)`.
-inline void add_gemm_sweep(Trace& t, const std::function<double(double)>& efficiency, const FitInputs& in,
-                           Noise& noise) {
+/// GEMMs of m = 64 … 8192 rows (n = k = 4096) in `dtype` with efficiency `efficiency(m)` of the dtype's peak.
+inline void add_gemm_sweep(Trace& t, const std::function<double(double)>& efficiency, const FitInputs& in, Noise& noise,
+                           const std::string& dtype = "bf16") {
+  const double peak = dtype == "fp8" ? in.fp8_flops_per_s : in.bf16_flops_per_s;
   for (double m = 64; m <= 8192; m *= 2) {
     const double flops = 2 * m * 4096 * 4096;
     const double bytes = 2 * m * 4096 * 2;  // activations only: compute bound at every m
-    add_kernel(t, "gemm", m, flops, bytes, noise(flops / (in.bf16_flops_per_s * efficiency(m)) + in.launch_overhead_s));
+    add_kernel(t, "gemm", m, flops, bytes, noise(flops / (peak * efficiency(m)) + in.launch_overhead_s), dtype);
   }
 }
 

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <map>
 #include <string>
 
 #include "tests/traces/calibration_test_data.hpp"
@@ -143,6 +144,59 @@ TEST_CASE("calibration fits what the traces hold and says what it did not fit", 
     foreign.foreign = true;
     CHECK_THROWS_WITH(paratwin::fit_calibration({foreign}, in), Catch::Contains("foreign"));
   }
+}
+
+TEST_CASE("calibration fits fp8 kernels in the compute regime into fp8 curves of their own", "[traces][calibrate]") {
+  const FitInputs in = test_fit_inputs(true);
+  Noise none(0, 1);
+  Trace t = empty_measured_trace();
+  // bf16 and fp8 GEMMs of the same shapes, each at its own fraction of its own peak.
+  const auto fp8_efficiency = [](double m) { return 0.2 + 0.04 * std::log2(m / 64); };
+  add_gemm_sweep(t, gemm_efficiency, in, none);
+  add_gemm_sweep(t, fp8_efficiency, in, none, "fp8");
+  // A weight-streaming fp8 GEMM (memory-bound: 16.8 MB of fp8 weights, 34 MFLOP): the kind's one memory curve.
+  const double weights_bytes = 4096.0 * 4096;
+  add_kernel(t, "gemm", 1, 2 * weights_bytes, weights_bytes,
+             weights_bytes / (in.hbm_bytes_per_s * 0.8) + in.launch_overhead_s, "fp8");
+  // Causal fp8 attention-like kernels: the fp8 causal curve.
+  for (double tokens = 1024; tokens <= 16384; tokens *= 2) {
+    const double flops = 2 * tokens * tokens * 64 * 128;
+    add_kernel(t, "attention", tokens, flops, tokens * 128, flops / (in.fp8_flops_per_s * 0.45) + in.launch_overhead_s,
+               "fp8");
+    t.events.back().causal = true;
+  }
+  const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+  REQUIRE(fit.curves.size() == 4);
+  const auto& bf16 = curve(fit, "gemm", "compute_efficiency");
+  REQUIRE(bf16.points.size() == 8);
+  CHECK(bf16.kernels == 8);
+  for (const auto& [m, efficiency] : bf16.points) CHECK(efficiency == Approx(gemm_efficiency(m)).epsilon(1e-9));
+  const auto& fp8 = curve(fit, "gemm", "fp8_compute_efficiency");
+  CHECK(fp8.key == "gemm");
+  REQUIRE(fp8.points.size() == 8);
+  CHECK(fp8.kernels == 8);
+  for (const auto& [m, efficiency] : fp8.points) CHECK(efficiency == Approx(fp8_efficiency(m)).epsilon(1e-9));
+  const auto& memory = curve(fit, "gemm", "memory_efficiency");
+  CHECK(memory.kernels == 1);
+  REQUIRE(memory.points.size() == 1);
+  CHECK(memory.points[0].second == Approx(0.8).epsilon(1e-9));
+  const auto& causal = curve(fit, "attention", "fp8_causal_compute_efficiency");
+  CHECK(causal.points.size() == 5);
+  for (const auto& point : causal.points) CHECK(point.second == Approx(0.45).epsilon(1e-9));
+
+  // Hold-out: the fp8 curves' kernels are rows of their own (the memory curve's one size holds nothing out).
+  std::map<std::string, std::size_t> held;
+  for (const auto& h : fit.holdout) {
+    held[h.kind] = h.stats.count;
+    CHECK(h.stats.p90_abs < 1e-9);
+  }
+  CHECK(held == std::map<std::string, std::size_t>{{"attention (fp8)", 2}, {"gemm", 3}, {"gemm (fp8)", 3}});
+
+  const std::string yaml = paratwin::calibration_yaml(fit, {"fp8"}, paratwin::CalibrationTarget::kNcclModel);
+  CHECK_THAT(yaml, Catch::Contains("\n    gemm:\n      compute_efficiency: [[64, 0.3], ") &&
+                       Catch::Contains("\n      fp8_compute_efficiency: [[64, 0.2], ") &&
+                       Catch::Contains("\n    attention:\n      fp8_causal_compute_efficiency: [[1024, 0.45") &&
+                       Catch::Contains("#   gemm (fp8) "));
 }
 
 TEST_CASE("hold-out error is near zero when the model is exact and reflects noise otherwise", "[traces][calibrate]") {
