@@ -127,7 +127,7 @@ void emit_fp8_gemms(Chain& chain) {
     s.m = 8 * rows_per_expert;
     s.n = 4096;
     s.k = 7168;
-    chain.compute(fmt::format("bench.grouped_gemm_fp8.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm, s,
+    chain.compute(fmt::format("bench.moe.grouped_gemm_fp8.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm, s,
                   DType::kFp8);
   }
 }
@@ -163,7 +163,7 @@ void emit_compute(Chain& chain) {
     s.m = 8 * rows_per_expert;
     s.n = 4096;
     s.k = 2048;
-    chain.compute(fmt::format("bench.grouped_gemm.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm, s);
+    chain.compute(fmt::format("bench.moe.grouped_gemm.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm, s);
   }
   for (const i64 t : {512, 1024, 2048, 4096}) {
     chain.compute(fmt::format("bench.attention.gqa.t{}", t), ComputeKind::kAttention,

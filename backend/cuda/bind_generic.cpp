@@ -35,7 +35,7 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
       const auto group_rows = grouped ? s.group_rows : std::vector<i64>{m};
       const int y = pool.request("g.y", bf(m * n));
       if (fp8) {
-        b.compute = bind_fp8_gemm(op, group_rows, n, k, y, grouped && role_of(op).starts_with("moe."));
+        b.compute = bind_fp8_gemm(op, group_rows, n, k, y, grouped && runs_as_experts(op));
         return;
       }
       const int a = pool.request("g.a", m * k * 2);

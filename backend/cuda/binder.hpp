@@ -58,6 +58,10 @@ std::uint64_t name_seed(std::uint64_t seed, const std::string& name);
 int token_id(std::uint64_t seed, i64 request, i64 position, i64 vocab);
 /// The role of an op: its name without the "L3." / "mb1." prefix.
 std::string role_of(const Op& op);
+/// A grouped GEMM of MoE experts, which runs the method --moe-gemm picks (cuda_plan::decide_moe_gemm): roles
+/// "moe.*", and the bench sweep's expert-shaped GEMMs ("bench.moe.*"), so that a calibration fitted on the sweep times
+/// the method the models' experts run.
+bool runs_as_experts(const Op& op);
 
 // The query runs of one rank in one micro-batch, read from its attention ops of one layer.
 struct Runs {

@@ -56,7 +56,7 @@ std::function<void(const ExecCtx&)> Binder::bind_grouped_gemm(const Op& op, cons
                                                               i64 k, const GroupedGemm::Operands& operands) {
   // --moe-gemm is the MoE experts' choice (as SGLang's MoE runner): other grouped GEMMs (MLA's per-head absorb GEMMs)
   // stay on cuBLAS streams.
-  if (!role_of(op).starts_with("moe.")) {
+  if (!runs_as_experts(op)) {
     return grouped_gemm(p_.pool, GroupedGemm(group_rows, n, k), operands, cuda_plan::MoeGemmMethod::kCublasStreams)
         .launch;
   }
@@ -121,6 +121,10 @@ int token_id(std::uint64_t seed, i64 request, i64 position, i64 vocab) {
 }
 
 // The role of an op: its name without the "L3." / "mb1." prefix.
+bool runs_as_experts(const Op& op) {
+  return role_of(op).starts_with("moe.") || op.name.starts_with("bench.moe.");
+}
+
 std::string role_of(const Op& op) {
   const auto prefix = build::op_prefix(op.layer, op.micro_batch);
   return op.name.starts_with(prefix) ? op.name.substr(prefix.size()) : op.name;

@@ -115,7 +115,7 @@ TEST_CASE("bench schedule: DeepSeek-V3.2's fp8 GEMMs at the GEMM rows, block-sca
       }
     }
     for (const int rows : {256, 1024}) {
-      const auto name = fmt::format("bench.grouped_gemm_fp8.e8.r{}", rows);
+      const auto name = fmt::format("bench.moe.grouped_gemm_fp8.e8.r{}", rows);
       expected.insert(name);
       REQUIRE(fp8.count(name) == 1);
       const ComputeOp& c = *fp8.at(name);
