@@ -106,6 +106,21 @@ ComputeShape attention_shape(i64 tokens, i64 heads, i64 kv_heads, i64 dim_qk, i6
   return s;
 }
 
+ComputeShape gemm_shape(i64 m, i64 n, i64 k) {
+  ComputeShape s;
+  s.m = m;
+  s.n = n;
+  s.k = k;
+  return s;
+}
+
+// A grouped GEMM of `experts` experts with `rows_per_expert` rows each.
+ComputeShape grouped_shape(i64 experts, i64 rows_per_expert, i64 n, i64 k) {
+  ComputeShape s = gemm_shape(experts * rows_per_expert, n, k);
+  s.group_rows.assign(static_cast<std::size_t>(experts), rows_per_expert);
+  return s;
+}
+
 // DeepSeek-V3.2's block-scaled fp8 GEMMs (fp8 weights with 128×128 block scales, so k is a multiple of 128), for the
 // calibration's fp8 curves: they reach a smaller fraction of the fp8 peak than the sweep's bf16 GEMMs of the bf16 peak.
 // Its projections at the bf16 GEMMs' rows: q_b_proj (q_lora_rank 1536 to 128 heads × 192) and the dense MLP's gate_up
@@ -114,21 +129,13 @@ void emit_fp8_gemms(Chain& chain) {
   const std::array<std::pair<i64, i64>, 3> gemm_nk = {{{24576, 1536}, {36864, 7168}, {7168, 18432}}};
   for (const auto& [n, k] : gemm_nk) {
     for (const i64 m : kGemmRows) {
-      ComputeShape s;
-      s.m = m;
-      s.n = n;
-      s.k = k;
-      chain.compute(fmt::format("bench.gemm_fp8.m{}.n{}.k{}", m, n, k), ComputeKind::kGemm, s, DType::kFp8);
+      chain.compute(fmt::format("bench.gemm_fp8.m{}.n{}.k{}", m, n, k), ComputeKind::kGemm, gemm_shape(m, n, k),
+                    DType::kFp8);
     }
   }
   for (const i64 rows_per_expert : {256, 1024}) {
-    ComputeShape s;
-    s.group_rows.assign(8, rows_per_expert);
-    s.m = 8 * rows_per_expert;
-    s.n = 4096;
-    s.k = 7168;
-    chain.compute(fmt::format("bench.moe.grouped_gemm_fp8.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm, s,
-                  DType::kFp8);
+    chain.compute(fmt::format("bench.moe.grouped_gemm_fp8.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm,
+                  grouped_shape(8, rows_per_expert, 4096, 7168), DType::kFp8);
   }
 }
 
@@ -139,11 +146,7 @@ void emit_compute(Chain& chain) {
                                                         {4096, 14336}}};
   for (const auto& [n, k] : gemm_nk) {
     for (const i64 m : kGemmRows) {
-      ComputeShape s;
-      s.m = m;
-      s.n = n;
-      s.k = k;
-      chain.compute(fmt::format("bench.gemm.m{}.n{}.k{}", m, n, k), ComputeKind::kGemm, s);
+      chain.compute(fmt::format("bench.gemm.m{}.n{}.k{}", m, n, k), ComputeKind::kGemm, gemm_shape(m, n, k));
     }
   }
   // Weight-streaming GEMMs, memory-bound: the last token's LM head (DeepSeek-V3's vocabulary and hidden size) and
@@ -151,19 +154,11 @@ void emit_compute(Chain& chain) {
   // time is latency (a few µs for a few MB), which would leave the memory curve at a few percent of HBM.
   const std::array<std::array<i64, 3>, 3> streaming_mnk = {{{1, 129280, 7168}, {16, 14336, 4096}, {16, 4096, 14336}}};
   for (const auto& [m, n, k] : streaming_mnk) {
-    ComputeShape s;
-    s.m = m;
-    s.n = n;
-    s.k = k;
-    chain.compute(fmt::format("bench.gemm.m{}.n{}.k{}", m, n, k), ComputeKind::kGemm, s);
+    chain.compute(fmt::format("bench.gemm.m{}.n{}.k{}", m, n, k), ComputeKind::kGemm, gemm_shape(m, n, k));
   }
   for (const i64 rows_per_expert : {64, 256, 1024, 4096}) {
-    ComputeShape s;
-    s.group_rows.assign(8, rows_per_expert);
-    s.m = 8 * rows_per_expert;
-    s.n = 4096;
-    s.k = 2048;
-    chain.compute(fmt::format("bench.moe.grouped_gemm.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm, s);
+    chain.compute(fmt::format("bench.moe.grouped_gemm.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm,
+                  grouped_shape(8, rows_per_expert, 4096, 2048));
   }
   for (const i64 t : {512, 1024, 2048, 4096}) {
     chain.compute(fmt::format("bench.attention.gqa.t{}", t), ComputeKind::kAttention,

@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "backend/cuda/attention_cudnn.hpp"
@@ -74,12 +75,26 @@ TEST_CASE("fused cuDNN attention splits the heads into KV-head groups when the w
   CHECK(cudnn.cached_plans() == 2);  // all heads (too large), then one KV-head group
 }
 
-TEST_CASE("attention falls back to cuBLAS where the fused path cannot compute it exactly", "[gpu]") {
-  REQUIRE(cuda_device_count() >= 1);
-  REQUIRE(cudaSetDevice(0) == cudaSuccess);
-  CudnnAttention cudnn;
+// GPU 0 with both attention paths: cuDNN's fused one and cuBLAS for the unfused fallback.
+struct AttentionPaths {
+  AttentionPaths() {
+    REQUIRE(cuda_device_count() >= 1);
+    REQUIRE(cudaSetDevice(0) == cudaSuccess);
+    cudnn = std::make_unique<CudnnAttention>();
+    REQUIRE(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS);
+  }
+  ~AttentionPaths() { cublasDestroy(blas); }
+  AttentionPaths(const AttentionPaths&) = delete;
+  AttentionPaths& operator=(const AttentionPaths&) = delete;
+  AttentionPath dispatch(const AttentionArgs& a, void* workspace, std::size_t bytes) const {
+    return dispatch_attention(a, {cudnn.get(), blas, workspace, bytes}, nullptr);
+  }
+  std::unique_ptr<CudnnAttention> cudnn;
   cublasHandle_t blas = nullptr;
-  REQUIRE(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS);
+};
+
+TEST_CASE("attention falls back to cuBLAS where the fused path cannot compute it exactly", "[gpu]") {
+  const AttentionPaths paths;
   const Shape shapes[] = {
       {"head dim 36: rows of partial 16-byte vectors", 1, 200, 200, 4, 2, 36, 36},
       {"strided queries over contiguous keys in the partial form", 1, 150, 300, 4, 2, 128, 128, 1, 2, 0, true, true},
@@ -87,20 +102,15 @@ TEST_CASE("attention falls back to cuBLAS where the fused path cannot compute it
   std::uint64_t seed = 301;
   for (const auto& s : shapes) {
     attention_check::check_against_reference(s, seed += 7, [&](const AttentionArgs& a, void* ws, std::size_t bytes) {
-      CHECK(dispatch_attention(a, {&cudnn, blas, ws, bytes}, nullptr) == AttentionPath::kCublas);
-      CHECK(!cudnn.declined_reason().empty());
+      CHECK(paths.dispatch(a, ws, bytes) == AttentionPath::kCublas);
+      CHECK(!paths.cudnn->declined_reason().empty());
     });
   }
-  cublasDestroy(blas);
 }
 
 TEST_CASE("causal attention over round-robin positions runs fused, as diagonal calls, and equals the reference",
           "[gpu]") {
-  REQUIRE(cuda_device_count() >= 1);
-  REQUIRE(cudaSetDevice(0) == cudaSuccess);
-  CudnnAttention cudnn;
-  cublasHandle_t blas = nullptr;
-  REQUIRE(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS);
+  const AttentionPaths paths;
   // All-gather CP with the round-robin split: a rank's queries at positions rank + i·cp, the gathered keys in position
   // order (one partial call per residue class of the keys, merged); a ring step: the owner's keys at the same stride.
   const Shape shapes[] = {
@@ -116,11 +126,10 @@ TEST_CASE("causal attention over round-robin positions runs fused, as diagonal c
   std::uint64_t seed = 701;
   for (const auto& s : shapes) {
     attention_check::check_against_reference(s, seed += 7, [&](const AttentionArgs& a, void* ws, std::size_t bytes) {
-      INFO("declined: " << cudnn.declined_reason());
-      CHECK(dispatch_attention(a, {&cudnn, blas, ws, bytes}, nullptr) == AttentionPath::kCudnnFused);
+      INFO("declined: " << paths.cudnn->declined_reason());
+      CHECK(paths.dispatch(a, ws, bytes) == AttentionPath::kCudnnFused);
     });
   }
-  cublasDestroy(blas);
 }
 
 TEST_CASE("attention calls with one kernel key share their cuDNN plan, and a shifted causal mask is another key", "[gpu]") {
