@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <string>
 
 #include "models/builders/layer_context.hpp"
 #include "models/builders/moe_routing.hpp"
@@ -28,50 +29,53 @@ int resolved_micro_batches(const ParallelConfig& config, const ScheduleOptions& 
   return options.micro_batches > 0 ? options.micro_batches : config.pp_size;
 }
 
-void validate_options(const ModelSpec& model, const ParallelConfig& c, const ScheduleOptions& o, MoeMode moe_mode) {
+// The first rule the options break, as the sentence the user reads; "" when they fit. A string, not an exception: the
+// planner asks this of millions of rejected layouts, where throwing cost most of its time (docs/performance.md).
+std::string options_violation(const ModelSpec& model, const ParallelConfig& c, const ScheduleOptions& o,
+                              MoeMode moe_mode) {
   const int cp = c.attn_cp_size;
   const int attn_tp = c.attn_tp_size();
   if (o.prompt_tokens < 1 || o.prompt_tokens > kMaxPromptTokens) {
-    fail("--prompt-len {} is invalid: it must be between 1 and {} tokens", o.prompt_tokens, kMaxPromptTokens);
+    return fmt::format("--prompt-len {} is invalid: it must be between 1 and {} tokens", o.prompt_tokens, kMaxPromptTokens);
   }
-  if (o.batch < 1) fail("--batch {} is invalid: at least one request", o.batch);
+  if (o.batch < 1) return fmt::format("--batch {} is invalid: at least one request", o.batch);
   if (o.batch % c.attn_dp_size() != 0) {
-    fail("--batch {} is not divisible by --dp-size {}: each attention-DP replica takes an equal share of the requests",
+    return fmt::format("--batch {} is not divisible by --dp-size {}: each attention-DP replica takes an equal share of the requests",
          o.batch, c.dp_size);
   }
   if (o.layers < 0 || o.layers > model.num_layers) {
-    fail("--layers {} is invalid for {}: between 1 and its {} layers (0 means all)", o.layers, model.name,
+    return fmt::format("--layers {} is invalid for {}: between 1 and its {} layers (0 means all)", o.layers, model.name,
          model.num_layers);
   }
   const int layers = resolved_layers(model, o);
   if (layers < c.pp_size) {
-    fail("{} layers cannot fill --pp-size {} stages: each stage needs at least one layer", layers, c.pp_size);
+    return fmt::format("{} layers cannot fill --pp-size {} stages: each stage needs at least one layer", layers, c.pp_size);
   }
   if (model.num_attention_heads % attn_tp != 0) {
-    fail("{} has {} attention heads, not divisible by attention TP {} (--tp-size {} / (attn_dp × attn_cp))", model.name,
+    return fmt::format("{} has {} attention heads, not divisible by attention TP {} (--tp-size {} / (attn_dp × attn_cp))", model.name,
          model.num_attention_heads, attn_tp, c.tp_size);
   }
   const int micro = resolved_micro_batches(c, o);
-  if (o.micro_batches < 0) fail("--micro-batches {} is invalid: at least 1", o.micro_batches);
+  if (o.micro_batches < 0) return fmt::format("--micro-batches {} is invalid: at least 1", o.micro_batches);
   if (o.phase == Phase::kDecode) {
     if (cp > 1) {
-      fail(
+      return fmt::format(
           "--phase decode with --attn-cp-size {}: SGLang's context parallelism is prefill-only (decode runs the same "
           "batch on every CP rank); model decode with --attn-cp-size 1",
           cp);
     }
   } else {
     const std::int64_t chunk = o.prompt_tokens / micro;
-    if (chunk < 1) fail("--prompt-len {} is shorter than --micro-batches {}", o.prompt_tokens, micro);
+    if (chunk < 1) return fmt::format("--prompt-len {} is shorter than --micro-batches {}", o.prompt_tokens, micro);
     if (cp > 1 && o.cp_split == CpSplit::kZigzag) {
       if (o.batch / c.attn_dp_size() != 1) {
-        fail(
+        return fmt::format(
             "zigzag (in-seq-split) CP takes one request per attention-DP replica, but --batch {} gives {} "
             "(SGLang's in-seq-split supports batch size 1 only)",
             o.batch, o.batch / c.attn_dp_size());
       }
       if (chunk < 2 * cp) {
-        fail(
+        return fmt::format(
             "zigzag CP needs at least 2 × --attn-cp-size = {} tokens per micro-batch, but --prompt-len {} over {} "
             "micro-batch(es) gives {}",
             2 * cp, o.prompt_tokens, micro, chunk);
@@ -79,23 +83,23 @@ void validate_options(const ModelSpec& model, const ParallelConfig& c, const Sch
     }
     if (cp > 1 && o.cp_split == CpSplit::kRoundRobin) {
       if (chunk < cp) {
-        fail("round-robin CP needs at least --attn-cp-size = {} tokens per micro-batch, got {}", cp, chunk);
+        return fmt::format("round-robin CP needs at least --attn-cp-size = {} tokens per micro-batch, got {}", cp, chunk);
       }
       if (o.batch / c.attn_dp_size() > 1 && (o.prompt_tokens % (static_cast<std::int64_t>(cp) * micro)) != 0) {
-        fail(
+        return fmt::format(
             "round-robin CP with several requests needs --prompt-len divisible by --attn-cp-size × micro-batches = "
             "{} so every request splits the same way, got {}",
             cp * micro, o.prompt_tokens);
       }
     }
     if (cp > 1 && o.cp_algorithm != CpAlgorithm::kAllGather && model.indexer) {
-      fail(
+      return fmt::format(
           "--cp-algo {} cannot run {}'s DSA sparse attention: its indexer scores every key, so only allgather CP "
           "(SGLang's) applies",
           to_string(o.cp_algorithm), model.name);
     }
     if (cp > 1 && o.cp_algorithm == CpAlgorithm::kRing && micro > 1) {
-      fail(
+      return fmt::format(
           "--cp-algo ring with {} micro-batches: ring CP keeps KV sharded, so earlier chunks' keys are not local; "
           "use --micro-batches 1",
           micro);
@@ -103,41 +107,46 @@ void validate_options(const ModelSpec& model, const ParallelConfig& c, const Sch
     if (cp > 1 && o.cp_algorithm == CpAlgorithm::kUlysses) {
       const auto heads = model.num_attention_heads / attn_tp;
       if (heads % cp != 0) {
-        fail("--cp-algo ulysses needs the {} attention heads per attention-TP rank divisible by --attn-cp-size {}",
+        return fmt::format("--cp-algo ulysses needs the {} attention heads per attention-TP rank divisible by --attn-cp-size {}",
              heads, cp);
       }
     }
   }
   if (model.moe) {
     if (moe_mode == MoeMode::kAllToAll && c.ep_size == 1) {
-      fail("--moe-mode a2a needs --ep-size > 1: the all-to-all dispatches tokens to the ranks owning their experts");
+      return fmt::format("--moe-mode a2a needs --ep-size > 1: the all-to-all dispatches tokens to the ranks owning their experts");
     }
     if (moe_mode == MoeMode::kGather && (c.ep_size != 1 || c.moe_dp_size != 1)) {
-      fail(
+      return fmt::format(
           "--moe-mode gather needs --ep-size 1 and --moe-dp-size 1 (fused MoE with TP-sharded experts), got "
           "--ep-size {} --moe-dp-size {}",
           c.ep_size, c.moe_dp_size);
     }
     if (model.moe->num_experts % c.ep_size != 0) {
-      fail("{} has {} experts, not divisible by --ep-size {}", model.name, model.moe->num_experts, c.ep_size);
+      return fmt::format("{} has {} experts, not divisible by --ep-size {}", model.name, model.moe->num_experts, c.ep_size);
     }
     if (model.moe->expert_intermediate_size % c.moe_tp_size() != 0) {
-      fail("{}'s expert width {} is not divisible by MoE TP {} (--tp-size / (--ep-size × --moe-dp-size))", model.name,
+      return fmt::format("{}'s expert width {} is not divisible by MoE TP {} (--tp-size / (--ep-size × --moe-dp-size))", model.name,
            model.moe->expert_intermediate_size, c.moe_tp_size());
     }
   }
   if (model.intermediate_size % attn_tp != 0) {
-    fail("{}'s dense FFN width {} is not divisible by attention TP {}", model.name, model.intermediate_size, attn_tp);
+    return fmt::format("{}'s dense FFN width {} is not divisible by attention TP {}", model.name, model.intermediate_size, attn_tp);
   }
   // Bound the work before allocating: ~40 ops per layer per rank per micro-batch (ring CP adds ~4 per CP rank).
   const std::int64_t per_layer = 40 + (o.cp_algorithm == CpAlgorithm::kRing ? 6 * cp : 0);
   const std::int64_t estimate = static_cast<std::int64_t>(c.world()) * layers / c.pp_size * micro * per_layer;
   if (estimate > kMaxScheduleOps) {
-    fail(
+    return fmt::format(
         "this schedule would hold about {} ops ({} ranks × {} layers per stage × {} micro-batches), over paratwin's "
         "limit of {}: cut the model with --layers or use fewer ranks",
         estimate, c.world(), layers / c.pp_size, micro, kMaxScheduleOps);
   }
+  return {};
+}
+
+void validate_options(const ModelSpec& model, const ParallelConfig& c, const ScheduleOptions& o, MoeMode moe_mode) {
+  if (auto why = options_violation(model, c, o, moe_mode); !why.empty()) throw Error(why);
 }
 
 // Routing objects shared by ranks whose EP groups route the same token counts.
@@ -186,6 +195,11 @@ std::vector<build::TokenKey> token_keys(const build::RankTokens& t, std::int64_t
 void check_schedule_options(const ModelSpec& model, const ParallelConfig& config, const ScheduleOptions& options) {
   validate_structure(config);
   validate_options(model, config, options, resolve_moe_mode(config, options));
+}
+
+std::string schedule_options_violation(const ModelSpec& model, const ParallelConfig& config,
+                                       const ScheduleOptions& options) {
+  return options_violation(model, config, options, resolve_moe_mode(config, options));
 }
 
 MoeMode resolve_moe_mode(const ParallelConfig& config, const ScheduleOptions& options) {

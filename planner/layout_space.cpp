@@ -240,10 +240,8 @@ Classification classify(const PlanRequest& request, const Candidate& c) {
     return reject(RejectCategory::kStructural, std::move(rule));
   }
   const ScheduleOptions options = c.schedule_options(request);
-  try {
-    check_schedule_options(request.model, c.config, options);
-  } catch (const Error& e) {
-    return reject(RejectCategory::kStructural, e.what());
+  if (auto why = schedule_options_violation(request.model, c.config, options); !why.empty()) {
+    return reject(RejectCategory::kStructural, std::move(why));
   }
   for (const auto& violation : check_sglang_rules(c.config)) {
     if (rejects(violation, request.sglang_version)) return reject(RejectCategory::kSglangRule, violation.message);

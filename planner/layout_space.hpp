@@ -81,10 +81,11 @@ struct Classification {
 /// generate_candidates(request, nodes).size(), counted without building the candidates.
 [[nodiscard]] std::int64_t candidate_count(const PlanRequest& request, int nodes);
 
-/// The most flag sets one plan looks at, over all its node counts. Classifying one takes ~3 µs (docs/performance.md,
-/// "Planner"), so this is about a minute; the count grows faster than the GPUs (e.g. --max-nodes 64 on 8-GPU nodes:
-/// 9.7 million for a MoE model), and a request beyond it is refused before any work rather than running for hours.
-inline constexpr std::int64_t kMaxFlagSets = 20'000'000;
+/// The most flag sets one plan looks at, over all its node counts. Classifying one takes ~0.5 µs (docs/performance.md,
+/// "Planner"), so this is under a minute; the count grows faster than the GPUs (DeepSeek-V3.2 on 8-GPU nodes: 20.1
+/// million up to 96 nodes, 98.1 million up to 233), and a request beyond it is refused before any work rather than
+/// running for hours.
+inline constexpr std::int64_t kMaxFlagSets = 100'000'000;
 
 /// Refuses (paratwin::Error naming --nodes / --max-nodes and the limit) a request of more than kMaxFlagSets flag sets.
 void check_enumeration_size(const PlanRequest& request);
