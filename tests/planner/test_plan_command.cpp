@@ -173,7 +173,8 @@ TEST_CASE("plan rejects bad input with one clear error", "[planner][cli]") {
       {{"plan", "--prompt-len", "4096", "--nodes", "1", "--cluster", "dgx-z"}, "dgx-z"},
       {{"plan", "--prompt-len", "4096", "--nodes", "1", "--sglang-version", "1"}, "--sglang-version '1'"},
       {{"plan", "--prompt-len", "4096", "--max-nodes", "100000"}, "--max-nodes 100000 means looking at more than"},
-      {{"plan", "--prompt-len", "4096", "--nodes", "100000"}, "--nodes 100000 means looking at more than"},
+      // 55,440 nodes (443,520 GPUs, highly composite): 1.8 billion flag sets at that one node count.
+      {{"plan", "--prompt-len", "4096", "--nodes", "55440"}, "--nodes 55440 means looking at more than"},
       // Output paths that could not be written are refused before the plan runs.
       {{"plan", "--prompt-len", "4096", "--nodes", "1", "--json", "/nonexistent-dir/r.json"},
        "--json /nonexistent-dir/r.json: the folder '/nonexistent-dir' does not exist"},
