@@ -82,8 +82,7 @@ bool Binder::bind_ring(const Op& op, BoundOp& b, const std::string& role, const 
       args.lse = static_cast<float*>(buffers.ptr(part_lse));
       return args;
     };
-    p_.attention_calls.push_back(args_of);
-    b.compute = [=](const ExecCtx& e) { run_attention(e, args_of(*e.pool)); };
+    bind_attention(b, args_of);
     return true;
   }
   if (role.starts_with("attn.ring_merge")) {
@@ -265,7 +264,7 @@ bool Binder::bind_ulysses(const Op& op, BoundOp& b, const std::string& role, con
     args.out = buffers.ptr(seq_out);
     return args;
   };
-  p_.attention_calls.push_back(args_of);
+  p_.attention_calls.push_back(args_of);  // as bind_attention registers it; run between the op's gathers below
   b.compute = [=](const ExecCtx& e) {
     launch_gather_rows(e.pool->ptr(recv), e.pool->ptr(seq), batch * chunk, E * 2,
                        static_cast<const int*>(e.pool->ptr(to_positions_map)), e.stream);

@@ -263,8 +263,7 @@ bool Binder::bind_functional(const Op& op, BoundOp& b) {
       args.out = static_cast<char*>(buffers.ptr(out)) + offset * heads * d * 2;
       return args;
     };
-    p_.attention_calls.push_back(args_of);
-    b.compute = [=](const ExecCtx& e) { run_attention(e, args_of(*e.pool)); };
+    bind_attention(b, args_of);
     return true;
   }
   if (role == "attn.o_proj") {

@@ -142,8 +142,7 @@ void Binder::bind_generic(const Op& op, BoundOp& b) {
         args.key_index = idx >= 0 ? static_cast<const int*>(buffers.ptr(idx)) : nullptr;
         return args;
       };
-      p_.attention_calls.push_back(args_of);
-      b.compute = [=](const ExecCtx& e) { run_attention(e, args_of(*e.pool)); };
+      bind_attention(b, args_of);
       return;
     }
     case ComputeKind::kIndexerScore: {

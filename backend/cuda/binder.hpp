@@ -192,6 +192,9 @@ class Binder {
   std::function<void(const ExecCtx&)> bind_fp8_gemm(const Op& op, const std::vector<i64>& group_rows, i64 n, i64 k,
                                                     int y, bool moe_experts);
   void bind_comm(const Op& op, BoundOp& b, int send, int recv);
+  // One attention op: `args_of` resolves its arguments against the allocated pool. Registers the call in
+  // RankProgram::attention_calls (the engine runs each distinct one before the first step) and binds `b` to it.
+  void bind_attention(BoundOp& b, const std::function<AttentionArgs(const BufferPool&)>& args_of);
   // A bf16 grouped GEMM: the MoE experts' (roles "moe.*") by the method --moe-gemm resolves to at its shape
   // (cuda_plan::decide_moe_gemm), recorded in RankProgram::moe_gemms; any other on cuBLAS streams.
   std::function<void(const ExecCtx&)> bind_grouped_gemm(const Op& op, const std::vector<i64>& group_rows, i64 n, i64 k,

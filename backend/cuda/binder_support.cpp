@@ -73,6 +73,11 @@ std::function<void(const ExecCtx&)> Binder::bind_grouped_gemm(const Op& op, cons
   return std::move(bound.launch);
 }
 
+void Binder::bind_attention(BoundOp& b, const std::function<AttentionArgs(const BufferPool&)>& args_of) {
+  p_.attention_calls.push_back(args_of);
+  b.compute = [args_of](const ExecCtx& e) { run_attention(e, args_of(*e.pool)); };
+}
+
 // Dense attention fused (cuDNN) where it computes the call exactly, else on the tensor cores unfused (cuBLAS) when
 // the rank has the workspace; index-sparse attention (DSA) on the backend's own kernel. Counts the path taken.
 void run_attention(const ExecCtx& e, const AttentionArgs& args) {
