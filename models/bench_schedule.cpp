@@ -160,6 +160,16 @@ void emit_compute(Chain& chain) {
     chain.compute(fmt::format("bench.moe.grouped_gemm.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm,
                   grouped_shape(8, rows_per_expert, 4096, 2048));
   }
+  // MLA's per-head absorb GEMMs as DeepSeek-V3.2's absorbed form declares them (128 heads, q_nope 128 → latent 512
+  // and back to v 128; models/builders/attention_tp.cpp): grouped GEMMs that are not experts', so the backend runs
+  // them as one batched call, and memory-bound, so they give the grouped memory curve points at the rows per group
+  // of a CP shard (the MoE shapes above give it one, at 64 rows).
+  for (const i64 tokens : {1024, 4096}) {
+    chain.compute(fmt::format("bench.mla.q_absorb.t{}", tokens), ComputeKind::kGroupedGemm,
+                  grouped_shape(128, tokens, 512, 128));
+    chain.compute(fmt::format("bench.mla.v_unabsorb.t{}", tokens), ComputeKind::kGroupedGemm,
+                  grouped_shape(128, tokens, 128, 512));
+  }
   for (const i64 t : {512, 1024, 2048, 4096}) {
     chain.compute(fmt::format("bench.attention.gqa.t{}", t), ComputeKind::kAttention,
                   attention_shape(t, 32, 8, 128, 128, true));
@@ -170,7 +180,9 @@ void emit_compute(Chain& chain) {
     chain.compute(fmt::format("bench.attention.mla.t{}", t), ComputeKind::kAttention,
                   attention_shape(t, 16, 16, 192, 128, true));
   }
-  for (const i64 m : {1024, 4096, 16384}) {
+  // Rows from one token (the last token's final norm) to a long prompt: the small sizes are latency-bound (a few µs
+  // whatever the bytes), which only points of their own let the memory curves say.
+  for (const i64 m : {1, 256, 1024, 4096, 16384}) {
     ComputeShape s;
     s.m = m;
     s.n = 4096;

@@ -40,6 +40,10 @@ struct BoundGroupedGemm {
 };
 BoundGroupedGemm grouped_gemm(BufferPool& pool, GroupedGemm gemm, const GroupedGemm::Operands& operands,
                               cuda_plan::MoeGemmMethod method);
+/// A grouped GEMM that is not the MoE experts' (MLA's per-head absorb GEMMs): one strided batched cuBLAS call where its
+/// groups are equal and equally spaced, else cuBLAS streams (GroupedGemmMethod::kStridedBatched).
+std::function<void(const ExecCtx&)> batched_grouped_gemm(BufferPool& pool, GroupedGemm gemm,
+                                                         const GroupedGemm::Operands& operands);
 /// One attention call through the dispatcher (cuDNN fused, cuBLAS unfused or the sparse kernels), counted by path.
 void run_attention(const ExecCtx& e, const AttentionArgs& args);
 
@@ -196,7 +200,7 @@ class Binder {
   // RankProgram::attention_calls (the engine runs each distinct one before the first step) and binds `b` to it.
   void bind_attention(BoundOp& b, const std::function<AttentionArgs(const BufferPool&)>& args_of);
   // A bf16 grouped GEMM: the MoE experts' (roles "moe.*") by the method --moe-gemm resolves to at its shape
-  // (cuda_plan::decide_moe_gemm), recorded in RankProgram::moe_gemms; any other on cuBLAS streams.
+  // (cuda_plan::decide_moe_gemm), recorded in RankProgram::moe_gemms; any other by batched_grouped_gemm.
   std::function<void(const ExecCtx&)> bind_grouped_gemm(const Op& op, const std::vector<i64>& group_rows, i64 n, i64 k,
                                                         const GroupedGemm::Operands& operands);
 

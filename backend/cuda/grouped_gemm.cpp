@@ -1,9 +1,11 @@
 #include "backend/cuda/grouped_gemm.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <array>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <utility>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -122,6 +124,8 @@ GroupedGemm::GroupedGemm(std::vector<i64> group_rows, i64 n, i64 k, i64 chunk_ro
     alpha_.push_back(1.0f);
     beta_.push_back(0.0f);
   }
+  equal_groups_ = std::adjacent_find(rows_in_call.begin(), rows_in_call.end(), std::not_equal_to<>()) ==
+                  rows_in_call.end();
   by_rows_.resize(rows_in_call.size());
   std::iota(by_rows_.begin(), by_rows_.end(), std::size_t{0});
   std::stable_sort(by_rows_.begin(), by_rows_.end(),
@@ -189,11 +193,52 @@ bool GroupedGemm::run(const Launch& launch, GroupedGemmMethod method) const {
         return true;
       }
       break;
+    case GroupedGemmMethod::kStridedBatched:
+      if (run_strided_batched(launch)) return true;
+      if (launch.side != nullptr) {
+        run_concurrent(launch);
+        return false;
+      }
+      break;
     case GroupedGemmMethod::kSequential:
       break;
   }
   for (std::size_t g = 0; g < m_.size(); ++g) gemm(launch.blas, launch.host_table, g);
   return method == GroupedGemmMethod::kSequential;
+}
+
+namespace {
+
+// The distance in bf16 elements between consecutive pointers of `pointers` (0 for one), where all are equally spaced
+// by a whole, non-negative number of elements; nullopt otherwise.
+std::optional<long long> equal_spacing_elements(void* const* pointers, std::size_t count) {
+  if (count < 2) return 0;
+  const auto address = [&](std::size_t i) { return reinterpret_cast<std::intptr_t>(pointers[i]); };
+  const std::intptr_t step_bytes = address(1) - address(0);
+  if (step_bytes < 0 || step_bytes % 2 != 0) return std::nullopt;
+  for (std::size_t i = 2; i < count; ++i) {
+    if (address(i) - address(i - 1) != step_bytes) return std::nullopt;
+  }
+  return static_cast<long long>(step_bytes / 2);
+}
+
+}  // namespace
+
+// One batch of equal groups, each with the strides between the groups' operands read off the resolved pointer table
+// (X and Y are consecutive row blocks, so theirs are rows·k and rows·n; W's are wherever the caller put the weights).
+bool GroupedGemm::run_strided_batched(const Launch& launch) const {
+  if (!equal_groups_ || launch.host_table == nullptr) return false;
+  const auto groups = m_.size();
+  const auto w_step = equal_spacing_elements(launch.host_table, groups);
+  const auto x_step = equal_spacing_elements(launch.host_table + groups, groups);
+  const auto y_step = equal_spacing_elements(launch.host_table + 2 * groups, groups);
+  if (!w_step || !x_step || !y_step) return false;
+  const float alpha = 1.0f, beta = 0.0f;
+  PARATWIN_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      launch.blas, CUBLAS_OP_N, CUBLAS_OP_N, m_[0], n_arr_[0], k_arr_[0], &alpha, launch.host_table[0], CUDA_R_16BF,
+      lda_[0], *w_step, launch.host_table[groups], CUDA_R_16BF, ldb_[0], *x_step, &beta, launch.host_table[2 * groups],
+      CUDA_R_16BF, ldc_[0], *y_step, static_cast<int>(groups), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  return true;
 }
 
 void GroupedGemm::gemm(cublasHandle_t blas, void* const* host_table, std::size_t g) const {

@@ -25,6 +25,10 @@
 ///   batched call on the first side stream, the remainders on the others.
 ///   Measured at 0.53–0.99 × dense (chunks of 128; 64: 0.35–0.61), below kConcurrent at every 8K shape.
 /// - kSequential: one cublasGemmEx per expert on the caller's stream (the fallback without side streams).
+/// - kStridedBatched: one cublasGemmStridedBatchedEx where every non-empty group has the same rows and the groups'
+///   W, X and Y lie equally spaced (MLA's per-head absorb GEMMs: one group per head, all of the rank's tokens each, as
+///   SGLang's torch.bmm runs them); elsewhere kConcurrent (or the loop without side streams). At DeepSeek-V3.2's
+///   absorb shapes one launch instead of one per head, which the heads' small GEMMs (a few µs each) left launch-bound.
 ///
 /// Everything a launch needs is prepared when the op is bound: the per-group sizes here, the operand pointer tables
 /// (`operand_addresses`, resolved by the caller once its buffers exist; for kPersistentKernel also its tile schedule
@@ -82,7 +86,14 @@ class GemmStreams {
 inline constexpr int kGemmSideStreams = 4;
 inline constexpr int kMaxGemmSideStreams = 16;
 
-enum class GroupedGemmMethod { kPersistentKernel, kConcurrent, kCublasGrouped, kChunkedBatched, kSequential };
+enum class GroupedGemmMethod {
+  kPersistentKernel,
+  kConcurrent,
+  kCublasGrouped,
+  kChunkedBatched,
+  kSequential,
+  kStridedBatched
+};
 
 /// kChunkedBatched's default chunk height.
 inline constexpr std::int64_t kGroupedChunkRows = 128;
@@ -136,11 +147,14 @@ class GroupedGemm {
   /// Enqueues the GEMM. kCublasGrouped runs the loop instead where cuBLAS is older than 12.5 or answers "not
   /// supported"; kPersistentKernel runs kConcurrent (or the loop without side streams) where the kernel does not
   /// support n × k or the launch lacks the device tables or tensor maps (kernel_tensor_maps gives none for operands
-  /// off the 16-byte rule).
+  /// off the 16-byte rule); kStridedBatched runs kConcurrent (or the loop) where the groups' rows differ or their
+  /// operands in `host_table` are not equally spaced.
   /// Returns whether the method asked for is the one that ran. cuBLAS and CUDA errors throw paratwin::Error.
   bool run(const Launch& launch, GroupedGemmMethod method) const;
 
   [[nodiscard]] int groups_in_call() const { return static_cast<int>(m_.size()); }
+  /// Whether every non-empty group has the same rows (kStridedBatched's first condition; true for none or one).
+  [[nodiscard]] bool equal_groups() const { return equal_groups_; }
   [[nodiscard]] double flops() const;
 
  private:
@@ -148,12 +162,14 @@ class GroupedGemm {
   bool run_cublas_grouped(const Launch& launch) const;
   bool run_kernel(const Launch& launch) const;
   bool run_chunked(const Launch& launch) const;
+  bool run_strided_batched(const Launch& launch) const;
   void run_concurrent(const Launch& launch) const;
 
   std::vector<std::int64_t> group_rows_;
   std::int64_t n_ = 0, k_ = 0;
   bool cublas_grouped_available_ = false;
   bool kernel_supported_ = false;
+  bool equal_groups_ = true;
   std::vector<int> kernel_schedule_;
   int kernel_pairs_ = 0;
   // Per non-empty group, the arguments cuBLAS reads from host memory (one problem per group).

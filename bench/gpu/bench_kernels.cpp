@@ -11,8 +11,9 @@
 //                  for comparing variants of them; the full table runs them between GEMMs, which leave the GPU's
 //                  clock lower)
 //   --dsa-only     only DeepSeek-V3.2's DSA rows (the indexer on each of its bf16 tensor-core kernels and on the
-//                  fp8 Hopper kernel, top-k, sparse attention), against the same ceilings, measured first as always,
-//                  and the fp8 indexer against a dense fp8 GEMM of 8192^3 measured in the same run (its own row)
+//                  fp8 Hopper kernel, top-k, sparse attention, MLA's per-head absorb GEMMs at 4K and 16K tokens),
+//                  against the same ceilings, measured first as always, and the fp8 indexer against a dense fp8 GEMM
+//                  of 8192^3 measured in the same run (its own row)
 //   --grouped-only the MoE expert GEMMs of grouped_gemm.hpp only, each method against its dense GEMM of the same
 //                  size, against the same ceilings
 //   --fp8-experts-only  DeepSeek-V3.2's fp8 expert GEMMs only (fp8_grouped_gemm.hpp on the backend's 4 side
@@ -182,8 +183,15 @@ int main(int argc, char** argv) {
         continue;
       }
       b.set_prompt_tokens(16384);
+      const auto absorb = [&] {  // the 4K-token CP shard of an 8K prompt, and 16K
+        for (const i64 tokens : {i64{4096}, i64{16384}}) {
+          b.set_prompt_tokens(tokens);
+          b.mla_absorb_gemms(m, tokens);  // no rows for models without DSA
+        }
+      };
       if (dsa_only) {
         b.dsa(m, 16384);  // no rows for models without DSA
+        absorb();
         continue;
       }
       const auto grouped = [&] {
@@ -216,6 +224,8 @@ int main(int argc, char** argv) {
         b.attention(m, tokens);
       }
       b.dsa(m, 16384);
+      absorb();
+      b.set_prompt_tokens(16384);
       b.dense_gemms(m, 16384);
       b.fp8_gemms(m, 16384);
       grouped();

@@ -383,6 +383,54 @@ void KernelBench::dsa(const ModelSpec& m, i64 tokens) {
 }
 
 // The dense projections of one layer at TP 1 (cuBLAS, as the backend calls it).
+// DeepSeek-V3.2's absorbed MLA (attention TP 1: every head on the rank) multiplies each head's `tokens` query rows by
+// its own small weight before and after the sparse attention: q_nope [T × 128] · W_UK [128 × 512] and the latent
+// output [T × 512] · W_UV [512 × 128]. Memory-bound (~100 flop per byte), so the rows give bytes against the copy.
+void KernelBench::mla_absorb_gemms(const ModelSpec& m, i64 tokens) {
+  if (!m.indexer || !m.mla) return;  // the absorbed form at prefill is DSA's (models/builders/attention_tp.cpp)
+  const i64 heads = m.num_attention_heads;
+  const i64 nope = m.mla->qk_nope_head_dim, latent = m.mla->kv_lora_rank, v_dim = m.mla->v_head_dim;
+  const std::vector<i64> group_rows(static_cast<std::size_t>(heads), tokens);
+  const i64 rows = heads * tokens;
+  for (const auto& [name, n, k] : {std::tuple<const char*, i64, i64>{"q_absorb", latent, nope}, {"v_unabsorb", v_dim, latent}}) {
+    DeviceBuffer x(rows * k * 2), y(rows * n * 2), w(heads * k * n * 2);
+    fill_random(x, rows * k, seed(), stream_);
+    fill_random(w, heads * k * n, seed(), stream_, false, 1.0f / std::sqrt(static_cast<float>(k)));
+    const cuda::GroupedGemm gemm(group_rows, n, k);
+    cuda::GroupedGemm::Operands operands{0, 1, {}};
+    for (i64 g = 0; g < heads; ++g) operands.weights.push_back({2, g * k * n * 2});
+    void* const base[] = {x.get(), y.get(), w.get()};  // the buffer ids of `operands`
+    std::vector<void*> table;
+    for (const auto& addr : gemm.operand_addresses(operands)) {
+      table.push_back(static_cast<char*>(base[addr.buffer]) + addr.offset_bytes);
+    }
+    const double bytes = 2.0 * static_cast<double>(rows * k + heads * k * n + rows * n);
+    const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
+    const std::string shape =
+        fmt::format("{} heads x {} tok: [{} x {}] . [{} x {}] per head", heads, tokens, tokens, k, k, n);
+    struct Variant {
+      const char* label;
+      cuda::GroupedGemmMethod method;
+      const cuda::GemmStreams* side;
+    };
+    const Variant variants[] = {{"batched, engine", cuda::GroupedGemmMethod::kStridedBatched, &side4_},
+                                {"4 streams", cuda::GroupedGemmMethod::kConcurrent, &side4_},
+                                {"1 stream", cuda::GroupedGemmMethod::kSequential, nullptr}};
+    for (const auto& v : variants) {
+      cuda::GroupedGemm::Launch launch;
+      launch.blas = blas_;
+      launch.stream = stream_;
+      launch.side = v.side;
+      launch.host_table = table.data();
+      bool as_asked = true;
+      const double s = time([&] { as_asked = gemm.run(launch, v.method) && as_asked; });
+      add_bytes(fmt::format("MLA {} ({})", name, v.label), m, shape, s, bytes);
+      rows_.back().anchor =
+          fmt::format("{:.1f} TFLOP/s{}", flops / s / 1e12, as_asked ? "" : " (fell back to side streams)");
+    }
+  }
+}
+
 void KernelBench::dense_gemms(const ModelSpec& m, i64 tokens) {
   const i64 H = m.hidden_size;
   std::vector<std::pair<std::string, std::pair<i64, i64>>> shapes;  // name, (n, k)

@@ -49,6 +49,9 @@ class KernelBench {
   void moe_kernels(const ModelSpec& m, std::int64_t tokens);     ///< router, permute, unpermute, combine
   void attention(const ModelSpec& m, std::int64_t tokens);       ///< attention_gemm and the reference kernel
   void dsa(const ModelSpec& m, std::int64_t tokens);             ///< indexer (bf16, fp8), top-k, sparse attention (DSA)
+  /// MLA's per-head absorb GEMMs in the absorbed form (DSA models): q_nope · W_UK and the latent output · W_UV, one
+  /// group per head of `tokens` rows each, by the engine's strided batched call and one cuBLAS GEMM per head.
+  void mla_absorb_gemms(const ModelSpec& m, std::int64_t tokens);
   void dense_gemms(const ModelSpec& m, std::int64_t tokens);     ///< the dense projections of one layer
   void fp8_gemms(const ModelSpec& m, std::int64_t tokens);       ///< fp8 projections (fp8 models), both scalings
   void grouped_gemms(const ModelSpec& m, std::int64_t tokens, int ep);  ///< the MoE expert GEMMs

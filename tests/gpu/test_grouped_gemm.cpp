@@ -1,7 +1,8 @@
 // The MoE expert GEMMs (grouped_gemm.hpp) against a float reference on the host, on seeded random operands and a
 // poisoned output, with ragged groups including empty ones, by each launch method: concurrent side streams, the
 // persistent kernel (and its fallbacks where it does not support n × k or Y is off the 16-byte rule), the one grouped
-// cuBLAS call, the batch of whole chunks, the sequential loop. The operand tables come from the BufferPool as in the
+// cuBLAS call, the batch of whole chunks, the sequential loop, the strided batched call (and its fallback where the
+// groups differ or are not equally spaced). The operand tables come from the BufferPool as in the
 // binder.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -170,6 +171,18 @@ TEST_CASE("grouped GEMM equals the float product per expert, with ragged and emp
     check_grouped(ragged, 192, 160, GroupedGemmMethod::kChunkedBatched, 15);
     check_grouped({0, 64, 1, 200, 0, 63, 129}, 256, 64, GroupedGemmMethod::kChunkedBatched, 16, true, 64);
     check_grouped({5, 0, 17}, 256, 64, GroupedGemmMethod::kChunkedBatched, 17, true, 64);  // no whole chunk
+  }
+  SECTION("one strided batched call where the groups are equal and equally spaced, else side streams") {
+    REQUIRE(GroupedGemm({96, 96, 96}, 512, 128).equal_groups());
+    check_grouped({96, 96, 96, 96, 96, 96}, 512, 128, GroupedGemmMethod::kStridedBatched, 22);  // MLA absorb's form
+    check_grouped({0, 70, 70, 70}, 128, 512, GroupedGemmMethod::kStridedBatched, 23);  // a leading empty group
+    check_grouped({33}, 192, 160, GroupedGemmMethod::kStridedBatched, 24);
+    check_grouped({40, 40}, 64, 64, GroupedGemmMethod::kStridedBatched, 25, true, kGroupedChunkRows, 2);
+    CHECK_FALSE(GroupedGemm(ragged, 192, 160).equal_groups());
+    check_grouped(ragged, 192, 160, GroupedGemmMethod::kStridedBatched, 26, false);
+    // Equal rows, but the empty group leaves a gap between two weights: the non-empty groups' W are not equally spaced.
+    REQUIRE(GroupedGemm({64, 0, 64, 64}, 256, 64).equal_groups());
+    check_grouped({64, 0, 64, 64}, 256, 64, GroupedGemmMethod::kStridedBatched, 27, false);
   }
   SECTION("the sequential loop") {
     check_grouped(ragged, 192, 160, GroupedGemmMethod::kSequential, 13);

@@ -5,10 +5,12 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "models/bench_schedule.hpp"
+#include "models/model_spec.hpp"
 #include "models/schedule_checks.hpp"
 #include "models/schedule_json.hpp"
 #include "topology/error.hpp"
@@ -101,7 +103,7 @@ TEST_CASE("bench schedule: DeepSeek-V3.2's fp8 GEMMs at the GEMM rows, block-sca
         ++bf16_gemms;
       }
     }
-    CHECK(bf16_gemms == 5 * 4 + 3 + 4);  // GEMMs at 5 (n, k) × 4 rows, 3 weight-streaming, 4 grouped
+    CHECK(bf16_gemms == 5 * 4 + 3 + 4 + 4);  // GEMMs at 5 (n, k) × 4 rows, 3 weight-streaming, 4 MoE, 4 MLA absorb
     std::set<std::string> expected;
     for (const auto& [n, k] : {std::pair<int, int>{24576, 1536}, {36864, 7168}, {7168, 18432}}) {
       for (const int m : {256, 1024, 4096, 16384}) {
@@ -129,6 +131,65 @@ TEST_CASE("bench schedule: DeepSeek-V3.2's fp8 GEMMs at the GEMM rows, block-sca
       CHECK(c->shape.k % 128 == 0);  // block scales: 1×128 activation groups, 128×128 weight blocks
     }
     CHECK(got == expected);
+  }
+}
+
+TEST_CASE("bench schedule: MLA's absorb GEMMs as DeepSeek-V3.2 declares them, memory-bound", "[bench]") {
+  const auto model = load_model("deepseek-v3.2");
+  REQUIRE(model.mla);
+  const auto& mla = *model.mla;
+  const auto s = build_bench_schedule(sweep(2));
+  std::map<std::string, const ComputeOp*> absorb;
+  for (const auto& op : s.ranks[0]) {
+    if (!op.name.starts_with("bench.mla.")) continue;
+    const auto* c = std::get_if<ComputeOp>(&op.body);
+    REQUIRE(c != nullptr);
+    absorb[op.name] = c;
+  }
+  CHECK(absorb.size() == 4);
+  for (const std::int64_t tokens : {1024, 4096}) {
+    const std::vector<std::int64_t> per_head(static_cast<std::size_t>(model.num_attention_heads), tokens);
+    for (const auto& [name, n, k] :
+         {std::tuple<std::string, std::int64_t, std::int64_t>{"q_absorb", mla.kv_lora_rank, mla.qk_nope_head_dim},
+          {"v_unabsorb", mla.v_head_dim, mla.kv_lora_rank}}) {
+      const auto op = fmt::format("bench.mla.{}.t{}", name, tokens);
+      REQUIRE(absorb.count(op) == 1);
+      const ComputeOp& c = *absorb.at(op);
+      CHECK(c.kind == ComputeKind::kGroupedGemm);
+      CHECK(c.dtype == DType::kBf16);
+      CHECK(c.shape.group_rows == per_head);
+      CHECK((c.shape.m == model.num_attention_heads * tokens && c.shape.n == n && c.shape.k == k));
+      // Memory-bound at H200's ratio (989 TFLOP/s bf16, 4.8 TB/s): what puts them on the grouped memory curve.
+      CHECK(c.flops / c.bytes < 989e12 / 4.8e12);
+    }
+  }
+}
+
+TEST_CASE("bench schedule: the memory-bound kinds from one row to a long prompt", "[bench]") {
+  const auto s = build_bench_schedule(sweep(1));
+  std::map<ComputeKind, std::set<std::int64_t>> rows;
+  for (const auto& op : s.ranks[0]) {
+    const auto* c = std::get_if<ComputeOp>(&op.body);
+    if (c == nullptr) continue;
+    switch (c->kind) {
+      case ComputeKind::kRmsNorm:
+      case ComputeKind::kResidualAdd:
+      case ComputeKind::kAddRmsNorm:
+      case ComputeKind::kEmbedding:
+      case ComputeKind::kActivation:
+      case ComputeKind::kRope:
+      case ComputeKind::kKvReorder:
+      case ComputeKind::kMoeRoute:
+        rows[c->kind].insert(c->shape.m);
+        break;
+      default:
+        break;
+    }
+  }
+  CHECK(rows.size() == 8);
+  for (const auto& [kind, got] : rows) {
+    INFO(to_string(kind));
+    CHECK(got == std::set<std::int64_t>{1, 256, 1024, 4096, 16384});
   }
 }
 
