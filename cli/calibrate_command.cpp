@@ -31,6 +31,7 @@ struct CalibrateOptions {
   // The sim's default launch overhead (docs/sim.md §4). The fit keeps it fixed and writes it into the file, so the
   // efficiencies it fits are the ones the sim will combine with it.
   double launch_overhead_us = 0.9;
+  bool fit_launch_overhead = false;  ///< fit it from the kernels instead (FitInputs::fit_launch_overhead)
 };
 
 // The preset name is the first word of TraceMeta::cluster ("h200-sxm 1x2" from sim, "h200-sxm (1 × 2)" from run).
@@ -67,6 +68,7 @@ int run_calibrate(const CalibrateOptions& o, Io io) {
   inputs.nvlink_line_rate_bytes_per_s = cluster.scale_up.bandwidth_bytes_per_s;
   inputs.network_line_rate_bytes_per_s = cluster.scale_out.nic_bandwidth_bytes_per_s;
   inputs.launch_overhead_s = o.launch_overhead_us * 1e-6;
+  inputs.fit_launch_overhead = o.fit_launch_overhead;
   inputs.holdout = o.holdout;
   for (std::size_t k = 0; k < kComputeKindCount; ++k) {
     const auto kind = static_cast<ComputeKind>(k);
@@ -91,6 +93,10 @@ int run_calibrate(const CalibrateOptions& o, Io io) {
                           l.latency_s * 1e6, l.bandwidth_bytes_per_s * 1e-9, l.calls,
                           l.latency_at_bound ? ", latency held at 0" : "",
                           l.bandwidth_at_bound ? ", bandwidth held at the line rate" : "");
+  }
+  if (fit.launch_overhead_fitted) {
+    io.out << fmt::format("  compute.launch_overhead_us: {:.3f} (the least time a kernel took beyond its work)\n",
+                          fit.launch_overhead_s * 1e6);
   }
   for (const CurveFit& c : fit.curves) {
     io.out << fmt::format("  compute.kernels.{}.{}: {} point(s) from {} kernels{}\n", c.key, c.curve, c.points.size(),
@@ -128,9 +134,13 @@ void add_calibrate_command(CLI::App& root, Action& action, Io io) {
       ->capture_default_str();
   cmd->add_option("--cluster", options->cluster,
                   "Cluster preset or YAML giving peaks and line rates (default: the cluster in the trace metadata)");
-  cmd->add_option("--launch-overhead-us", options->launch_overhead_us,
-                  "Kernel launch overhead kept fixed by the fit and written to the file")
-      ->capture_default_str();
+  auto* overhead = cmd->add_option("--launch-overhead-us", options->launch_overhead_us,
+                                   "Kernel launch overhead kept fixed by the fit and written to the file")
+                       ->capture_default_str();
+  cmd->add_flag("--fit-launch-overhead", options->fit_launch_overhead,
+                "Fit the launch overhead instead: the least time a measured kernel took beyond its work at the "
+                "peak (a one-row kernel of the bench sweep is that fixed cost alone)")
+      ->excludes(overhead);
   cmd->callback([options, &action, io] { action = [options, io] { return run_calibrate(*options, io); }; });
 }
 

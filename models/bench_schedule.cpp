@@ -170,7 +170,10 @@ void emit_compute(Chain& chain) {
     chain.compute(fmt::format("bench.mla.v_unabsorb.t{}", tokens), ComputeKind::kGroupedGemm,
                   grouped_shape(128, tokens, 128, 512));
   }
-  for (const i64 t : {512, 1024, 2048, 4096}) {
+  // Causal GQA attention up to 32K tokens, the longest prompt of the accuracy runs: a long prompt's attention is read
+  // from a point at its size, not clamped to a shorter one (cuDNN's causal rate on an H200: 672 TFLOP/s at 16K, 610
+  // at 32K; docs/performance.md, "Dense attention").
+  for (const i64 t : {512, 1024, 2048, 4096, 8192, 16384, 32768}) {
     chain.compute(fmt::format("bench.attention.gqa.t{}", t), ComputeKind::kAttention,
                   attention_shape(t, 32, 8, 128, 128, true));
   }
@@ -180,9 +183,9 @@ void emit_compute(Chain& chain) {
     chain.compute(fmt::format("bench.attention.mla.t{}", t), ComputeKind::kAttention,
                   attention_shape(t, 16, 16, 192, 128, true));
   }
-  // Rows from one token (the last token's final norm) to a long prompt: the small sizes are latency-bound (a few µs
-  // whatever the bytes), which only points of their own let the memory curves say.
-  for (const i64 m : {1, 256, 1024, 4096, 16384}) {
+  // Rows from one token (the last token's final norm) to a long prompt, every 4× up to 256: the small sizes are
+  // latency-bound (a few µs whatever the bytes), which only points of their own let the memory curves say.
+  for (const i64 m : {1, 16, 64, 256, 1024, 4096, 16384}) {
     ComputeShape s;
     s.m = m;
     s.n = 4096;

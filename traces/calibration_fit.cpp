@@ -161,6 +161,16 @@ double predict(const CurveFit& curve, const KernelSample& s, double launch_s) {
 
 constexpr double kLargeCallBytes = 1 << 20;
 
+// FitInputs::fit_launch_overhead's fit over `kernels`: the least time any of them took beyond its work at efficiency 1
+// (≥ 0). The least, not a typical value: every kernel then keeps a positive remainder for its curve (t − launch ≥
+// work), and the sweep's one-row kernels, whose work is nanoseconds, put it at the fixed cost they all pay.
+double least_overhead_s(const std::vector<const KernelSample*>& kernels) {
+  PARATWIN_ASSERT(!kernels.empty(), "launch overhead of no kernel");
+  double least_s = kernels.front()->time_s - kernels.front()->work_s;
+  for (const KernelSample* k : kernels) least_s = std::min(least_s, k->time_s - k->work_s);
+  return std::max(least_s, 0.0);
+}
+
 double median_of(std::vector<double> values) {
   PARATWIN_ASSERT(!values.empty(), "median of nothing");
   const auto middle = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
@@ -228,6 +238,18 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
 
   CalibrationFit fit;
   fit.launch_overhead_s = in.launch_overhead_s;
+  if (in.fit_launch_overhead) {
+    if (kernels.empty()) {
+      notes.insert(fmt::format("launch overhead: no compute kernel to fit it from; kept at {:g} us",
+                               in.launch_overhead_s * 1e6));
+    } else {
+      std::vector<const KernelSample*> all;
+      for (const KernelSample& k : kernels) all.push_back(&k);
+      fit.launch_overhead_s = least_overhead_s(all);
+      fit.launch_overhead_fitted = true;
+    }
+  }
+  const double launch_s = fit.launch_overhead_s;
   fit.communication_calls = calls.size();
   fit.compute_kernels = kernels.size();
   std::map<std::string, std::vector<double>> holdout_errors;
@@ -335,13 +357,18 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
   }
   for (auto& [kind, errors] : curve_errors) holdout_errors[kind] = std::move(errors);
 
-  // Efficiency curves.
+  // Efficiency curves, and their hold-out: each curve fitted on every other size (a fitted launch overhead on every
+  // kernel but the held-out ones), the error taken on the rest.
   std::map<std::pair<std::string, std::string>, std::vector<const KernelSample*>> by_curve;
   for (const KernelSample& k : kernels) by_curve[{k.kind, k.curve}].push_back(&k);
+  struct HeldOut {
+    std::string kind, curve;
+    std::vector<const KernelSample*> train, test;
+  };
+  std::vector<HeldOut> held_out;
   for (const auto& [key, samples] : by_curve) {
     const auto& [kind, curve] = key;
-    const std::string& file_key = in.compute_kinds.at(kind);
-    fit.curves.push_back(fit_curve(kind, file_key, curve, samples, in.launch_overhead_s));
+    fit.curves.push_back(fit_curve(kind, in.compute_kinds.at(kind), curve, samples, launch_s));
     if (!in.holdout) continue;
     std::set<double> sizes;
     for (const KernelSample* s : samples) sizes.insert(s->size);
@@ -351,12 +378,25 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
       continue;
     }
     const std::set<double> fitting = fitting_half(sizes);
-    std::vector<const KernelSample*> train, test;
-    for (const KernelSample* s : samples) (fitting.count(s->size) ? train : test).push_back(s);
-    const CurveFit held = fit_curve(kind, file_key, curve, train, in.launch_overhead_s);
-    for (const KernelSample* s : test) {
-      holdout_errors[holdout_row(kind, curve)].push_back(
-          relative_error(predict(held, *s, in.launch_overhead_s), s->time_s));
+    HeldOut h{kind, curve, {}, {}};
+    for (const KernelSample* s : samples) (fitting.count(s->size) ? h.train : h.test).push_back(s);
+    held_out.push_back(std::move(h));
+  }
+  double held_launch_s = launch_s;
+  if (fit.launch_overhead_fitted && !held_out.empty()) {  // from every kernel but the held-out ones
+    std::set<const KernelSample*> tested;
+    for (const HeldOut& h : held_out) tested.insert(h.test.begin(), h.test.end());
+    std::vector<const KernelSample*> train;
+    for (const KernelSample& k : kernels) {
+      if (!tested.count(&k)) train.push_back(&k);
+    }
+    held_launch_s = least_overhead_s(train);
+  }
+  for (const HeldOut& h : held_out) {
+    const CurveFit held = fit_curve(h.kind, in.compute_kinds.at(h.kind), h.curve, h.train, held_launch_s);
+    for (const KernelSample* s : h.test) {
+      holdout_errors[holdout_row(h.kind, h.curve)].push_back(
+          relative_error(predict(held, *s, held_launch_s), s->time_s));
     }
   }
   for (const auto& [kind, file_key] : in.compute_kinds) {

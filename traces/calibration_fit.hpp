@@ -23,7 +23,10 @@ struct FitInputs {
   double hbm_bytes_per_s = 0;
   double nvlink_line_rate_bytes_per_s = 0;   ///< per GPU and direction: the fitted NVLink bandwidth's upper bound
   double network_line_rate_bytes_per_s = 0;  ///< per NIC and direction: the fitted network bandwidth's upper bound
-  double launch_overhead_s = 0;              ///< added to every kernel by the compute model, kept as is
+  double launch_overhead_s = 0;              ///< added to every kernel by the compute model, kept as is unless fitted
+  /// Fit the launch overhead instead: the least time any kernel took beyond its work at efficiency 1 (a one-row
+  /// kernel is nothing but that fixed cost), so that the curves fit only what a kernel's size adds to it.
+  bool fit_launch_overhead = false;
   /// Compute kinds the calibration file accepts: trace kind → its key under compute.kernels (they can differ).
   std::map<std::string, std::string> compute_kinds;
   bool holdout = false;  ///< also fit on every other size and measure the error on the rest
@@ -63,6 +66,7 @@ struct CalibrationFit {
   std::vector<CollectiveCurve> collectives;
   std::vector<CurveFit> curves;
   double launch_overhead_s = 0;
+  bool launch_overhead_fitted = false;  ///< fitted from the kernels (FitInputs::fit_launch_overhead), not kept
   std::vector<std::string> notes;     ///< what was not fitted, and why
   std::vector<HoldoutError> holdout;  ///< per kind, when FitInputs::holdout
   std::size_t communication_calls = 0, compute_kernels = 0;

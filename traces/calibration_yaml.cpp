@@ -70,7 +70,8 @@ std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::s
     }
   }
   text += "compute:\n";
-  text += fmt::format("  launch_overhead_us: {:.12g}\n", fit.launch_overhead_s * 1e6);
+  text += fmt::format("  launch_overhead_us: {:.12g}{}\n", fit.launch_overhead_s * 1e6,
+                      fit.launch_overhead_fitted ? "  # fitted: the least time a kernel took beyond its work" : "");
   if (!fit.curves.empty()) {
     std::map<std::string, std::vector<const CurveFit*>> by_kind;
     for (const CurveFit& c : fit.curves) by_kind[c.key].push_back(&c);

@@ -9,11 +9,12 @@ W=${2:-accuracy-work}
 P=${PARATWIN:-build/cli/paratwin}
 mkdir -p "$W"
 
-# Calibration: fitted on the two bench sweeps, hold-out error on every other size.
+# Calibration: fitted on the two bench sweeps, hold-out error on every other size; the launch overhead fitted from
+# the sweeps' one-row kernels (--fit-launch-overhead: the fixed cost every measured kernel pays).
 # (bench2 + bench4 from measure-accuracy.sh; bench8 too from measure-x8.sh when an 8-GPU machine ran it.)
 benches=()
 for n in 2 4 8; do [ -f "$M/bench$n.json" ] && benches+=("$M/bench$n.json"); done
-"$P" calibrate "${benches[@]}" -o "$W/calibration.yaml" --holdout > "$W/calibrate.txt"
+"$P" calibrate "${benches[@]}" -o "$W/calibration.yaml" --holdout --fit-launch-overhead > "$W/calibrate.txt"
 
 # Each measured trace with the flags that made it (scripts/device/measure-accuracy.sh, measure-x8.sh).
 declare -A RUNS=(

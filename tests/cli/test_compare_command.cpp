@@ -168,6 +168,22 @@ TEST_CASE("calibrate fits a measured trace and sim accepts the file", "[cli][cal
   const auto bad_mode = run_cli({"calibrate", measured, "-o", ab_yaml, "--sim-mode", "ring"});
   CHECK(bad_mode.exit_code == paratwin::cli::kExitUserError);
   CHECK_THAT(bad_mode.err, Catch::Contains("--sim-mode 'ring'"));
+  // The launch overhead fitted: printed, written with its origin, and read back by the sim.
+  const std::string fitted_yaml = (dir / "cal_fitted.yaml").string();
+  const auto fitted = run_cli({"calibrate", measured, "-o", fitted_yaml, "--fit-launch-overhead"});
+  INFO(fitted.err);
+  REQUIRE(fitted.exit_code == 0);
+  CHECK_THAT(fitted.out, Catch::Contains("compute.launch_overhead_us: "));
+  CHECK_THAT(read_text(fitted_yaml), Catch::Contains("launch_overhead_us: ") && Catch::Contains("# fitted"));
+  sim.pop_back();
+  sim.back() = fitted_yaml;
+  const auto fitted_run = run_cli(sim);
+  INFO(fitted_run.err);
+  CHECK(fitted_run.exit_code == 0);
+  const auto both = run_cli({"calibrate", measured, "-o", fitted_yaml, "--fit-launch-overhead",
+                             "--launch-overhead-us", "2"});
+  CHECK(both.exit_code != 0);  // a CLI11 parse error, with its own code
+  CHECK_THAT(both.err, Catch::Contains("--fit-launch-overhead") && Catch::Contains("--launch-overhead-us"));
 }
 
 #endif

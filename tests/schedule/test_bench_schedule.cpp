@@ -189,7 +189,7 @@ TEST_CASE("bench schedule: the memory-bound kinds from one row to a long prompt"
   CHECK(rows.size() == 8);
   for (const auto& [kind, got] : rows) {
     INFO(to_string(kind));
-    CHECK(got == std::set<std::int64_t>{1, 256, 1024, 4096, 16384});
+    CHECK(got == std::set<std::int64_t>{1, 16, 64, 256, 1024, 4096, 16384});
   }
 }
 

@@ -263,3 +263,73 @@ TEST_CASE("calibration fits one curve per collective shape, a median per size, a
   CHECK_THAT(paratwin::calibration_yaml(fit, {"curves"}, paratwin::CalibrationTarget::kAlphaBeta),
              !Catch::Contains("collectives:"));
 }
+
+TEST_CASE("a fitted launch overhead is the fixed cost of the one-row kernels and leaves the curves exact",
+          "[traces][calibrate]") {
+  FitInputs truth = test_fit_inputs(true);
+  truth.launch_overhead_s = 6e-6;  // what every kernel pays, e.g. under per-op events
+  Noise none(0, 1);
+  Trace t = empty_measured_trace();
+  add_gemm_sweep(t, gemm_efficiency, truth, none);
+  // One row of 4096 bf16 (16 KiB read and written: nanoseconds of work) up to 64 MiB, at 0.87 of HBM.
+  for (double bytes = 1 << 14; bytes <= (1 << 26); bytes *= 4) {
+    add_kernel(t, "rms_norm", bytes, bytes / 4, bytes, bytes / (truth.hbm_bytes_per_s * 0.87) + truth.launch_overhead_s);
+  }
+  FitInputs in = truth;
+  in.launch_overhead_s = 0.9e-6;  // the default, replaced by the fit
+  in.fit_launch_overhead = true;
+  const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+  CHECK(fit.launch_overhead_fitted);
+  // The least kernel time beyond its work: the 16 KiB norm's, whose work at 0.87 rather than 1 adds 0.5 ns.
+  CHECK(fit.launch_overhead_s == Approx(truth.launch_overhead_s).epsilon(1e-3));
+  CHECK(fit.launch_overhead_s >= truth.launch_overhead_s);
+  // Those 0.5 ns go from the small norms' work into the overhead, so their efficiencies read high (16 KiB: at the
+  // bound), as the nanoseconds they price allow; from 1 MiB, where the work is ~0.25 µs, the curve is the norm's
+  // within 0.3 %.
+  for (const auto& [bytes, efficiency] : curve(fit, "rms_norm", "memory_efficiency").points) {
+    INFO(bytes << " bytes");
+    if (bytes >= (1 << 20)) CHECK(efficiency == Approx(0.87).epsilon(3e-3));
+  }
+  for (const auto& [m, efficiency] : curve(fit, "gemm", "compute_efficiency").points) {
+    CHECK(efficiency == Approx(gemm_efficiency(m)).epsilon(1e-3));
+  }
+  // Held out between fitted sizes, the kernels are predicted as they were made.
+  REQUIRE_FALSE(fit.holdout.empty());
+  for (const auto& h : fit.holdout) {
+    INFO(h.kind);
+    CHECK(h.stats.median_abs < 1e-3);
+  }
+
+  // Kept at 0.9 µs, the overhead leaves the norm's 6 µs in its curve: its small sizes read as latency-bound.
+  in.fit_launch_overhead = false;
+  const CalibrationFit kept = paratwin::fit_calibration({t}, in);
+  CHECK_FALSE(kept.launch_overhead_fitted);
+  CHECK(kept.launch_overhead_s == Approx(0.9e-6));
+  CHECK(curve(kept, "rms_norm", "memory_efficiency").points.front().second < 0.01);
+}
+
+TEST_CASE("a fitted launch overhead stays at zero when a kernel beats its work at the peak, and is kept without "
+          "kernels",
+          "[traces][calibrate]") {
+  FitInputs in = test_fit_inputs();
+  in.fit_launch_overhead = true;
+  Trace t = empty_measured_trace();
+  const double bytes = 1 << 24;
+  add_kernel(t, "rms_norm", bytes, bytes / 4, bytes, 0.5 * bytes / in.hbm_bytes_per_s);  // twice HBM: impossible
+  add_kernel(t, "rms_norm", 4 * bytes, bytes, 4 * bytes, 4 * bytes / (0.8 * in.hbm_bytes_per_s));
+  const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+  CHECK(fit.launch_overhead_fitted);
+  CHECK(fit.launch_overhead_s == 0.0);
+  const auto& norm = curve(fit, "rms_norm", "memory_efficiency");
+  REQUIRE(norm.points.size() == 2);
+  CHECK(norm.points_at_bound == 1);
+  CHECK(norm.points.back().second == Approx(0.8).epsilon(1e-9));
+
+  Trace calls_only = empty_measured_trace();
+  Noise none(0, 1);
+  add_collective_sweep(calls_only, kAlphaS, kBandwidth, none);
+  const CalibrationFit no_kernels = paratwin::fit_calibration({calls_only}, in);
+  CHECK_FALSE(no_kernels.launch_overhead_fitted);
+  CHECK(no_kernels.launch_overhead_s == Approx(in.launch_overhead_s));
+  CHECK(has_note(no_kernels, "launch overhead: no compute kernel to fit it from"));
+}
