@@ -77,11 +77,13 @@ void launch_masked_softmax(const float* scores, void* probs, std::int64_t rows, 
 
 /// Merges partial attention outputs of `rows` (query, head) pairs with head dim `dim` (fp32, rows × dim, and their
 /// log-sum-exps) into a running output and log-sum-exp: the softmax over the union of both key sets. `first`: the
-/// running state is empty and is overwritten.
+/// running state is empty and is overwritten (and not read). Four elements per thread where dim is a multiple of 4
+/// and both outputs are 16-byte aligned, else one.
 void launch_attention_merge(float* running_out, float* running_lse, const float* part_out, const float* part_lse,
                             std::int64_t rows, std::int64_t dim, bool first, cudaStream_t stream);
 
-/// dst[i] = bf16(src[i]) over `count` elements.
+/// dst[i] = bf16(src[i]) over `count` elements (four per thread where count is a multiple of 4, src 16-byte and dst
+/// 8-byte aligned).
 void launch_to_bf16(const float* src, void* dst, std::int64_t count, cudaStream_t stream);
 
 /// Holds `stream` until the host-mapped `*flag` equals `value`, or `timeout_ns` passed (so a host that cannot reach

@@ -165,6 +165,21 @@ TEST_CASE("bench schedule: MLA's absorb GEMMs as DeepSeek-V3.2 declares them, me
   }
 }
 
+TEST_CASE("bench schedule: DSA's sparse attention as a long prompt's queries, each with top-k keys", "[bench]") {
+  const auto s = build_bench_schedule(sweep(1));
+  std::set<std::int64_t> sizes;
+  for (const auto& op : s.ranks[0]) {
+    const auto* c = std::get_if<ComputeOp>(&op.body);
+    if (c == nullptr || c->kind != ComputeKind::kSparseAttention) continue;
+    const std::int64_t t = c->shape.q_tokens;
+    sizes.insert(t);
+    CHECK((c->shape.q_start == t && c->shape.kv_tokens == 2 * t && c->shape.causal));
+    // Every query at t or later sees at least 2,048 keys: the FLOPs count all top-k of each, as the kernel computes.
+    CHECK(c->flops == Approx(2.0 * (576 + 512) * 128 * static_cast<double>(t) * 2048));
+  }
+  CHECK(sizes == std::set<std::int64_t>{4096, 8192});
+}
+
 TEST_CASE("bench schedule: the memory-bound kinds from one row to a long prompt", "[bench]") {
   const auto s = build_bench_schedule(sweep(1));
   std::map<ComputeKind, std::set<std::int64_t>> rows;
