@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 
+#include "cli/bench_phases.hpp"
 #include "cli/cluster_flags.hpp"
 #include "cli/commands.hpp"
 #include "models/bench_schedule.hpp"
@@ -119,10 +120,19 @@ int run_bench(BenchCommandOptions& o, Io io) {
     cuda.timeout_s = o.timeout_s;
     cuda.per_op_median = true;
     cuda.model = load_model("deepseek-v3.2");  // the router kernel's scoring (sigmoid) comes from a model
-    auto result = run_cuda(schedule, placement, cuda);
-    trace = std::move(result.trace);
-    head = fmt::format("paratwin bench: {} ops on {} GPU(s), per-op medians of {} steps after {} warm-up; {}\n", ops,
-                       sweep.gpus, o.steps, o.warmup, cuda_versions());
+    const auto phase = [&](bool collectives) {
+      auto only = sweep;
+      only.collectives = collectives;
+      only.compute = !collectives;
+      return run_cuda(build_bench_schedule(only), placement, cuda).trace;
+    };
+    // The collectives and the compute kernels in phases of their own steps (cli/bench_phases.hpp says why).
+    const bool phases = sweep.collectives && sweep.compute && sweep.gpus > 1;
+    trace = phases ? join_bench_phases(schedule, phase(true), phase(false))
+                   : run_cuda(schedule, placement, cuda).trace;
+    head = fmt::format("paratwin bench: {} ops on {} GPU(s), per-op medians of {} steps after {} warm-up{}; {}\n",
+                       ops, sweep.gpus, o.steps, o.warmup,
+                       phases ? " (collectives, then compute kernels, each their own steps)" : "", cuda_versions());
 #else
     fail(
         "paratwin was built without CUDA: `paratwin bench` measures on GPUs (configure with "
