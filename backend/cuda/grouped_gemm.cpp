@@ -1,8 +1,9 @@
 #include "backend/cuda/grouped_gemm.hpp"
 
 #include <algorithm>
-#include <functional>
 #include <array>
+#include <cstdint>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <optional>
@@ -26,6 +27,19 @@ bool runtime_has_grouped_call() {
   if (cublasGetProperty(MAJOR_VERSION, &major) != CUBLAS_STATUS_SUCCESS) return false;
   if (cublasGetProperty(MINOR_VERSION, &minor) != CUBLAS_STATUS_SUCCESS) return false;
   return major > 12 || (major == 12 && minor >= 5);
+}
+
+// The distance in bf16 elements between consecutive pointers of `pointers` (0 for one), where all are equally spaced
+// by a whole, non-negative number of elements; nullopt otherwise.
+std::optional<long long> equal_spacing_elements(void* const* pointers, std::size_t count) {
+  if (count < 2) return 0;
+  const auto address = [&](std::size_t i) { return reinterpret_cast<std::intptr_t>(pointers[i]); };
+  const std::intptr_t step_bytes = address(1) - address(0);
+  if (step_bytes < 0 || step_bytes % 2 != 0) return std::nullopt;
+  for (std::size_t i = 2; i < count; ++i) {
+    if (address(i) - address(i - 1) != step_bytes) return std::nullopt;
+  }
+  return static_cast<long long>(step_bytes / 2);
 }
 
 }  // namespace
@@ -207,22 +221,6 @@ bool GroupedGemm::run(const Launch& launch, GroupedGemmMethod method) const {
   return method == GroupedGemmMethod::kSequential;
 }
 
-namespace {
-
-// The distance in bf16 elements between consecutive pointers of `pointers` (0 for one), where all are equally spaced
-// by a whole, non-negative number of elements; nullopt otherwise.
-std::optional<long long> equal_spacing_elements(void* const* pointers, std::size_t count) {
-  if (count < 2) return 0;
-  const auto address = [&](std::size_t i) { return reinterpret_cast<std::intptr_t>(pointers[i]); };
-  const std::intptr_t step_bytes = address(1) - address(0);
-  if (step_bytes < 0 || step_bytes % 2 != 0) return std::nullopt;
-  for (std::size_t i = 2; i < count; ++i) {
-    if (address(i) - address(i - 1) != step_bytes) return std::nullopt;
-  }
-  return static_cast<long long>(step_bytes / 2);
-}
-
-}  // namespace
 
 // One batch of equal groups, each with the strides between the groups' operands read off the resolved pointer table
 // (X and Y are consecutive row blocks, so theirs are rows·k and rows·n; W's are wherever the caller put the weights).

@@ -392,7 +392,8 @@ void KernelBench::mla_absorb_gemms(const ModelSpec& m, i64 tokens) {
   const i64 nope = m.mla->qk_nope_head_dim, latent = m.mla->kv_lora_rank, v_dim = m.mla->v_head_dim;
   const std::vector<i64> group_rows(static_cast<std::size_t>(heads), tokens);
   const i64 rows = heads * tokens;
-  for (const auto& [name, n, k] : {std::tuple<const char*, i64, i64>{"q_absorb", latent, nope}, {"v_unabsorb", v_dim, latent}}) {
+  for (const auto& [name, n, k] :
+       {std::tuple<const char*, i64, i64>{"q_absorb", latent, nope}, {"v_unabsorb", v_dim, latent}}) {
     DeviceBuffer x(rows * k * 2), y(rows * n * 2), w(heads * k * n * 2);
     fill_random(x, rows * k, seed(), stream_);
     fill_random(w, heads * k * n, seed(), stream_, false, 1.0f / std::sqrt(static_cast<float>(k)));

@@ -48,7 +48,8 @@ void check_merge(std::int64_t rows, std::int64_t dim, bool first, std::int64_t o
   }
   if (first) std::fill(run.begin(), run.end(), std::numeric_limits<float>::quiet_NaN());  // must not be read
   const std::size_t pad = static_cast<std::size_t>(offset_floats);
-  DeviceBuffer d_run((n + pad) * 4), d_part((n + pad) * 4), d_run_lse(run_lse.size() * 4), d_part_lse(run_lse.size() * 4);
+  DeviceBuffer d_run((n + pad) * 4), d_part((n + pad) * 4);
+  DeviceBuffer d_run_lse(run_lse.size() * 4), d_part_lse(run_lse.size() * 4);
   float* run_out = static_cast<float*>(d_run.ptr) + pad;
   float* part_out = static_cast<float*>(d_part.ptr) + pad;
   upload(run_out, run);

@@ -273,7 +273,8 @@ TEST_CASE("a fitted launch overhead is the fixed cost of the one-row kernels and
   add_gemm_sweep(t, gemm_efficiency, truth, none);
   // One row of 4096 bf16 (16 KiB read and written: nanoseconds of work) up to 64 MiB, at 0.87 of HBM.
   for (double bytes = 1 << 14; bytes <= (1 << 26); bytes *= 4) {
-    add_kernel(t, "rms_norm", bytes, bytes / 4, bytes, bytes / (truth.hbm_bytes_per_s * 0.87) + truth.launch_overhead_s);
+    const double time_s = bytes / (truth.hbm_bytes_per_s * 0.87) + truth.launch_overhead_s;
+    add_kernel(t, "rms_norm", bytes, bytes / 4, bytes, time_s);
   }
   FitInputs in = truth;
   in.launch_overhead_s = 0.9e-6;  // the default, replaced by the fit
