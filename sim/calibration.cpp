@@ -238,9 +238,10 @@ void apply_compute(const YAML::Node& node, ComputeParams& compute, const Ctx& ct
       const std::string path = "compute.kernels." + std::string(kKernelKeys[k]);
       check_keys(kernel, path,
                  {"compute_efficiency", "causal_compute_efficiency", "fp8_compute_efficiency",
-                  "fp8_causal_compute_efficiency", "memory_efficiency"},
+                  "fp8_causal_compute_efficiency", "memory_efficiency", "latency_us"},
                  ctx);
       KernelParams& params = compute.kernels[k];
+      if (const auto n = kernel["latency_us"]) params.latency_s = as_non_negative(n, path + ".latency_us", ctx) * 1e-6;
       if (const auto c = kernel["compute_efficiency"])
         params.compute_efficiency = parse_curve(c, path + ".compute_efficiency", ctx);
       if (const auto c = kernel["causal_compute_efficiency"]) {

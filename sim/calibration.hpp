@@ -90,6 +90,10 @@ struct KernelParams {
   EfficiencyCurve fp8_compute_efficiency;         ///< fp8 ops, fraction of the fp8 peak (empty: the curves above)
   EfficiencyCurve fp8_causal_compute_efficiency;  ///< causal fp8 ops (empty: fp8_compute_efficiency, then the above)
   EfficiencyCurve memory_efficiency;              ///< fraction of the HBM bandwidth, every dtype
+  /// The kind's fixed cost per kernel beyond ComputeParams::launch_overhead_s (a cuDNN call's plan, a reduction's
+  /// tail), added to each of its ops; `paratwin calibrate --fit-launch-overhead` fits it from the kind's
+  /// latency-bound kernels.
+  double latency_s = 0;
   /// The compute curve an op of `dtype` (causal or not) reads: the first non-empty of, for a causal fp8 op,
   /// fp8_causal_compute_efficiency, fp8_compute_efficiency, causal_compute_efficiency, compute_efficiency; for a
   /// non-causal fp8 op, fp8_compute_efficiency, compute_efficiency; for other ops the same without the fp8 curves.

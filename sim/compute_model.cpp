@@ -27,7 +27,7 @@ double ComputeModel::op_time_s(const ComputeOp& op) const {
   const double compute_peak_s = op.flops > 0 ? op.flops / peak_flops_per_s(op.dtype) : 0.0;
   const double memory_peak_s = op.bytes > 0 ? op.bytes / gpu_.hbm_bytes_per_s : 0.0;
   const double work_s = compute_peak_s >= memory_peak_s ? compute_peak_s / eff_compute : memory_peak_s / eff_memory;
-  return work_s + params_.launch_overhead_s;
+  return work_s + params_.launch_overhead_s + k.latency_s;
 }
 
 }  // namespace paratwin::sim

@@ -8,7 +8,8 @@
 namespace paratwin::sim {
 
 /// Time of one compute op on one GPU: flops / (peak(dtype) × eff_compute(kind, dtype, size)) when flops / peak(dtype)
-/// ≥ bytes / hbm, else bytes / (hbm × eff_memory(kind, size)); plus the launch overhead. eff_compute is the curve
+/// ≥ bytes / hbm, else bytes / (hbm × eff_memory(kind, size)); plus the launch overhead and the kind's latency
+/// (KernelParams::latency_s). eff_compute is the curve
 /// KernelParams::compute_curve picks (fp8 ops on the kind's fp8 curves where the calibration has them).
 class ComputeModel {
  public:

@@ -159,6 +159,24 @@ double predict(const CurveFit& curve, const KernelSample& s, double launch_s) {
   return s.work_s / curve_at(curve.points, s.size) + launch_s;
 }
 
+// The fixed cost per kernel of each kind beyond `launch_s`, from its latency-bound kernels among `kernels` (the least
+// time one of them took beyond its work, less the launch overhead; ≥ 0); kinds without one are left out.
+std::map<std::string, double> kind_latencies_s(const std::vector<const KernelSample*>& kernels, double launch_s) {
+  std::map<std::string, double> least_s;
+  for (const KernelSample* k : kernels) {
+    if (k->work_s >= kLatencyBoundWorkFraction * k->time_s) continue;
+    const double beyond_s = std::max(k->time_s - k->work_s - launch_s, 0.0);
+    const auto [it, added] = least_s.emplace(k->kind, beyond_s);
+    if (!added) it->second = std::min(it->second, beyond_s);
+  }
+  return least_s;
+}
+
+double latency_of(const std::map<std::string, double>& latencies_s, const std::string& kind) {
+  const auto it = latencies_s.find(kind);
+  return it == latencies_s.end() ? 0.0 : it->second;
+}
+
 constexpr double kLargeCallBytes = 1 << 20;
 
 // FitInputs::fit_launch_overhead's fit over `kernels`: the least time any of them took beyond its work at efficiency 1
@@ -247,6 +265,7 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
       for (const KernelSample& k : kernels) all.push_back(&k);
       fit.launch_overhead_s = least_overhead_s(all);
       fit.launch_overhead_fitted = true;
+      fit.kind_latency_s = kind_latencies_s(all, fit.launch_overhead_s);
     }
   }
   const double launch_s = fit.launch_overhead_s;
@@ -368,7 +387,8 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
   std::vector<HeldOut> held_out;
   for (const auto& [key, samples] : by_curve) {
     const auto& [kind, curve] = key;
-    fit.curves.push_back(fit_curve(kind, in.compute_kinds.at(kind), curve, samples, launch_s));
+    fit.curves.push_back(
+        fit_curve(kind, in.compute_kinds.at(kind), curve, samples, launch_s + latency_of(fit.kind_latency_s, kind)));
     if (!in.holdout) continue;
     std::set<double> sizes;
     for (const KernelSample* s : samples) sizes.insert(s->size);
@@ -383,6 +403,7 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
     held_out.push_back(std::move(h));
   }
   double held_launch_s = launch_s;
+  std::map<std::string, double> held_latencies_s = fit.kind_latency_s;
   if (fit.launch_overhead_fitted && !held_out.empty()) {  // from every kernel but the held-out ones
     std::set<const KernelSample*> tested;
     for (const HeldOut& h : held_out) tested.insert(h.test.begin(), h.test.end());
@@ -391,12 +412,13 @@ CalibrationFit fit_calibration(const std::vector<Trace>& traces, const FitInputs
       if (!tested.count(&k)) train.push_back(&k);
     }
     held_launch_s = least_overhead_s(train);
+    held_latencies_s = kind_latencies_s(train, held_launch_s);
   }
   for (const HeldOut& h : held_out) {
-    const CurveFit held = fit_curve(h.kind, in.compute_kinds.at(h.kind), h.curve, h.train, held_launch_s);
+    const double fixed_s = held_launch_s + latency_of(held_latencies_s, h.kind);
+    const CurveFit held = fit_curve(h.kind, in.compute_kinds.at(h.kind), h.curve, h.train, fixed_s);
     for (const KernelSample* s : h.test) {
-      holdout_errors[holdout_row(h.kind, h.curve)].push_back(
-          relative_error(predict(held, *s, held_launch_s), s->time_s));
+      holdout_errors[holdout_row(h.kind, h.curve)].push_back(relative_error(predict(held, *s, fixed_s), s->time_s));
     }
   }
   for (const auto& [kind, file_key] : in.compute_kinds) {

@@ -25,7 +25,8 @@ struct FitInputs {
   double network_line_rate_bytes_per_s = 0;  ///< per NIC and direction: the fitted network bandwidth's upper bound
   double launch_overhead_s = 0;              ///< added to every kernel by the compute model, kept as is unless fitted
   /// Fit the launch overhead instead: the least time any kernel took beyond its work at efficiency 1 (a one-row
-  /// kernel is nothing but that fixed cost), so that the curves fit only what a kernel's size adds to it.
+  /// kernel is nothing but that fixed cost), so that the curves fit only what a kernel's size adds to it; and each
+  /// kind's latency beyond it, from the kind's latency-bound kernels (kLatencyBoundWorkFraction).
   bool fit_launch_overhead = false;
   /// Compute kinds the calibration file accepts: trace kind → its key under compute.kernels (they can differ).
   std::map<std::string, std::string> compute_kinds;
@@ -67,10 +68,18 @@ struct CalibrationFit {
   std::vector<CurveFit> curves;
   double launch_overhead_s = 0;
   bool launch_overhead_fitted = false;  ///< fitted from the kernels (FitInputs::fit_launch_overhead), not kept
+  /// With a fitted launch overhead: per trace kind with latency-bound kernels, its fixed cost beyond the overhead.
+  std::map<std::string, double> kind_latency_s;
   std::vector<std::string> notes;     ///< what was not fitted, and why
   std::vector<HoldoutError> holdout;  ///< per kind, when FitInputs::holdout
   std::size_t communication_calls = 0, compute_kernels = 0;
 };
+
+/// A kernel whose work at efficiency 1 is below this fraction of its measured time is latency-bound: its time beyond
+/// the work is a fixed cost (the launch, a library call's set-up), which FitInputs::fit_launch_overhead fits per kind.
+/// On the 2026-11-29 H200 sweeps: the one-row norms and reorders, cuDNN's 512-token attention, cuBLAS's smallest
+/// GEMMs (docs/compare.md).
+inline constexpr double kLatencyBoundWorkFraction = 0.1;
 
 /// Fits links (per class present) and efficiency curves (per kind and regime present) to `traces`. Throws
 /// paratwin::Error for foreign traces, bad inputs, or traces with nothing to fit.

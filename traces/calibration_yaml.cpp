@@ -76,8 +76,19 @@ std::string calibration_yaml(const CalibrationFit& fit, const std::vector<std::s
     std::map<std::string, std::vector<const CurveFit*>> by_kind;
     for (const CurveFit& c : fit.curves) by_kind[c.key].push_back(&c);
     text += "  kernels:\n";
+    std::map<std::string, double> latency_by_key;  // the file's keys, from the trace kinds
+    for (const CurveFit& c : fit.curves) {
+      if (const auto it = fit.kind_latency_s.find(c.kind); it != fit.kind_latency_s.end()) {
+        latency_by_key[c.key] = it->second;
+      }
+    }
     for (const auto& [kind, curves] : by_kind) {
       text += fmt::format("    {}:\n", kind);
+      if (const auto it = latency_by_key.find(kind); it != latency_by_key.end()) {
+        text += fmt::format("      latency_us: {:.12g}  # fitted: beyond the launch overhead, from its latency-bound "
+                            "kernels\n",
+                            it->second * 1e6);
+      }
       for (const CurveFit* c : curves) {
         std::vector<std::string> points;
         for (const auto& [size, efficiency] : c->points)

@@ -37,6 +37,8 @@ compute:
   kernels:
     gemm:
       compute_efficiency: [[1, 0.5], [4096, 0.9]]
+    rms_norm:
+      latency_us: 3.5
 )",
                                                  "test.yaml");
   CHECK(cal.source == "test.yaml");
@@ -54,6 +56,8 @@ compute:
   CHECK_FALSE(cal.network.latency_s.has_value());
   CHECK(cal.compute.launch_overhead_s == Approx(2.5e-6));
   CHECK(cal.compute.of(ComputeKind::kGemm).compute_efficiency.at(4096) == Approx(0.9));
+  CHECK(cal.compute.of(ComputeKind::kRmsNorm).latency_s == Approx(3.5e-6));
+  CHECK(cal.compute.of(ComputeKind::kGemm).latency_s == 0.0);  // untouched
 }
 
 TEST_CASE("calibration file sets fp8 compute curves per kind, and a bad one is named by its key path",
@@ -125,6 +129,9 @@ TEST_CASE("calibration rejects non-positive bandwidths and bad values", "[sim][c
                                          "compute: {kernels: {gemm: {compute_efficiency: [[10, 1.5]]}}}", "c.yaml"),
                   Error);
   CHECK_THROWS_AS(apply_calibration_yaml(default_calibration(), "nccl: [1, 2", "c.yaml"), Error);
+  CHECK_THROWS_WITH(
+      apply_calibration_yaml(default_calibration(), "compute: {kernels: {rope: {latency_us: -1}}}", "c.yaml"),
+      Catch::Contains("compute.kernels.rope.latency_us"));
 }
 
 TEST_CASE("simulate() applies a calibration file and rejects a bad one", "[sim][calibration]") {

@@ -52,6 +52,12 @@ TEST_CASE("compute model: roofline, fp8 peak, causal attention curve, launch ove
   CHECK(model.op_time_s(fused) == Approx((4.0 * 8192 * 4096 + 4096) * 2 / hbm + 0.9e-6));
   CHECK(model.op_time_s(add) + model.op_time_s(plain) - model.op_time_s(fused) ==
         Approx(8192.0 * 4096 * 2 / hbm + 0.9e-6));
+  // A kind's latency adds to its ops alone, beside the launch overhead.
+  Calibration slow_norms = default_calibration();
+  slow_norms.compute.of(ComputeKind::kRmsNorm).latency_s = 4e-6;
+  const sim::ComputeModel with_latency(cluster.gpu, slow_norms.compute);
+  CHECK(with_latency.op_time_s(norm) == Approx(model.op_time_s(norm) + 4e-6));
+  CHECK(with_latency.op_time_s(big) == Approx(model.op_time_s(big)));
   // Grouped GEMM reads its curve at mean rows per expert.
   ComputeOp grouped;
   grouped.kind = ComputeKind::kGroupedGemm;

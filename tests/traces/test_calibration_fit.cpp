@@ -334,3 +334,51 @@ TEST_CASE("a fitted launch overhead stays at zero when a kernel beats its work a
   CHECK(no_kernels.launch_overhead_s == Approx(in.launch_overhead_s));
   CHECK(has_note(no_kernels, "launch overhead: no compute kernel to fit it from"));
 }
+
+TEST_CASE("a fitted launch overhead comes with each kind's latency from its latency-bound kernels",
+          "[traces][calibrate]") {
+  FitInputs in = test_fit_inputs(true);
+  in.compute_kinds["rope"] = "rope";
+  in.compute_kinds["kv_reorder"] = "kv_reorder";
+  in.fit_launch_overhead = true;
+  constexpr double kLaunchS = 4e-6;
+  Noise none(0, 1);
+  Trace t = empty_measured_trace();
+  FitInputs truth = in;
+  truth.launch_overhead_s = kLaunchS;
+  add_gemm_sweep(t, gemm_efficiency, truth, none);  // compute-bound from 64 rows: no latency-bound GEMM
+  // Every 4x from 16 KiB to 64 MiB: the norms pay 2 us and RoPE 6 us beyond the launch; one 4 KiB reorder pays none.
+  for (double bytes = 1 << 14; bytes <= (1 << 26); bytes *= 4) {
+    add_kernel(t, "rms_norm", bytes, bytes / 4, bytes, bytes / (in.hbm_bytes_per_s * 0.87) + kLaunchS + 2e-6);
+    add_kernel(t, "rope", bytes, bytes, bytes, bytes / (in.hbm_bytes_per_s * 0.8) + kLaunchS + 6e-6);
+  }
+  add_kernel(t, "kv_reorder", 4096, 0, 4096, 4096 / (in.hbm_bytes_per_s * 0.5) + kLaunchS);
+  const CalibrationFit fit = paratwin::fit_calibration({t}, in);
+  REQUIRE(fit.launch_overhead_fitted);
+  CHECK(fit.launch_overhead_s == Approx(kLaunchS).epsilon(1e-3));
+  REQUIRE(fit.kind_latency_s.count("rms_norm") == 1);
+  REQUIRE(fit.kind_latency_s.count("rope") == 1);
+  CHECK(fit.kind_latency_s.at("rms_norm") == Approx(2e-6).epsilon(1e-3));
+  CHECK(fit.kind_latency_s.at("rope") == Approx(6e-6).epsilon(1e-3));
+  CHECK(fit.kind_latency_s.count("gemm") == 0);
+  for (const auto& [bytes, efficiency] : curve(fit, "rope", "memory_efficiency").points) {
+    INFO(bytes << " bytes");
+    if (bytes >= (1 << 20)) CHECK(efficiency == Approx(0.8).epsilon(5e-3));  // the 16 KiB kernel's work: ~1 ns
+  }
+  for (const auto& [m, efficiency] : curve(fit, "gemm", "compute_efficiency").points) {
+    CHECK(efficiency == Approx(gemm_efficiency(m)).epsilon(1e-3));
+  }
+  REQUIRE_FALSE(fit.holdout.empty());
+  for (const auto& h : fit.holdout) {
+    INFO(h.kind);
+    CHECK(h.stats.median_abs < 1e-3);
+  }
+  const std::string yaml = paratwin::calibration_yaml(fit, {"test"}, paratwin::CalibrationTarget::kNcclModel);
+  CHECK_THAT(yaml, Catch::Contains("    rope:\n      latency_us: ") &&
+                       Catch::Contains("    rms_norm:\n      latency_us: "));
+  CHECK_THAT(yaml, !Catch::Contains("    gemm:\n      latency_us"));
+
+  // Kept (not fitted), the overhead comes without kind latencies.
+  in.fit_launch_overhead = false;
+  CHECK(paratwin::fit_calibration({t}, in).kind_latency_s.empty());
+}
