@@ -30,6 +30,18 @@ const paratwin::CurveFit& curve(const CalibrationFit& fit, const std::string& ki
   return fit.curves.front();
 }
 
+// A fit of noise-free kernels: the GEMM curve as the sweep made it, and every held-out kernel predicted as it was made.
+void check_gemm_curve_and_holdout(const CalibrationFit& fit) {
+  for (const auto& [m, efficiency] : curve(fit, "gemm", "compute_efficiency").points) {
+    CHECK(efficiency == Approx(gemm_efficiency(m)).epsilon(1e-3));
+  }
+  REQUIRE_FALSE(fit.holdout.empty());
+  for (const auto& h : fit.holdout) {
+    INFO(h.kind);
+    CHECK(h.stats.median_abs < 1e-3);
+  }
+}
+
 bool has_note(const CalibrationFit& fit, const std::string& text) {
   for (const auto& note : fit.notes) {
     if (note.find(text) != std::string::npos) return true;
@@ -291,15 +303,7 @@ TEST_CASE("a fitted launch overhead is the fixed cost of the one-row kernels and
     INFO(bytes << " bytes");
     if (bytes >= (1 << 20)) CHECK(efficiency == Approx(0.87).epsilon(3e-3));
   }
-  for (const auto& [m, efficiency] : curve(fit, "gemm", "compute_efficiency").points) {
-    CHECK(efficiency == Approx(gemm_efficiency(m)).epsilon(1e-3));
-  }
-  // Held out between fitted sizes, the kernels are predicted as they were made.
-  REQUIRE_FALSE(fit.holdout.empty());
-  for (const auto& h : fit.holdout) {
-    INFO(h.kind);
-    CHECK(h.stats.median_abs < 1e-3);
-  }
+  check_gemm_curve_and_holdout(fit);
 
   // Kept at 0.9 µs, the overhead leaves the norm's 6 µs in its curve: its small sizes read as latency-bound.
   in.fit_launch_overhead = false;
@@ -365,14 +369,7 @@ TEST_CASE("a fitted launch overhead comes with each kind's latency from its late
     INFO(bytes << " bytes");
     if (bytes >= (1 << 20)) CHECK(efficiency == Approx(0.8).epsilon(5e-3));  // the 16 KiB kernel's work: ~1 ns
   }
-  for (const auto& [m, efficiency] : curve(fit, "gemm", "compute_efficiency").points) {
-    CHECK(efficiency == Approx(gemm_efficiency(m)).epsilon(1e-3));
-  }
-  REQUIRE_FALSE(fit.holdout.empty());
-  for (const auto& h : fit.holdout) {
-    INFO(h.kind);
-    CHECK(h.stats.median_abs < 1e-3);
-  }
+  check_gemm_curve_and_holdout(fit);
   const std::string yaml = paratwin::calibration_yaml(fit, {"test"}, paratwin::CalibrationTarget::kNcclModel);
   CHECK_THAT(yaml, Catch::Contains("    rope:\n      latency_us: ") &&
                        Catch::Contains("    rms_norm:\n      latency_us: "));
