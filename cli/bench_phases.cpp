@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <tuple>
 #include <variant>
+#include <vector>
 
 #include "models/schedule_json.hpp"
 #include "topology/error.hpp"
@@ -62,9 +63,13 @@ Trace join_bench_phases(const Schedule& sweep, const Trace& collectives, const T
     collective_end_s = std::max(collective_end_s, e.end_s);
     joined.events.push_back(e);
   }
+  std::vector<int> communication_ops;  // per rank, once
+  for (std::size_t r = 0; r < sweep.ranks.size(); ++r) {
+    communication_ops.push_back(leading_communication_ops(sweep, static_cast<int>(r)));
+  }
   for (Event e : compute.events) {
     check_rank(sweep, e, "compute");
-    e.op += leading_communication_ops(sweep, e.rank);
+    e.op += communication_ops[static_cast<std::size_t>(e.rank)];
     check_place(sweep, e, e.op, "compute");
     e.start_s += collective_end_s;
     e.end_s += collective_end_s;

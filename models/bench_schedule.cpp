@@ -6,6 +6,7 @@
 #include <bit>
 #include <vector>
 
+#include "models/builders/gemm_shapes.hpp"
 #include "models/builders/op_emitter.hpp"
 #include "topology/error.hpp"
 #include "topology/rank_layout.hpp"
@@ -13,6 +14,8 @@
 namespace paratwin {
 namespace {
 
+using build::gemm_shape;
+using build::grouped_gemm_shape;
 using i64 = std::int64_t;
 
 ParallelConfig bench_config(int gpus) {
@@ -106,21 +109,6 @@ ComputeShape attention_shape(i64 tokens, i64 heads, i64 kv_heads, i64 dim_qk, i6
   return s;
 }
 
-ComputeShape gemm_shape(i64 m, i64 n, i64 k) {
-  ComputeShape s;
-  s.m = m;
-  s.n = n;
-  s.k = k;
-  return s;
-}
-
-// A grouped GEMM of `experts` experts with `rows_per_expert` rows each.
-ComputeShape grouped_shape(i64 experts, i64 rows_per_expert, i64 n, i64 k) {
-  ComputeShape s = gemm_shape(experts * rows_per_expert, n, k);
-  s.group_rows.assign(static_cast<std::size_t>(experts), rows_per_expert);
-  return s;
-}
-
 // DeepSeek-V3.2's block-scaled fp8 GEMMs (fp8 weights with 128×128 block scales, so k is a multiple of 128), for the
 // calibration's fp8 curves: they reach a smaller fraction of the fp8 peak than the sweep's bf16 GEMMs of the bf16 peak.
 // Its projections at the bf16 GEMMs' rows: q_b_proj (q_lora_rank 1536 to 128 heads × 192) and the dense MLP's gate_up
@@ -135,7 +123,7 @@ void emit_fp8_gemms(Chain& chain) {
   }
   for (const i64 rows_per_expert : {256, 1024}) {
     chain.compute(fmt::format("bench.moe.grouped_gemm_fp8.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm,
-                  grouped_shape(8, rows_per_expert, 4096, 7168), DType::kFp8);
+                  grouped_gemm_shape(8, rows_per_expert, 4096, 7168), DType::kFp8);
   }
 }
 
@@ -158,7 +146,7 @@ void emit_compute(Chain& chain) {
   }
   for (const i64 rows_per_expert : {64, 256, 1024, 4096}) {
     chain.compute(fmt::format("bench.moe.grouped_gemm.e8.r{}", rows_per_expert), ComputeKind::kGroupedGemm,
-                  grouped_shape(8, rows_per_expert, 4096, 2048));
+                  grouped_gemm_shape(8, rows_per_expert, 4096, 2048));
   }
   // MLA's per-head absorb GEMMs as DeepSeek-V3.2's absorbed form declares them (128 heads, q_nope 128 → latent 512
   // and back to v 128; models/builders/attention_tp.cpp): grouped GEMMs that are not experts', so the backend runs
@@ -166,9 +154,9 @@ void emit_compute(Chain& chain) {
   // of a CP shard (the MoE shapes above give it one, at 64 rows).
   for (const i64 tokens : {1024, 4096}) {
     chain.compute(fmt::format("bench.mla.q_absorb.t{}", tokens), ComputeKind::kGroupedGemm,
-                  grouped_shape(128, tokens, 512, 128));
+                  grouped_gemm_shape(128, tokens, 512, 128));
     chain.compute(fmt::format("bench.mla.v_unabsorb.t{}", tokens), ComputeKind::kGroupedGemm,
-                  grouped_shape(128, tokens, 128, 512));
+                  grouped_gemm_shape(128, tokens, 128, 512));
   }
   // Causal GQA attention up to 32K tokens, the longest prompt of the accuracy runs: a long prompt's attention is read
   // from a point at its size, not clamped to a shorter one (cuDNN's causal rate on an H200: 672 TFLOP/s at 16K, 610

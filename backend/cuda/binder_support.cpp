@@ -21,6 +21,21 @@ void gemm(const ExecCtx& ctx, const void* x, const void* w, void* y, i64 m, i64 
                                      static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+namespace {
+
+// What every launch of a bound grouped GEMM runs on: the rank's handle, stream and side streams, and its host pointer
+// table (`table` in the pool) resolved.
+GroupedGemm::Launch host_launch(const ExecCtx& e, int table) {
+  GroupedGemm::Launch launch;
+  launch.blas = e.blas;
+  launch.stream = e.stream;
+  launch.side = e.gemm_streams;
+  launch.host_table = e.pool->pointers(table);
+  return launch;
+}
+
+}  // namespace
+
 // The expert GEMMs' launch. Everything is resolved once: the host pointer table when the pool is allocated, and for
 // the Hopper kernel its device tables (pointer table, tile schedule, tensor maps) in the pool's memory; a launch reads
 // them and allocates nothing. The kernel's launch runs cuBLAS streams where the pool made no tables (operands off the
@@ -32,11 +47,7 @@ BoundGroupedGemm grouped_gemm(BufferPool& pool, GroupedGemm gemm, const GroupedG
   BoundGroupedGemm bound;
   if (method == cuda_plan::MoeGemmMethod::kHopperKernel) bound.kernel_tables = pool.grouped_kernel_tables(plan, table);
   bound.launch = [plan, table, kernel_tables = bound.kernel_tables](const ExecCtx& e) {
-    GroupedGemm::Launch launch;
-    launch.blas = e.blas;
-    launch.stream = e.stream;
-    launch.side = e.gemm_streams;
-    launch.host_table = e.pool->pointers(table);
+    GroupedGemm::Launch launch = host_launch(e, table);
     if (kernel_tables >= 0) {
       const auto& device = e.pool->kernel_tables(kernel_tables);
       if (device.ready()) {
@@ -56,14 +67,7 @@ std::function<void(const ExecCtx&)> batched_grouped_gemm(BufferPool& pool, Group
                                                          const GroupedGemm::Operands& operands) {
   const int table = pool.pointer_table(gemm.operand_addresses(operands));
   auto plan = std::make_shared<const GroupedGemm>(std::move(gemm));
-  return [plan, table](const ExecCtx& e) {
-    GroupedGemm::Launch launch;
-    launch.blas = e.blas;
-    launch.stream = e.stream;
-    launch.side = e.gemm_streams;
-    launch.host_table = e.pool->pointers(table);
-    plan->run(launch, GroupedGemmMethod::kStridedBatched);
-  };
+  return [plan, table](const ExecCtx& e) { plan->run(host_launch(e, table), GroupedGemmMethod::kStridedBatched); };
 }
 
 std::function<void(const ExecCtx&)> Binder::bind_grouped_gemm(const Op& op, const std::vector<i64>& group_rows, i64 n,

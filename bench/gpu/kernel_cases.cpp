@@ -69,6 +69,20 @@ void KernelBench::add_flops(std::string kernel, const ModelSpec& m, std::string 
                    target, "GEMM", std::move(anchor), std::nullopt, prompt_tokens_});
 }
 
+namespace {
+
+// `gemm`'s operand pointer table (GroupedGemm::operand_addresses) with buffer id i at `buffers[i]`.
+std::vector<void*> pointer_table(const cuda::GroupedGemm& gemm, const cuda::GroupedGemm::Operands& operands,
+                                 const std::vector<void*>& buffers) {
+  std::vector<void*> table;
+  for (const auto& addr : gemm.operand_addresses(operands)) {
+    table.push_back(static_cast<char*>(buffers[static_cast<std::size_t>(addr.buffer)]) + addr.offset_bytes);
+  }
+  return table;
+}
+
+}  // namespace
+
 std::vector<int> KernelBench::random_ints(i64 count, int bound) {
   std::mt19937_64 rng(seed());
   std::uniform_int_distribution<int> pick(0, bound - 1);
@@ -400,11 +414,7 @@ void KernelBench::mla_absorb_gemms(const ModelSpec& m, i64 tokens) {
     const cuda::GroupedGemm gemm(group_rows, n, k);
     cuda::GroupedGemm::Operands operands{0, 1, {}};
     for (i64 g = 0; g < heads; ++g) operands.weights.push_back({2, g * k * n * 2});
-    void* const base[] = {x.get(), y.get(), w.get()};  // the buffer ids of `operands`
-    std::vector<void*> table;
-    for (const auto& addr : gemm.operand_addresses(operands)) {
-      table.push_back(static_cast<char*>(base[addr.buffer]) + addr.offset_bytes);
-    }
+    const std::vector<void*> table = pointer_table(gemm, operands, {x.get(), y.get(), w.get()});
     const double bytes = 2.0 * static_cast<double>(rows * k + heads * k * n + rows * n);
     const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(k);
     const std::string shape =
@@ -532,7 +542,7 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
     fill_random(w, local * k * n, seed(), stream_, false, 1.0f / std::sqrt(static_cast<float>(k)));
     cuda::GroupedGemm::Operands operands{0, 1, {}};
     for (i64 g = 0; g < local; ++g) operands.weights.push_back({2, g * k * n * 2});
-    void* const base[] = {x.get(), y.get(), w.get()};  // the buffer ids of `operands`
+    const std::vector<void*> base = {x.get(), y.get(), w.get()};  // the buffer ids of `operands`
     // Every method is timed in turns with the dense GEMM (time_against), which gives its fraction; the dense row is
     // the dense GEMM timed alone, as before the turns, its note the median over the pairings.
     const auto dense = [&] { dense_gemm(blas_, x.get(), w.get(), y.get(), rows, n, k); };
@@ -566,10 +576,7 @@ void KernelBench::grouped_gemms(const ModelSpec& m, i64 tokens, int ep) {
     };
     for (const auto& v : variants) {
       const cuda::GroupedGemm gemm(group_rows, n, k, v.chunk_rows);
-      std::vector<void*> table;
-      for (const auto& addr : gemm.operand_addresses(operands)) {
-        table.push_back(static_cast<char*>(base[addr.buffer]) + addr.offset_bytes);
-      }
+      const std::vector<void*> table = pointer_table(gemm, operands, base);
       DeviceBuffer device_table(static_cast<i64>(table.size() * sizeof(void*)));
       PARATWIN_CUDA_CHECK(
           cudaMemcpy(device_table.get(), table.data(), table.size() * sizeof(void*), cudaMemcpyHostToDevice));

@@ -2,6 +2,7 @@
 // and the output projection with its attention-TP reduction.
 #include <algorithm>
 
+#include "models/builders/gemm_shapes.hpp"
 #include "models/builders/layer_context.hpp"
 #include "models/builders/moe_routing.hpp"
 #include "topology/error.hpp"
@@ -11,14 +12,6 @@ namespace {
 
 std::int64_t bytes_of(std::int64_t elems, DType dtype) {
   return static_cast<std::int64_t>(static_cast<double>(elems) * dtype_bytes(dtype));
-}
-
-ComputeShape gemm_shape(std::int64_t m, std::int64_t n, std::int64_t k) {
-  ComputeShape s;
-  s.m = m;
-  s.n = n;
-  s.k = k;
-  return s;
 }
 
 // Attention of queries in `run` (of each request) against keys [0, context_end).
@@ -102,12 +95,8 @@ QkvOps project_qkv(LayerContext& ctx, RankEmitter& e, const ResidualStream& inpu
     out.q = roped;
     if (uses_absorbed_mla(ctx)) {
       // Absorb W_UK into the queries: per head [n × qk_nope] · [qk_nope × kv_lora].
-      ComputeShape absorb;
-      absorb.group_rows.assign(static_cast<std::size_t>(d.heads), n);
-      absorb.m = n * d.heads;
-      absorb.n = mla.kv_lora_rank;
-      absorb.k = mla.qk_nope_head_dim;
-      out.q = e.compute("attn.q_absorb", ComputeKind::kGroupedGemm, absorb, act, {roped});
+      out.q = e.compute("attn.q_absorb", ComputeKind::kGroupedGemm,
+                        grouped_gemm_shape(d.heads, n, mla.kv_lora_rank, mla.qk_nope_head_dim), act, {roped});
     }
     return out;
   }
@@ -162,12 +151,8 @@ OpRef attention_core(LayerContext& ctx, RankEmitter& e, const QkvOps& qkv, OpRef
     // Un-absorb: per head [n × kv_lora] · [kv_lora × v_head_dim] (W_UV).
     const auto& mla = *m.mla;
     const auto n = ctx.tokens.local();
-    ComputeShape unabsorb;
-    unabsorb.group_rows.assign(static_cast<std::size_t>(d.heads), n);
-    unabsorb.m = n * d.heads;
-    unabsorb.n = mla.v_head_dim;
-    unabsorb.k = mla.kv_lora_rank;
-    return e.compute("attn.v_unabsorb", ComputeKind::kGroupedGemm, unabsorb, act, outputs);
+    return e.compute("attn.v_unabsorb", ComputeKind::kGroupedGemm,
+                     grouped_gemm_shape(d.heads, n, mla.v_head_dim, mla.kv_lora_rank), act, outputs);
   }
   return outputs.size() == 1 ? outputs.front() : outputs.back();
 }
